@@ -1,0 +1,60 @@
+"""What every provider adapter offers (sans-IO: no asyncio, no sockets).
+
+A provider turns a :class:`GenerationRequest` into an :class:`UpstreamRequest`, makes
+a fresh :class:`StreamAdapter` per stream to map its SSE events to normalized events,
+and maps an error response to an :class:`UpstreamError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from sseserver.errors import UpstreamError
+from sseserver.events import NormalizedEvent
+from sseserver.schema import GenerationRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """Where a provider lives and how to authenticate. ``base_url`` has no trailing /."""
+
+    name: str
+    kind: str  # "openai" or "anthropic": which wire format it speaks
+    base_url: str
+    api_key: str | None = None
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ProviderSettings(name={self.name!r}, kind={self.kind!r}, base_url={self.base_url!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str  # absolute URL: scheme://host[:port]/path
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+class StreamAdapter(Protocol):
+    def feed(self, event: str, data: str) -> list[NormalizedEvent]:
+        """Map one upstream SSE event (name, data) to zero or more normalized events.
+
+        Raises :class:`ProviderError` for data it cannot understand.
+        """
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """True once the upstream signalled the regular end of its stream."""
+        ...
+
+
+class Provider(Protocol):
+    settings: ProviderSettings
+
+    def build_request(self, request: GenerationRequest, model: str) -> UpstreamRequest: ...
+
+    def new_adapter(self) -> StreamAdapter: ...
+
+    def map_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError: ...

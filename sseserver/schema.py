@@ -1,0 +1,184 @@
+"""The normalized generation request (DESIGN.md §3), parsed and validated from JSON.
+
+Validation is strict: unknown fields are refused rather than passed on blindly, so a
+typo never silently changes what a provider is asked to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sseserver.errors import RequestError
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+FORMATS = frozenset({"sse", "ai-sdk"})
+DISCONNECT_POLICIES = frozenset({"cancel", "detach"})
+# Generous, but bounded: a request is held in memory for the whole stream.
+MAX_MESSAGES = 10_000
+MAX_MODEL_NAME = 256
+
+_KNOWN_FIELDS = frozenset({
+    "model", "messages", "provider", "system", "max_tokens", "temperature", "tools",
+    "resumable", "format", "on_disconnect",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: Any  # a string, or a provider-neutral list of content parts
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    model: str
+    messages: tuple[Message, ...]
+    provider: str | None = None
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    tools: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    resumable: bool = False
+    format: str = "sse"
+    on_disconnect: str | None = None
+
+    @property
+    def last_user_text(self) -> str:
+        """The text of the last user message ('' when there is none)."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return _text_of(message.content)
+        return ""
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "") for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def parse_generation_request(body: bytes) -> GenerationRequest:
+    """Parse a request body into a :class:`GenerationRequest`.
+
+    Raises :class:`RequestError` (400) saying exactly what is wrong.
+    """
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise RequestError(f"body must be a JSON object, not {_json_type(raw)}")
+    unknown = sorted(set(raw) - _KNOWN_FIELDS)
+    if unknown:
+        raise RequestError(f"unknown field(s): {', '.join(unknown)}")
+    return GenerationRequest(
+        model=_model(raw.get("model")),
+        messages=_messages(raw.get("messages")),
+        provider=_optional_str(raw, "provider"),
+        system=_optional_str(raw, "system"),
+        max_tokens=_max_tokens(raw.get("max_tokens")),
+        temperature=_temperature(raw.get("temperature")),
+        tools=_tools(raw.get("tools")),
+        resumable=_optional_bool(raw, "resumable"),
+        format=_choice(raw, "format", FORMATS, "sse"),
+        on_disconnect=_choice(raw, "on_disconnect", DISCONNECT_POLICIES, None),
+    )
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _model(value: Any) -> str:
+    if value is None:
+        raise RequestError("'model' is required")
+    if not isinstance(value, str) or not value.strip():
+        raise RequestError("'model' must be a non-empty string")
+    if len(value) > MAX_MODEL_NAME:
+        raise RequestError(f"'model' is longer than {MAX_MODEL_NAME} characters")
+    return value
+
+
+def _messages(value: Any) -> tuple[Message, ...]:
+    if value is None:
+        raise RequestError("'messages' is required")
+    if not isinstance(value, list):
+        raise RequestError(f"'messages' must be an array, not {_json_type(value)}")
+    if not value:
+        raise RequestError("'messages' must not be empty")
+    if len(value) > MAX_MESSAGES:
+        raise RequestError(f"'messages' has more than {MAX_MESSAGES} entries")
+    return tuple(_message(i, item) for i, item in enumerate(value))
+
+
+def _message(index: int, item: Any) -> Message:
+    where = f"messages[{index}]"
+    if not isinstance(item, dict):
+        raise RequestError(f"{where} must be an object, not {_json_type(item)}")
+    role = item.get("role")
+    if role not in ROLES:
+        raise RequestError(f"{where}.role must be one of {', '.join(sorted(ROLES))}")
+    content = item.get("content")
+    if not isinstance(content, str | list):
+        raise RequestError(f"{where}.content must be a string or an array of parts")
+    return Message(role=role, content=content)
+
+
+def _optional_str(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(f"'{key}' must be a string, not {_json_type(value)}")
+    return value
+
+
+def _optional_bool(raw: dict[str, Any], key: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise RequestError(f"'{key}' must be true or false")
+    return value
+
+
+def _choice(raw: dict[str, Any], key: str, allowed: frozenset[str], default: str | None
+            ) -> Any:
+    value = raw.get(key)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise RequestError(f"'{key}' must be one of {', '.join(sorted(allowed))}")
+    return value
+
+
+def _max_tokens(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RequestError("'max_tokens' must be a positive integer")
+    return value
+
+
+def _temperature(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2:
+        raise RequestError("'temperature' must be a number from 0 to 2")
+    return float(value)
+
+
+def _tools(value: Any) -> tuple[dict[str, Any], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise RequestError("'tools' must be an array of objects")
+    return tuple(value)
