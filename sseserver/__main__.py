@@ -1,0 +1,3 @@
+from sseserver.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,300 @@
+"""The upstream HTTP/1.1 client: one request, its response head, then a pushed body.
+
+:func:`open_upstream` connects (plain TCP or TLS), sends one request and returns an
+:class:`UpstreamConnection`. The caller awaits :meth:`~UpstreamConnection.head`; for a
+streamed 200 it then calls :meth:`~UpstreamConnection.stream` with a :class:`BodySink`
+and receives body bytes from the protocol callbacks, with no task per chunk. Reading
+can be paused and resumed, which is how a slow client slows the provider down.
+
+Timeouts (connect, first byte, idle gap, total) run on one timer that is re-armed
+lazily: a chunk only records the time it arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import h11
+
+from sseserver.errors import (
+    UpstreamClosed,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+
+# An error body is read only to show its message; more is never needed.
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 10.0
+    first_byte: float = 300.0
+    idle: float = 120.0
+    total: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    status: int
+    headers: dict[str, str]  # lower-case names
+
+
+class BodySink(Protocol):
+    def on_body(self, data: bytes) -> None: ...
+
+    def on_end(self) -> None: ...
+
+    def on_error(self, error: UpstreamError) -> None: ...
+
+
+class State(enum.Enum):
+    CONNECTING = "connecting"
+    AWAITING_HEAD = "awaiting-head"
+    BODY = "body"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._timeouts = timeouts
+        self._h11 = h11.Connection(h11.CLIENT)
+        self._transport: asyncio.Transport | None = None
+        self.state = State.CONNECTING
+        self._head: asyncio.Future[ResponseHead] = loop.create_future()
+        self._sink: BodySink | None = None
+        self._pending: list[bytes] = []  # body bytes that arrived before stream()
+        self._ended = False
+        self._error: UpstreamError | None = None
+        self._started = loop.time()
+        self._last_activity = self._started
+        self._timer: asyncio.TimerHandle | None = None
+        self.bytes_received = 0
+        self.origin = ""
+
+    def __repr__(self) -> str:
+        return (f"<UpstreamConnection {self.origin} state={self.state.value} "
+                f"received={self.bytes_received}>")
+
+    # -- asyncio callbacks ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._last_activity = self._loop.time()
+        self.bytes_received += len(data)
+        try:
+            self._h11.receive_data(data)
+            self._process_events()
+        except h11.RemoteProtocolError as exc:
+            self._fail(UpstreamClosed(f"provider sent invalid HTTP: {exc}", retryable=True))
+
+    def eof_received(self) -> bool | None:
+        try:
+            self._h11.receive_data(b"")
+            self._process_events()
+        except h11.RemoteProtocolError as exc:
+            self._fail(UpstreamClosed(f"provider closed the connection: {exc}"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        if self.state in (State.DONE, State.FAILED):
+            return
+        self._fail(UpstreamClosed(
+            "provider closed the connection before the response ended"
+            + (f": {exc}" if exc else "")))
+
+    # -- the caller's side ---------------------------------------------------------
+
+    def send_request(self, method: str, target: str, host: str,
+                     headers: Sequence[tuple[str, str]], body: bytes) -> None:
+        assert self._transport is not None
+        request = h11.Request(method=method, target=target, headers=[
+            ("host", host), *headers, ("content-length", str(len(body)))])
+        self._transport.write(
+            (self._h11.send(request) or b"") + (self._h11.send(h11.Data(data=body)) or b"")
+            + (self._h11.send(h11.EndOfMessage()) or b""))
+        self.state = State.AWAITING_HEAD
+        self._last_activity = self._loop.time()
+        self._schedule_check(min(self._timeouts.first_byte, self._timeouts.total))
+
+    async def head(self) -> ResponseHead:
+        """The response head. Raises :class:`UpstreamError` (timeout, closed)."""
+        return await self._head
+
+    def stream(self, sink: BodySink) -> None:
+        """Deliver the body to ``sink`` from now on (bytes that came early first)."""
+        self._sink = sink
+        pending, self._pending = self._pending, []
+        for data in pending:
+            sink.on_body(data)
+        if self._error is not None:
+            sink.on_error(self._error)
+        elif self._ended:
+            sink.on_end()
+
+    async def read_body(self, limit: int = MAX_ERROR_BODY) -> bytes:
+        """The whole (error) body, at most ``limit`` bytes; never raises."""
+        done: asyncio.Future[None] = self._loop.create_future()
+        chunks: list[bytes] = []
+
+        class _Collect:
+            def on_body(self, data: bytes) -> None:
+                if sum(map(len, chunks)) < limit:
+                    chunks.append(data)
+
+            def on_end(self) -> None:
+                if not done.done():
+                    done.set_result(None)
+
+            def on_error(self, error: UpstreamError) -> None:
+                self.on_end()
+
+        self.stream(_Collect())
+        await done
+        return b"".join(chunks)[:limit]
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and self._transport.is_reading():
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self._transport.is_reading() and \
+                not self._transport.is_closing():
+            self._transport.resume_reading()
+            self._last_activity = self._loop.time()  # a pause is not upstream idleness
+
+    def close(self) -> None:
+        """Abort the request: the provider sees the connection go at once."""
+        self._cancel_timer()
+        if self.state not in (State.DONE, State.FAILED):
+            self.state = State.FAILED
+        if not self._head.done():
+            self._head.cancel()
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _process_events(self) -> None:
+        while True:
+            event = self._h11.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Data):
+                self._deliver(bytes(event.data))
+            elif isinstance(event, h11.Response):
+                self._on_head(event)
+            elif isinstance(event, h11.EndOfMessage):
+                self._on_end()
+                return
+            elif isinstance(event, h11.ConnectionClosed):
+                if self.state is not State.DONE:
+                    self._fail(UpstreamClosed("provider closed the connection"))
+                return
+
+    def _on_head(self, event: h11.Response) -> None:
+        self.state = State.BODY
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+                   for name, value in event.headers.raw_items()}
+        if not self._head.done():
+            self._head.set_result(ResponseHead(event.status_code, headers))
+
+    def _deliver(self, data: bytes) -> None:
+        if self._sink is not None:
+            self._sink.on_body(data)
+        else:
+            self._pending.append(data)
+
+    def _on_end(self) -> None:
+        self.state = State.DONE
+        self._ended = True
+        self._cancel_timer()
+        if self._sink is not None:
+            self._sink.on_end()
+
+    def _fail(self, error: UpstreamError) -> None:
+        if self.state in (State.DONE, State.FAILED):
+            return
+        self.state = State.FAILED
+        self._error = error
+        self._cancel_timer()
+        if not self._head.done():
+            self._head.set_exception(error)
+        elif self._sink is not None:
+            self._sink.on_error(error)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _schedule_check(self, delay: float) -> None:
+        self._cancel_timer()
+        self._timer = self._loop.call_later(max(delay, 0.001), self._check_deadlines)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check_deadlines(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        total_left = self._started + self._timeouts.total - now
+        if self.state is State.AWAITING_HEAD:
+            limit, what = self._timeouts.first_byte, "first byte"
+        else:
+            limit, what = self._timeouts.idle, "next chunk"
+        reading = self._transport is not None and self._transport.is_reading()
+        idle_left = self._last_activity + limit - now if reading else limit
+        if total_left <= 0:
+            self._fail(UpstreamTimeout(
+                f"provider stream exceeded the total timeout of {self._timeouts.total:g} s"))
+        elif idle_left <= 0:
+            self._fail(UpstreamTimeout(
+                f"no {what} from the provider within {limit:g} s"))
+        else:
+            self._schedule_check(min(total_left, idle_left))
+
+
+async def open_upstream(
+    url: str, method: str, headers: Sequence[tuple[str, str]], body: bytes,
+    timeouts: Timeouts, ssl_context: ssl.SSLContext | None = None,
+) -> UpstreamConnection:
+    """Connect to ``url``'s origin and send the request.
+
+    Raises :class:`UpstreamConnectError` or :class:`UpstreamTimeout`.
+    """
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UpstreamConnectError(f"unsupported upstream URL {url!r}", retryable=False)
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    context = (ssl_context or ssl.create_default_context()) if tls else None
+    try:
+        _, conn = await asyncio.wait_for(loop.create_connection(
+            lambda: UpstreamConnection(timeouts, loop), parts.hostname, port, ssl=context,
+            server_hostname=parts.hostname if tls else None), timeouts.connect)
+    except TimeoutError:
+        raise UpstreamTimeout(
+            f"connecting to {parts.hostname}:{port} took longer than {timeouts.connect:g} s"
+        ) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise UpstreamConnectError(f"cannot connect to {parts.hostname}:{port}: {exc}"
+                                   ) from None
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.netloc.rpartition("@")[2]
+    conn.origin = f"{parts.scheme}://{host}"
+    conn.send_request(method, target, host, headers, body)
+    return conn

@@ -1,0 +1,128 @@
+"""Command line: flags and environment to configuration, uvloop, signals.
+
+    sseserver serve [--config FILE] [--host H] [--port P] [--workers N] [--demo]
+    sseserver fake-provider [--host H] [--port P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sseserver.config import Config, load_config, read_config_file
+from sseserver.errors import ConfigError
+
+logger = logging.getLogger("sseserver")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sseserver", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the SSE gateway")
+    serve.add_argument("--config", help="TOML configuration file (or SSESERVER_CONFIG)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8080; 0 = any free)")
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port")
+    serve.add_argument("--demo", action="store_true", default=None,
+                       help="route every model to the built-in fake provider")
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"])
+    fake = commands.add_parser("fake-provider",
+                               help="run the fake OpenAI/Anthropic-compatible provider")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=9000)
+    fake.add_argument("--log-level", default="info",
+                      choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> Config:
+    """TOML file < SSESERVER_* environment < flags. Raises ConfigError."""
+    path = args.config or env.get("SSESERVER_CONFIG")
+    toml_text = read_config_file(path) if path else None
+    overrides: dict[str, Any] = {}
+    for flag in ("host", "port", "workers", "demo"):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[f"server.{flag}"] = value
+    return load_config(toml_text, env, overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(message)s")
+    _install_uvloop()
+    if args.command == "fake-provider":
+        return _run_fake(args.host, args.port)
+    try:
+        config = config_from_args(args, dict(os.environ))
+    except ConfigError as exc:
+        print(f"sseserver: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if config.server.workers > 1:
+        from sseserver.workers import run_workers
+
+        return run_workers(config, _serve)
+    return _serve(config)
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _serve(config: Config) -> int:
+    from sseserver.server import Server
+
+    async def run() -> None:
+        server = Server(config)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        logger.info("draining (up to %g s)", config.streams.drain_timeout)
+        await server.drain()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        print(f"sseserver: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_fake(host: str, port: int) -> int:
+    from sseserver.fake import serve_fake_provider
+
+    async def run() -> None:
+        task = asyncio.create_task(serve_fake_provider(host, port))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        logger.info("fake provider on http://%s:%d", host, port)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        print(f"sseserver: cannot start the fake provider: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""The default output format (DESIGN.md §2): one SSE event per normalized event.
+
+Framing rule: a blank line only ever ends an event that carries data. httpx-sse and the
+openai/anthropic SDK decoders emit an empty event for any blank line once an ``id:`` or
+``retry:`` was seen, so ``retry:`` rides in the first event's block and the heartbeat
+is a bare comment line.
+
+Frames are built with one bytes format each: orjson output never contains CR or LF
+(JSON escapes them), and the event names are constants, so no line splitting or
+validation is needed on this path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from sseserver.events import (
+    ErrorEvent,
+    Finish,
+    NormalizedEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+HEARTBEAT = b": ping\n"
+_dumps = orjson.dumps
+
+
+class SSEFormatter:
+    """Numbers events from 1, strictly increasing, per stream."""
+
+    content_type = "text/event-stream"
+    heartbeat = HEARTBEAT
+    __slots__ = ("last_id", "retry_ms")
+
+    def __init__(self, retry_ms: int = 3000, first_id: int = 0) -> None:
+        self.retry_ms = retry_ms
+        self.last_id = first_id
+
+    def __repr__(self) -> str:
+        return f"<SSEFormatter last_id={self.last_id}>"
+
+    def start(self, metadata: dict[str, Any]) -> bytes:
+        self.last_id += 1
+        return b"retry: %d\nid: %d\nevent: metadata\ndata: %b\n\n" % (
+            self.retry_ms, self.last_id, _dumps(metadata))
+
+    def event(self, event: NormalizedEvent) -> bytes:
+        if type(event) is TextDelta:  # the per-token case first
+            self.last_id += 1
+            return b"id: %d\ndata: %b\n\n" % (self.last_id, _dumps({"content": event.content}))
+        if type(event) is Finish:
+            return b""
+        name, payload = _named(event)
+        self.last_id += 1
+        return b"id: %d\nevent: %b\ndata: %b\n\n" % (self.last_id, name, _dumps(payload))
+
+    def end(self) -> bytes:
+        self.last_id += 1
+        return b"id: %d\ndata: [DONE]\n\n" % self.last_id
+
+
+def _named(event: NormalizedEvent) -> tuple[bytes, dict[str, Any]]:
+    if isinstance(event, ReasoningDelta):
+        return b"reasoning", {"content": event.content}
+    if isinstance(event, ToolCallDelta):
+        return b"tool_call", {"index": event.index, "id": event.id, "name": event.name,
+                              "arguments": event.arguments}
+    if isinstance(event, Usage):
+        return b"usage", {"input_tokens": event.input_tokens,
+                          "output_tokens": event.output_tokens}
+    if isinstance(event, ErrorEvent):
+        payload: dict[str, Any] = {"type": event.type, "message": event.message,
+                                   "retryable": event.retryable}
+        if event.status is not None:
+            payload["status"] = event.status
+        return b"error", payload
+    raise TypeError(f"not a normalized event: {event!r}")

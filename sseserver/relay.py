@@ -1,0 +1,418 @@
+"""One generation relayed from a provider to one client: the per-stream orchestration.
+
+A :class:`Relay` walks its route (the provider/model targets of a fallback chain),
+retrying before the stream commits, then pushes the provider's body through the hot
+path — SSE parse, adapter, formatter, one chunk write per upstream read — straight
+from the upstream protocol's callbacks. Its state is one enum:
+
+    STARTING --(upstream 200, or first heartbeat due)--> OPEN
+    OPEN --(first content event sent)--> COMMITTED
+    any --(done, error, client gone, shutdown)--> ENDED
+
+Before COMMITTED a failure may be retried or fall back; after it, a failure is an
+``error`` event followed by the end frame (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sseserver.aio.http_server import HTTPConnection, StreamWriter
+from sseserver.aio.upstream import ResponseHead, Timeouts, UpstreamConnection, open_upstream
+from sseserver.core.sse import SSEParser
+from sseserver.errors import ProviderError, SSEServerError, UpstreamError, UpstreamTimeout
+from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, Usage
+from sseserver.formats.base import Formatter
+from sseserver.providers.base import Provider, StreamAdapter
+from sseserver.schema import GenerationRequest
+
+logger = logging.getLogger("sseserver.streams")
+
+
+class RelayState(enum.Enum):
+    STARTING = "starting"
+    OPEN = "open"
+    COMMITTED = "committed"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: Provider
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelayPolicy:
+    heartbeat_interval: float = 15.0
+    max_retries: int = 2
+    backoff_initial: float = 0.5
+    backoff_max: float = 8.0
+    # A Retry-After longer than this is not waited for (the SDKs cap it likewise).
+    max_retry_after: float = 60.0
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+def new_stream_id() -> str:
+    # 128 random bits: unguessable, so a stream id can serve as its own capability.
+    return secrets.token_urlsafe(16)
+
+
+class Relay:
+    def __init__(self, conn: HTTPConnection, request: GenerationRequest,
+                 route: Sequence[Target], formatter: Formatter, policy: RelayPolicy,
+                 headers: list[tuple[str, str]],
+                 on_end: Callable[[Relay], None] | None = None) -> None:
+        self.id = new_stream_id()
+        self.state = RelayState.STARTING
+        self._conn = conn
+        self._request = request
+        self._route = route
+        self._formatter = formatter
+        self._policy = policy
+        self._headers = headers
+        self._on_end = on_end
+        self._loop = asyncio.get_running_loop()
+        self._writer: StreamWriter | None = None
+        self._upstream: UpstreamConnection | None = None
+        self._target: Target | None = None
+        self._parser = SSEParser()
+        self._adapter: StreamAdapter | None = None
+        self._held: list[NormalizedEvent] = []  # non-content events before the commit
+        self._outcome: asyncio.Future[UpstreamError | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self._last_write = self._loop.time()
+        self.started = self._last_write
+        self.first_token_at: float | None = None
+        self.events = 0
+        self.attempts = 0
+        self.status = "ok"
+        self.reason = ""
+        self.usage: Usage | None = None
+
+    def __repr__(self) -> str:
+        return (f"<Relay {self.id} state={self.state.value} attempts={self.attempts} "
+                f"events={self.events}>")
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._conn.on_lost = self._on_client_gone
+        self._schedule_heartbeat(self._policy.heartbeat_interval)
+        self._task = self._loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            error = await self._walk_route()
+            if error is None:
+                self.complete()
+            else:
+                self._fail(error)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # a bug must end this stream only, cleanly
+            logger.exception("relay %s failed", self.id)
+            self._fail(ProviderError(f"internal error: {type(exc).__name__}", retryable=False))
+
+    async def _walk_route(self) -> UpstreamError | None:
+        error: UpstreamError | None = None
+        for target in self._route:
+            for attempt in range(self._policy.max_retries + 1):
+                if self.state is RelayState.ENDED:
+                    return None
+                if attempt:
+                    await asyncio.sleep(self._backoff(attempt, error))
+                error = await self._attempt(target)
+                if error is None or self.state in (RelayState.COMMITTED, RelayState.ENDED):
+                    return error
+                logger.info("stream %s: attempt %d on %s failed: %s", self.id,
+                            self.attempts, target.provider.settings.name, error)
+                if not error.retryable or self._retry_after_too_long(error):
+                    break
+        return error
+
+    async def _attempt(self, target: Target) -> UpstreamError | None:
+        """One upstream request; None when the stream ended normally."""
+        self.attempts += 1
+        self._target = target
+        upstream_request = target.provider.build_request(self._request, target.model)
+        try:
+            upstream = await open_upstream(
+                upstream_request.url, upstream_request.method, upstream_request.headers,
+                upstream_request.body, self._policy.timeouts)
+            self._upstream = upstream
+            head = await upstream.head()
+        except UpstreamError as exc:
+            self._drop_upstream()
+            return exc
+        if head.status != 200:
+            return await self._status_error(target, upstream, head)
+        return await self._pump(target, upstream)
+
+    async def _status_error(self, target: Target, upstream: UpstreamConnection,
+                            head: ResponseHead) -> UpstreamError:
+        body = await upstream.read_body()
+        self._drop_upstream()
+        return target.provider.map_error(head.status, head.headers, body)
+
+    async def _pump(self, target: Target, upstream: UpstreamConnection) -> UpstreamError | None:
+        self._open_response()
+        self._parser = SSEParser()
+        self._adapter = target.provider.new_adapter()
+        self._outcome = self._loop.create_future()
+        self._conn.flow.attach(upstream.pause_reading, upstream.resume_reading)
+        upstream.stream(_Sink(self))
+        try:
+            return await self._outcome
+        finally:
+            self._conn.flow.detach()
+            self._drop_upstream()
+
+    # -- the hot path: upstream body bytes to client frames ------------------------
+
+    def on_body(self, data: bytes) -> None:
+        adapter = self._adapter
+        assert adapter is not None
+        frames: list[bytes] = []
+        try:
+            for sse in self._parser.feed(data):
+                for event in adapter.feed(sse.event, sse.data):
+                    self._frame(event, frames)
+                if adapter.finished:
+                    break
+        except SSEServerError as exc:
+            self._flush(frames)
+            self._settle(exc if isinstance(exc, UpstreamError)
+                         else ProviderError(str(exc), retryable=False))
+            return
+        self._flush(frames)
+        if adapter.finished and self.state is not RelayState.ENDED:
+            self._settle(None)
+
+    def _frame(self, event: NormalizedEvent, frames: list[bytes]) -> None:
+        if type(event) is ErrorEvent:
+            raise ProviderError(event.message, retryable=event.retryable, status=event.status)
+        if self.state is not RelayState.COMMITTED:
+            if not isinstance(event, CONTENT_EVENTS):
+                self._held.append(event)
+                return
+            self._commit(frames)
+        if type(event) is Usage:
+            self.usage = event
+        frame = self._formatter.event(event)
+        if frame:
+            self.events += 1
+            frames.append(frame)
+
+    def _commit(self, frames: list[bytes]) -> None:
+        self._open_response()
+        self.state = RelayState.COMMITTED
+        self.first_token_at = self._loop.time()
+        target = self._target
+        assert target is not None
+        frames.append(self._formatter.start({
+            "stream_id": self.id, "provider": target.provider.settings.name,
+            "model": target.model}))
+        self.events += 1
+        held, self._held = self._held, []
+        for event in held:
+            self._frame(event, frames)
+
+    def _flush(self, frames: list[bytes]) -> None:
+        if frames and self._writer is not None:
+            self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            self._last_write = self._loop.time()
+
+    def on_upstream_end(self) -> None:
+        adapter = self._adapter
+        if adapter is not None and adapter.finished:
+            self._settle(None)
+        else:
+            self._settle(UpstreamError("provider ended the stream before it was complete"))
+
+    def _settle(self, error: UpstreamError | None) -> None:
+        if self._outcome is not None and not self._outcome.done():
+            self._outcome.set_result(error)
+
+    # -- ending --------------------------------------------------------------------
+
+    def _fail(self, error: UpstreamError) -> None:
+        """End the stream with a typed error: JSON before the head, events after it."""
+        if self.state is RelayState.ENDED:
+            return
+        self.status = "error"
+        self.reason = str(error)
+        if self.state is RelayState.STARTING:
+            self._respond_error(error)
+            self._end()
+            return
+        frames: list[bytes] = []
+        if self.state is RelayState.OPEN:
+            self._commit(frames)
+        frames.append(self._formatter.event(ErrorEvent(
+            type=error.error_type, message=str(error), retryable=error.retryable,
+            status=error.status)))
+        self.events += 1
+        self._finish(frames)
+
+    def _finish(self, frames: list[bytes]) -> None:
+        frames.append(self._formatter.end())
+        self.events += 1
+        self._flush(frames)
+        if self._writer is not None:
+            self._writer.close()
+        self._end()
+
+    def complete(self) -> None:
+        """The provider finished normally: send what is held, then the end frame."""
+        if self.state is RelayState.ENDED:
+            return
+        frames: list[bytes] = []
+        if self.state is not RelayState.COMMITTED:
+            self._commit(frames)
+        self._finish(frames)
+
+    def shutdown(self, message: str) -> None:
+        """The server is draining and out of time: end with a retryable error."""
+        self._cancel_task()
+        self._drop_upstream()
+        if self.state is not RelayState.ENDED:
+            error = UpstreamError(message, retryable=True)
+            error.error_type = "shutdown"
+            self._fail(error)
+            self.reason = "shutdown"
+
+    def _on_client_gone(self) -> None:
+        if self.state is RelayState.ENDED:
+            return
+        self.status = "cancelled"
+        self.reason = "client disconnected"
+        self._writer = None
+        self._cancel_task()
+        self._drop_upstream()
+        self._end()
+
+    def _end(self) -> None:
+        self.state = RelayState.ENDED
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        self._settle(None)
+        self._conn.on_lost = None
+        self._log()
+        if self._on_end is not None:
+            self._on_end(self)
+
+    def _cancel_task(self) -> None:
+        if self._task is not None and not self._task.done() and \
+                self._task is not asyncio.current_task():
+            self._task.cancel()
+
+    def _drop_upstream(self) -> None:
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            upstream.close()
+
+    # -- the client response -------------------------------------------------------
+
+    def _open_response(self) -> None:
+        if self.state is RelayState.STARTING:
+            self.state = RelayState.OPEN
+            self._writer = self._conn.start_stream(200, [
+                ("content-type", self._formatter.content_type),
+                ("cache-control", "no-cache, no-store"),
+                ("x-accel-buffering", "no"),
+                ("x-stream-id", self.id),
+                *self._headers,
+            ])
+            self._last_write = self._loop.time()
+
+    def _respond_error(self, error: UpstreamError) -> None:
+        status, headers = _client_status(error)
+        self._conn.respond_json(status, {"error": {
+            "type": error.error_type, "message": str(error)}}, headers)
+
+    def _schedule_heartbeat(self, delay: float) -> None:
+        if delay > 0:
+            self._heartbeat = self._loop.call_later(delay, self._on_heartbeat)
+
+    def _on_heartbeat(self) -> None:
+        self._heartbeat = None
+        if self.state is RelayState.ENDED:
+            return
+        interval = self._policy.heartbeat_interval
+        idle = self._loop.time() - self._last_write
+        if self.state is RelayState.STARTING or idle >= interval * 0.999:
+            self._open_response()  # the head goes out when the first heartbeat is due
+            if self._writer is not None:
+                self._writer.write(self._formatter.heartbeat)
+            self._last_write = self._loop.time()
+            idle = 0.0
+        self._schedule_heartbeat(interval - idle)
+
+    def _backoff(self, attempt: int, error: UpstreamError | None) -> float:
+        if error is not None and error.retry_after is not None:
+            return max(0.0, error.retry_after)
+        ceiling = min(self._policy.backoff_max, self._policy.backoff_initial * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)  # jitter spreads retry storms
+
+    def _retry_after_too_long(self, error: UpstreamError) -> bool:
+        return error.retry_after is not None and error.retry_after > self._policy.max_retry_after
+
+    def _log(self) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        now = self._loop.time()
+        target = self._target
+        record: dict[str, Any] = {
+            "event": "stream_end", "id": self.id, "status": self.status,
+            "provider": target.provider.settings.name if target else None,
+            "model": target.model if target else self._request.model,
+            "ttft_ms": round((self.first_token_at - self.started) * 1000, 2)
+            if self.first_token_at else None,
+            "duration_ms": round((now - self.started) * 1000, 2), "events": self.events,
+            "bytes": self._writer.bytes_sent if self._writer else None,
+            "attempts": self.attempts, "reason": self.reason,
+        }
+        logger.info(orjson.dumps(record).decode())
+
+
+class _Sink:
+    """Adapts the upstream's body callbacks to the relay."""
+
+    __slots__ = ("_relay", "on_body")
+
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+        self.on_body = relay.on_body
+
+    def on_end(self) -> None:
+        self._relay.on_upstream_end()
+
+    def on_error(self, error: UpstreamError) -> None:
+        self._relay._settle(error)
+
+
+def _client_status(error: UpstreamError) -> tuple[int, list[tuple[str, str]]]:
+    """The status a client gets for a failure known before the response head."""
+    headers: list[tuple[str, str]] = []
+    if isinstance(error, UpstreamTimeout):
+        return 504, headers
+    status = error.status
+    if status == 429:
+        retry_after = error.retry_after if error.retry_after is not None else 1.0
+        headers.append(("retry-after", str(max(1, round(retry_after)))))
+        return 429, headers
+    if status in (400, 404, 413, 422):
+        return status, headers
+    return 502, headers

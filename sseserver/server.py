@@ -1,0 +1,136 @@
+"""The embeddable server: bind, serve, drain.
+
+    async with sseserver.Server(config) as server:   # binds; port 0 picks a free port
+        print(server.port)
+        await server.serve_forever()
+
+With ``config.server.demo`` the fake provider runs in-process on loopback and every
+model is routed to it through the real upstream client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import socket
+from types import TracebackType
+
+from sseserver.aio.http_server import HTTPConnection, Limits
+from sseserver.config import Config
+from sseserver.fake import FakeProvider
+from sseserver.gateway import Gateway
+from sseserver.providers.base import Provider, ProviderSettings
+from sseserver.providers.registry import make_provider
+
+logger = logging.getLogger("sseserver")
+
+DEMO_PROVIDER = "demo"
+
+
+class Server:
+    """An sseserver bound to a socket. Use as an async context manager."""
+
+    def __init__(self, config: Config | None = None, *, sock: socket.socket | None = None
+                 ) -> None:
+        self.config = config or Config()
+        self._sock = sock
+        self._server: asyncio.Server | None = None
+        self._fake: FakeProvider | None = None
+        self.gateway: Gateway | None = None
+        self._closed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Server {self.host}:{self.port} gateway={self.gateway!r}>"
+
+    @property
+    def host(self) -> str:
+        return self.config.server.host
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful after binding port 0)."""
+        if self._server is None or not self._server.sockets:
+            return self.config.server.port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and start accepting. Raises OSError if the address is taken."""
+        providers = await self._providers()
+        gateway = Gateway(self.config, providers)
+        self.gateway = gateway
+        limits = Limits(**dataclasses.asdict(self.config.limits))
+        loop = asyncio.get_running_loop()
+
+        def factory() -> HTTPConnection:
+            return HTTPConnection(gateway.handle, limits, gateway.on_protocol_error, loop)
+
+        server = self.config.server
+        if self._sock is not None:
+            self._server = await loop.create_server(factory, sock=self._sock,
+                                                    backlog=server.backlog)
+        else:
+            self._server = await loop.create_server(
+                factory, server.host, server.port, backlog=server.backlog,
+                reuse_address=True, reuse_port=server.workers > 1)
+        logger.info("sseserver listening on %s (providers: %s)", self.url,
+                    ", ".join(sorted(providers)) or "none")
+
+    async def _providers(self) -> dict[str, Provider]:
+        if self.config.server.demo:
+            self._fake = FakeProvider("127.0.0.1", 0)
+            await self._fake.start()
+            settings = ProviderSettings(DEMO_PROVIDER, "openai", self._fake.base_url + "/v1",
+                                        "demo-key")
+            return {DEMO_PROVIDER: make_provider(settings)}
+        return {p.name: make_provider(p) for p in self.config.providers}
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` (or a drain) finishes."""
+        await self._closed.wait()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Stop accepting, report not-ready, let streams finish, then end the rest.
+
+        Streams still running after ``timeout`` (default: the configured drain
+        timeout) end with a retryable ``error`` event and the end frame.
+        """
+        gateway = self.gateway
+        if gateway is None:
+            return
+        gateway.draining = True
+        if self._server is not None:
+            self._server.close()
+        deadline = asyncio.get_running_loop().time() + (
+            self.config.streams.drain_timeout if timeout is None else timeout)
+        while gateway.relays and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for relay in list(gateway.relays):
+            relay.shutdown("server is shutting down; retry the request")
+        await self.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            if hasattr(self._server, "close_clients"):
+                self._server.close_clients()
+        if self.gateway is not None:
+            for relay in list(self.gateway.relays):
+                relay.shutdown("server closed")
+        if self._fake is not None:
+            await self._fake.close()
+            self._fake = None
+        self._closed.set()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()

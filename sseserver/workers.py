@@ -1,0 +1,65 @@
+"""``--workers N``: N processes share one port through SO_REUSEPORT, supervised.
+
+The parent forks the workers and watches them: a worker that dies is replaced (with a
+short pause so a crash loop cannot spin), and SIGTERM or SIGINT is passed on to every
+worker, each of which drains its own streams, before the parent exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from sseserver.config import Config
+
+logger = logging.getLogger("sseserver.workers")
+
+# A worker that dies sooner than this after its start is restarted only after a pause.
+MIN_WORKER_LIFETIME = 1.0
+
+
+def run_workers(config: Config, serve: Callable[[Config], int]) -> int:
+    children: dict[int, float] = {}
+    stopping = False
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os._exit(serve(config))
+        children[pid] = time.monotonic()
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for _ in range(config.server.workers):
+        spawn()
+    exit_code = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+            continue
+        started = children.pop(pid, time.monotonic())
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            exit_code = exit_code or (code if code > 0 else 0)
+            continue
+        logger.warning("worker %d exited with %d; starting a new one", pid, code)
+        if time.monotonic() - started < MIN_WORKER_LIFETIME:
+            time.sleep(MIN_WORKER_LIFETIME)
+        spawn()
+    return exit_code

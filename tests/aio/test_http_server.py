@@ -1,0 +1,288 @@
+"""The downstream HTTP protocol over real loopback sockets, with hostile clients."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from sseserver.aio.http_server import HTTPConnection, HTTPRequest, Limits
+
+FAST = Limits(header_timeout=0.3, body_timeout=0.3, keepalive_timeout=0.3,
+              max_body_bytes=1000, max_head_bytes=4096, max_header_count=20)
+
+
+def echo_handler(request: HTTPRequest, conn: HTTPConnection) -> None:
+    if request.path == "/stream":
+        writer = conn.start_stream(200, [("content-type", "text/event-stream")])
+        writer.write(b"data: one\n\n")
+        writer.write(b"data: two\n\n")
+        writer.close()
+        return
+    if request.path == "/hang":
+        conn.start_stream(200, [("content-type", "text/event-stream")])
+        return
+    conn.respond_json(200, {"method": request.method, "path": request.path,
+                            "query": request.query, "body": request.body.decode()})
+
+
+class Harness:
+    def __init__(self, limits: Limits, handler: Callable[..., None] = echo_handler) -> None:
+        self.limits = limits
+        self.handler = handler
+        self.connections: list[HTTPConnection] = []
+        self.errors: list[int] = []
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+
+        def factory() -> HTTPConnection:
+            conn = HTTPConnection(self.handler, self.limits,
+                                  lambda c, status, msg: self.errors.append(status), loop)
+            self.connections.append(conn)
+            return conn
+
+        self.server = await loop.create_server(factory, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+
+def run(test: Callable[[Harness, int], Awaitable[None]], limits: Limits = FAST,
+        handler: Callable[..., None] = echo_handler) -> None:
+    async def main() -> None:
+        harness = Harness(limits, handler)
+        port = await harness.start()
+        try:
+            await asyncio.wait_for(test(harness, port), 10)
+        finally:
+            harness.server.close()
+
+    asyncio.run(main())
+
+
+async def exchange(port: int, data: bytes, read_timeout: float = 2.0) -> bytes:
+    """Send raw bytes, read until the server closes (or the timeout)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    chunks = []
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), read_timeout)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except (TimeoutError, ConnectionResetError):
+        pass
+    writer.close()
+    return b"".join(chunks)
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+GET = b"GET /x?q=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def test_simple_request_and_keep_alive() -> None:
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, GET + GET, read_timeout=1)
+        assert response.count(b"HTTP/1.1 200 OK\r\n") == 2
+        assert b'"query":"q=1"' in response
+        assert b"date: " in response.lower()
+        assert len(h.connections) == 1
+
+    run(test)
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    async def test(h: Harness, port: int) -> None:
+        requests = b"".join(
+            b"POST /p%d HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\n%d" % (i, i)
+            for i in range(5))
+        response = await exchange(port, requests + b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        paths = [int(part.split(b'"')[0]) for part in response.split(b'"path":"/p')[1:]]
+        assert paths == [0, 1, 2, 3, 4]
+        assert response.endswith(b"data: two\n\n\r\n0\r\n\r\n")
+
+    run(test)
+
+
+def test_streamed_response_is_chunked() -> None:
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n", 1)
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert b"transfer-encoding: chunked" in head.lower()
+        assert body == b"b\r\ndata: one\n\n\r\nb\r\ndata: two\n\n\r\n0\r\n\r\n"
+
+    run(test)
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost t\r\n\r\n", 400),  # header without colon
+    (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999\r\n\r\n", 413),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n" + b"x" * 1001, 413),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+     + b"1f5\r\n" + b"x" * 501 + b"\r\n" + b"1f5\r\n" + b"x" * 501 + b"\r\n0\r\n\r\n", 413),
+    (b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-Big: " + b"a" * 100_000 + b"\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(30))
+     + b"\r\n", 431),
+])
+def test_malformed_requests_get_an_error_and_close(raw: bytes, status: int) -> None:
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, raw + GET)
+        assert status_of(response) == status
+        assert len(re.findall(rb"HTTP/1\.1 \d{3} ", response)) == 1, \
+            "the connection must close after the error"
+        assert b'"error":{"type"' in response
+        assert b"connection: close" in response.lower()
+        # the server goes on serving others
+        assert status_of(await exchange(port, GET, 0.5)) == 200
+
+    run(test)
+
+
+def test_big_head_byte_by_byte_gets_431() -> None:
+    async def test(h: Harness, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 8000
+        for i in range(0, len(head), 1):
+            if writer.is_closing() or reader.at_eof():
+                break
+            writer.write(head[i:i + 1])
+            if i % 512 == 0:
+                await writer.drain()
+        response = await asyncio.wait_for(reader.read(65536), 2)
+        assert status_of(response) == 431
+        writer.close()
+
+    run(test)
+
+
+def test_silent_client_is_cut_off_after_the_header_timeout() -> None:
+    async def test(h: Harness, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response = await exchange(port, b"GET / HTTP/1.1\r\nHost:", read_timeout=3)
+        elapsed = loop.time() - started
+        assert status_of(response) == 408
+        assert 0.25 <= elapsed < 2
+
+    run(test)
+
+
+def test_slow_body_is_cut_off() -> None:
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(
+            port, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc", 3)
+        assert status_of(response) == 408
+
+    run(test)
+
+
+def test_idle_keep_alive_connection_is_closed() -> None:
+    async def test(h: Harness, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET)
+        await reader.readuntil(b"}")
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # closed by the server
+        writer.close()
+
+    run(test)
+
+
+def test_pipelined_flood_is_not_buffered_without_bound() -> None:
+    """10 MB of pipelined requests behind a response that never ends: memory stays flat."""
+
+    async def test(h: Harness, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        flood = GET * (10_000_000 // len(GET))
+        writer.write(flood)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(writer.drain(), 1.0)  # the server stopped reading
+        conn = h.connections[0]
+        buffered = len(conn._h11.trailing_data[0])
+        assert buffered < 2 * 1024 * 1024, buffered
+        writer.transport.abort()
+
+    run(test)
+
+
+def test_slow_consumer_is_evicted() -> None:
+    limits = dataclasses.replace(FAST, write_high_water=1024, write_low_water=256,
+                                 max_write_buffer=1 << 30, slow_consumer_timeout=0.3)
+    state: dict[str, Any] = {}
+
+    def handler(request: HTTPRequest, conn: HTTPConnection) -> None:
+        writer = conn.start_stream(200, [("content-type", "text/event-stream")])
+        state["conn"] = conn
+
+        def pump() -> None:
+            if writer.closed:
+                return
+            writer.write(b"x" * 65536)
+            if not conn.flow.paused:
+                asyncio.get_running_loop().call_soon(pump)
+            else:
+                state["paused"] = True
+
+        pump()
+
+    async def test(h: Harness, port: int) -> None:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1024)
+        writer.write(GET)
+        writer.transport.pause_reading()
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            if state["conn"].phase.value == "closed":
+                break
+        assert state.get("paused")
+        assert state["conn"].phase.value == "closed"
+        writer.transport.abort()
+
+    run(test, limits, handler)
+
+
+def test_write_buffer_cap_evicts_at_once() -> None:
+    limits = dataclasses.replace(FAST, write_high_water=1024, write_low_water=256,
+                                 max_write_buffer=4096, slow_consumer_timeout=60)
+    state: dict[str, Any] = {}
+
+    def handler(request: HTTPRequest, conn: HTTPConnection) -> None:
+        writer = conn.start_stream(200, [("content-type", "text/event-stream")])
+        state["conn"] = conn
+        for _ in range(200):  # a producer that ignores pause: the cap must hold
+            writer.write(b"y" * 65536)
+
+    async def test(h: Harness, port: int) -> None:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.transport.pause_reading()
+        writer.write(GET)
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+            if "conn" in state and state["conn"].phase.value == "closed":
+                break
+        assert state["conn"].phase.value == "closed"
+        writer.transport.abort()
+
+    run(test, limits, handler)
+
+
+def test_repr_shows_state() -> None:
+    async def test(h: Harness, port: int) -> None:
+        await exchange(port, GET, 0.5)
+        text = repr(h.connections[0])
+        assert "served=1" in text
+        assert "phase=" in text
+
+    run(test)
