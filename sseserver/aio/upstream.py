@@ -207,6 +207,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _on_head(self, event: h11.Response) -> None:
         self.state = State.BODY
+        self._schedule_check(min(self._timeouts.idle,
+                                 self._started + self._timeouts.total - self._loop.time()))
         headers = {name.decode("latin-1").lower(): value.decode("latin-1")
                    for name, value in event.headers.raw_items()}
         if not self._head.done():
