@@ -201,7 +201,9 @@ class Relay:
 
     def _frame(self, event: NormalizedEvent, frames: list[bytes]) -> None:
         if type(event) is ErrorEvent:
-            raise ProviderError(event.message, retryable=event.retryable, status=event.status)
+            error = ProviderError(event.message, retryable=event.retryable, status=event.status)
+            error.error_type = event.type
+            raise error
         if self.state is not RelayState.COMMITTED:
             if not isinstance(event, CONTENT_EVENTS):
                 self._held.append(event)

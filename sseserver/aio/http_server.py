@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from typing import cast
 
 import h11
 
@@ -128,8 +129,7 @@ class HTTPConnection(asyncio.Protocol):
     # -- asyncio callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
         transport.set_write_buffer_limits(
@@ -154,7 +154,7 @@ class HTTPConnection(asyncio.Protocol):
         # A client that half-closes while we stream to it is gone in practice (browsers
         # and SDKs never half-close); treating it as a disconnect lets the upstream be
         # cancelled at once instead of at the next write.
-        if self.phase is Phase.RESPONDING and self.stream is not None:
+        if self.phase is Phase.RESPONDING:
             return False
         try:
             self._h11.receive_data(b"")

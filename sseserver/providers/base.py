@@ -25,7 +25,8 @@ class ProviderSettings:
     api_key: str | None = None
 
     def __repr__(self) -> str:  # never show the key
-        return f"ProviderSettings(name={self.name!r}, kind={self.kind!r}, base_url={self.base_url!r})"
+        return (f"ProviderSettings(name={self.name!r}, kind={self.kind!r}, "
+                f"base_url={self.base_url!r})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,324 @@
+"""Settings: frozen, validated dataclasses, and the loader that layers their sources.
+
+Precedence: TOML file < ``SSESERVER_<SECTION>_<KEY>`` environment < overrides (flags).
+The loader takes the environment as a mapping; only the CLI reads ``os.environ``.
+Defaults and their reasons follow reference/http-hardening.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, get_type_hints
+
+from sseserver.errors import ConfigError
+from sseserver.providers.base import ProviderSettings
+
+MiB = 1024 * 1024
+PROVIDER_KINDS = frozenset({"openai", "anthropic"})
+ENV_PREFIX = "SSESERVER_"
+# Read by the CLI (the config file's path), not a setting.
+ENV_IGNORED = frozenset({"SSESERVER_CONFIG"})
+SDK_PROVIDERS = (
+    # name, key variable, base URL variable, default base URL (the official SDKs')
+    ("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
+    ("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0 picks a free port
+    workers: int = 1
+    backlog: int = 2048  # uvicorn's default; nginx uses 511
+    # Each stream holds a client and an upstream socket; over the cap: 503 + Retry-After.
+    max_connections: int = 10000
+    demo: bool = False
+    cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    header_timeout: float = 10.0  # s; nginx 60 s, the CIS benchmark suggests 10 s
+    max_head_bytes: int = 16384  # h11's limit; Envoy allows 60 KiB
+    max_header_count: int = 100  # Envoy and gunicorn
+    max_body_bytes: int = 8 * MiB  # a long chat history fits; nginx defaults to 1 MiB
+    body_timeout: float = 60.0  # s; nginx client_body_timeout
+    keepalive_timeout: float = 5.0  # s; uvicorn
+    max_pipelined_bytes: int = 65536  # unread input while a response is in progress
+    write_high_water: int = 65536  # uvicorn's high-water mark
+    write_low_water: int = 16384
+    max_write_buffer: int = 1 * MiB  # Envoy's per-connection buffer
+    slow_consumer_timeout: float = 30.0  # s above high water before eviction
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    heartbeat_interval: float = 15.0  # s; sse-starlette 15 s, proxies cut idle at ~60 s
+    retry_ms: int = 3000  # what browsers use when told nothing
+    max_stream_duration: float = 3600.0  # s; Mercure: hubs should cap stream lifetime
+    drain_timeout: float = 30.0  # s; gunicorn's graceful timeout
+    max_events: int = 100_000
+    max_bytes: int = 16 * MiB
+    retention: float = 300.0  # s a finished resumable stream stays resumable
+    detached_idle_timeout: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 300.0  # reasoning models think for minutes
+    idle_timeout: float = 120.0
+    total_timeout: float = 3600.0
+    max_retries: int = 2  # the official SDKs' default
+    backoff_initial: float = 0.5  # s, doubled per attempt, as the SDKs do
+    backoff_max: float = 8.0
+    max_connections_per_origin: int = 100
+    pool_idle_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    default_provider: str | None = None
+    aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    fallbacks: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerSettings, "limits": LimitsSettings, "streams": StreamSettings,
+    "upstream": UpstreamSettings, "routing": RoutingSettings,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    streams: StreamSettings = field(default_factory=StreamSettings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    providers: tuple[ProviderSettings, ...] = ()
+
+    def provider(self, name: str) -> ProviderSettings | None:
+        return next((p for p in self.providers if p.name == name), None)
+
+
+def read_config_file(path: str) -> str:
+    """The text of a config file. Raises :class:`ConfigError` if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path!r}: {exc.strerror}") from None
+
+
+def load_config(toml_text: str | None = None, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Build a validated :class:`Config`. Raises :class:`ConfigError` naming the key."""
+    env = env or {}
+    raw: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    providers: dict[str, dict[str, Any]] = {}
+    if toml_text:
+        _merge_toml(_parse_toml(toml_text), raw, providers, env)
+    _merge_env(env, raw)
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        _check_known(section, name, key)
+        raw[section][name] = value
+    _merge_sdk_providers(env, providers)
+    sections = {name: _build(cls, name, raw[name]) for name, cls in SECTIONS.items()}
+    config = Config(**sections, providers=tuple(
+        _provider(name, values) for name, values in providers.items()))
+    _validate(config)
+    return config
+
+
+# -- sources -------------------------------------------------------------------------
+
+
+def _parse_toml(text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file is not valid TOML: {exc}") from None
+
+
+def _merge_toml(data: dict[str, Any], raw: dict[str, dict[str, Any]],
+                providers: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    for section, values in data.items():
+        if section == "providers":
+            _merge_toml_providers(values, providers, env)
+            continue
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        for name, value in values.items():
+            _check_known(section, name, f"{section}.{name}")
+            raw[section][name] = value
+
+
+def _merge_toml_providers(values: Any, providers: dict[str, dict[str, Any]],
+                          env: Mapping[str, str]) -> None:
+    if not isinstance(values, dict):
+        raise ConfigError("[providers] must hold one table per provider")
+    for name, table in values.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"[providers.{name}] must be a table")
+        unknown = set(table) - {"kind", "base_url", "api_key", "api_key_env"}
+        if unknown:
+            raise ConfigError(f"unknown setting 'providers.{name}.{sorted(unknown)[0]}'")
+        entry = {k: v for k, v in table.items() if k != "api_key_env"}
+        if "api_key_env" in table:
+            entry["api_key"] = env.get(str(table["api_key_env"]))
+        providers[name] = entry
+
+
+def _merge_env(env: Mapping[str, str], raw: dict[str, dict[str, Any]]) -> None:
+    for variable, value in env.items():
+        if not variable.startswith(ENV_PREFIX) or variable in ENV_IGNORED:
+            continue
+        rest = variable[len(ENV_PREFIX):].lower()
+        section, _, name = rest.partition("_")
+        if section not in SECTIONS or name not in _field_types(SECTIONS[section]):
+            raise ConfigError(f"unknown environment variable {variable}")
+        kind = _field_types(SECTIONS[section])[name]
+        raw[section][name] = _from_env(variable, value, kind)
+
+
+def _merge_sdk_providers(env: Mapping[str, str], providers: dict[str, dict[str, Any]]
+                         ) -> None:
+    for name, key_var, url_var, default_url in SDK_PROVIDERS:
+        key, url = env.get(key_var), env.get(url_var)
+        if key is None and name not in providers:
+            continue
+        entry = providers.setdefault(name, {"kind": name, "base_url": default_url})
+        entry.setdefault("kind", name)
+        entry.setdefault("base_url", default_url)
+        if key is not None:
+            entry["api_key"] = key
+        if url:
+            entry["base_url"] = url
+
+
+# -- typing and validation -----------------------------------------------------------
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _check_known(section: str, name: str, key: str) -> None:
+    if section not in SECTIONS or name not in _field_types(SECTIONS[section]):
+        raise ConfigError(f"unknown setting '{key}'")
+
+
+def _from_env(variable: str, text: str, kind: Any) -> Any:
+    try:
+        if kind is bool:
+            lowered = text.strip().lower()
+            if lowered not in _BOOLEANS:
+                raise ValueError
+            return _BOOLEANS[lowered]
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind == tuple[str, ...]:
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        if kind == str | None:
+            return text or None
+        if kind is str:
+            return text
+    except ValueError:
+        raise ConfigError(f"{variable}: {text!r} is not a valid {_type_name(kind)}") from None
+    raise ConfigError(f"{variable}: this setting cannot be set from the environment")
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
+             "0": False, "false": False, "no": False, "off": False}
+
+
+def _type_name(kind: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(
+        kind, "list of strings" if kind == tuple[str, ...] else str(kind))
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind == tuple[str, ...] and isinstance(value, list | tuple) and \
+            all(isinstance(v, str) for v in value):
+        return tuple(value)
+    if kind == str | None and (value is None or isinstance(value, str)):
+        return value
+    if kind in (bool, int, float, str) and type(value) is kind:
+        return value
+    if kind == Mapping[str, str] and isinstance(value, Mapping) and \
+            all(isinstance(v, str) for v in value.values()):
+        return MappingProxyType(dict(value))
+    if kind == Mapping[str, tuple[str, ...]] and isinstance(value, Mapping) and all(
+            isinstance(v, list | tuple) and all(isinstance(s, str) for s in v)
+            for v in value.values()):
+        return MappingProxyType({k: tuple(v) for k, v in value.items()})
+    raise ConfigError(f"{key}: expected {_type_name(kind)}, got {value!r}")
+
+
+def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
+    types = _field_types(cls)
+    coerced = {name: _coerce(f"{section}.{name}", value, types[name])
+               for name, value in values.items()}
+    for name, value in coerced.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{section}.{name}: must not be negative, got {value}")
+    return cls(**coerced)
+
+
+def _provider(name: str, values: dict[str, Any]) -> ProviderSettings:
+    kind = values.get("kind")
+    if kind not in PROVIDER_KINDS:
+        raise ConfigError(f"providers.{name}.kind: must be one of "
+                          f"{', '.join(sorted(PROVIDER_KINDS))}, got {kind!r}")
+    base_url = values.get("base_url")
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"providers.{name}.base_url: must start with http:// or https://")
+    key = values.get("api_key")
+    if key is not None and not isinstance(key, str):
+        raise ConfigError(f"providers.{name}.api_key: must be a string")
+    return ProviderSettings(name, kind, base_url.rstrip("/"), key or None)
+
+
+def _validate(config: Config) -> None:
+    server, limits = config.server, config.limits
+    if server.port > 65535:
+        raise ConfigError(f"server.port: must be 0..65535, got {server.port}")
+    for key, value in (("server.workers", server.workers),
+                       ("server.max_connections", server.max_connections),
+                       ("limits.max_head_bytes", limits.max_head_bytes),
+                       ("limits.max_body_bytes", limits.max_body_bytes)):
+        if value < 1:
+            raise ConfigError(f"{key}: must be a positive integer, got {value}")
+    if not limits.write_low_water < limits.write_high_water <= limits.max_write_buffer:
+        raise ConfigError("limits: need write_low_water < write_high_water <= "
+                          "max_write_buffer")
+    if config.streams.heartbeat_interval <= 0:
+        raise ConfigError("streams.heartbeat_interval: must be positive")
+    names = {p.name for p in config.providers}
+    routing = config.routing
+    targets = [*routing.aliases.items(),
+               *((alias, t) for alias, chain in routing.fallbacks.items() for t in chain)]
+    for alias, target in targets:
+        provider, _, model = target.partition("/")
+        if not model or not provider:
+            raise ConfigError(f"routing: {alias!r} -> {target!r} must be 'provider/model'")
+        if names and provider not in names:
+            raise ConfigError(f"routing: {alias!r} names unknown provider {provider!r}")
+    if routing.default_provider and names and routing.default_provider not in names:
+        raise ConfigError(f"routing.default_provider: unknown provider "
+                          f"{routing.default_provider!r}")

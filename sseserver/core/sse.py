@@ -1,0 +1,191 @@
+"""Server-sent events, sans-IO: an encoder and an incremental WHATWG parser.
+
+Section numbers refer to reference/sse-spec.md, which restates WHATWG HTML §9.2.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sseserver.errors import LocalProtocolError, RemoteProtocolError
+
+# A provider that never sends a line ending must not grow our memory without bound.
+# Real provider lines are one JSON chunk (well under 64 KiB even for big tool-call
+# arguments); 1 MiB leaves room for the largest we have seen with a wide margin.
+MAX_LINE_BYTES = 1024 * 1024
+
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+_BAD_IN_FIELD = re.compile(r"[\r\n\x00]")
+
+
+@dataclass(slots=True)
+class ServerSentEvent:
+    event: str = "message"
+    data: str = ""
+    id: str = ""
+    retry: int | None = None
+
+
+# -- encoding ------------------------------------------------------------------------
+
+
+def encode_event(data: str | bytes | None = None, *, event: str | None = None,
+                 id: str | int | None = None, retry: int | None = None,
+                 comment: str | None = None) -> bytes:
+    """One complete event block, LF line endings, ``name: value`` with one space (§4.3).
+
+    Raises :class:`LocalProtocolError` for CR, LF or NUL in ``event`` or ``id``, an empty
+    event name, a negative retry or a line break in a comment; ``ValueError`` for a
+    block with nothing in it.
+    """
+    if data is None and event is None and id is None and retry is None and comment is None:
+        raise ValueError("an event needs at least one field")
+    lines: list[bytes] = []
+    if comment is not None:
+        if "\r" in comment or "\n" in comment:
+            raise LocalProtocolError("a comment must not contain CR or LF")
+        lines.append(b": " + comment.encode())
+    if retry is not None:
+        if retry < 0:
+            raise LocalProtocolError("retry must be a non-negative number of milliseconds")
+        lines.append(b"retry: %d" % retry)
+    if id is not None:
+        lines.append(b"id: " + _checked_field("id", str(id)).encode())
+    if event is not None:
+        if not event:
+            raise LocalProtocolError("an empty event name means 'message': leave it out")
+        lines.append(b"event: " + _checked_field("event", event).encode())
+    if data is not None:
+        raw = data.encode() if isinstance(data, str) else data
+        # §4.2: one data line per piece; clients rejoin the pieces with LF
+        lines.extend(b"data: " + piece for piece in _LINE_BREAK.split(raw))
+    return b"\n".join(lines) + b"\n\n"
+
+
+def encode_comment(text: str = "") -> bytes:
+    """A bare comment line with no blank line after it: the heartbeat form (§4.9)."""
+    if "\r" in text or "\n" in text:
+        raise LocalProtocolError("a comment must not contain CR or LF")
+    return b": " + text.encode() + b"\n" if text else b":\n"
+
+
+def _checked_field(name: str, value: str) -> str:
+    # §4.4-4.5: CR/LF would end the line early; a NUL makes clients ignore the id
+    if _BAD_IN_FIELD.search(value):
+        raise LocalProtocolError(f"{name} must not contain CR, LF or NUL: {value!r}")
+    return value
+
+
+# -- parsing -------------------------------------------------------------------------
+
+
+class SSEParser:
+    """Incremental WHATWG event-stream parser: bytes in, events out, any split point.
+
+    Driving contract: call :meth:`feed` with each chunk as it arrives and handle the
+    events it returns; call :meth:`close` at the end of the stream (a pending,
+    unterminated event is discarded, §2.6). Raises :class:`RemoteProtocolError` for a
+    line longer than ``max_line_bytes``.
+    """
+
+    __slots__ = ("_buffer", "_data", "_event", "_max_line", "_pending_cr",
+                 "_started", "last_event_id", "retry")
+
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self._max_line = max_line_bytes
+        self._buffer = bytearray()  # bytes of an incomplete line
+        self._pending_cr = False  # the last chunk ended in CR: a leading LF is its pair
+        self._started = False  # the BOM check is done (§2.1: only at stream start)
+        self._data: list[str] = []
+        self._event = ""
+        self.last_event_id = ""
+        self.retry: int | None = None
+
+    def __repr__(self) -> str:
+        return (f"<SSEParser buffered={len(self._buffer)} last_event_id="
+                f"{self.last_event_id!r} retry={self.retry}>")
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        if self._pending_cr:
+            self._pending_cr = False
+            if chunk[:1] == b"\n":  # §2.2: CR then LF across reads is ONE line ending
+                chunk = chunk[1:]
+        if not self._started:
+            chunk = self._strip_bom(chunk)
+            if not self._started:
+                return []
+        if self._buffer:
+            if b"\n" not in chunk and b"\r" not in chunk:
+                self._buffer += chunk  # a long line in small reads: no quadratic copying
+                self._check_line_length()
+                return []
+            chunk = bytes(self._buffer) + chunk
+            self._buffer = bytearray()
+        if chunk.endswith(b"\r"):
+            self._pending_cr = True
+        lines = _LINE_BREAK.split(chunk) if b"\r" in chunk else chunk.split(b"\n")
+        self._buffer = bytearray(lines.pop())
+        self._check_line_length()
+        events: list[ServerSentEvent] = []
+        # Lines are decoded whole, so a character split across reads is already joined.
+        for line in lines:
+            self._line(_decode(line), events)
+        return events
+
+    def _check_line_length(self) -> None:
+        if len(self._buffer) > self._max_line:
+            self._buffer = bytearray()
+            raise RemoteProtocolError(f"event-stream line longer than {self._max_line} bytes")
+
+    def close(self) -> list[ServerSentEvent]:
+        """End of stream: a partial line and an unterminated event are dropped (§2.6)."""
+        self._buffer = bytearray()
+        self._data = []
+        self._event = ""
+        self._pending_cr = False
+        return []
+
+    def _strip_bom(self, chunk: bytes) -> bytes:
+        # §2.1: one BOM at the very start is removed, even when split across reads
+        head = bytes(self._buffer) + chunk
+        if len(head) < 3 and b"\xef\xbb\xbf".startswith(head):
+            self._buffer = bytearray(head)
+            return b""
+        self._started = True
+        self._buffer = bytearray()
+        return head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+
+    def _line(self, line: str, events: list[ServerSentEvent]) -> None:
+        if not line:
+            self._dispatch(events)
+            return
+        if line[0] == ":":
+            return  # §2.3: a comment
+        name, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]  # §2.3: exactly one leading space is removed
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\x00" not in value:  # §2.4: an id containing NUL is ignored
+                self.last_event_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry = int(value)
+
+    def _dispatch(self, events: list[ServerSentEvent]) -> None:
+        # §2.5: an empty data buffer fires nothing, and clears the event type
+        if self._data:
+            events.append(ServerSentEvent(self._event or "message", "\n".join(self._data),
+                                          self.last_event_id, self.retry))
+            self._data = []
+        self._event = ""
+
+
+def _decode(line: bytes) -> str:
+    try:
+        return line.decode()
+    except UnicodeDecodeError:  # §2.1: invalid sequences become U+FFFD
+        return line.decode("utf-8", "replace")

@@ -1,0 +1,24 @@
+"""Provider kinds by name: the wire format a configured provider speaks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sseserver.errors import ConfigError
+from sseserver.providers.anthropic import AnthropicProvider
+from sseserver.providers.base import Provider, ProviderSettings
+from sseserver.providers.openai import OpenAIProvider
+
+KINDS: dict[str, Callable[[ProviderSettings], Provider]] = {
+    "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
+}
+
+
+def make_provider(settings: ProviderSettings) -> Provider:
+    """A provider for ``settings``. Raises :class:`ConfigError` for an unknown kind."""
+    factory = KINDS.get(settings.kind)
+    if factory is None:
+        raise ConfigError(f"provider {settings.name!r}: unknown kind {settings.kind!r} "
+                          f"(known: {', '.join(sorted(KINDS))})")
+    return factory(settings)

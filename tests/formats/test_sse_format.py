@@ -1,0 +1,52 @@
+"""The default SSE output format: exact frames, and what spec parsers make of them."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sseserver.core.sse import SSEParser
+from sseserver.events import ErrorEvent, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from sseserver.formats.sse import HEARTBEAT, SSEFormatter
+
+
+def test_exact_frames() -> None:
+    fmt = SSEFormatter(retry_ms=3000)
+    assert fmt.start({"stream_id": "s", "provider": "p", "model": "m"}) == (
+        b'retry: 3000\nid: 1\nevent: metadata\ndata: {"stream_id":"s","provider":"p",'
+        b'"model":"m"}\n\n')
+    assert fmt.event(TextDelta("Hello")) == b'id: 2\ndata: {"content":"Hello"}\n\n'
+    assert fmt.event(ReasoningDelta("hm")) == b'id: 3\nevent: reasoning\ndata: {"content":"hm"}\n\n'
+    assert fmt.event(ToolCallDelta(0, "call_1", "f", "{")) == (
+        b'id: 4\nevent: tool_call\ndata: {"index":0,"id":"call_1","name":"f","arguments":"{"}\n\n')
+    assert fmt.event(Finish("stop")) == b""
+    assert fmt.event(Usage(12, 2)) == (
+        b'id: 5\nevent: usage\ndata: {"input_tokens":12,"output_tokens":2}\n\n')
+    assert fmt.event(ErrorEvent("overloaded", "busy", True, 529)) == (
+        b'id: 6\nevent: error\ndata: {"type":"overloaded","message":"busy","retryable":true,'
+        b'"status":529}\n\n')
+    assert fmt.end() == b"id: 7\ndata: [DONE]\n\n"
+    assert HEARTBEAT == b": ping\n"
+
+
+def test_error_without_status_omits_it() -> None:
+    frame = SSEFormatter().event(ErrorEvent("x", "y", False))
+    assert b'"status"' not in frame
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=20), st.integers(0, 5))
+def test_parsers_get_back_every_delta_exactly(contents: list[str], beats: int) -> None:
+    """Any text, including CR, LF and NUL, survives: JSON escapes them."""
+    fmt = SSEFormatter()
+    wire = fmt.start({"stream_id": "s"}) + HEARTBEAT * beats
+    for content in contents:
+        wire += fmt.event(TextDelta(content)) + HEARTBEAT * beats
+    wire += fmt.end()
+    parser = SSEParser()
+    events = [e for i in range(len(wire)) for e in parser.feed(wire[i:i + 1])]
+    assert events[0].event == "metadata" and events[0].retry == 3000
+    assert [orjson.loads(e.data)["content"] for e in events[1:-1]] == contents
+    assert [int(e.id) for e in events] == list(range(1, len(contents) + 3))
+    assert events[-1].data == "[DONE]"
