@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -105,16 +104,16 @@ def _serve(config: Config) -> int:
 
 
 def _run_fake(host: str, port: int) -> int:
-    from sseserver.fake import serve_fake_provider
+    from sseserver.fake import FakeProvider
 
     async def run() -> None:
-        task = asyncio.create_task(serve_fake_provider(host, port))
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, task.cancel)
-        logger.info("fake provider on http://%s:%d", host, port)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with FakeProvider(host, port) as fake:
+            stopping = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stopping.set)
+            logger.info("fake provider on %s", fake.base_url)
+            await stopping.wait()
 
     try:
         asyncio.run(run())

@@ -85,11 +85,12 @@ class SSEParser:
 
     Driving contract: call :meth:`feed` with each chunk as it arrives and handle the
     events it returns; call :meth:`close` at the end of the stream (a pending,
-    unterminated event is discarded, §2.6). Raises :class:`RemoteProtocolError` for a
-    line longer than ``max_line_bytes``.
+    unterminated event is discarded, §2.6). Raises :class:`RemoteProtocolError` when an
+    unfinished line grows past ``max_line_bytes`` (a complete line is bounded by the
+    read that carried it).
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "_max_line", "_pending_cr",
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_max_line", "_pending_cr",
                  "_started", "last_event_id", "retry")
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
@@ -99,6 +100,7 @@ class SSEParser:
         self._started = False  # the BOM check is done (§2.1: only at stream start)
         self._data: list[str] = []
         self._event = ""
+        self._id = ""  # §2.3: the last event ID buffer; it persists across events
         self.last_event_id = ""
         self.retry: int | None = None
 
@@ -143,6 +145,7 @@ class SSEParser:
         self._buffer = bytearray()
         self._data = []
         self._event = ""
+        self._id = self.last_event_id  # an unfinished block's id is discarded (§2.6)
         self._pending_cr = False
         return []
 
@@ -171,15 +174,17 @@ class SSEParser:
             self._event = value
         elif name == "id":
             if "\x00" not in value:  # §2.4: an id containing NUL is ignored
-                self.last_event_id = value
+                self._id = value
         elif name == "retry" and value.isascii() and value.isdigit():
             self.retry = int(value)
 
     def _dispatch(self, events: list[ServerSentEvent]) -> None:
-        # §2.5: an empty data buffer fires nothing, and clears the event type
+        # §2.5: the id buffer becomes the last event ID even when nothing fires; an
+        # empty data buffer fires nothing, and the event type is cleared either way
+        self.last_event_id = self._id
         if self._data:
             events.append(ServerSentEvent(self._event or "message", "\n".join(self._data),
-                                          self.last_event_id, self.retry))
+                                          self._id, self.retry))
             self._data = []
         self._event = ""
 

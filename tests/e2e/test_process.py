@@ -1,0 +1,119 @@
+"""The real command: `sseserver serve` as a process, its signals, its errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import orjson
+from httpx_sse import connect_sse
+
+from tests.e2e.stack import request_body
+
+
+@contextmanager
+def serve(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str],
+                                                                         str]]:
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
+    environment.update(env or {})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sseserver", "serve", "--port", "0", *args],
+        env=environment, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 15
+        url = ""
+        while time.monotonic() < deadline and not url:
+            line = process.stderr.readline()
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                url = match.group(1)
+            elif not line and process.poll() is not None:
+                break
+        assert url, "the server did not start"
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def test_demo_server_streams_and_sigterm_drains_with_exit_0() -> None:
+    env = {"SSESERVER_STREAMS_DRAIN_TIMEOUT": "0.5"}
+    with serve("--demo", env=env) as (process, url), httpx.Client(timeout=5) as probe:
+        assert probe.get(url + "/readyz").status_code == 200  # a kept-alive connection
+        events = []
+        with httpx.Client(timeout=10) as client, connect_sse(
+                client, "POST", url + "/v1/stream",
+                json=request_body({"tokens": 1000, "rate": 20})) as source:
+            for event in source.iter_sse():
+                events.append(event)
+                if len(events) == 3:
+                    process.send_signal(signal.SIGTERM)
+                    time.sleep(0.1)
+                    # the listener is closed; a kept-alive connection hears "not ready"
+                    assert probe.get(url + "/readyz").status_code == 503
+                    refused = probe.post(url + "/v1/stream", json=request_body({}))
+                    assert refused.status_code == 503
+        assert events[0].event == "metadata"
+        assert orjson.loads(events[0].data)["provider"] == "demo"
+        assert events[-2].event == "error"
+        error = orjson.loads(events[-2].data)
+        assert error["type"] == "shutdown" and error["retryable"] is True
+        assert events[-1].data == "[DONE]"
+        assert process.wait(10) == 0
+
+
+def test_stream_end_is_logged_as_one_json_line() -> None:
+    with serve("--demo") as (process, url):
+        httpx.post(url + "/v1/stream", json=request_body({"tokens": 2}), timeout=10)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        assert process.stderr is not None
+        lines = [orjson.loads(line) for line in process.stderr.read().splitlines()
+                 if line.startswith("{")]
+    record = next(line for line in lines if line.get("event") == "stream_end")
+    assert record["status"] == "ok"
+    assert record["provider"] == "demo"
+    assert record["events"] == 5
+    assert set(record) >= {"id", "model", "ttft_ms", "duration_ms", "bytes", "reason"}
+
+
+def test_bad_configuration_is_a_clear_error() -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SSESERVER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sseserver", "serve"], env={**base, "SSESERVER_SERVER_PROT": "1"},
+        capture_output=True, text=True, timeout=20)
+    assert result.returncode == 2
+    assert "unknown environment variable SSESERVER_SERVER_PROT" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "sseserver", "serve", "--config", "/nonexistent.toml"],
+        env=base, capture_output=True, text=True, timeout=20)
+    assert result.returncode == 2
+    assert "cannot read config file" in result.stderr
+
+
+def test_fake_provider_command() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sseserver", "fake-provider", "--port", "0"],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        match = re.search(r"on (http://\S+)", line)
+        assert match, line
+        stats = httpx.get(match.group(1) + "/_fake/stats", timeout=5).json()
+        assert stats["requests"] == 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
