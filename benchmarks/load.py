@@ -23,6 +23,7 @@ import tempfile
 import time
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 
@@ -150,17 +151,18 @@ def pinned(cpu: int, argv: list[str]) -> list[str]:
 def start(argv: list[str], env: dict[str, str], pattern: str) -> tuple[subprocess.Popen[str], str]:
     """Start a process and wait for its log line; its stderr goes to a file, never a
     pipe that could fill up and stall it."""
-    log = tempfile.NamedTemporaryFile("w+", prefix="sseserver-bench-", suffix=".log")
+    # lives as long as the process; the OS reclaims it with the benchmark run
+    log = tempfile.NamedTemporaryFile("w+", prefix="sseserver-bench-")  # noqa: SIM115
     process = subprocess.Popen(argv, env=env, stderr=log, text=True)
-    process.log = log  # type: ignore[attr-defined]  # closed with the process
+    process.log = log  # type: ignore[attr-defined]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and process.poll() is None:
-        match = re.search(pattern, open(log.name).read())
+        match = re.search(pattern, Path(log.name).read_text())
         if match:
             return process, match.group(1)
         time.sleep(0.05)
     process.kill()
-    raise RuntimeError(f"{' '.join(argv)} did not start: {open(log.name).read()[-500:]}")
+    raise RuntimeError(f"{' '.join(argv)} did not start: {Path(log.name).read_text()[-500:]}")
 
 
 def run(streams: int, tokens: int, rate: float) -> RunResult:
