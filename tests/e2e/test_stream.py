@@ -278,3 +278,25 @@ def test_other_streams_survive_a_broken_one(stack: Stack) -> None:
         sock.sendall(b"POST /v1/stream HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n\x00\x01")
         events = sse_events(stack, request_body({"tokens": 2}))
         assert events[-1].data == "[DONE]"
+
+
+def test_anthropic_provider_end_to_end(stack: Stack) -> None:
+    events = sse_events(stack, request_body(
+        {"tokens": 2, "thinking": 2, "tool_call": {"name": "lookup", "arguments": '{"q": 1}'}},
+        provider="anthropic", model="claude-test"))
+    names = [e.event for e in events]
+    assert names == ["metadata", "reasoning", "reasoning", "message", "message", "tool_call",
+                     "tool_call", "tool_call", "tool_call", "usage", "message"]
+    assert orjson.loads(events[0].data)["provider"] == "anthropic"
+    calls = [orjson.loads(e.data) for e in events if e.event == "tool_call"]
+    assert calls[0]["name"] == "lookup" and calls[0]["id"].startswith("toolu_")
+    assert "".join(c["arguments"] for c in calls) == '{"q": 1}'
+    assert events[-1].data == "[DONE]"
+
+
+def test_openai_tool_call_end_to_end(stack: Stack) -> None:
+    events = sse_events(stack, request_body(
+        {"tokens": 1, "tool_call": {"name": "f", "arguments": '{"city": "Paris"}'}}))
+    calls = [orjson.loads(e.data) for e in events if e.event == "tool_call"]
+    assert calls[0]["name"] == "f" and calls[0]["index"] == 0
+    assert "".join(c["arguments"] for c in calls) == '{"city": "Paris"}'

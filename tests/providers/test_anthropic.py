@@ -1,0 +1,88 @@
+"""Anthropic Messages: golden streams, the request we build, error mapping."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from sseserver.errors import ProviderError, RequestError
+from sseserver.events import ErrorEvent, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from sseserver.providers.anthropic import AnthropicAdapter, AnthropicProvider
+from sseserver.providers.base import ProviderSettings
+from sseserver.schema import parse_generation_request
+from tests.providers.golden import run_fixture
+
+PROVIDER = AnthropicProvider(ProviderSettings("anthropic", "anthropic", "http://h:1", "ak-1"))
+
+
+@pytest.mark.parametrize("split", [None, 1, 13])
+def test_text_stream(split: int | None) -> None:
+    adapter = AnthropicAdapter()
+    assert run_fixture("anthropic_text.sse", adapter, split) == [
+        TextDelta("Hello"), TextDelta("!"), Finish("stop"), Usage(25, 15)]
+    assert adapter.finished
+
+
+def test_tool_use_stream() -> None:
+    events = run_fixture("anthropic_tool_use.sse", AnthropicAdapter())
+    assert events == [
+        ToolCallDelta(0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather", ""),
+        ToolCallDelta(0, None, None, '{"location": "San Fra'),
+        ToolCallDelta(0, None, None, 'ncisco, CA"}'),
+        Finish("tool_calls"), Usage(0, 89)]
+
+
+def test_thinking_stream() -> None:
+    adapter = AnthropicAdapter()
+    assert run_fixture("anthropic_thinking.sse", adapter) == [
+        ReasoningDelta("Let me work through this step by step...")]
+    assert not adapter.finished
+
+
+def test_overloaded_mid_stream() -> None:
+    [error] = run_fixture("anthropic_overloaded.sse", AnthropicAdapter())
+    assert error == ErrorEvent("overloaded_error", "Overloaded", True, 529)
+
+
+def test_unknown_events_and_bad_data() -> None:
+    adapter = AnthropicAdapter()
+    assert adapter.feed("brand_new_event", '{"type":"brand_new_event"}') == []
+    assert adapter.feed("ping", '{"type": "ping"}') == []
+    # no event line: the JSON type decides
+    assert adapter.feed("message", '{"type":"message_stop"}') == [Usage(0, 0)]
+    with pytest.raises(ProviderError):
+        adapter.feed("content_block_delta", "{oops")
+
+
+def test_request_body_and_headers() -> None:
+    request = parse_generation_request(orjson.dumps({
+        "model": "x", "system": "one", "temperature": 1.5,
+        "messages": [{"role": "system", "content": "two"}, {"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}))
+    upstream = PROVIDER.build_request(request, "claude-sonnet-4")
+    assert upstream.url == "http://h:1/v1/messages"
+    headers = dict(upstream.headers)
+    assert headers["x-api-key"] == "ak-1" and headers["anthropic-version"] == "2023-06-01"
+    body = orjson.loads(upstream.body)
+    assert body["system"] == "one\n\ntwo"
+    assert body["messages"] == [{"role": "user", "content": "hi"}]
+    assert body["max_tokens"] == 4096 and body["temperature"] == 1.0
+    assert body["tools"][0]["name"] == "f" and "input_schema" in body["tools"][0]
+    v1 = AnthropicProvider(ProviderSettings("a", "anthropic", "http://h:1/v1", None))
+    assert v1.build_request(request, "m").url == "http://h:1/v1/messages"
+
+
+def test_tool_role_is_refused() -> None:
+    request = parse_generation_request(orjson.dumps({
+        "model": "m", "messages": [{"role": "tool", "content": "x"}]}))
+    with pytest.raises(RequestError, match="not supported"):
+        PROVIDER.build_request(request, "m")
+
+
+def test_error_mapping() -> None:
+    body = orjson.dumps({"type": "error", "error": {"type": "overloaded_error",
+                                                     "message": "Overloaded ak-1"}})
+    error = PROVIDER.map_error(529, {}, body)
+    assert error.retryable and error.status == 529
+    assert "Overloaded" in str(error) and "ak-1" not in str(error)
+    assert not PROVIDER.map_error(401, {}, b"{}").retryable

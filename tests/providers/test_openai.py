@@ -1,0 +1,119 @@
+"""OpenAI Chat Completions: golden streams, the request we build, error mapping."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from sseserver.errors import ProviderError, RequestError
+from sseserver.events import ErrorEvent, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from sseserver.providers.base import ProviderSettings
+from sseserver.providers.openai import OpenAIAdapter, OpenAIProvider
+from sseserver.schema import parse_generation_request
+from tests.providers.golden import run_fixture
+
+PROVIDER = OpenAIProvider(ProviderSettings("openai", "openai", "http://h:1/v1", "sk-secret"))
+
+
+@pytest.mark.parametrize("split", [None, 1, 7, 64])
+def test_text_stream(split: int | None) -> None:
+    adapter = OpenAIAdapter()
+    assert run_fixture("openai_text.sse", adapter, split) == [
+        TextDelta("Hello"), TextDelta(" there!"), Finish("stop")]
+    assert adapter.finished
+
+
+def test_text_with_usage() -> None:
+    assert run_fixture("openai_text_usage.sse", OpenAIAdapter())[-2:] == [
+        Finish("stop"), Usage(9, 3)]
+
+
+def test_tool_call_stream() -> None:
+    events = run_fixture("openai_tool_call.sse", OpenAIAdapter())
+    assert events == [
+        ToolCallDelta(0, "call_4XzlGBLtUe9dy3GVNV4jhq7h", "get_weather", ""),
+        ToolCallDelta(0, None, None, '{"'), ToolCallDelta(0, None, None, 'city":"'),
+        ToolCallDelta(0, None, None, 'New York City"}'),
+        Finish("tool_calls"), Usage(44, 16)]
+    joined = "".join(e.arguments for e in events if isinstance(e, ToolCallDelta))
+    assert orjson.loads(joined) == {"city": "New York City"}
+
+
+def test_refusal_is_text() -> None:
+    assert run_fixture("openai_refusal.sse", OpenAIAdapter()) == [
+        TextDelta("I'm"), TextDelta(" sorry"), Finish("stop")]
+
+
+def test_mid_stream_error() -> None:
+    events = run_fixture("openai_midstream_error.sse", OpenAIAdapter())
+    assert events[0] == TextDelta("Hi")
+    assert isinstance(events[1], ErrorEvent)
+    assert events[1].type == "server_error" and events[1].retryable
+
+
+def test_reasoning_fields_of_compatible_servers() -> None:
+    adapter = OpenAIAdapter()
+    data = '{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}'
+    assert adapter.feed("message", data) == [ReasoningDelta("hmm")]
+
+
+def test_odd_chunks() -> None:
+    adapter = OpenAIAdapter()
+    assert adapter.feed("message", '{"choices":[]}') == []
+    assert adapter.feed("message", '{"choices":[{"index":1,"delta":{"content":"x"}}]}') == []
+    assert adapter.feed("message", '{"choices":[{"index":0,"delta":{"content":""}}],'
+                                   '"unknown":1}') == []
+    with pytest.raises(ProviderError, match="malformed chunk"):
+        adapter.feed("message", "{not json")
+    with pytest.raises(ProviderError, match="not a JSON object"):
+        adapter.feed("message", "[1]")
+
+
+def test_request_body_and_headers() -> None:
+    request = parse_generation_request(orjson.dumps({
+        "model": "ignored", "messages": [{"role": "user", "content": "hi"}],
+        "system": "be brief", "max_tokens": 5, "temperature": 0.2,
+        "tools": [{"name": "f", "description": "d", "parameters": {"type": "object"}}]}))
+    upstream = PROVIDER.build_request(request, "gpt-4o-mini")
+    assert upstream.url == "http://h:1/v1/chat/completions"
+    assert ("authorization", "Bearer sk-secret") in upstream.headers
+    body = orjson.loads(upstream.body)
+    assert body["model"] == "gpt-4o-mini"
+    assert body["messages"][0] == {"role": "system", "content": "be brief"}
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["max_completion_tokens"] == 5 and body["temperature"] == 0.2
+    assert body["tools"] == [{"type": "function", "function": {
+        "name": "f", "description": "d", "parameters": {"type": "object"}}}]
+
+
+def test_bad_tools_are_refused() -> None:
+    request = parse_generation_request(orjson.dumps({
+        "model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"x": 1}]}))
+    with pytest.raises(RequestError):
+        PROVIDER.build_request(request, "m")
+
+
+@pytest.mark.parametrize(("status", "headers", "retryable", "after"), [
+    (400, {}, False, None), (401, {}, False, None), (404, {}, False, None),
+    (408, {}, True, None), (409, {}, True, None), (429, {"retry-after": "2"}, True, 2.0),
+    (429, {"retry-after-ms": "150", "retry-after": "9"}, True, 0.15),
+    (429, {"retry-after": "1.5"}, True, 1.5), (429, {"retry-after": "soon"}, True, None),
+    (500, {}, True, None), (503, {"x-should-retry": "false"}, False, None),
+    (400, {"x-should-retry": "true"}, True, None), (529, {}, True, None),
+])
+def test_error_mapping(status: int, headers: dict[str, str], retryable: bool,
+                       after: float | None) -> None:
+    body = orjson.dumps({"error": {"message": "nope", "type": "x"}})
+    error = PROVIDER.map_error(status, headers, body)
+    assert error.status == status
+    assert error.retryable is retryable
+    assert error.retry_after == after
+    assert "nope" in str(error)
+
+
+def test_error_messages_never_carry_the_key_and_stay_short() -> None:
+    body = orjson.dumps({"error": {"message": "Incorrect API key provided: sk-secret. " * 20}})
+    error = PROVIDER.map_error(401, {}, body)
+    assert "sk-secret" not in str(error)
+    assert len(str(error)) < 300
+    assert "<html>" in str(PROVIDER.map_error(502, {}, b"<html>bad gateway</html>"))
