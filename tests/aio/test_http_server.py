@@ -286,3 +286,31 @@ def test_repr_shows_state() -> None:
         assert "phase=" in text
 
     run(test)
+
+
+def test_lenient_forms_h11_accepts_are_answered_consistently() -> None:
+    """Decisions for what h11 lets through (reference/http-hardening.md): bare-LF heads
+    and obs-fold continuation lines are accepted as h11 parses them (RFC 9112 allows a
+    recipient to unfold), and chunk extensions are ignored; the body arrives intact."""
+
+    async def test(h: Harness, port: int) -> None:
+        bare_lf = await exchange(port, b"POST /lf HTTP/1.1\nHost: t\nContent-Length: 2\n\nok",
+                                 0.5)
+        assert status_of(bare_lf) == 200 and b'"body":"ok"' in bare_lf
+        folded = await exchange(port, b"GET /fold HTTP/1.1\r\nHost: t\r\nX-A: one\r\n two\r\n\r\n",
+                                0.5)
+        assert status_of(folded) == 200
+        extension = await exchange(port, b"POST /ext HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: "
+                                   b"chunked\r\n\r\n2;name=value\r\nhi\r\n0\r\n\r\n", 0.5)
+        assert status_of(extension) == 200 and b'"body":"hi"' in extension
+
+    run(test)
+
+
+def test_non_utf8_target_does_not_crash() -> None:
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, b"GET /\xff\xfe HTTP/1.1\r\nHost: t\r\n\r\n", 0.5)
+        assert status_of(response) in (200, 400)
+        assert status_of(await exchange(port, GET, 0.5)) == 200
+
+    run(test)
