@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 
 from sseserver.aio.http_server import HTTPConnection, HTTPRequest
+from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import Timeouts
 from sseserver.config import Config
 from sseserver.errors import RequestError
@@ -48,6 +49,8 @@ class Gateway:
                 idle=upstream.idle_timeout,
                 total=min(upstream.total_timeout, streams.max_stream_duration)),
         )
+        self.pool = ConnectionPool(self.policy.timeouts, upstream.max_connections_per_origin,
+                                   upstream.pool_idle_timeout)
         self._routes: dict[str, dict[str, Route]] = {
             "/v1/stream": {"POST": self._post_stream},
             "/healthz": {"GET": self._healthz},
@@ -58,7 +61,7 @@ class Gateway:
 
     def __repr__(self) -> str:
         return (f"<Gateway providers={sorted(self.providers)} active={len(self.relays)} "
-                f"draining={self.draining}>")
+                f"draining={self.draining} pool={self.pool!r}>")
 
     # -- the HTTP handler ----------------------------------------------------------
 
@@ -107,7 +110,7 @@ class Gateway:
             raise RequestError(f"format {generation.format!r} is not available yet")
         route = self.resolve(generation)
         relay = Relay(conn, generation, route, SSEFormatter(self.config.streams.retry_ms),
-                      self.policy, [], on_end=self._relay_ended)
+                      self.policy, self.pool, [], on_end=self._relay_ended)
         self.relays.add(relay)
         self.counters["streams_started"] += 1
         relay.start()

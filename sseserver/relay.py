@@ -27,7 +27,8 @@ from typing import Any
 import orjson
 
 from sseserver.aio.http_server import HTTPConnection, StreamWriter
-from sseserver.aio.upstream import ResponseHead, Timeouts, UpstreamConnection, open_upstream
+from sseserver.aio.pool import ConnectionPool
+from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
 from sseserver.core.sse import SSEParser
 from sseserver.errors import ProviderError, SSEServerError, UpstreamError, UpstreamTimeout
 from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, Usage
@@ -70,7 +71,7 @@ def new_stream_id() -> str:
 class Relay:
     def __init__(self, conn: HTTPConnection, request: GenerationRequest,
                  route: Sequence[Target], formatter: Formatter, policy: RelayPolicy,
-                 headers: list[tuple[str, str]],
+                 pool: ConnectionPool, headers: list[tuple[str, str]],
                  on_end: Callable[[Relay], None] | None = None) -> None:
         self.id = new_stream_id()
         self.state = RelayState.STARTING
@@ -79,6 +80,7 @@ class Relay:
         self._route = route
         self._formatter = formatter
         self._policy = policy
+        self._pool = pool
         self._headers = headers
         self._on_end = on_end
         self._loop = asyncio.get_running_loop()
@@ -147,9 +149,9 @@ class Relay:
         self._target = target
         upstream_request = target.provider.build_request(self._request, target.model)
         try:
-            upstream = await open_upstream(
+            upstream = await self._pool.request(
                 upstream_request.url, upstream_request.method, upstream_request.headers,
-                upstream_request.body, self._policy.timeouts)
+                upstream_request.body)
             self._upstream = upstream
             head = await upstream.head()
         except UpstreamError as exc:
@@ -321,9 +323,20 @@ class Relay:
             self._task.cancel()
 
     def _drop_upstream(self) -> None:
+        """Give the upstream connection back: to the pool if its response ended
+        cleanly, closed otherwise (which also stops the provider generating)."""
         upstream, self._upstream = self._upstream, None
-        if upstream is not None:
-            upstream.close()
+        if upstream is None:
+            return
+        if upstream.state is State.DONE:
+            self._pool.release(upstream)
+        elif upstream.state is State.BODY and self._adapter is not None and \
+                self._adapter.finished:
+            # The provider said its last word; only the end of the HTTP body is still on
+            # its way. Let it arrive (briefly) so the connection can serve again.
+            _Drain(upstream, self._pool, self._loop)
+        else:
+            self._pool.discard(upstream)
 
     # -- the client response -------------------------------------------------------
 
@@ -403,6 +416,33 @@ class _Sink:
 
     def on_error(self, error: UpstreamError) -> None:
         self._relay._settle(error)
+
+
+class _Drain:
+    """Waits for the end of a finished stream's HTTP body, then pools the connection."""
+
+    # Long enough for the last chunk to follow [DONE], short enough not to hold a slot.
+    GRACE = 1.0
+    __slots__ = ("_conn", "_pool", "_timer")
+
+    def __init__(self, conn: UpstreamConnection, pool: ConnectionPool,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._conn = conn
+        self._pool = pool
+        self._timer = loop.call_later(self.GRACE, self.on_error, None)
+        conn.stream(self)
+        conn.resume_reading()
+
+    def on_body(self, data: bytes) -> None:
+        pass
+
+    def on_end(self) -> None:
+        self._timer.cancel()
+        self._pool.release(self._conn)
+
+    def on_error(self, error: UpstreamError | None) -> None:
+        self._timer.cancel()
+        self._pool.discard(self._conn)
 
 
 def _client_status(error: UpstreamError) -> tuple[int, list[tuple[str, str]]]:

@@ -122,6 +122,7 @@ class Server:
         if self.gateway is not None:
             for relay in list(self.gateway.relays):
                 relay.shutdown("server closed")
+            self.gateway.pool.close()
         if self._fake is not None:
             await self._fake.close()
             self._fake = None

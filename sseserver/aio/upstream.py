@@ -59,7 +59,8 @@ class State(enum.Enum):
     CONNECTING = "connecting"
     AWAITING_HEAD = "awaiting-head"
     BODY = "body"
-    DONE = "done"
+    DONE = "done"  # the response ended; the connection may be recycled
+    IDLE = "idle"  # recycled: in the pool, ready for the next request
     FAILED = "failed"
 
 
@@ -70,20 +71,46 @@ class UpstreamConnection(asyncio.Protocol):
         self._h11 = h11.Connection(h11.CLIENT)
         self._transport: asyncio.Transport | None = None
         self.state = State.CONNECTING
-        self._head: asyncio.Future[ResponseHead] = loop.create_future()
+        self._timer: asyncio.TimerHandle | None = None
+        self.bytes_received = 0
+        self.requests = 0
+        self.origin = ""
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        """Per-request state, fresh for each request on this connection."""
+        self._head: asyncio.Future[ResponseHead] = self._loop.create_future()
         self._sink: BodySink | None = None
         self._pending: list[bytes] = []  # body bytes that arrived before stream()
         self._ended = False
         self._error: UpstreamError | None = None
-        self._started = loop.time()
+        self._started = self._loop.time()
         self._last_activity = self._started
-        self._timer: asyncio.TimerHandle | None = None
-        self.bytes_received = 0
-        self.origin = ""
 
     def __repr__(self) -> str:
         return (f"<UpstreamConnection {self.origin} state={self.state.value} "
-                f"received={self.bytes_received}>")
+                f"requests={self.requests} received={self.bytes_received}>")
+
+    @property
+    def reusable(self) -> bool:
+        return self.state is State.IDLE and self._transport is not None and \
+            not self._transport.is_closing()
+
+    def recycle(self) -> bool:
+        """After a complete response: make ready for the next request if keep-alive
+        allows (both sides DONE, no Connection: close). False means close it."""
+        if self.state is not State.DONE or self._h11.our_state is not h11.DONE or \
+                self._h11.their_state is not h11.DONE:
+            return False
+        try:
+            self._h11.start_next_cycle()
+        except h11.LocalProtocolError:
+            return False
+        self.state = State.IDLE
+        self.idle_since = self._loop.time()
+        self._reset()
+        return self.reusable
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -91,6 +118,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
+        if self.state is State.IDLE:  # nothing may arrive between responses
+            self.state = State.FAILED
+            self.close()
+            return
         self._last_activity = self._loop.time()
         self.bytes_received += len(data)
         try:
@@ -100,6 +131,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamClosed(f"provider sent invalid HTTP: {exc}", retryable=True))
 
     def eof_received(self) -> bool | None:
+        if self.state is State.IDLE:  # the provider closed a kept-alive connection
+            self.state = State.FAILED
+            return False
         try:
             self._h11.receive_data(b"")
             self._process_events()
@@ -109,7 +143,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
-        if self.state in (State.DONE, State.FAILED):
+        if self.state in (State.DONE, State.FAILED, State.IDLE):
+            self.state = State.FAILED
             return
         self._fail(UpstreamClosed(
             "provider closed the connection before the response ended"
@@ -120,6 +155,7 @@ class UpstreamConnection(asyncio.Protocol):
     def send_request(self, method: str, target: str, host: str,
                      headers: Sequence[tuple[str, str]], body: bytes) -> None:
         assert self._transport is not None
+        self.requests += 1
         request = h11.Request(method=method, target=target, headers=[
             ("host", host), *headers, ("content-length", str(len(body)))])
         self._transport.write(
@@ -178,8 +214,7 @@ class UpstreamConnection(asyncio.Protocol):
     def close(self) -> None:
         """Abort the request: the provider sees the connection go at once."""
         self._cancel_timer()
-        if self.state not in (State.DONE, State.FAILED):
-            self.state = State.FAILED
+        self.state = State.FAILED
         if not self._head.done():
             self._head.cancel()
         if self._transport is not None:
@@ -268,34 +303,62 @@ class UpstreamConnection(asyncio.Protocol):
             self._schedule_check(min(total_left, idle_left))
 
 
-async def open_upstream(
-    url: str, method: str, headers: Sequence[tuple[str, str]], body: bytes,
-    timeouts: Timeouts, ssl_context: ssl.SSLContext | None = None,
-) -> UpstreamConnection:
-    """Connect to ``url``'s origin and send the request.
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a URL points: the origin to connect to and the request target."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str  # request target: path and query
+    authority: str  # the Host header
+
+    @property
+    def origin(self) -> str:
+        return f"{self.scheme}://{self.authority}"
+
+
+def parse_url(url: str) -> Target:
+    """Raises :class:`UpstreamConnectError` for a URL we cannot connect to."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UpstreamConnectError(f"unsupported upstream URL {url!r}", retryable=False)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(parts.scheme, parts.hostname, port, path, parts.netloc.rpartition("@")[2])
+
+
+async def connect(target: Target, timeouts: Timeouts,
+                  ssl_context: ssl.SSLContext | None = None) -> UpstreamConnection:
+    """Open a connection to ``target``'s origin (TLS for https, verified).
 
     Raises :class:`UpstreamConnectError` or :class:`UpstreamTimeout`.
     """
     loop = asyncio.get_running_loop()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UpstreamConnectError(f"unsupported upstream URL {url!r}", retryable=False)
-    tls = parts.scheme == "https"
-    port = parts.port or (443 if tls else 80)
+    tls = target.scheme == "https"
     context = (ssl_context or ssl.create_default_context()) if tls else None
     try:
         _, conn = await asyncio.wait_for(loop.create_connection(
-            lambda: UpstreamConnection(timeouts, loop), parts.hostname, port, ssl=context,
-            server_hostname=parts.hostname if tls else None), timeouts.connect)
+            lambda: UpstreamConnection(timeouts, loop), target.host, target.port, ssl=context,
+            server_hostname=target.host if tls else None), timeouts.connect)
     except TimeoutError:
-        raise UpstreamTimeout(
-            f"connecting to {parts.hostname}:{port} took longer than {timeouts.connect:g} s"
-        ) from None
-    except (OSError, ssl.SSLError) as exc:
-        raise UpstreamConnectError(f"cannot connect to {parts.hostname}:{port}: {exc}"
-                                   ) from None
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = parts.netloc.rpartition("@")[2]
-    conn.origin = f"{parts.scheme}://{host}"
-    conn.send_request(method, target, host, headers, body)
+        raise UpstreamTimeout(f"connecting to {target.authority} took longer than "
+                              f"{timeouts.connect:g} s") from None
+    except OSError as exc:  # ssl.SSLError (a bad certificate) is an OSError too
+        raise UpstreamConnectError(f"cannot connect to {target.authority}: {exc}") from None
+    conn.origin = target.origin
+    return conn
+
+
+async def open_upstream(
+    url: str, method: str, headers: Sequence[tuple[str, str]], body: bytes,
+    timeouts: Timeouts, ssl_context: ssl.SSLContext | None = None,
+) -> UpstreamConnection:
+    """Connect to ``url``'s origin on a new connection and send the request.
+
+    Raises :class:`UpstreamConnectError` or :class:`UpstreamTimeout`.
+    """
+    target = parse_url(url)
+    conn = await connect(target, timeouts, ssl_context)
+    conn.send_request(method, target.path, target.authority, headers, body)
     return conn

@@ -300,3 +300,15 @@ def test_openai_tool_call_end_to_end(stack: Stack) -> None:
     calls = [orjson.loads(e.data) for e in events if e.event == "tool_call"]
     assert calls[0]["name"] == "f" and calls[0]["index"] == 0
     assert "".join(c["arguments"] for c in calls) == '{"city": "Paris"}'
+
+
+def test_sequential_streams_reuse_upstream_connections(stack: Stack) -> None:
+    stack.reset_fake()
+    for _ in range(5):
+        assert sse_events(stack, request_body({"tokens": 2}))[-1].data == "[DONE]"
+    stats = stack.stats()
+    assert stats["requests"] == 5
+    # the stats requests themselves open connections too; the streams used one
+    assert stats["connections"] <= 2, stats
+    pool = stack.server.gateway.pool  # type: ignore[union-attr]
+    assert pool.reused >= 4, repr(pool)

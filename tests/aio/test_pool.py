@@ -1,0 +1,135 @@
+"""The connection pool against a real keep-alive HTTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from sseserver.aio.pool import ConnectionPool
+from sseserver.aio.upstream import State, Timeouts
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def run(test: Callable[[str, dict[str, int]], Awaitable[None]], close_after: bool = False
+        ) -> None:
+    async def main() -> None:
+        counts = {"connections": 0, "requests": 0}
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            counts["connections"] += 1
+            try:
+                while True:
+                    await reader.readuntil(b"\r\n\r\n")
+                    await reader.readexactly(2)
+                    counts["requests"] += 1
+                    if close_after:
+                        writer.write(RESPONSE.replace(b"OK\r\n", b"OK\r\nConnection: close\r\n"))
+                        await writer.drain()
+                        writer.close()
+                        return
+                    writer.write(RESPONSE)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            await asyncio.wait_for(test(f"http://127.0.0.1:{port}/x", counts), 10)
+        finally:
+            server.close()
+
+    asyncio.run(main())
+
+
+async def fetch(pool: ConnectionPool, url: str) -> bytes:
+    conn = await pool.request(url, "POST", [], b"{}")
+    await conn.head()
+    body = await conn.read_body()
+    pool.release(conn)
+    return body
+
+
+def test_keep_alive_connections_are_reused() -> None:
+    async def test(url: str, counts: dict[str, int]) -> None:
+        pool = ConnectionPool(Timeouts())
+        for _ in range(5):
+            assert await fetch(pool, url) == b"ok"
+        assert counts == {"connections": 1, "requests": 5}
+        assert (pool.opened, pool.reused) == (1, 4)
+        assert "idle=1" in repr(pool)
+        pool.close()
+
+    run(test)
+
+
+def test_connection_close_is_never_reused() -> None:
+    async def test(url: str, counts: dict[str, int]) -> None:
+        pool = ConnectionPool(Timeouts())
+        for _ in range(3):
+            assert await fetch(pool, url) == b"ok"
+        assert counts["connections"] == 3 and pool.reused == 0
+
+    run(test, close_after=True)
+
+
+def test_a_broken_response_is_never_reused() -> None:
+    async def test(url: str, counts: dict[str, int]) -> None:
+        pool = ConnectionPool(Timeouts())
+        conn = await pool.request(url, "POST", [], b"{}")
+        await conn.head()
+        pool.discard(conn)  # e.g. the client went away mid-body
+        assert conn.state is State.FAILED
+        assert await fetch(pool, url) == b"ok"
+        assert pool.opened == 2
+
+    run(test)
+
+
+def test_cap_per_origin_makes_requests_wait() -> None:
+    async def test(url: str, counts: dict[str, int]) -> None:
+        pool = ConnectionPool(Timeouts(), max_per_origin=2)
+        first = await pool.request(url, "POST", [], b"{}")
+        second = await pool.request(url, "POST", [], b"{}")
+        third = asyncio.ensure_future(pool.request(url, "POST", [], b"{}"))
+        await asyncio.sleep(0.1)
+        assert not third.done()
+        await first.head()
+        await first.read_body()
+        pool.release(first)
+        conn = await asyncio.wait_for(third, 1)
+        assert conn is first  # the released connection served the waiter
+        for c in (second, conn):
+            await c.head()
+            await c.read_body()
+            pool.release(c)
+        assert counts["connections"] == 2
+        pool.close()
+
+    run(test)
+
+
+def test_idle_connections_are_closed_after_the_idle_timeout() -> None:
+    async def test(url: str, counts: dict[str, int]) -> None:
+        pool = ConnectionPool(Timeouts(), idle_timeout=0.1)
+        await fetch(pool, url)
+        await asyncio.sleep(0.3)
+        assert "idle=0" in repr(pool)
+        await fetch(pool, url)
+        assert counts["connections"] == 2
+
+    run(test)
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used() -> None:
+    async def test(url: str, counts: dict[str, int]) -> None:
+        pool = ConnectionPool(Timeouts())
+        await fetch(pool, url)
+        [origin] = pool._origins.values()
+        origin.idle[0]._transport.abort()  # as if the provider had closed it
+        await asyncio.sleep(0.05)
+        assert await fetch(pool, url) == b"ok"
+        assert pool.opened == 2
+
+    run(test)
