@@ -77,7 +77,9 @@ class UpstreamSettings:
     max_retries: int = 2  # the official SDKs' default
     backoff_initial: float = 0.5  # s, doubled per attempt, as the SDKs do
     backoff_max: float = 8.0
-    max_connections_per_origin: int = 100
+    # HTTP/1.1 holds one connection per concurrent stream for the stream's whole life,
+    # so this caps concurrent streams per provider: keep it at server.max_connections.
+    max_connections_per_origin: int = 10000
     pool_idle_timeout: float = 30.0
 
 
