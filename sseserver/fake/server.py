@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as ssl_module
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
@@ -54,9 +55,11 @@ class FakeStats:
 class FakeProvider:
     """A fake provider on loopback. ``async with FakeProvider() as fake: fake.base_url``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0,
+                 ssl: ssl_module.SSLContext | None = None) -> None:
         self.host = host
         self._port = port
+        self._ssl = ssl
         self.counters = FakeStats()
         self.attempts: dict[str, int] = {}
         self._server: asyncio.Server | None = None
@@ -68,7 +71,8 @@ class FakeProvider:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self, loop),
-                                                self.host, self._port, backlog=4096)
+                                                self.host, self._port, backlog=4096,
+                                                ssl=self._ssl)
 
     @property
     def port(self) -> int:
@@ -78,8 +82,9 @@ class FakeProvider:
 
     @property
     def base_url(self) -> str:
-        """The origin, without ``/v1``: ``http://127.0.0.1:PORT``."""
-        return f"http://{self.host}:{self.port}"
+        """The origin, without ``/v1``: ``http://127.0.0.1:PORT`` (https with TLS)."""
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def stats(self) -> dict[str, int]:
         return asdict(self.counters)

@@ -26,10 +26,12 @@ T = TypeVar("T")
 class Stack:
     """Server + fake provider. ``settings`` are dotted config overrides."""
 
-    def __init__(self, settings: dict[str, Any] | None = None, provider_kind: str = "openai"
-                 ) -> None:
+    def __init__(self, settings: dict[str, Any] | None = None, provider_kind: str = "openai",
+                 toml: str | None = None, fake_ssl: Any = None) -> None:
         self.settings = settings or {}
         self.provider_kind = provider_kind
+        self.toml = toml
+        self.fake_ssl = fake_ssl
         self.loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: Server | None = None
@@ -56,13 +58,14 @@ class Stack:
         return self.call(wrapper())
 
     async def _start(self) -> None:
-        self.fake = FakeProvider("127.0.0.1", 0)
+        self.fake = FakeProvider("127.0.0.1", 0, ssl=self.fake_ssl)
         await self.fake.start()
         env = {"OPENAI_API_KEY": "sk-test-key", "OPENAI_BASE_URL": self.fake.base_url + "/v1",
                "ANTHROPIC_API_KEY": "ak-test-key", "ANTHROPIC_BASE_URL": self.fake.base_url}
         overrides = {"server.port": 0, "routing.default_provider": self.provider_kind,
                      **self.settings}
-        self.server = Server(load_config(None, env, overrides))
+        toml = self.toml.replace("{fake}", self.fake.base_url) if self.toml else None
+        self.server = Server(load_config(toml, env, overrides))
         await self.server.start()
 
     async def _stop(self) -> None:
@@ -83,11 +86,11 @@ class Stack:
 
     def stats(self) -> dict[str, int]:
         assert self.fake is not None
-        return httpx.get(self.fake.base_url + "/_fake/stats", timeout=5).json()
+        return httpx.get(self.fake.base_url + "/_fake/stats", timeout=5, verify=False).json()
 
     def reset_fake(self) -> None:
         assert self.fake is not None
-        httpx.post(self.fake.base_url + "/_fake/reset", timeout=5)
+        httpx.post(self.fake.base_url + "/_fake/reset", timeout=5, verify=False)
 
     def wait_for(self, predicate: Callable[[dict[str, int]], bool], timeout: float = 2.0
                  ) -> tuple[dict[str, int], float]:
