@@ -263,6 +263,9 @@ class Relay:
         frames: list[bytes] = []
         if self.state is RelayState.OPEN:
             self._commit(frames)
+        usage = self._adapter.usage_so_far() if self._adapter is not None else None
+        if self.usage is None and usage is not None:
+            self._frame(usage, frames)  # a stream that ends early reports what it used
         frames.append(self._formatter.event(ErrorEvent(
             type=error.error_type, message=str(error), retryable=error.retryable,
             status=error.status)))

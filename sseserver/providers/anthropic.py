@@ -179,7 +179,7 @@ class AnthropicAdapter:
                            retryable=kind in _RETRYABLE_ERROR_TYPES,
                            status=_ERROR_STATUS.get(kind))]
 
-    def usage_so_far(self) -> Usage:
+    def usage_so_far(self) -> Usage | None:
         return Usage(self._input_tokens, self._output_tokens)
 
 

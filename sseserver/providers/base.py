@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sseserver.errors import UpstreamError
-from sseserver.events import NormalizedEvent
+from sseserver.events import NormalizedEvent, Usage
 from sseserver.schema import GenerationRequest
 
 
@@ -48,6 +48,10 @@ class StreamAdapter(Protocol):
     @property
     def finished(self) -> bool:
         """True once the upstream signalled the regular end of its stream."""
+        ...
+
+    def usage_so_far(self) -> Usage | None:
+        """The usage the provider reported so far, for a stream that ends early."""
         ...
 
 

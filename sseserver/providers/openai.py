@@ -91,10 +91,14 @@ def openai_tool(tool: dict[str, Any]) -> dict[str, Any]:
 class OpenAIAdapter:
     """Maps chat.completion.chunk objects to normalized events."""
 
-    __slots__ = ("finished",)
+    __slots__ = ("_usage", "finished")
 
     def __init__(self) -> None:
         self.finished = False
+        self._usage: Usage | None = None
+
+    def usage_so_far(self) -> Usage | None:
+        return self._usage  # OpenAI reports usage only in its last chunk
 
     def feed(self, event: str, data: str) -> list[NormalizedEvent]:
         if data == "[DONE]":
@@ -119,8 +123,9 @@ class OpenAIAdapter:
                 _choice_events(choice, events)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            events.append(Usage(int(usage.get("prompt_tokens") or 0),
-                                int(usage.get("completion_tokens") or 0)))
+            self._usage = Usage(int(usage.get("prompt_tokens") or 0),
+                                int(usage.get("completion_tokens") or 0))
+            events.append(self._usage)
         return events
 
 

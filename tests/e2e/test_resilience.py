@@ -208,3 +208,11 @@ def test_tls_provider_with_an_untrusted_certificate_is_refused(
         assert status == 502
         assert "CERTIFICATE_VERIFY_FAILED" in error["error"]["message"]
         assert stack.stats()["requests"] == 0
+
+
+def test_a_stream_that_ends_early_reports_the_usage_known_so_far(stack: Stack) -> None:
+    status, events, _ = stream(stack, request_body({"tokens": 10, "drop_after": 4},
+                                                   provider="anthropic"))
+    assert status == 200
+    assert [e.event for e in events[-3:]] == ["usage", "error", "message"]
+    assert orjson.loads(events[-3].data)["input_tokens"] > 0
