@@ -19,6 +19,7 @@ from sseserver.aio.upstream import Timeouts
 from sseserver.config import Config
 from sseserver.errors import RequestError
 from sseserver.formats.sse import SSEFormatter
+from sseserver.output import DirectOutput
 from sseserver.providers.base import Provider
 from sseserver.relay import Relay, RelayPolicy, Target
 from sseserver.schema import GenerationRequest, parse_generation_request
@@ -109,8 +110,9 @@ class Gateway:
         if generation.format != "sse":
             raise RequestError(f"format {generation.format!r} is not available yet")
         route = self.resolve(generation)
-        relay = Relay(conn, generation, route, SSEFormatter(self.config.streams.retry_ms),
-                      self.policy, self.pool, [], on_end=self._relay_ended)
+        relay = Relay(DirectOutput(conn, []), generation, route,
+                      SSEFormatter(self.config.streams.retry_ms), self.policy, self.pool,
+                      on_end=self._relay_ended)
         self.relays.add(relay)
         self.counters["streams_started"] += 1
         relay.start()

@@ -26,13 +26,13 @@ from typing import Any
 
 import orjson
 
-from sseserver.aio.http_server import HTTPConnection, StreamWriter
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
 from sseserver.core.sse import SSEParser
 from sseserver.errors import ProviderError, SSEServerError, UpstreamError, UpstreamTimeout
 from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, Usage
 from sseserver.formats.base import Formatter
+from sseserver.output import Output
 from sseserver.providers.base import Provider, StreamAdapter
 from sseserver.schema import GenerationRequest
 
@@ -69,22 +69,20 @@ def new_stream_id() -> str:
 
 
 class Relay:
-    def __init__(self, conn: HTTPConnection, request: GenerationRequest,
+    def __init__(self, output: Output, request: GenerationRequest,
                  route: Sequence[Target], formatter: Formatter, policy: RelayPolicy,
-                 pool: ConnectionPool, headers: list[tuple[str, str]],
-                 on_end: Callable[[Relay], None] | None = None) -> None:
-        self.id = new_stream_id()
+                 pool: ConnectionPool, on_end: Callable[[Relay], None] | None = None,
+                 stream_id: str | None = None) -> None:
+        self.id = stream_id or new_stream_id()
         self.state = RelayState.STARTING
-        self._conn = conn
+        self._output = output
         self._request = request
         self._route = route
         self._formatter = formatter
         self._policy = policy
         self._pool = pool
-        self._headers = headers
         self._on_end = on_end
         self._loop = asyncio.get_running_loop()
-        self._writer: StreamWriter | None = None
         self._upstream: UpstreamConnection | None = None
         self._target: Target | None = None
         self._parser = SSEParser()
@@ -109,7 +107,9 @@ class Relay:
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
-        self._conn.on_lost = self._on_client_gone
+        self._output.bind(self.on_client_gone)
+        if self._output.streams_at_once:
+            self._open_response()
         self._schedule_heartbeat(self._policy.heartbeat_interval)
         self._task = self._loop.create_task(self._run())
 
@@ -172,12 +172,12 @@ class Relay:
         self._parser = SSEParser()
         self._adapter = target.provider.new_adapter()
         self._outcome = self._loop.create_future()
-        self._conn.flow.attach(upstream.pause_reading, upstream.resume_reading)
+        self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)
         upstream.stream(_Sink(self))
         try:
             return await self._outcome
         finally:
-            self._conn.flow.detach()
+            self._output.detach_flow()
             self._drop_upstream()
 
     # -- the hot path: upstream body bytes to client frames ------------------------
@@ -233,8 +233,9 @@ class Relay:
             self._frame(event, frames)
 
     def _flush(self, frames: list[bytes]) -> None:
-        if frames and self._writer is not None:
-            self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        if frames:
+            if not self._output.write(frames):
+                self._overflow()
             self._last_write = self._loop.time()
 
     def on_upstream_end(self) -> None:
@@ -275,9 +276,8 @@ class Relay:
     def _finish(self, frames: list[bytes]) -> None:
         frames.append(self._formatter.end())
         self.events += 1
-        self._flush(frames)
-        if self._writer is not None:
-            self._writer.close()
+        self._output.write(frames)  # past any bound: every reader gets a proper ending
+        self._output.close()
         self._end()
 
     def complete(self) -> None:
@@ -291,23 +291,36 @@ class Relay:
 
     def shutdown(self, message: str) -> None:
         """The server is draining and out of time: end with a retryable error."""
+        self._stop_with("shutdown", message, retryable=True)
+
+    def _stop_with(self, error_type: str, message: str, retryable: bool) -> None:
         self._cancel_task()
         self._drop_upstream()
         if self.state is not RelayState.ENDED:
-            error = UpstreamError(message, retryable=True)
-            error.error_type = "shutdown"
+            error = UpstreamError(message, retryable=retryable)
+            error.error_type = error_type
             self._fail(error)
-            self.reason = "shutdown"
+            self.reason = error_type
 
-    def _on_client_gone(self) -> None:
+    def on_client_gone(self) -> None:
+        """The last reader left and the stream's policy is to stop generating."""
         if self.state is RelayState.ENDED:
             return
         self.status = "cancelled"
         self.reason = "client disconnected"
-        self._writer = None
         self._cancel_task()
         self._drop_upstream()
         self._end()
+
+    def cancel(self, message: str = "the stream was cancelled") -> None:
+        """Stop generating (the stop button): readers get a ``cancelled`` error."""
+        self._stop_with("cancelled", message, retryable=False)
+        self.status = "cancelled"
+
+    def _overflow(self) -> None:
+        # the stream reached its memory bound: end it rather than grow (DESIGN.md §5)
+        self._loop.call_soon(self._stop_with, "stream_too_large",
+                             "the stream passed its size limit", False)
 
     def _end(self) -> None:
         self.state = RelayState.ENDED
@@ -315,7 +328,7 @@ class Relay:
             self._heartbeat.cancel()
             self._heartbeat = None
         self._settle(None)
-        self._conn.on_lost = None
+        self._output.unbind()
         self._log()
         if self._on_end is not None:
             self._on_end(self)
@@ -346,19 +359,13 @@ class Relay:
     def _open_response(self) -> None:
         if self.state is RelayState.STARTING:
             self.state = RelayState.OPEN
-            self._writer = self._conn.start_stream(200, [
-                ("content-type", self._formatter.content_type),
-                ("cache-control", "no-cache, no-store"),
-                ("x-accel-buffering", "no"),
-                ("x-stream-id", self.id),
-                *self._headers,
-            ])
+            self._output.open(self.id, self._formatter.content_type)
             self._last_write = self._loop.time()
 
     def _respond_error(self, error: UpstreamError) -> None:
         status, headers = _client_status(error)
-        self._conn.respond_json(status, {"error": {
-            "type": error.error_type, "message": str(error)}}, headers)
+        self._output.respond_error(status, headers, {"error": {
+            "type": error.error_type, "message": str(error)}})
 
     def _schedule_heartbeat(self, delay: float) -> None:
         if delay > 0:
@@ -372,8 +379,7 @@ class Relay:
         idle = self._loop.time() - self._last_write
         if self.state is RelayState.STARTING or idle >= interval * 0.999:
             self._open_response()  # the head goes out when the first heartbeat is due
-            if self._writer is not None:
-                self._writer.write(self._formatter.heartbeat)
+            self._output.heartbeat(self._formatter.heartbeat)
             self._last_write = self._loop.time()
             idle = 0.0
         self._schedule_heartbeat(interval - idle)
@@ -399,7 +405,7 @@ class Relay:
             "ttft_ms": round((self.first_token_at - self.started) * 1000, 2)
             if self.first_token_at else None,
             "duration_ms": round((now - self.started) * 1000, 2), "events": self.events,
-            "bytes": self._writer.bytes_sent if self._writer else None,
+            "bytes": self._output.bytes_sent,
             "attempts": self.attempts, "reason": self.reason,
         }
         logger.info(orjson.dumps(record).decode())

@@ -216,7 +216,8 @@ def test_slow_reader_pauses_the_provider(stack: Stack) -> None:
         assert second == first, "the provider must be paused while the client does not read"
         assert first < 200_000
         buffered = stack.run_sync(lambda: [
-            r._conn._transport.get_write_buffer_size() for r in stack.server.gateway.relays])
+            r._output._conn._transport.get_write_buffer_size()
+            for r in stack.server.gateway.relays])
         assert buffered and max(buffered) < 2 * 1024 * 1024
         # now read everything: the stream resumes and completes
         sock.settimeout(30)

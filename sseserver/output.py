@@ -1,0 +1,99 @@
+"""Where a relay's frames go: straight to one client, or into a stream log.
+
+:class:`DirectOutput` writes to the one connection that asked, and passes that
+connection's backpressure to the upstream socket (true end-to-end flow control). The
+log-backed output of resumable streams lives in :mod:`sseserver.fanout`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sseserver.aio.http_server import HTTPConnection, StreamWriter
+
+# Response headers of every stream (DESIGN.md §2), besides the content type.
+STREAM_HEADERS = (("cache-control", "no-cache, no-store"), ("x-accel-buffering", "no"))
+
+
+class Output(Protocol):
+    streams_at_once: bool  # True: the response is open before the upstream answers
+    bytes_sent: int
+
+    def bind(self, on_gone: Callable[[], None]) -> None:
+        """``on_gone`` is called when no reader is left and generating should stop."""
+        ...
+
+    def unbind(self) -> None: ...
+
+    def open(self, stream_id: str, content_type: str) -> None: ...
+
+    def write(self, frames: list[bytes]) -> bool:
+        """Send frames (each carries one event id); False once over the memory bound."""
+        ...
+
+    def heartbeat(self, frame: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def respond_error(self, status: int, headers: list[tuple[str, str]],
+                      payload: dict[str, Any]) -> None: ...
+
+    def attach_flow(self, pause: Callable[[], None], resume: Callable[[], None]) -> None: ...
+
+    def detach_flow(self) -> None: ...
+
+
+def stream_head(stream_id: str, content_type: str, extra: list[tuple[str, str]]
+                ) -> list[tuple[str, str]]:
+    return [("content-type", content_type), *STREAM_HEADERS, ("x-stream-id", stream_id),
+            *extra]
+
+
+class DirectOutput:
+    """One client on one connection; its write buffer pauses the upstream."""
+
+    streams_at_once = False
+    __slots__ = ("_conn", "_extra_headers", "_writer")
+
+    def __init__(self, conn: HTTPConnection, extra_headers: list[tuple[str, str]]) -> None:
+        self._conn = conn
+        self._extra_headers = extra_headers
+        self._writer: StreamWriter | None = None
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._writer.bytes_sent if self._writer is not None else 0
+
+    def bind(self, on_gone: Callable[[], None]) -> None:
+        self._conn.on_lost = on_gone
+
+    def unbind(self) -> None:
+        self._conn.on_lost = None
+
+    def open(self, stream_id: str, content_type: str) -> None:
+        self._writer = self._conn.start_stream(
+            200, stream_head(stream_id, content_type, self._extra_headers))
+
+    def write(self, frames: list[bytes]) -> bool:
+        if self._writer is not None:
+            self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        return True
+
+    def heartbeat(self, frame: bytes) -> None:
+        if self._writer is not None:
+            self._writer.write(frame)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def respond_error(self, status: int, headers: list[tuple[str, str]],
+                      payload: dict[str, Any]) -> None:
+        self._conn.respond_json(status, payload, [*headers, *self._extra_headers])
+
+    def attach_flow(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self._conn.flow.attach(pause, resume)
+
+    def detach_flow(self) -> None:
+        self._conn.flow.detach()
