@@ -42,11 +42,13 @@ class RequestError(SSEServerError):
     """
 
     def __init__(
-        self, message: str, status: int = 400, error_type: str = "invalid_request_error"
+        self, message: str, status: int = 400, error_type: str = "invalid_request_error",
+        headers: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
+        self.headers = headers or []
 
 
 class UpstreamError(SSEServerError):

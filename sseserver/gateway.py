@@ -8,21 +8,27 @@ requests, resolves the model to a chain of provider targets and starts a
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import resources
+from urllib.parse import parse_qs
 
 from sseserver.aio.http_server import HTTPConnection, HTTPRequest
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import Timeouts
 from sseserver.config import Config
+from sseserver.core.stream_log import StreamLog, parse_last_event_id
 from sseserver.errors import RequestError
+from sseserver.fanout import LogOutput
 from sseserver.formats.sse import SSEFormatter
 from sseserver.output import DirectOutput
 from sseserver.providers.base import Provider
-from sseserver.relay import Relay, RelayPolicy, Target
+from sseserver.relay import Relay, RelayPolicy, RelayState, Target
 from sseserver.schema import GenerationRequest, parse_generation_request
+from sseserver.streams.memory import MemoryStore
 
 logger = logging.getLogger("sseserver.gateway")
 
@@ -54,11 +60,16 @@ class Gateway:
                                    upstream.pool_idle_timeout)
         self._routes: dict[str, dict[str, Route]] = {
             "/v1/stream": {"POST": self._post_stream},
+            "/v1/streams": {"POST": self._post_streams},
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
             "/metrics": {"GET": self._metrics},
             "/": {"GET": self._index},
         }
+        self._stream_routes: dict[str, Route] = {"GET": self._subscribe,
+                                                 "DELETE": self._cancel}
+        self.store: MemoryStore[Resumable] = MemoryStore(config.streams.retention)
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return (f"<Gateway providers={sorted(self.providers)} active={len(self.relays)} "
@@ -68,9 +79,15 @@ class Gateway:
 
     def handle(self, request: HTTPRequest, conn: HTTPConnection) -> None:
         self.counters["requests"] += 1
+        conn.response_headers = self._cors_headers(request)
         methods = self._routes.get(request.path)
+        if methods is None and request.path.startswith(STREAMS_PREFIX):
+            methods = self._stream_routes
         if methods is None:
             self.error(conn, 404, f"no route for {request.path}")
+            return
+        if request.method == "OPTIONS":
+            self._preflight(request, conn, methods)
             return
         route = methods.get(request.method)
         if route is None:
@@ -81,7 +98,34 @@ class Gateway:
         try:
             route(request, conn)
         except RequestError as exc:
-            self.error(conn, exc.status, str(exc), error_type=exc.error_type)
+            self.error(conn, exc.status, str(exc), exc.headers, error_type=exc.error_type)
+
+    def _cors_headers(self, request: HTTPRequest) -> list[tuple[str, str]]:
+        origin = request.headers.get("origin")
+        allowed = self.config.server.cors_origins
+        if not origin or not allowed:
+            return []
+        if origin in allowed:
+            return [("access-control-allow-origin", origin), ("vary", "origin"),
+                    ("access-control-allow-credentials", "true"),
+                    ("access-control-expose-headers", EXPOSED_HEADERS)]
+        if "*" in allowed:
+            return [("access-control-allow-origin", "*"),
+                    ("access-control-expose-headers", EXPOSED_HEADERS)]
+        return []
+
+    def _preflight(self, request: HTTPRequest, conn: HTTPConnection,
+                   methods: dict[str, Route]) -> None:
+        if not conn.response_headers:
+            self.error(conn, 403, "origin not allowed")
+            return
+        asked = request.headers.get("access-control-request-headers", "")
+        allowed = sorted({*ALLOWED_REQUEST_HEADERS,
+                          *(h.strip().lower() for h in asked.split(",") if h.strip())})
+        conn.respond(204, [
+            ("access-control-allow-methods", ", ".join(sorted({*methods, "OPTIONS"}))),
+            ("access-control-allow-headers", ", ".join(allowed)),
+            ("access-control-max-age", "600")], b"")
 
     def on_protocol_error(self, conn: HTTPConnection, status: int, message: str) -> None:
         self.counters["http_errors"] += 1
@@ -98,27 +142,108 @@ class Gateway:
     # -- routes --------------------------------------------------------------------
 
     def _post_stream(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        generation = self._admit(request)
+        if generation.resumable:
+            resumable = self._start_resumable(generation)
+            conn.response_headers.append(("location", resumable.url))
+            resumable.output.subscribe(conn, 0, [])
+            return
+        relay = Relay(DirectOutput(conn, []), generation, self.resolve(generation),
+                      SSEFormatter(self.config.streams.retry_ms), self.policy, self.pool,
+                      on_end=self._relay_ended)
+        self._start(relay)
+
+    def _post_streams(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        resumable = self._start_resumable(self._admit(request))
+        conn.respond_json(201, {"id": resumable.relay.id, "url": resumable.url},
+                          [("location", resumable.url)])
+
+    def _admit(self, request: HTTPRequest) -> GenerationRequest:
+        """The request's generation, if the server takes one more stream now."""
         if self.draining:
-            self.error(conn, 503, "server is draining", [("retry-after", "5")],
-                       error_type="unavailable")
-            return
+            raise RequestError("server is draining", status=503, error_type="unavailable",
+                               headers=[("retry-after", "5")])
         if len(self.relays) >= self.config.server.max_connections:
-            self.error(conn, 503, "server is at capacity", [("retry-after", "1")],
-                       error_type="unavailable")
-            return
+            raise RequestError("server is at capacity", status=503,
+                               error_type="unavailable", headers=[("retry-after", "1")])
         generation = parse_generation_request(request.body)
         if generation.format != "sse":
             raise RequestError(f"format {generation.format!r} is not available yet")
-        route = self.resolve(generation)
-        relay = Relay(DirectOutput(conn, []), generation, route,
-                      SSEFormatter(self.config.streams.retry_ms), self.policy, self.pool,
-                      on_end=self._relay_ended)
+        return generation
+
+    def _start(self, relay: Relay) -> None:
         self.relays.add(relay)
         self.counters["streams_started"] += 1
         relay.start()
 
+    def _start_resumable(self, generation: GenerationRequest) -> Resumable:
+        route = self.resolve(generation)
+        streams = self.config.streams
+        loop = asyncio.get_running_loop()
+        output = LogOutput(StreamLog(streams.max_events, streams.max_bytes),
+                           cancel_when_alone=generation.on_disconnect == "cancel",
+                           now=loop.time)
+        relay = Relay(output, generation, route, SSEFormatter(streams.retry_ms), self.policy,
+                      self.pool, on_end=self._relay_ended)
+        resumable = Resumable(relay, output, f"{STREAMS_PREFIX}{relay.id}")
+        self.store.add(relay.id, resumable)
+        self._start(relay)
+        self._schedule_sweep()
+        return resumable
+
+    def _subscribe(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        resumable = self._find(request)
+        header = request.headers.get("last-event-id")
+        if header is None:
+            header = parse_qs(request.query).get("lastEventId", [None])[0]
+        try:
+            after = parse_last_event_id(header)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        log = resumable.output.log
+        if log.finished and after >= log.last_id:
+            # nothing left to send: 204 tells an EventSource to stop reconnecting
+            conn.respond(204, [], b"")
+            return
+        resumable.output.subscribe(conn, min(after, log.last_id), [])
+
+    def _cancel(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        resumable = self._find(request)
+        was_running = resumable.relay.state is not RelayState.ENDED
+        resumable.relay.cancel("the stream was cancelled by a client")
+        conn.respond_json(200, {"id": resumable.relay.id,
+                                "status": "cancelled" if was_running else "ended"})
+
+    def _find(self, request: HTTPRequest) -> Resumable:
+        stream_id = request.path[len(STREAMS_PREFIX):]
+        resumable = self.store.get(stream_id) if stream_id else None
+        if resumable is None:
+            raise RequestError(f"no stream {stream_id!r} (never existed, or expired)",
+                               status=404, error_type="not_found_error")
+        return resumable
+
+    def _schedule_sweep(self) -> None:
+        if self._sweeper is None:
+            interval = max(0.05, min(1.0, self.config.streams.retention / 4))
+            self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        """Forget expired streams; cancel generations nobody has read for too long."""
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        self.store.expire(now)
+        idle_limit = self.config.streams.detached_idle_timeout
+        for resumable in self.store.values():
+            alone = resumable.output.alone_since
+            if resumable.relay.state is not RelayState.ENDED and alone is not None and \
+                    now - alone >= idle_limit:
+                resumable.relay.cancel("no reader for too long")
+        if len(self.store):
+            self._schedule_sweep()
+
     def _relay_ended(self, relay: Relay) -> None:
         self.relays.discard(relay)
+        self.store.mark_ended(relay.id, asyncio.get_running_loop().time())
         self.counters["stream_events"] += relay.events
         key = {"ok": "streams_ok", "cancelled": "streams_cancelled"}.get(
             relay.status, "streams_error")
@@ -203,13 +328,28 @@ class Gateway:
         return provider
 
 
+STREAMS_PREFIX = "/v1/streams/"
+# Response headers a page's script may read (besides the CORS-safelisted ones).
+EXPOSED_HEADERS = "x-stream-id, location, retry-after"
+# What fetch and EventSource clients send: JSON bodies, keys, resume positions.
+ALLOWED_REQUEST_HEADERS = ("content-type", "authorization", "last-event-id")
+
+
+@dataclass(frozen=True, slots=True)
+class Resumable:
+    relay: Relay
+    output: LogOutput
+    url: str
+
+
 @functools.cache
 def _demo_page() -> bytes:
     return resources.files("sseserver.static").joinpath("index.html").read_bytes()
 
 
 _ERROR_TYPES: dict[int, str] = {
-    400: "invalid_request_error", 404: "not_found_error", 405: "method_not_allowed",
+    400: "invalid_request_error", 403: "forbidden", 404: "not_found_error",
+    405: "method_not_allowed",
     413: "request_too_large", 429: "rate_limit_error", 503: "unavailable",
 }
 

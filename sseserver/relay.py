@@ -251,11 +251,11 @@ class Relay:
 
     # -- ending --------------------------------------------------------------------
 
-    def _fail(self, error: UpstreamError) -> None:
+    def _fail(self, error: UpstreamError, status: str = "error") -> None:
         """End the stream with a typed error: JSON before the head, events after it."""
         if self.state is RelayState.ENDED:
             return
-        self.status = "error"
+        self.status = status
         self.reason = str(error)
         if self.state is RelayState.STARTING:
             self._respond_error(error)
@@ -293,14 +293,14 @@ class Relay:
         """The server is draining and out of time: end with a retryable error."""
         self._stop_with("shutdown", message, retryable=True)
 
-    def _stop_with(self, error_type: str, message: str, retryable: bool) -> None:
+    def _stop_with(self, error_type: str, message: str, retryable: bool,
+                   status: str = "error") -> None:
         self._cancel_task()
         self._drop_upstream()
         if self.state is not RelayState.ENDED:
             error = UpstreamError(message, retryable=retryable)
             error.error_type = error_type
-            self._fail(error)
-            self.reason = error_type
+            self._fail(error, status)
 
     def on_client_gone(self) -> None:
         """The last reader left and the stream's policy is to stop generating."""
@@ -314,13 +314,12 @@ class Relay:
 
     def cancel(self, message: str = "the stream was cancelled") -> None:
         """Stop generating (the stop button): readers get a ``cancelled`` error."""
-        self._stop_with("cancelled", message, retryable=False)
-        self.status = "cancelled"
+        self._stop_with("cancelled", message, retryable=False, status="cancelled")
 
     def _overflow(self) -> None:
         # the stream reached its memory bound: end it rather than grow (DESIGN.md §5)
-        self._loop.call_soon(self._stop_with, "stream_too_large",
-                             "the stream passed its size limit", False)
+        self._stop_with("stream_too_large", "the stream passed its size limit",
+                        retryable=False)
 
     def _end(self) -> None:
         self.state = RelayState.ENDED

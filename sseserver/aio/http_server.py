@@ -121,6 +121,8 @@ class HTTPConnection(asyncio.Protocol):
         self.stream: StreamWriter | None = None
         self.on_lost: Callable[[], None] | None = None
         self.requests_served = 0
+        # added to every response of the current request (CORS), reset per request
+        self.response_headers: list[tuple[str, str]] = []
 
     def __repr__(self) -> str:
         return (f"<HTTPConnection peer={self.peer} phase={self.phase.value} "
@@ -280,7 +282,8 @@ class HTTPConnection(asyncio.Protocol):
         """Send a whole response and finish the cycle."""
         if self.phase is Phase.CLOSED or self._transport is None:
             return
-        all_headers = [*headers, ("content-length", str(len(body))), ("date", http_date())]
+        all_headers = [*headers, *self.response_headers, ("content-length", str(len(body))),
+                       ("date", http_date())]
         if close:
             all_headers.append(("connection", "close"))
             self._close_after_response = True
@@ -308,7 +311,8 @@ class HTTPConnection(asyncio.Protocol):
         assert self._transport is not None
         head = self._h11.send(h11.Response(
             status_code=status, reason=_reason(status),
-            headers=[*headers, ("transfer-encoding", "chunked"), ("date", http_date())]))
+            headers=[*headers, *self.response_headers, ("transfer-encoding", "chunked"),
+                     ("date", http_date())]))
         self._transport.write(head or b"")
         self.stream = StreamWriter(self, self._transport)
         return self.stream
@@ -340,6 +344,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         self.phase = Phase.IDLE
         self._request = None
+        self.response_headers = []
         self._resume_reading()
         if self._h11.trailing_data[0]:
             # a pipelined request is waiting: answer it in order, once this call returns

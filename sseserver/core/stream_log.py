@@ -45,6 +45,15 @@ class StreamLog:
     def finish(self) -> None:
         self.finished = True
 
+    def window(self, start: int, max_bytes: int) -> list[bytes]:
+        """Frames after id ``start``, as many as fit in ``max_bytes`` (at least one)."""
+        frames = self._frames
+        end, size = start, 0
+        while end < len(frames) and (end == start or size + len(frames[end]) <= max_bytes):
+            size += len(frames[end])
+            end += 1
+        return frames[start:end]
+
     def since(self, last_id: int) -> list[bytes]:
         """Every frame with an id greater than ``last_id`` (all of them for 0)."""
         return self._frames[max(0, last_id):]

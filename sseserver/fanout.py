@@ -1,0 +1,165 @@
+"""Resumable streams: a relay writes into a log; any number of readers follow it.
+
+Every frame is encoded once into the :class:`~sseserver.core.stream_log.StreamLog`;
+each :class:`Subscriber` sends the same bytes objects from its own position, at its own
+pace. A slow subscriber never slows the generation or the other subscribers: while its
+connection is above high water it just stops taking from the log, and catches up when
+the connection drains (or is evicted by the slow-consumer timeout and resumes later
+with ``Last-Event-ID``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sseserver.aio.http_server import HTTPConnection, StreamWriter
+from sseserver.core.stream_log import StreamLog
+from sseserver.output import stream_head
+
+# Replay is sent in slices of this size, so a reader catching up on a long stream
+# meets its connection's high-water mark (and pauses) instead of buffering it all.
+REPLAY_SLICE_BYTES = 64 * 1024
+
+
+class LogOutput:
+    """The relay's output for a resumable stream: the log and its subscribers."""
+
+    streams_at_once = True
+
+    def __init__(self, log: StreamLog, cancel_when_alone: bool, now: Callable[[], float]
+                 ) -> None:
+        self.log = log
+        self.subscribers: set[Subscriber] = set()
+        self.stream_id = ""
+        self.content_type = "text/event-stream"
+        self._cancel_when_alone = cancel_when_alone
+        self._on_gone: Callable[[], None] | None = None
+        self._now = now
+        self.alone_since: float | None = now()
+        self.subscribed_ever = 0
+
+    def __repr__(self) -> str:
+        return f"<LogOutput {self.stream_id} subscribers={len(self.subscribers)} {self.log!r}>"
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.log.bytes
+
+    # -- the relay's side ----------------------------------------------------------
+
+    def bind(self, on_gone: Callable[[], None]) -> None:
+        self._on_gone = on_gone
+
+    def unbind(self) -> None:
+        self._on_gone = None
+
+    def open(self, stream_id: str, content_type: str) -> None:
+        self.stream_id = stream_id
+        self.content_type = content_type
+
+    def write(self, frames: list[bytes]) -> bool:
+        room = True
+        for frame in frames:
+            room = room and self.log.has_room(frame)
+            self.log.append(frame)
+        for subscriber in list(self.subscribers):
+            subscriber.pump()
+        return room
+
+    def heartbeat(self, frame: bytes) -> None:
+        for subscriber in list(self.subscribers):
+            subscriber.heartbeat(frame)
+
+    def close(self) -> None:
+        self.log.finish()
+        for subscriber in list(self.subscribers):
+            subscriber.pump()
+
+    def respond_error(self, status: int, headers: list[tuple[str, str]],
+                      payload: dict[str, Any]) -> None:
+        # never reached: a resumable stream is open from its start, so a failure is an
+        # error event in the log, which every reader (and every later resume) sees
+        raise AssertionError("a resumable stream has no response of its own")
+
+    def attach_flow(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        pass  # readers catch up from the log: they never pause the generation
+
+    def detach_flow(self) -> None:
+        pass
+
+    # -- subscribers -----------------------------------------------------------------
+
+    def subscribe(self, conn: HTTPConnection, after_id: int,
+                  extra_headers: list[tuple[str, str]]) -> Subscriber:
+        """Start sending this stream to ``conn``: every frame after ``after_id``, then
+        live frames until the end."""
+        subscriber = Subscriber(self, conn, after_id)
+        self.subscribers.add(subscriber)
+        self.subscribed_ever += 1
+        self.alone_since = None
+        subscriber.start(stream_head(self.stream_id, self.content_type, extra_headers))
+        return subscriber
+
+    def left(self, subscriber: Subscriber, gone: bool) -> None:
+        self.subscribers.discard(subscriber)
+        if self.subscribers:
+            return
+        self.alone_since = self._now()
+        if gone and self._cancel_when_alone and not self.log.finished and \
+                self._on_gone is not None:
+            self._on_gone()
+
+
+class Subscriber:
+    """One reader of a stream log, at its own position and pace."""
+
+    __slots__ = ("_conn", "_output", "_paused", "_writer", "cursor")
+
+    def __init__(self, output: LogOutput, conn: HTTPConnection, after_id: int) -> None:
+        self._output = output
+        self._conn = conn
+        self.cursor = after_id  # the id of the last frame sent
+        self._paused = False
+        self._writer: StreamWriter | None = None
+
+    def __repr__(self) -> str:
+        return f"<Subscriber cursor={self.cursor} paused={self._paused}>"
+
+    def start(self, headers: list[tuple[str, str]]) -> None:
+        self._writer = self._conn.start_stream(200, headers)
+        self._conn.flow.attach(self._pause, self._resume)
+        self._conn.on_lost = self._lost
+        self.pump()
+
+    def pump(self) -> None:
+        """Send what the log has beyond our position, until the connection pushes back."""
+        writer = self._writer
+        if writer is None:
+            return
+        log = self._output.log
+        while not self._paused and self.cursor < log.last_id:
+            frames = log.window(self.cursor, REPLAY_SLICE_BYTES)
+            self.cursor += len(frames)
+            writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        if log.finished and self.cursor >= log.last_id and not self._paused:
+            self._writer = None
+            self._conn.flow.detach()
+            self._conn.on_lost = None
+            writer.close()
+            self._output.left(self, gone=False)
+
+    def heartbeat(self, frame: bytes) -> None:
+        if self._writer is not None and not self._paused:
+            self._writer.write(frame)
+
+    def _pause(self) -> None:
+        self._paused = True
+
+    def _resume(self) -> None:
+        self._paused = False
+        self.pump()
+
+    def _lost(self) -> None:
+        self._writer = None
+        self._output.left(self, gone=True)
