@@ -1,12 +1,17 @@
-"""Load benchmark: N concurrent streams through a real server process.
+"""Load benchmark: N concurrent streams through a real server process, against peers.
 
-    python -m benchmarks.load --streams 100 --tokens 200 --rate 0
+    python -m benchmarks.load --streams 100 1000 --tokens 40 --rate 20
+    python -m benchmarks.load --contenders sseserver floor starlette aiohttp --plot out.png
 
-Starts the fake provider and `sseserver serve` as separate processes, the server
-pinned to CPU 0 and the fake provider and this load generator to CPU 1 (`taskset`),
-then opens N streams at once over raw sockets and reports events/s delivered, events
-per CPU-second of the server process (from /proc), time to first token and errors
-(every stream must end with [DONE] after the expected number of tokens).
+For each contender (sseserver, and peers doing the same job: the floor, a minimal
+hand-written uvloop relay; uvicorn + sse-starlette + httpx; aiohttp + aiohttp-sse) it
+starts the fake provider and the server as separate processes, the server pinned to
+CPU 0 and the fake provider and this load generator to CPU 1 (`taskset`), opens N
+streams at once over raw sockets and reports: events/s delivered, events per
+CPU-second of the server process (from /proc), added latency p50/p99 (each token
+carries the fake's send time, CLOCK_MONOTONIC being shared by all processes), p99 gap
+between frames of one stream, time to first token, RSS per stream, and errors (every
+stream must end with [DONE] after the expected number of tokens).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import asyncio
 import os
 import re
 import shutil
-import statistics
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,12 +29,16 @@ import time
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CONTENT_MARKER = b'data: {"content"'
 DONE_MARKER = b"data: [DONE]"
+STAMP = re.compile(rb"t(\d{6,}) ")
+CONTENDERS = ("sseserver", "floor", "starlette", "aiohttp")
 
 
 @dataclass
@@ -39,15 +48,20 @@ class StreamResult:
     error: str = ""
     started: float = 0.0
     first_token: float | None = None
-    finished: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds, per token
+    gaps: list[float] = field(default_factory=list)  # seconds between frames
+    last_arrival: float | None = None
 
 
 @dataclass
 class RunResult:
+    contender: str
     streams: int
     tokens_per_stream: int
     wall: float
     server_cpu: float
+    rss_idle: int
+    rss_active: int
     results: list[StreamResult] = field(default_factory=list)
 
     @property
@@ -59,29 +73,42 @@ class RunResult:
         return sum(1 for r in self.results
                    if r.error or not r.done or r.tokens != self.tokens_per_stream)
 
-    def summary(self) -> dict[str, float]:
-        ttft = sorted((r.first_token - r.started) * 1000 for r in self.results
-                      if r.first_token is not None)
+    def summary(self) -> dict[str, Any]:
+        ttft = [(r.first_token - r.started) * 1000 for r in self.results
+                if r.first_token is not None]
+        latency = [v * 1000 for r in self.results for v in r.latencies]
+        gaps = [v * 1000 for r in self.results for v in r.gaps]
         return {
-            "streams": self.streams, "events": self.events, "errors": self.errors,
-            "wall_s": round(self.wall, 3), "server_cpu_s": round(self.server_cpu, 3),
-            "events_per_s": round(self.events / self.wall),
+            "contender": self.contender, "streams": self.streams, "events": self.events,
+            "errors": self.errors, "wall_s": round(self.wall, 3),
+            "server_cpu_s": round(self.server_cpu, 3),
+            "events_per_s": round(self.events / self.wall) if self.wall else 0,
             "events_per_cpu_s": round(self.events / self.server_cpu) if self.server_cpu else 0,
-            "ttft_p50_ms": round(statistics.median(ttft), 2) if ttft else 0,
-            "ttft_p99_ms": round(ttft[int(len(ttft) * 0.99) - 1 if len(ttft) > 1 else 0], 2)
-            if ttft else 0,
+            "latency_p50_ms": _pct(latency, 0.5), "latency_p99_ms": _pct(latency, 0.99),
+            "gap_p99_ms": _pct(gaps, 0.99), "ttft_p50_ms": _pct(ttft, 0.5),
+            "ttft_p99_ms": _pct(ttft, 0.99),
+            "rss_per_stream_kib": round((self.rss_active - self.rss_idle) / self.streams / 1024,
+                                        2),
         }
 
 
-class StreamClient(asyncio.Protocol):
-    """Counts content frames and waits for [DONE]; no parsing beyond that."""
+def _pct(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * fraction))], 3)
 
-    def __init__(self, request: bytes, result: StreamResult, done: asyncio.Future[None]
-                 ) -> None:
+
+class StreamClient(asyncio.Protocol):
+    """Counts content frames, reads their stamps, waits for [DONE]."""
+
+    def __init__(self, request: bytes, result: StreamResult, done: asyncio.Future[None],
+                 stamped: bool) -> None:
         self.request = request
         self.result = result
         self.done = done
-        self.tail = b""
+        self.stamped = stamped
+        self.buffer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -89,19 +116,26 @@ class StreamClient(asyncio.Protocol):
         transport.write(self.request)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
-        window = self.tail + data
-        count = window.count(CONTENT_MARKER)
+        now_ns = time.monotonic_ns()
+        now = now_ns / 1e9
+        buffer = self.buffer + data
+        # the end of the last complete event (peers may end lines with CRLF)
+        cut = max(buffer.rfind(b"\n\n") + 2, buffer.rfind(b"\n\r\n") + 3, 0)
+        complete, self.buffer = buffer[:cut], buffer[cut:]
+        count = complete.count(CONTENT_MARKER)
+        result = self.result
         if count:
-            if self.result.first_token is None:
-                self.result.first_token = time.monotonic()
-            self.result.tokens += count
-        if DONE_MARKER in window:
-            self.result.done = True
-            self.result.finished = time.monotonic()
+            if result.first_token is None:
+                result.first_token = now
+            if result.last_arrival is not None:
+                result.gaps.append(now - result.last_arrival)
+            result.last_arrival = now
+            result.tokens += count
+            if self.stamped:
+                result.latencies.extend((now_ns - int(m)) / 1e9 for m in STAMP.findall(complete))
+        if DONE_MARKER in complete:
+            result.done = True
             self.transport.close()
-        self.tail = window[-(len(CONTENT_MARKER) - 1):]
-        if self.tail.count(CONTENT_MARKER):  # pragma: no cover - tail is shorter
-            self.tail = b""
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.result.done and not self.result.error:
@@ -110,29 +144,30 @@ class StreamClient(asyncio.Protocol):
             self.done.set_result(None)
 
 
-def request_bytes(tokens: int, rate: float) -> bytes:
-    script = orjson.dumps({"tokens": tokens, "rate": rate}).decode()
+def request_bytes(tokens: int, rate: float, stamp: bool) -> bytes:
+    script = orjson.dumps({"tokens": tokens, "rate": rate, "stamp": stamp}).decode()
     body = orjson.dumps({"model": "bench", "messages": [
         {"role": "user", "content": f"#fake {script}"}]})
     return (b"POST /v1/stream HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
             b"Connection: close\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
 
 
-async def drive(port: int, streams: int, tokens: int, rate: float) -> list[StreamResult]:
+async def drive(port: int, streams: int, tokens: int, rate: float, stamp: bool = False
+                ) -> list[StreamResult]:
     loop = asyncio.get_running_loop()
-    request = request_bytes(tokens, rate)
+    request = request_bytes(tokens, rate, stamp)
     results = [StreamResult() for _ in range(streams)]
     futures = []
     for result in results:
         done: asyncio.Future[None] = loop.create_future()
         futures.append(done)
         try:
-            await loop.create_connection(lambda r=result, d=done: StreamClient(request, r, d),
-                                         "127.0.0.1", port)
+            await loop.create_connection(
+                lambda r=result, d=done: StreamClient(request, r, d, stamp), "127.0.0.1", port)
         except OSError as exc:
             result.error = str(exc)
             done.set_result(None)
-    await asyncio.wait_for(asyncio.gather(*futures), timeout=600)
+    await asyncio.wait_for(asyncio.gather(*futures), timeout=900)
     return results
 
 
@@ -142,8 +177,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_SIZE
+
+
 def pinned(cpu: int, argv: list[str]) -> list[str]:
-    if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > cpu:  # type: ignore[operator]
+    cpus = os.cpu_count() or 1
+    if shutil.which("taskset") and cpus > cpu:
         return ["taskset", "-c", str(cpu), *argv]
     return argv
 
@@ -158,35 +199,100 @@ def start(argv: list[str], env: dict[str, str], pattern: str) -> tuple[subproces
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and process.poll() is None:
         match = re.search(pattern, Path(log.name).read_text())
-        if match:
+        if match and _accepts(match.group(1)):
             return process, match.group(1)
         time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"{' '.join(argv)} did not start: {Path(log.name).read_text()[-500:]}")
 
 
-def run(streams: int, tokens: int, rate: float) -> RunResult:
+def _accepts(url: str) -> bool:
+    """True once the server accepts connections (some announce before binding)."""
+    try:
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def contender_argv(name: str, fake_port: int, workers: int) -> tuple[list[str], dict[str, str]]:
+    if name == "sseserver":
+        return ([sys.executable, "-m", "sseserver", "serve", "--port", str(free_port()),
+                 "--workers", str(workers)],
+                {"OPENAI_API_KEY": "bench",
+                 "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
+                 "SSESERVER_SERVER_MAX_CONNECTIONS": "100000"})
+    module = {"floor": "floor", "starlette": "starlette_app", "aiohttp": "aiohttp_app"}[name]
+    return ([sys.executable, "-m", f"benchmarks.peers.{module}", str(free_port()),
+             str(fake_port)], {})
+
+
+def run(contender: str, streams: int, tokens: int, rate: float, stamp: bool = True,
+        workers: int = 1) -> RunResult:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
     with ExitStack() as stack:
         fake, fake_url = start(pinned(1, [sys.executable, "-m", "sseserver", "fake-provider",
-                                          "--port", "0"]),
-                               {**env, "PYTHONUNBUFFERED": "1"}, r"on (http://\S+)")
+                                          "--port", "0"]), env, r"on (http://\S+)")
         stack.callback(_stop, fake)
-        server_env = {**env, "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": fake_url + "/v1",
-                      "SSESERVER_SERVER_MAX_CONNECTIONS": str(streams * 2 + 100)}
-        server, url = start(pinned(0, [sys.executable, "-m", "sseserver", "serve", "--port",
-                                       "0"]), server_env,
-                            r"listening on (http://\S+)")
+        argv, extra_env = contender_argv(contender, int(fake_url.rsplit(":", 1)[1]), workers)
+        # the server gets CPU 0; with workers, all of them share it unless --workers says
+        server_cpu = "0" if workers == 1 else "0,1"
+        command = ["taskset", "-c", server_cpu, *argv] if shutil.which("taskset") else argv
+        server, url = start(command, {**env, **extra_env}, r"listening on (http://\S+)")
         stack.callback(_stop, server)
         port = int(url.rsplit(":", 1)[1])
-        os.sched_setaffinity(0, {1}) if hasattr(os, "sched_setaffinity") else None
-        cpu_before = cpu_seconds(server.pid)
+        if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+            os.sched_setaffinity(0, {1})
+        pids = _family(server.pid)
+        rss_idle = sum(map(rss_bytes, pids))
+        cpu_before = sum(map(cpu_seconds, pids))
         started = time.monotonic()
-        results = asyncio.run(drive(port, streams, tokens, rate))
+        results = asyncio.run(_drive_sampling(port, streams, tokens, rate, stamp, pids))
         wall = time.monotonic() - started
-        cpu = cpu_seconds(server.pid) - cpu_before
-    return RunResult(streams, tokens, wall, cpu, results)
+        cpu = sum(map(cpu_seconds, pids)) - cpu_before
+        rss_active = _PEAK_RSS.pop() if _PEAK_RSS else rss_idle
+    return RunResult(contender, streams, tokens, wall, cpu, rss_idle, rss_active, results)
+
+
+_PEAK_RSS: list[int] = []
+
+
+async def _drive_sampling(port: int, streams: int, tokens: int, rate: float, stamp: bool,
+                          pids: list[int]) -> list[StreamResult]:
+    """Drive the load while sampling the server's RSS (its peak is the active RSS)."""
+    peak = 0
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            with suppress(OSError):
+                peak = max(peak, sum(map(rss_bytes, pids)))
+            await asyncio.sleep(0.05)
+
+    sampler = asyncio.ensure_future(sample())
+    try:
+        return await drive(port, streams, tokens, rate, stamp)
+    finally:
+        sampler.cancel()
+        _PEAK_RSS.append(peak)
+
+
+def _family(pid: int) -> list[int]:
+    """The process and its children (workers), after they started."""
+    time.sleep(0.2)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [pid]
+    if children.exists():
+        for child in children.read_text().split():
+            found.extend(_family(int(child)))
+    return found
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
@@ -198,25 +304,69 @@ def _stop(process: subprocess.Popen[str]) -> None:
         process.kill()
 
 
+COLUMNS = ("contender", "streams", "errors", "events_per_s", "events_per_cpu_s",
+           "latency_p50_ms", "latency_p99_ms", "gap_p99_ms", "ttft_p50_ms",
+           "rss_per_stream_kib")
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in COLUMNS}
+    lines = ["  ".join(c.rjust(widths[c]) for c in COLUMNS)]
+    lines.extend("  ".join(str(r[c]).rjust(widths[c]) for c in COLUMNS) for r in rows)
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for contender in dict.fromkeys(r["contender"] for r in rows):
+        mine = [r for r in rows if r["contender"] == contender]
+        n = [r["streams"] for r in mine]
+        left.plot(n, [r["events_per_cpu_s"] for r in mine], marker="o", label=contender)
+        right.plot(n, [r["latency_p99_ms"] for r in mine], marker="o", label=contender)
+    for axis, title in ((left, "events per CPU-second of the server"),
+                        (right, "p99 added latency (ms)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("concurrent streams")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    right.set_yscale("log")
+    left.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, nargs="+", default=[100])
-    parser.add_argument("--tokens", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=0.0, help="tokens/s per stream, 0 = max")
-    parser.add_argument("--json", action="store_true", help="print JSON lines only")
+    parser.add_argument("--tokens", type=int, default=40)
+    parser.add_argument("--rate", type=float, default=20.0,
+                        help="tokens/s per stream (0 = as fast as possible)")
+    parser.add_argument("--contenders", nargs="+", default=["sseserver"], choices=CONTENDERS)
+    parser.add_argument("--workers", type=int, default=1, help="sseserver worker processes")
+    parser.add_argument("--json", help="write the results to this JSON file")
+    parser.add_argument("--plot", help="write a PNG plot to this file")
     args = parser.parse_args()
-    try:
-        import uvloop
+    import uvloop
 
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    rows = []
     for streams in args.streams:
-        summary = run(streams, args.tokens, args.rate).summary()
-        if args.json:
-            print(orjson.dumps(summary).decode())
-        else:
-            print("  ".join(f"{k}={v}" for k, v in summary.items()))
+        for contender in args.contenders:
+            summary = run(contender, streams, args.tokens, args.rate,
+                          workers=args.workers).summary()
+            summary.update(tokens=args.tokens, rate=args.rate, workers=args.workers)
+            rows.append(summary)
+            print(orjson.dumps(summary).decode(), file=sys.stderr, flush=True)
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
+    if args.plot:
+        plot(rows, args.plot)
 
 
 if __name__ == "__main__":

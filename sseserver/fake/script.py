@@ -33,6 +33,7 @@ class Script:
     usage: dict[str, int] | None = None
     thinking: int = 0
     require_key: str | None = None
+    stamp: bool = False  # each token is "t<monotonic ns> ": load benchmarks measure latency
     source: str = field(default="", compare=False)
 
     def reply_tokens(self) -> list[str]:
@@ -96,6 +97,8 @@ def _checked(raw: dict[str, Any]) -> dict[str, Any]:
     if call is not None and not (isinstance(call, dict) and isinstance(call.get("name"), str)
                                  and isinstance(call.get("arguments", ""), str)):
         raise ScriptError('#fake tool_call must be {"name": str, "arguments": str}')
+    if not isinstance(values.get("stamp", False), bool):
+        raise ScriptError("#fake stamp must be true or false")
     if values.get("text") is not None and not isinstance(values["text"], str):
         raise ScriptError("#fake text must be a string")
     return values

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
@@ -340,7 +341,8 @@ class _Generation:
         while budget and self.sent < len(self.tokens):
             if self._special(frames):
                 return
-            frames.append(self.wire.token(self.tokens[self.sent]))
+            token = f"t{time.monotonic_ns()} " if self.script.stamp else self.tokens[self.sent]
+            frames.append(self.wire.token(token))
             self.sent += 1
             self.counters.tokens_sent += 1
             budget -= 1
