@@ -95,8 +95,8 @@ class Client(asyncio.Protocol):
                    % (len(upstream_body), upstream_body))
         self.transport.write(HEAD)  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
-        loop.create_task(loop.create_connection(lambda: Upstream(self, request), "127.0.0.1",
-                                                self.upstream_port))
+        self.connecting = loop.create_task(loop.create_connection(
+            lambda: Upstream(self, request), "127.0.0.1", self.upstream_port))
 
 
 async def main(port: int, upstream_port: int) -> None:
