@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from sseserver.config import Config, load_config, read_config_file
@@ -87,20 +87,11 @@ def _serve(config: Config) -> int:
     async def run() -> None:
         server = Server(config)
         await server.start()
-        loop = asyncio.get_running_loop()
-        stopping = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        await stopping.wait()
+        await _until_signalled()
         logger.info("draining (up to %g s)", config.streams.drain_timeout)
         await server.drain()
 
-    try:
-        asyncio.run(run())
-    except OSError as exc:
-        print(f"sseserver: cannot start: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _run(run(), "cannot start")
 
 
 def _run_fake(host: str, port: int) -> int:
@@ -108,17 +99,26 @@ def _run_fake(host: str, port: int) -> int:
 
     async def run() -> None:
         async with FakeProvider(host, port) as fake:
-            stopping = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, stopping.set)
             logger.info("fake provider on %s", fake.base_url)
-            await stopping.wait()
+            await _until_signalled()
 
+    return _run(run(), "cannot start the fake provider")
+
+
+async def _until_signalled() -> None:
+    """Return on SIGTERM or SIGINT."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+
+
+def _run(main: Coroutine[Any, Any, None], failure: str) -> int:
     try:
-        asyncio.run(run())
+        asyncio.run(main)
     except OSError as exc:
-        print(f"sseserver: cannot start the fake provider: {exc}", file=sys.stderr)
+        print(f"sseserver: {failure}: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
 
+import orjson
+
 from sseserver.errors import UpstreamStatusError
 
 # Statuses worth another attempt: timeouts, conflicts, rate limits, server trouble
@@ -50,6 +52,20 @@ def _from_http_date(text: str, now: float | None) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+def body_message(body: bytes) -> str:
+    """The message of a provider's error body: ``error.message`` of the JSON that both
+    OpenAI and Anthropic send, or the body itself when it is something else."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace")
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        message = parsed["error"].get("message")
+        if message:
+            return str(message)
+    return body.decode("utf-8", "replace")
+
+
 def safe_message(message: str, secret: str | None) -> str:
     """Shorten a provider message and make sure it never carries our API key."""
     if secret:
@@ -60,9 +76,10 @@ def safe_message(message: str, secret: str | None) -> str:
     return message
 
 
-def status_error(provider: str, status: int, headers: dict[str, str], message: str,
+def status_error(provider: str, status: int, headers: dict[str, str], body: bytes,
                  secret: str | None) -> UpstreamStatusError:
-    text = safe_message(message, secret) or f"HTTP {status}"
+    """The error for a provider's non-2xx answer, safe to show a client."""
+    text = safe_message(body_message(body), secret) or f"HTTP {status}"
     return UpstreamStatusError(
         f"{provider} answered {status}: {text}", status=status,
         retryable=is_retryable(status, headers), retry_after=retry_after(headers))

@@ -62,15 +62,7 @@ class OpenAIProvider:
         return OpenAIAdapter()
 
     def map_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
-        message = body.decode("utf-8", "replace")
-        try:
-            parsed = _loads(body)
-            if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-                message = str(parsed["error"].get("message") or message)
-        except orjson.JSONDecodeError:
-            pass
-        return status_error(self.settings.name, status, headers, message,
-                            self.settings.api_key)
+        return status_error(self.settings.name, status, headers, body, self.settings.api_key)
 
 
 def openai_tool(tool: dict[str, Any]) -> dict[str, Any]:
