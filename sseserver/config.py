@@ -15,7 +15,6 @@ from types import MappingProxyType
 from typing import Any, get_type_hints
 
 from sseserver.errors import ConfigError
-from sseserver.providers.base import ProviderSettings
 
 MiB = 1024 * 1024
 PROVIDER_KINDS = frozenset({"openai", "anthropic"})
@@ -27,6 +26,20 @@ SDK_PROVIDERS = (
     ("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
     ("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """Where a provider lives and how to authenticate. ``base_url`` has no trailing /."""
+
+    name: str
+    kind: str  # "openai" or "anthropic": which wire format it speaks
+    base_url: str
+    api_key: str | None = None
+
+    def __repr__(self) -> str:  # never show the key
+        return (f"ProviderSettings(name={self.name!r}, kind={self.kind!r}, "
+                f"base_url={self.base_url!r})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,16 +11,15 @@ model is routed to it through the real upstream client.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import socket
 from types import TracebackType
 
-from sseserver.aio.http_server import HTTPConnection, Limits
-from sseserver.config import Config
+from sseserver.aio.http_server import HTTPConnection
+from sseserver.config import Config, ProviderSettings
 from sseserver.fake import FakeProvider
 from sseserver.gateway import Gateway
-from sseserver.providers.base import Provider, ProviderSettings
+from sseserver.providers.base import Provider
 from sseserver.providers.registry import make_provider
 
 logger = logging.getLogger("sseserver")
@@ -64,7 +63,7 @@ class Server:
         providers = await self._providers()
         gateway = Gateway(self.config, providers)
         self.gateway = gateway
-        limits = Limits(**dataclasses.asdict(self.config.limits))
+        limits = self.config.limits
         loop = asyncio.get_running_loop()
 
         def factory() -> HTTPConnection:

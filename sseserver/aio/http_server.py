@@ -24,8 +24,10 @@ from email.utils import formatdate
 from typing import cast
 
 import h11
+import orjson
 
 from sseserver.aio.flow import FlowControl
+from sseserver.config import LimitsSettings as Limits
 
 logger = logging.getLogger("sseserver.http")
 
@@ -44,23 +46,6 @@ class Phase(enum.Enum):
     READING = "reading"  # head or body of a request is arriving
     RESPONDING = "responding"  # the handler owns the connection
     CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The downstream limits, in the units of :class:`sseserver.config.LimitsSettings`."""
-
-    header_timeout: float = 10.0
-    max_head_bytes: int = 16384
-    max_header_count: int = 100
-    max_body_bytes: int = 8 * 1024 * 1024
-    body_timeout: float = 60.0
-    keepalive_timeout: float = 5.0
-    max_pipelined_bytes: int = 65536
-    write_high_water: int = 65536
-    write_low_water: int = 16384
-    max_write_buffer: int = 1024 * 1024
-    slow_consumer_timeout: float = 30.0
 
 
 @dataclass(slots=True)
@@ -301,8 +286,6 @@ class HTTPConnection(asyncio.Protocol):
     def respond_json(self, status: int, payload: object,
                      headers: list[tuple[str, str]] | None = None, *, close: bool = False
                      ) -> None:
-        import orjson
-
         self.respond(status, [("content-type", "application/json"), *(headers or [])],
                      orjson.dumps(payload), close=close)
 

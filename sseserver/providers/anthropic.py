@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from sseserver.config import ProviderSettings
 from sseserver.errors import ProviderError, RequestError, UpstreamError
 from sseserver.events import (
     ErrorEvent,
@@ -16,7 +17,7 @@ from sseserver.events import (
     ToolCallDelta,
     Usage,
 )
-from sseserver.providers.base import ProviderSettings, UpstreamRequest
+from sseserver.providers.base import UpstreamRequest
 from sseserver.providers.errors import status_error
 from sseserver.schema import GenerationRequest
 

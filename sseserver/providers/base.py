@@ -1,8 +1,9 @@
 """What every provider adapter offers (sans-IO: no asyncio, no sockets).
 
-A provider turns a :class:`GenerationRequest` into an :class:`UpstreamRequest`, makes
-a fresh :class:`StreamAdapter` per stream to map its SSE events to normalized events,
-and maps an error response to an :class:`UpstreamError`.
+A provider (configured by :class:`sseserver.config.ProviderSettings`) turns a
+:class:`GenerationRequest` into an :class:`UpstreamRequest`, makes a fresh
+:class:`StreamAdapter` per stream to map its SSE events to normalized events, and maps
+an error response to an :class:`UpstreamError`.
 """
 
 from __future__ import annotations
@@ -10,23 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from sseserver.config import ProviderSettings
 from sseserver.errors import UpstreamError
 from sseserver.events import NormalizedEvent, Usage
 from sseserver.schema import GenerationRequest
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderSettings:
-    """Where a provider lives and how to authenticate. ``base_url`` has no trailing /."""
-
-    name: str
-    kind: str  # "openai" or "anthropic": which wire format it speaks
-    base_url: str
-    api_key: str | None = None
-
-    def __repr__(self) -> str:  # never show the key
-        return (f"ProviderSettings(name={self.name!r}, kind={self.kind!r}, "
-                f"base_url={self.base_url!r})")
 
 
 @dataclass(frozen=True, slots=True)

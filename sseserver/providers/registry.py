@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sseserver.config import ProviderSettings
 from sseserver.errors import ConfigError
 from sseserver.providers.anthropic import AnthropicProvider
-from sseserver.providers.base import Provider, ProviderSettings
+from sseserver.providers.base import Provider
 from sseserver.providers.openai import OpenAIProvider
 
 KINDS: dict[str, Callable[[ProviderSettings], Provider]] = {

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from sseserver.aio.http_server import HTTPConnection, HTTPRequest, Limits
+from sseserver.aio.http_server import HTTPConnection, HTTPRequest
+from sseserver.config import LimitsSettings as Limits
 
 FAST = Limits(header_timeout=0.3, body_timeout=0.3, keepalive_timeout=0.3,
               max_body_bytes=1000, max_head_bytes=4096, max_header_count=20)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from sseserver.config import ProviderSettings
 from sseserver.errors import ProviderError, RequestError
 from sseserver.events import ErrorEvent, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from sseserver.providers.base import ProviderSettings
 from sseserver.providers.openai import OpenAIAdapter, OpenAIProvider
 from sseserver.schema import parse_generation_request
 from tests.providers.golden import run_fixture
