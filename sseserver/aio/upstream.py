@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 
 import h11
 
+from sseserver.core.chunked import BodyDecoder, ChunkedDecoder, LengthDecoder, UntilCloseDecoder
 from sseserver.errors import (
+    RemoteProtocolError,
     UpstreamClosed,
     UpstreamConnectError,
     UpstreamError,
@@ -85,6 +87,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._pending: list[bytes] = []  # body bytes that arrived before stream()
         self._ended = False
         self._error: UpstreamError | None = None
+        self._decoder: BodyDecoder | None = None
+        self._keep_alive = False
         self._started = self._loop.time()
         self._last_activity = self._started
 
@@ -99,14 +103,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def recycle(self) -> bool:
         """After a complete response: make ready for the next request if keep-alive
-        allows (both sides DONE, no Connection: close). False means close it."""
-        if self.state is not State.DONE or self._h11.our_state is not h11.DONE or \
-                self._h11.their_state is not h11.DONE:
+        allows (HTTP/1.1, no Connection: close, a delimited body with nothing after
+        it). False means close it."""
+        decoder = self._decoder
+        if self.state is not State.DONE or not self._keep_alive or decoder is None or \
+                decoder.trailing:
             return False
-        try:
-            self._h11.start_next_cycle()
-        except h11.LocalProtocolError:
-            return False
+        self._h11 = h11.Connection(h11.CLIENT)  # h11 saw only the head: start afresh
         self.state = State.IDLE
         self.idle_since = self._loop.time()
         self._reset()
@@ -124,6 +127,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._last_activity = self._loop.time()
         self.bytes_received += len(data)
+        if self._decoder is not None:
+            self._decode(data)
+            return
         try:
             self._h11.receive_data(data)
             self._process_events()
@@ -133,6 +139,9 @@ class UpstreamConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.state is State.IDLE:  # the provider closed a kept-alive connection
             self.state = State.FAILED
+            return False
+        if self._decoder is not None:
+            self._on_body_closed()
             return False
         try:
             self._h11.receive_data(b"")
@@ -223,21 +232,42 @@ class UpstreamConnection(asyncio.Protocol):
     # -- internals -----------------------------------------------------------------
 
     def _process_events(self) -> None:
-        while True:
+        """h11 reads the response head; then the body goes to a hand-written decoder
+        (h11 costs ~4.6 µs per body chunk, the hot path's largest step)."""
+        while self._decoder is None:
             event = self._h11.next_event()
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
-            if isinstance(event, h11.Data):
-                self._deliver(bytes(event.data))
-            elif isinstance(event, h11.Response):
+            if isinstance(event, h11.Response):
                 self._on_head(event)
-            elif isinstance(event, h11.EndOfMessage):
-                self._on_end()
-                return
             elif isinstance(event, h11.ConnectionClosed):
-                if self.state is not State.DONE:
-                    self._fail(UpstreamClosed("provider closed the connection"))
+                self._fail(UpstreamClosed("provider closed the connection"))
                 return
+        rest, closed = self._h11.trailing_data
+        if rest:
+            self._decode(bytes(rest))
+        if closed:
+            self._on_body_closed()
+
+    def _decode(self, data: bytes) -> None:
+        decoder = self._decoder
+        assert decoder is not None
+        try:
+            pieces = decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"))
+            return
+        for piece in pieces:
+            self._deliver(piece)
+        if decoder.done:
+            self._on_end()
+
+    def _on_body_closed(self) -> None:
+        if isinstance(self._decoder, UntilCloseDecoder):
+            self._keep_alive = False
+            self._on_end()
+        else:
+            self._fail(UpstreamClosed("provider closed the connection before the body ended"))
 
     def _on_head(self, event: h11.Response) -> None:
         self.state = State.BODY
@@ -245,6 +275,10 @@ class UpstreamConnection(asyncio.Protocol):
                                  self._started + self._timeouts.total - self._loop.time()))
         headers = {name.decode("latin-1").lower(): value.decode("latin-1")
                    for name, value in event.headers.raw_items()}
+        self._decoder = _body_decoder(event, headers)
+        self._keep_alive = event.http_version == b"1.1" and \
+            "close" not in headers.get("connection", "").lower() and \
+            not isinstance(self._decoder, UntilCloseDecoder)
         if not self._head.done():
             self._head.set_result(ResponseHead(event.status_code, headers))
 
@@ -301,6 +335,18 @@ class UpstreamConnection(asyncio.Protocol):
                 f"no {what} from the provider within {limit:g} s"))
         else:
             self._schedule_check(min(total_left, idle_left))
+
+
+def _body_decoder(event: h11.Response, headers: dict[str, str]) -> BodyDecoder:
+    """How the body is delimited (RFC 9112 §6.3)."""
+    if event.status_code in (204, 304) or 100 <= event.status_code < 200:
+        return LengthDecoder(0)
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return ChunkedDecoder()
+    length = headers.get("content-length")
+    if length is not None:
+        return LengthDecoder(int(length))  # h11 has validated it
+    return UntilCloseDecoder()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,145 @@
+"""The hand-written body decoders against h11: same bytes, same verdicts."""
+
+from __future__ import annotations
+
+import h11
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sseserver.core.chunked import ChunkedDecoder, LengthDecoder, UntilCloseDecoder
+from sseserver.errors import RemoteProtocolError
+
+HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def with_h11(body: bytes, reads: list[int]) -> tuple[bytes, bool] | str:
+    """What h11 makes of a chunked body: (payload, complete), or 'error'."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(HEAD)
+    assert isinstance(conn.next_event(), h11.Response)
+    payload, complete = b"", False
+    try:
+        for piece in split(body, reads):
+            conn.receive_data(piece)
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    break
+                if isinstance(event, h11.Data):
+                    payload += bytes(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    complete = True
+                    break
+            if complete:
+                break
+    except h11.RemoteProtocolError:
+        return "error"
+    return payload, complete
+
+
+def with_ours(body: bytes, reads: list[int]) -> tuple[bytes, bool] | str:
+    decoder = ChunkedDecoder()
+    payload = b""
+    try:
+        for piece in split(body, reads):
+            payload += b"".join(decoder.feed(piece))
+            if decoder.done:
+                break
+    except RemoteProtocolError:
+        return "error"
+    return payload, decoder.done
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(c, len(data)) for c in cuts})
+    # never an empty read: h11 takes b"" for the end of the connection
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)
+            if b > a]
+
+
+def encode(chunks: list[bytes], extension: bytes = b"", trailers: bytes = b"",
+           upper: bool = False) -> bytes:
+    out = b""
+    for chunk in chunks:
+        size = b"%X" % len(chunk) if upper else b"%x" % len(chunk)
+        out += size + extension + b"\r\n" + chunk + b"\r\n"
+    return out + b"0" + extension + b"\r\n" + trailers + b"\r\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks=st.lists(st.binary(min_size=1, max_size=300), max_size=8),
+       reads=st.lists(st.integers(0, 3000), max_size=6),
+       extension=st.sampled_from([b"", b";a=b", b";x", b";q=\"v\""]),
+       trailers=st.sampled_from([b"", b"X-Trailer: 1\r\n", b"A: b\r\nC:d\r\n"]),
+       upper=st.booleans())
+def test_valid_bodies_decode_as_h11_decodes_them(chunks: list[bytes], reads: list[int],
+                                                 extension: bytes, trailers: bytes,
+                                                 upper: bool) -> None:
+    body = encode(chunks, extension, trailers, upper)
+    ours = with_ours(body, reads)
+    assert ours == with_h11(body, reads)
+    assert ours == (b"".join(chunks), True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=60), reads=st.lists(st.integers(0, 60), max_size=4))
+def test_random_bytes_get_the_same_verdict(body: bytes, reads: list[int]) -> None:
+    theirs, ours = with_h11(body, reads), with_ours(body, reads)
+    if theirs == "error" or ours == "error":
+        assert theirs == ours, (body, theirs, ours)
+    else:
+        assert ours[0] == theirs[0] and ours[1] == theirs[1]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("body", [
+    b"zz\r\n", b"5\r\nhelloXX0\r\n\r\n", b"-1\r\n", b"1 ;x\r\na\r\n0\r\n\r\n",
+    b"0\r\nbad trailer\r\n\r\n", b"1" * 21 + b"\r\n", b"\r\n",
+])
+def test_malformed_bodies_are_refused_like_h11_refuses_them(body: bytes) -> None:
+    assert with_h11(body, []) == "error"
+    assert with_ours(body, []) == "error"
+
+
+def test_bare_cr_in_an_extension_is_accepted_as_h11_does() -> None:
+    body = b"1;a\rb\r\nx\r\n0\r\n\r\n"
+    assert with_ours(body, []) == with_h11(body, []) == (b"x", True)
+
+
+def test_bytes_after_the_body_are_kept() -> None:
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"2\r\nhi\r\n0\r\n\r\nHTTP/1.1 200") == [b"hi"]
+    assert decoder.done and decoder.trailing == b"HTTP/1.1 200"
+
+
+def test_a_huge_size_line_is_refused() -> None:
+    decoder = ChunkedDecoder()
+    with pytest.raises(RemoteProtocolError, match="too long"):
+        decoder.feed(b"1" * 20_000)
+
+
+def test_length_and_until_close_decoders() -> None:
+    length = LengthDecoder(5)
+    assert length.feed(b"hel") == [b"hel"] and not length.done
+    assert length.feed(b"lo!!") == [b"lo"] and length.done and length.trailing == b"!!"
+    assert LengthDecoder(0).done
+    until_close = UntilCloseDecoder()
+    assert until_close.feed(b"abc") == [b"abc"] and not until_close.done
+
+
+@settings(max_examples=400, deadline=None)
+@given(chunks=st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=4),
+       position=st.integers(0, 400), byte=st.binary(min_size=1, max_size=2),
+       replace=st.booleans(), reads=st.lists(st.integers(0, 400), max_size=3))
+def test_mutated_bodies_get_the_same_verdict(chunks: list[bytes], position: int, byte: bytes,
+                                             replace: bool, reads: list[int]) -> None:
+    body = encode(chunks)
+    at = min(position, len(body))
+    body = body[:at] + byte + body[at + (len(byte) if replace else 0):]
+    theirs, ours = with_h11(body, reads), with_ours(body, reads)
+    if theirs == "error" or ours == "error":
+        assert theirs == ours, (body, theirs, ours)
+    else:
+        assert ours == theirs
