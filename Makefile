@@ -26,8 +26,20 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check sseserver tests benchmarks
 	$(BIN)/python -m pytest -q --benchmark-disable
 
-bench: $(VENV)/.installed-test
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[test,bench]"
+	touch $@ $(VENV)/.installed $(VENV)/.installed-test
+
+# Micro benchmarks, then the load benchmark against the peers (server on CPU 0, load
+# on CPU 1); the table goes to stdout, JSON and the plot to benchmarks/results/.
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-group-by=group
+	$(BIN)/python -m benchmarks.load --streams 100 1000 5000 --tokens 40 --rate 20 \
+		--contenders sseserver floor aiohttp \
+		--json benchmarks/results/realistic.json --plot benchmarks/results/realistic.png
+	$(BIN)/python -m benchmarks.load --streams 100 1000 --tokens 40 --rate 20 \
+		--contenders starlette --json benchmarks/results/realistic-starlette.json
+	$(BIN)/python -m benchmarks.ttft --requests 300
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check sseserver tests benchmarks

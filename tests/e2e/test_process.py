@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -117,3 +118,44 @@ def test_fake_provider_command() -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def _children(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    with open(path) as file:
+        return [int(child) for child in file.read().split()]
+
+
+def test_workers_share_the_port_restart_when_killed_and_drain_on_sigterm() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with serve("--demo", "--workers", "2", "--port", str(port)) as (process, url):
+        deadline = time.monotonic() + 10
+        while len(_children(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = _children(process.pid)
+        assert len(workers) == 2
+        for _ in range(6):  # both workers answer on the one port
+            response = httpx.post(url + "/v1/stream", json=request_body({"tokens": 1}),
+                                  timeout=10)
+            assert response.status_code == 200 and b"[DONE]" in response.content
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = _children(process.pid)
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.05)
+        assert len(now) == 2 and workers[0] not in now, "a dead worker is replaced"
+        # serve() read the first worker's start line; the second one's and the
+        # replacement's follow, on the same port
+        assert process.stderr is not None
+        listening: list[str] = []
+        while len(listening) < 2:
+            line = process.stderr.readline()
+            assert line, "the log ended before the replacement worker started"
+            listening += re.findall(r"listening on (http://\S+)", line)
+        assert listening == [f"http://127.0.0.1:{port}"] * 2
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
