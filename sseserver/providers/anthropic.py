@@ -6,8 +6,7 @@ from typing import Any
 
 import orjson
 
-from sseserver.config import ProviderSettings
-from sseserver.errors import ProviderError, RequestError, UpstreamError
+from sseserver.errors import ProviderError, RequestError
 from sseserver.events import (
     ErrorEvent,
     Finish,
@@ -17,8 +16,7 @@ from sseserver.events import (
     ToolCallDelta,
     Usage,
 )
-from sseserver.providers.base import UpstreamRequest
-from sseserver.providers.errors import status_error
+from sseserver.providers.base import SettingsProvider, UpstreamRequest
 from sseserver.schema import GenerationRequest
 
 API_VERSION = "2023-06-01"  # the version the official SDKs send
@@ -33,13 +31,7 @@ _STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "len
                  "tool_use": "tool_calls"}
 
 
-class AnthropicProvider:
-    def __init__(self, settings: ProviderSettings) -> None:
-        self.settings = settings
-
-    def __repr__(self) -> str:
-        return f"<AnthropicProvider {self.settings.name} {self.settings.base_url}>"
-
+class AnthropicProvider(SettingsProvider):
     def build_request(self, request: GenerationRequest, model: str) -> UpstreamRequest:
         system = [request.system] if request.system else []
         messages: list[dict[str, Any]] = []
@@ -72,8 +64,6 @@ class AnthropicProvider:
     def new_adapter(self) -> AnthropicAdapter:
         return AnthropicAdapter()
 
-    def map_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
-        return status_error(self.settings.name, status, headers, body, self.settings.api_key)
 
 
 def _joined_text(content: Any) -> str:

@@ -14,6 +14,7 @@ from typing import Protocol
 from sseserver.config import ProviderSettings
 from sseserver.errors import UpstreamError
 from sseserver.events import NormalizedEvent, Usage
+from sseserver.providers.errors import status_error
 from sseserver.schema import GenerationRequest
 
 
@@ -51,3 +52,17 @@ class Provider(Protocol):
     def new_adapter(self) -> StreamAdapter: ...
 
     def map_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError: ...
+
+
+class SettingsProvider:
+    """What every provider shares: its settings, a key-free repr, error mapping."""
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.settings = settings
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.settings.name} {self.settings.base_url}>"
+
+    def map_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
+        """A non-2xx answer as an error safe to show a client (the key redacted)."""
+        return status_error(self.settings.name, status, headers, body, self.settings.api_key)

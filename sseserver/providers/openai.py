@@ -10,8 +10,7 @@ from typing import Any
 
 import orjson
 
-from sseserver.config import ProviderSettings
-from sseserver.errors import ProviderError, RequestError, UpstreamError
+from sseserver.errors import ProviderError, RequestError
 from sseserver.events import (
     ErrorEvent,
     Finish,
@@ -21,8 +20,7 @@ from sseserver.events import (
     ToolCallDelta,
     Usage,
 )
-from sseserver.providers.base import UpstreamRequest
-from sseserver.providers.errors import status_error
+from sseserver.providers.base import SettingsProvider, UpstreamRequest
 from sseserver.schema import GenerationRequest
 
 _loads = orjson.loads
@@ -31,13 +29,7 @@ _RETRYABLE_ERROR_TYPES = frozenset({"server_error", "service_unavailable_error",
                                     "rate_limit_error", "overloaded_error", "timeout"})
 
 
-class OpenAIProvider:
-    def __init__(self, settings: ProviderSettings) -> None:
-        self.settings = settings
-
-    def __repr__(self) -> str:
-        return f"<OpenAIProvider {self.settings.name} {self.settings.base_url}>"
-
+class OpenAIProvider(SettingsProvider):
     def build_request(self, request: GenerationRequest, model: str) -> UpstreamRequest:
         messages: list[dict[str, Any]] = []
         if request.system:
@@ -62,8 +54,6 @@ class OpenAIProvider:
     def new_adapter(self) -> OpenAIAdapter:
         return OpenAIAdapter()
 
-    def map_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
-        return status_error(self.settings.name, status, headers, body, self.settings.api_key)
 
 
 def openai_tool(tool: dict[str, Any]) -> dict[str, Any]:
