@@ -69,20 +69,22 @@ class ChunkedDecoder:
                     raise RemoteProtocolError("chunk data not followed by CRLF")
                 position += 2
                 self._state = _SIZE
-            else:  # trailer section: lines until an empty one
-                line_end = buffer.find(b"\r\n", position)
-                if line_end < 0:
-                    self._check_line(end - position)
-                    break
-                line = buffer[position:line_end]
-                position = line_end + 2
-                if not line:
-                    self.done = True
-                    self.trailing = buffer[position:]
-                    position = end
-                    break
-                if _TRAILER_FIELD.fullmatch(line) is None:
-                    raise RemoteProtocolError("malformed trailer line")
+            else:  # the trailer section: judged whole, when its blank line is in (as h11)
+                if buffer.startswith(b"\r\n", position):
+                    block_end = position
+                else:
+                    block_end = buffer.find(b"\r\n\r\n", position)
+                    if block_end < 0:
+                        self._check_line(end - position)
+                        break
+                    for line in buffer[position:block_end].split(b"\r\n"):
+                        if _TRAILER_FIELD.fullmatch(line) is None:
+                            raise RemoteProtocolError("malformed trailer line")
+                    block_end += 2
+                self.done = True
+                self.trailing = buffer[block_end + 2:]
+                position = end
+                break
         self._buffer = buffer[position:] if not self.done else b""
         return out
 

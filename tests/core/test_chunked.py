@@ -143,3 +143,11 @@ def test_mutated_bodies_get_the_same_verdict(chunks: list[bytes], position: int,
         assert theirs == ours, (body, theirs, ours)
     else:
         assert ours == theirs
+
+
+def test_trailers_are_judged_when_their_section_is_complete() -> None:
+    """h11 waits for the blank line before it looks at trailers: so do we."""
+    incomplete = b"0\r\n\x00\r\n"
+    assert with_ours(incomplete, []) == with_h11(incomplete, []) == (b"", False)
+    complete = incomplete + b"\r\n"
+    assert with_ours(complete, []) == with_h11(complete, []) == "error"
