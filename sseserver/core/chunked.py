@@ -19,8 +19,12 @@ MAX_CHUNK_LINE = 16 * 1024
 # RFC 9112 §7.1: chunk-size is 1*HEXDIG, then optional ;extensions, which h11 ignores
 # (bare CR included, reference/http-hardening.md): the same pattern as h11's.
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
-# A trailer field line: token ":" value (RFC 9110 §5.1), as h11 reads trailers.
-_TRAILER_FIELD = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+:[ \t]*[^\r\n]*")
+# A trailer field line, token ":" OWS value OWS (RFC 9110 §5.1), with the same value
+# grammar h11 uses: visible characters (or obs-text) separated by spaces and tabs.
+_TRAILER_FIELD = re.compile(
+    rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+:[ \t]*(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?[ \t]*")
+# The end of the trailer section: a blank line, CRLF or bare LF endings (as h11).
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
 class ChunkedDecoder:
@@ -70,23 +74,40 @@ class ChunkedDecoder:
                 position += 2
                 self._state = _SIZE
             else:  # the trailer section: judged whole, when its blank line is in (as h11)
-                if buffer.startswith(b"\r\n", position):
-                    block_end = position
-                else:
-                    block_end = buffer.find(b"\r\n\r\n", position)
-                    if block_end < 0:
-                        self._check_line(end - position)
-                        break
-                    for line in buffer[position:block_end].split(b"\r\n"):
-                        if _TRAILER_FIELD.fullmatch(line) is None:
-                            raise RemoteProtocolError("malformed trailer line")
-                    block_end += 2
+                rest = self._trailer_section(buffer, position)
+                if rest is None:
+                    self._check_line(end - position)
+                    break
                 self.done = True
-                self.trailing = buffer[block_end + 2:]
+                self.trailing = buffer[rest:]
                 position = end
                 break
         self._buffer = buffer[position:] if not self.done else b""
         return out
+
+    @staticmethod
+    def _trailer_section(buffer: bytes, start: int) -> int | None:
+        """Where the bytes after the trailer section begin; None while incomplete.
+        Raises for a malformed field line."""
+        for blank in (b"\r\n", b"\n"):
+            if buffer.startswith(blank, start):
+                return start + len(blank)
+        match = _BLANK_LINE.search(buffer, start)
+        if match is None:
+            return None
+        fields: list[bytes] = []
+        for line in buffer[start:match.start()].split(b"\n"):
+            line = line.removesuffix(b"\r")
+            if line[:1] in (b" ", b"\t"):  # obs-fold: h11 unfolds continuation lines
+                if not fields:
+                    raise RemoteProtocolError("trailer section starts with a continuation")
+                fields[-1] += b" " + line.strip(b" \t")
+            else:
+                fields.append(line)
+        for field in fields:
+            if _TRAILER_FIELD.fullmatch(field) is None:
+                raise RemoteProtocolError("malformed trailer line")
+        return match.end()
 
     def _start_chunk(self, line: bytes) -> None:
         match = _CHUNK_SIZE.fullmatch(line)

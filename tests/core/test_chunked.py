@@ -151,3 +151,34 @@ def test_trailers_are_judged_when_their_section_is_complete() -> None:
     assert with_ours(incomplete, []) == with_h11(incomplete, []) == (b"", False)
     complete = incomplete + b"\r\n"
     assert with_ours(complete, []) == with_h11(complete, []) == "error"
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (b"1\r\n\x00\r\n0\r\n\x00\n\r\n", "error"),  # a bare LF ends a trailer line
+    (b"1\r\n\x00\r\n0\r\n\n\r\n", (b"\x00", True)),  # a bare LF blank line ends it all
+    (b"0\r\nA: b\r\n c\r\n\r\n", (b"", True)),  # obs-fold continuation is unfolded
+    (b"0\r\n c\r\n\r\n", "error"),  # ...but cannot come first
+    (b"0\r\nA: \x00\r\n\r\n", "error"),  # no NUL in a value
+])
+def test_trailer_edge_cases_match_h11(body: bytes, expected: object) -> None:
+    assert with_h11(body, []) == expected
+    assert with_ours(body, []) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(chunks=st.lists(st.binary(min_size=1, max_size=20), max_size=3),
+       trailers=st.sampled_from([b"", b"A: b\r\n", b"A: b\r\n c\r\n", b"X:\r\n"]),
+       mutations=st.lists(st.tuples(
+           st.integers(0, 200),
+           st.sampled_from([b"\n", b"\r", b" ", b"\t", b"\x00", b":", b";", b"0", b"\r\n"]),
+           st.booleans()), max_size=3),
+       reads=st.lists(st.integers(0, 200), max_size=3))
+def test_framing_mutations_get_the_same_verdict(
+        chunks: list[bytes], trailers: bytes, mutations: list[tuple[int, bytes, bool]],
+        reads: list[int]) -> None:
+    body = encode(chunks, trailers=trailers)
+    for position, byte, replace in mutations:
+        at = min(position, len(body))
+        body = body[:at] + byte + body[at + (len(byte) if replace else 0):]
+    theirs, ours = with_h11(body, reads), with_ours(body, reads)
+    assert ours == theirs, body
