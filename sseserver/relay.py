@@ -29,7 +29,13 @@ import orjson
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
 from sseserver.core.sse import SSEParser
-from sseserver.errors import ProviderError, SSEServerError, UpstreamError, UpstreamTimeout
+from sseserver.errors import (
+    ProviderError,
+    RequestError,
+    SSEServerError,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, Usage
 from sseserver.formats.base import Formatter
 from sseserver.output import Output
@@ -154,6 +160,10 @@ class Relay:
         except UpstreamError as exc:
             self._drop_upstream()
             return exc
+        except RequestError as exc:  # this provider cannot take the request as it is
+            refused = UpstreamError(str(exc), status=exc.status, retryable=False)
+            refused.error_type = exc.error_type
+            return refused
         if head.status != 200:
             return await self._status_error(target, upstream, head)
         return await self._pump(target, upstream)

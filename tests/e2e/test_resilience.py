@@ -216,3 +216,12 @@ def test_a_stream_that_ends_early_reports_the_usage_known_so_far(stack: Stack) -
     assert status == 200
     assert [e.event for e in events[-3:]] == ["usage", "error", "message"]
     assert orjson.loads(events[-3].data)["input_tokens"] > 0
+
+
+def test_a_request_the_provider_cannot_take_is_a_400(stack: Stack) -> None:
+    body = request_body({"tokens": 1}, provider="anthropic")
+    body["messages"].append({"role": "tool", "content": "result"})
+    status, _, error = stream(stack, body)
+    assert status == 400
+    assert error["error"]["type"] == "invalid_request_error"
+    assert "not supported" in error["error"]["message"]
