@@ -161,3 +161,16 @@ def test_default_reply_and_non_streaming(fake_url: str) -> None:
     assert text.startswith("This is a reply")
     whole = httpx.post(fake_url + "/v1/chat/completions", json=openai_body(stream=False))
     assert whole.json()["choices"][0]["message"]["content"].startswith("This is a reply")
+
+
+def test_require_key(fake_url: str) -> None:
+    body = openai_body({"tokens": 1, "require_key": "sk-right"})
+    url = fake_url + "/v1/chat/completions"
+    refused = httpx.post(url, json=body, headers={"authorization": "Bearer sk-wrong"})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "invalid_api_key"
+    accepted = httpx.post(url, json=body, headers={"authorization": "Bearer sk-right"})
+    assert accepted.status_code == 200
+    anthropic = httpx.post(fake_url + "/v1/messages", json=anthropic_body(
+        {"tokens": 1, "require_key": "ak-right"}), headers={"x-api-key": "ak-right"})
+    assert anthropic.status_code == 200
