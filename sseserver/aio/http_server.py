@@ -1,11 +1,14 @@
-"""The downstream HTTP/1.1 server protocol: h11 for heads, hand-written chunk framing.
+"""The downstream HTTP/1.1 server protocol: h11 reads requests, responses are ours.
 
-One :class:`HTTPConnection` per client socket. It reads requests (keep-alive and
-pipelining, answered in order), enforces the limits h11 leaves to us
+One :class:`HTTPConnection` per client socket. It reads requests with h11 (keep-alive
+and pipelining, answered in order), enforces the limits h11 leaves to us
 (reference/http-hardening.md), hands each complete request to the application's
 ``handler`` and offers two ways to answer: :meth:`HTTPConnection.respond` for a
 whole response, or :meth:`HTTPConnection.start_stream` and a :class:`StreamWriter`
-for a streamed one.
+for a streamed one. Responses are written without h11 (core/http_response.py builds
+the head; bodies are framed here): h11 spent a third of a stream's setup validating
+and framing what we send. h11 stays in charge of what clients send; a fresh h11
+connection takes over the unread bytes at each keep-alive cycle.
 
 Backpressure: the transport's write-buffer limits call ``pause_writing`` and
 ``resume_writing``; a stream writer forwards them to the producer's ``pause`` and
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -28,6 +32,8 @@ import orjson
 
 from sseserver.aio.flow import FlowControl
 from sseserver.config import LimitsSettings as Limits
+from sseserver.core.http_response import encode_response_head
+from sseserver.errors import LocalProtocolError
 
 logger = logging.getLogger("sseserver.http")
 
@@ -72,8 +78,17 @@ class HTTPError(Exception):
         self.close = close
 
 
+_date_cache: list[tuple[int, str]] = [(0, "")]
+
+
 def http_date() -> str:
-    return formatdate(usegmt=True)
+    """The Date header value; it changes once a second, so it is built once a second."""
+    second = int(time.time())
+    cached_second, value = _date_cache[0]
+    if second != cached_second:
+        value = formatdate(second, usegmt=True)
+        _date_cache[0] = (second, value)
+    return value
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -90,7 +105,7 @@ class HTTPConnection(asyncio.Protocol):
         self._limits = limits
         self._on_error = on_error
         self._loop = loop or asyncio.get_running_loop()
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
+        self._h11 = self._new_reader()
         self._transport: asyncio.Transport | None = None
         self.phase = Phase.IDLE
         self.peer = ""
@@ -100,6 +115,9 @@ class HTTPConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
         self._close_after_response = False
+        self._keep_alive = False  # the current request allows another one after it
+        self._head_only = False  # a HEAD request: the response has no body
+        self._response_started = False
         self._between_requests = False
         self.flow = FlowControl()
         self._slow_timer: asyncio.TimerHandle | None = None
@@ -212,6 +230,10 @@ class HTTPConnection(asyncio.Protocol):
         self._request = HTTPRequest(
             method=event.method.decode("ascii", "replace"), path=path, query=query,
             headers=headers, http_version=event.http_version.decode(), peer=self.peer)
+        # RFC 9112 §9.3, as h11 decides it: HTTP/1.1 without "Connection: close"
+        self._keep_alive = event.http_version == b"1.1" and "close" not in (
+            token.strip() for token in headers.get("connection", "").lower().split(","))
+        self._head_only = event.method == b"HEAD"
         self._body = []
         self._body_size = 0
         declared = headers.get("content-length")
@@ -239,7 +261,7 @@ class HTTPConnection(asyncio.Protocol):
             self._handler(request, self)
         except Exception:  # a handler bug must cost one request, never the process
             logger.exception("handler failed for %s %s", request.method, request.path)
-            if self.phase is Phase.RESPONDING and self._h11.our_state is h11.SEND_RESPONSE:
+            if self.phase is Phase.RESPONDING and not self._response_started:
                 self.respond_json(500, {"error": {"type": "internal_error",
                                                   "message": "internal server error"}})
 
@@ -267,20 +289,17 @@ class HTTPConnection(asyncio.Protocol):
         """Send a whole response and finish the cycle."""
         if self.phase is Phase.CLOSED or self._transport is None:
             return
-        all_headers = [*headers, *self.response_headers, ("content-length", str(len(body))),
-                       ("date", http_date())]
-        if close:
-            all_headers.append(("connection", "close"))
-            self._close_after_response = True
-        try:
-            data = self._h11.send(h11.Response(status_code=status, headers=all_headers,
-                                               reason=_reason(status)))
-            data = (data or b"") + (self._h11.send(h11.Data(data=body)) or b"")
-            data += self._h11.send(h11.EndOfMessage()) or b""
-        except h11.LocalProtocolError:
+        if self._response_started:  # a second answer to one request: a handler bug
             self._close()
             return
-        self._transport.write(data)
+        all_headers = [*headers, *self.response_headers]
+        has_body = status not in (204, 304)  # RFC 9110 §8.6: no length on these
+        if has_body:
+            all_headers.append(("content-length", str(len(body))))
+        head = self._encode_head(status, all_headers, close)
+        if head is None:
+            return
+        self._transport.write(head + body if has_body and not self._head_only else head)
         self._finish_cycle()
 
     def respond_json(self, status: int, payload: object,
@@ -290,24 +309,29 @@ class HTTPConnection(asyncio.Protocol):
                      orjson.dumps(payload), close=close)
 
     def start_stream(self, status: int, headers: list[tuple[str, str]]) -> StreamWriter:
-        """Send a chunked response head; the returned writer sends the body."""
+        """Send the head of a body of unknown length; the returned writer sends the body.
+
+        HTTP/1.1 clients get chunked framing; an HTTP/1.0 client gets the raw body and
+        the connection closes after it (it cannot read chunks); a HEAD gets the head.
+
+        Raises :class:`LocalProtocolError` for a header that cannot be sent.
+        """
         assert self._transport is not None
-        head = self._h11.send(h11.Response(
-            status_code=status, reason=_reason(status),
-            headers=[*headers, *self.response_headers, ("transfer-encoding", "chunked"),
-                     ("date", http_date())]))
-        self._transport.write(head or b"")
-        self.stream = StreamWriter(self, self._transport)
+        request = self._request
+        chunked = request is not None and request.http_version == "1.1"
+        all_headers = [*headers, *self.response_headers]
+        if chunked:
+            all_headers.append(("transfer-encoding", "chunked"))
+        head = encode_response_head(status, self._finish_headers(all_headers, close=False))
+        self._response_started = True
+        self._transport.write(head)
+        self.stream = StreamWriter(self, self._transport, chunked=chunked,
+                                   sends_body=not self._head_only)
         return self.stream
 
     def end_stream(self) -> None:
-        """Called by :meth:`StreamWriter.close`: the last chunk went out."""
+        """Called by :meth:`StreamWriter.close`: the body is complete."""
         self.stream = None
-        try:
-            self._h11.send(h11.EndOfMessage())
-        except h11.LocalProtocolError:
-            self._close()
-            return
         self._finish_cycle()
 
     def abort(self) -> None:
@@ -315,27 +339,51 @@ class HTTPConnection(asyncio.Protocol):
         if self._transport is not None and self.phase is not Phase.CLOSED:
             self._transport.abort()
 
-    def _finish_cycle(self) -> None:
-        if self._close_after_response or self._h11.our_state is not h11.DONE or \
-                self._h11.their_state is not h11.DONE:
-            self._close()
-            return
+    def _finish_headers(self, headers: list[tuple[str, str]], close: bool
+                        ) -> list[tuple[str, str]]:
+        headers.append(("date", http_date()))
+        if close or not self._keep_alive:
+            headers.append(("connection", "close"))
+            self._close_after_response = True
+        return headers
+
+    def _encode_head(self, status: int, headers: list[tuple[str, str]], close: bool
+                     ) -> bytes | None:
         try:
-            self._h11.start_next_cycle()
-        except h11.LocalProtocolError:
+            head = encode_response_head(status, self._finish_headers(headers, close))
+        except LocalProtocolError:
+            logger.exception("cannot send a %d response to %s", status, self.peer)
+            self._close()
+            return None
+        self._response_started = True
+        return head
+
+    def _finish_cycle(self) -> None:
+        if self._close_after_response or self._h11.their_state is not h11.DONE:
             self._close()
             return
+        # h11 saw only the request: a fresh reader takes over the bytes it has not read
+        unread, closed = self._h11.trailing_data
+        self._h11 = self._new_reader()
+        if unread:
+            self._h11.receive_data(unread)
+        if closed:  # (receiving b"" is how h11 learns of the end of input)
+            self._h11.receive_data(b"")
         self.phase = Phase.IDLE
         self._request = None
+        self._keep_alive = self._head_only = self._response_started = False
         self.response_headers = []
         self._resume_reading()
-        if self._h11.trailing_data[0]:
+        if unread or closed:
             # a pipelined request is waiting: answer it in order, once this call returns
             self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
             self._loop.call_soon(self._process_pending)
         else:
             self._between_requests = True
             self._arm_timer(self._limits.keepalive_timeout, self._on_keepalive_timeout)
+
+    def _new_reader(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes)
 
     def _process_pending(self) -> None:
         if self.phase is Phase.IDLE:
@@ -345,7 +393,7 @@ class HTTPConnection(asyncio.Protocol):
         self._on_error(self, status, message)
         if self.phase is Phase.CLOSED:
             return
-        if self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if self._response_started:  # too late for a status: the client sees a cut
             self._close()
             return
         self.phase = Phase.RESPONDING
@@ -399,17 +447,20 @@ class HTTPConnection(asyncio.Protocol):
 
 
 class StreamWriter:
-    """Writes the body of a streamed response as hand-framed HTTP chunks.
+    """Writes the body of a streamed response: hand-framed HTTP chunks for HTTP/1.1.
 
-    h11 frames a body chunk in ~1.8 µs; this framing is a single bytes format. h11
-    stays in charge of the head and the final chunk, so its state remains exact.
+    A chunk is one bytes format (h11 framed one in ~1.8 µs, the largest step of a
+    frame write).
     """
 
-    __slots__ = ("_conn", "_transport", "bytes_sent", "closed")
+    __slots__ = ("_chunked", "_conn", "_sends_body", "_transport", "bytes_sent", "closed")
 
-    def __init__(self, conn: HTTPConnection, transport: asyncio.Transport) -> None:
+    def __init__(self, conn: HTTPConnection, transport: asyncio.Transport, *,
+                 chunked: bool = True, sends_body: bool = True) -> None:
         self._conn = conn
         self._transport = transport
+        self._chunked = chunked and sends_body
+        self._sends_body = sends_body
         self.closed = False
         self.bytes_sent = 0
 
@@ -422,18 +473,24 @@ class StreamWriter:
         if self.closed or not data:
             return
         self.bytes_sent += len(data)
-        self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        if self._chunked:
+            self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        elif self._sends_body:
+            self._transport.write(data)
+        else:
+            return
         conn = self._conn
         if conn.flow.paused and \
                 self._transport.get_write_buffer_size() > conn._limits.max_write_buffer:
             conn._evict("write buffer limit exceeded")
 
     def close(self) -> None:
-        """Send the last chunk and complete the response."""
+        """End the body (the last chunk) and complete the response."""
         if self.closed:
             return
         self.closed = True
-        self._transport.write(_LAST_CHUNK)
+        if self._chunked:
+            self._transport.write(_LAST_CHUNK)
         self._conn.end_stream()
 
     def abort(self) -> None:
@@ -461,27 +518,12 @@ def _check_head(event: h11.Request, limits: Limits) -> dict[str, str]:
     return headers
 
 
-_REASONS = {
-    200: b"OK", 201: b"Created", 204: b"No Content", 400: b"Bad Request",
-    401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed",
-    408: b"Request Timeout", 413: b"Content Too Large", 429: b"Too Many Requests",
-    431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
-    502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
-    505: b"HTTP Version Not Supported",
-}
-
 _ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
     405: "method_not_allowed", 408: "request_timeout", 413: "request_too_large",
     429: "rate_limit_error", 431: "headers_too_large", 503: "unavailable",
     505: "http_version_not_supported",
 }
-
-
-def _reason(status: int) -> bytes:
-    # h11 sends an empty reason phrase unless given one; some load tools count it as a
-    # failure (reference/http-hardening.md).
-    return _REASONS.get(status, b"Unknown")
 
 
 def _error_type(status: int) -> str:

@@ -315,3 +315,79 @@ def test_non_utf8_target_does_not_crash() -> None:
         assert status_of(await exchange(port, GET, 0.5)) == 200
 
     run(test)
+
+
+def test_http10_client_gets_a_raw_streamed_body_then_the_close() -> None:
+    """An HTTP/1.0 client cannot read chunks: the body goes raw and its end is the close."""
+
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, b"GET /stream HTTP/1.0\r\n\r\n", 1)
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert b"transfer-encoding" not in head.lower()
+        assert b"connection: close" in head.lower()
+        assert body == b"data: one\n\ndata: two\n\n"
+
+    run(test)
+
+
+def test_connection_close_request_is_answered_then_closed() -> None:
+    async def test(h: Harness, port: int) -> None:
+        closing = b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, Close\r\n\r\n"
+        response = await exchange(port, closing + GET, 1)
+        assert response.count(b"HTTP/1.1 200 OK") == 1  # the second request is not read
+        assert b"connection: close" in response.lower()
+
+    run(test)
+
+
+def test_head_request_gets_the_head_without_a_body_and_stays_usable() -> None:
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, b"HEAD /x HTTP/1.1\r\nHost: t\r\n\r\n"
+                                  b"HEAD /stream HTTP/1.1\r\nHost: t\r\n\r\n" + GET, 1)
+        first, second, third = response.split(b"HTTP/1.1 200 OK\r\n")[1:]
+        assert b"content-length: " in first.lower() and first.endswith(b"\r\n\r\n")
+        assert b"transfer-encoding: chunked" in second.lower()
+        assert second.endswith(b"\r\n\r\n")  # no chunks, not even the last one
+        assert b'"path":"/x"' in third
+
+    run(test)
+
+
+def test_no_content_response_has_no_length_and_keeps_the_connection() -> None:
+    def handler(request: HTTPRequest, conn: HTTPConnection) -> None:
+        conn.respond(204, [("x-n", request.path)], b"")
+
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, GET + GET, 1)
+        assert response.count(b"HTTP/1.1 204 No Content\r\n") == 2
+        assert b"content-length" not in response.lower()
+
+    run(test, handler=handler)
+
+
+@pytest.mark.parametrize("value", ["a\r\nx-injected: 1", "a\nb", "a\rb", "a\x00b", "\x7f",
+                                   "snowman \u2603"])
+def test_a_header_that_cannot_be_sent_closes_instead_of_splitting_the_head(
+        value: str) -> None:
+    def handler(request: HTTPRequest, conn: HTTPConnection) -> None:
+        conn.respond(200, [("x-echo", value)], b"body")
+
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, GET, 1)
+        assert response == b""  # nothing half-sent, nothing injected
+        assert h.connections[0].phase.value == "closed"
+
+    run(test, handler=handler)
+
+
+def test_a_second_answer_to_one_request_closes_the_connection() -> None:
+    def handler(request: HTTPRequest, conn: HTTPConnection) -> None:
+        conn.respond(200, [], b"one")
+        conn.respond(200, [], b"two")
+
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close"
+                                  b"\r\n\r\n", 1)
+        assert response.count(b"HTTP/1.1 200 OK") == 1 and response.endswith(b"one")
+
+    run(test, handler=handler)

@@ -1,0 +1,73 @@
+"""Response heads built by hand: what h11 parses from them, and what they refuse."""
+
+from __future__ import annotations
+
+import h11
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sseserver.core.http_response import encode_response_head, reason_phrase
+from sseserver.errors import LocalProtocolError
+
+TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+# Visible ASCII and obs-text, with inner spaces and tabs: what a field value may hold.
+VALUE_CHARS = st.characters(codec="latin-1", exclude_categories=("Cc",),
+                            exclude_characters="\x7f")
+names = st.text(TOKEN_CHARS, min_size=1, max_size=20).filter(
+    lambda name: name not in ("content-length", "transfer-encoding", "connection"))
+values = st.builds(lambda parts: " ".join(parts),
+                   st.lists(st.text(VALUE_CHARS, min_size=1, max_size=12).map(str.strip)
+                            .filter(bool), max_size=4))
+
+
+def parsed_by_h11(head: bytes) -> h11.Response:
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[("host", "t")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(head)
+    event = client.next_event()
+    assert isinstance(event, h11.Response)
+    return event
+
+
+@settings(max_examples=300, deadline=None)
+@given(status=st.sampled_from([200, 201, 400, 404, 429, 500, 502, 503, 299, 599]),
+       headers=st.lists(st.tuples(names, values), max_size=12))
+def test_h11_reads_back_exactly_what_was_encoded(status: int,
+                                                  headers: list[tuple[str, str]]) -> None:
+    event = parsed_by_h11(encode_response_head(status, headers))
+    assert event.status_code == status
+    assert event.reason == reason_phrase(status).encode()
+    assert [(name.decode(), value.decode("latin-1")) for name, value in event.headers] == \
+        headers
+
+
+def test_head_bytes() -> None:
+    assert encode_response_head(200, [("content-type", "text/event-stream"), ("x-a", "1")]) \
+        == b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-a: 1\r\n\r\n"
+    assert encode_response_head(418, []) == b"HTTP/1.1 418 Unknown\r\n\r\n"
+
+
+@pytest.mark.parametrize("value", ["a\r\nx-injected: 1", "a\nb", "a\rb", "a\x00b", "a\x01",
+                                   "\x7f", "\x1b[31m", "\u2603"])
+def test_values_that_could_split_or_corrupt_the_head_are_refused(value: str) -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_response_head(200, [("x-a", value)])
+
+
+@pytest.mark.parametrize("name", ["", "a b", "a:b", "a\r\nb", "x-é", "a\tb", "(a)"])
+def test_names_that_are_not_tokens_are_refused(name: str) -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_response_head(200, [(name, "v")])
+
+
+@pytest.mark.parametrize("status", [0, 99, 1000, -200])
+def test_status_out_of_range_is_refused(status: int) -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_response_head(status, [])
+
+
+def test_tab_and_obs_text_pass_as_h11_allows() -> None:
+    event = parsed_by_h11(encode_response_head(200, [("x-a", "a\tb \xe9")]))
+    assert event.headers[0][1] == b"a\tb \xe9"
