@@ -36,7 +36,7 @@ from sseserver.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, Usage
+from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDelta, Usage
 from sseserver.formats.base import Formatter
 from sseserver.output import Output
 from sseserver.providers.base import Provider, StreamAdapter
@@ -203,7 +203,12 @@ class Relay:
         try:
             for sse in self._parser.feed(data):
                 for event in adapter.feed(sse.event, sse.data):
-                    self._frame(event, frames)
+                    if type(event) is TextDelta and self.state is RelayState.COMMITTED:
+                        # the per-token case, in line: one call less per event
+                        frames.append(self._formatter.event(event))
+                        self.events += 1
+                    else:
+                        self._frame(event, frames)
                 if adapter.finished:
                     break
         except SSEServerError as exc:

@@ -19,6 +19,7 @@ MAX_CHUNK_LINE = 16 * 1024
 # RFC 9112 §7.1: chunk-size is 1*HEXDIG, then optional ;extensions, which h11 ignores
 # (bare CR included, reference/http-hardening.md): the same pattern as h11's.
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
+_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 # A trailer field line, token ":" OWS value OWS (RFC 9110 §5.1), with the same value
 # grammar h11 uses: visible characters (or obs-text) separated by spaces and tabs.
 _TRAILER_FIELD = re.compile(
@@ -41,6 +42,14 @@ class ChunkedDecoder:
         self.trailing = b""
 
     def feed(self, data: bytes) -> list[bytes]:
+        if self._state is _SIZE and not self._buffer:
+            # The common read: exactly one whole chunk (a provider flushes each event).
+            line_end = data.find(b"\r\n")
+            if 0 < line_end <= 20 and _HEX_DIGITS.fullmatch(data, 0, line_end):
+                stop = line_end + 2 + int(data[:line_end], 16)
+                if stop > line_end + 2 and len(data) == stop + 2 and \
+                        data[stop:] == b"\r\n":
+                    return [data[line_end + 2:stop]]
         if self.done:
             self.trailing += data
             return []

@@ -103,7 +103,17 @@ class OpenAIAdapter:
             # Only the first choice is relayed: the gateway asks for n=1.
             choice = choices[0]
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                _choice_events(choice, events)
+                delta = choice.get("delta")
+                if type(delta) is dict and len(delta) == 1 and \
+                        not choice.get("finish_reason"):
+                    # the per-token chunk, in line: {"delta": {"content": "..."}}
+                    content = delta.get("content")
+                    if content:
+                        events.append(TextDelta(content))
+                    elif delta:
+                        _choice_events(choice, events)
+                else:
+                    _choice_events(choice, events)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self._usage = Usage(int(usage.get("prompt_tokens") or 0),

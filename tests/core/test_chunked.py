@@ -182,3 +182,35 @@ def test_framing_mutations_get_the_same_verdict(
         body = body[:at] + byte + body[at + (len(byte) if replace else 0):]
     theirs, ours = with_h11(body, reads), with_ours(body, reads)
     assert ours == theirs, body
+
+
+def chunk_boundaries(body: bytes) -> list[int]:
+    """The offsets where each framed chunk ends: reads that are one whole chunk each."""
+    cuts, position = [], 0
+    while True:
+        line_end = body.find(b"\r\n", position)
+        if line_end < 0:
+            return cuts
+        size_text = body[position:line_end].split(b";")[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return cuts
+        position = line_end + 2 + size + 2
+        cuts.append(position)
+
+
+@settings(max_examples=400, deadline=None)
+@given(chunks=st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=5),
+       position=st.integers(0, 400), byte=st.binary(min_size=1, max_size=1),
+       upper=st.booleans(), mutate=st.booleans())
+def test_one_chunk_per_read_matches_h11(chunks: list[bytes], position: int, byte: bytes,
+                                        upper: bool, mutate: bool) -> None:
+    """A provider flushes each event as its own chunk, so a read is usually one whole
+    chunk: the decoder's shortcut for that case must agree with h11, malformed or not."""
+    body = encode(chunks, upper=upper)
+    if mutate:
+        position %= len(body)
+        body = body[:position] + byte + body[position + 1:]
+    reads = chunk_boundaries(body)
+    assert with_ours(body, reads) == with_h11(body, reads)

@@ -199,3 +199,29 @@ def test_round_trip_at_random_split_points(
             last_id = ident
         expected.append((name or "message", data, last_id))
     assert [(e.event, e.data, e.id) for e in parsed] == expected
+
+
+# -- whole-event reads (the parser's shortcut) against byte-by-byte parsing -----------
+
+_field_line = st.sampled_from([b"data", b"event", b"id", b"retry", b"", b"dat", b"data "]).flatmap(
+    lambda name: st.tuples(st.just(name), st.sampled_from([b":", b": ", b":  ", b""]),
+                           st.sampled_from([b"", b"x", b" y", b"{\"a\":1}", b"\xff\xfe",
+                                            b"123", b"message", b"caf\xc3\xa9"])))
+# a read is usually a whole block, sometimes lines of a block still open
+_block = st.tuples(st.lists(_field_line, min_size=0, max_size=3), st.booleans()).map(
+    lambda read: b"".join(name + colon + value + b"\n" for name, colon, value in read[0])
+    + (b"\n" if read[1] else b""))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_block, min_size=1, max_size=6), st.booleans())
+def test_whole_event_reads_parse_as_byte_by_byte(blocks: list[bytes], bom: bool) -> None:
+    """Each block in its own read takes the shortcut where its shape allows; the result
+    must be exactly what the general path gives for the same bytes."""
+    first = (b"\xef\xbb\xbf" if bom else b"")
+    whole, single = SSEParser(), SSEParser()
+    by_block = [e for block in [first, *blocks] for e in whole.feed(block)]
+    stream = first + b"".join(blocks)
+    by_byte = [e for i in range(len(stream)) for e in single.feed(stream[i:i + 1])]
+    assert by_block == by_byte
+    assert (whole.last_event_id, whole.retry) == (single.last_event_id, single.retry)
