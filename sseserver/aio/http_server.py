@@ -105,7 +105,11 @@ class HTTPConnection(asyncio.Protocol):
         self._limits = limits
         self._on_error = on_error
         self._loop = loop or asyncio.get_running_loop()
-        self._h11 = self._new_reader()
+        # h11 reads a request; while the response is out it is dropped (its ~1 KiB is
+        # a tenth of an idle stream) and what the client sends waits in _unread.
+        self._h11: h11.Connection | None = self._new_reader()
+        self._unread = bytearray()
+        self._input_ended = False
         self._transport: asyncio.Transport | None = None
         self.phase = Phase.IDLE
         self.peer = ""
@@ -142,12 +146,16 @@ class HTTPConnection(asyncio.Protocol):
         self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self._h11.receive_data(data)
-        except RuntimeError:  # h11 refuses data after it saw a connection-closing error
+        reader = self._h11
+        if reader is None:  # a response is in progress: this is for the next request
+            self._unread += data
+            # stop reading past the cap (a pipelined flood); the kernel then pushes back
+            if len(self._unread) > self._limits.max_pipelined_bytes:
+                self._pause_reading()
             return
-        if self.phase is Phase.RESPONDING:
-            self._limit_pipelined_input()
+        try:
+            reader.receive_data(data)
+        except RuntimeError:  # h11 refuses data after it saw a connection-closing error
             return
         if self._between_requests:
             # the first byte of the next request: from now on the head must complete
@@ -159,14 +167,13 @@ class HTTPConnection(asyncio.Protocol):
         # A client that half-closes while we stream to it is gone in practice (browsers
         # and SDKs never half-close); treating it as a disconnect lets the upstream be
         # cancelled at once instead of at the next write.
-        if self.phase is Phase.RESPONDING:
+        if self.phase is Phase.RESPONDING or self._h11 is None:
             return False
         try:
             self._h11.receive_data(b"")
         except RuntimeError:
             return False
-        if self.phase is not Phase.RESPONDING:
-            self._process_events()
+        self._process_events()
         return True  # finish the response in progress, then close
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -193,8 +200,11 @@ class HTTPConnection(asyncio.Protocol):
 
     def _process_events(self) -> None:
         while self.phase is not Phase.CLOSED and self.phase is not Phase.RESPONDING:
+            reader = self._h11
+            if reader is None:
+                return
             try:
-                event = self._h11.next_event()
+                event = reader.next_event()
             except h11.RemoteProtocolError as exc:
                 status = exc.error_status_hint if exc.error_status_hint != 400 else 400
                 self._fail(status, f"malformed request: {exc}", close=True)
@@ -251,9 +261,12 @@ class HTTPConnection(asyncio.Protocol):
 
     def _dispatch(self) -> None:
         request = self._request
-        assert request is not None
+        assert request is not None and self._h11 is not None
         request.body = b"".join(self._body)
         self._body = []
+        unread, self._input_ended = self._h11.trailing_data
+        self._unread = bytearray(unread)
+        self._h11 = None
         self._cancel_timer()
         self.phase = Phase.RESPONDING
         self.requests_served += 1
@@ -264,13 +277,6 @@ class HTTPConnection(asyncio.Protocol):
             if self.phase is Phase.RESPONDING and not self._response_started:
                 self.respond_json(500, {"error": {"type": "internal_error",
                                                   "message": "internal server error"}})
-
-    def _limit_pipelined_input(self) -> None:
-        # h11 keeps buffering whatever it is fed while we respond (27 MB seen): stop
-        # reading once the unread input passes the cap; the kernel then pushes back.
-        buffered = len(self._h11.trailing_data[0])
-        if buffered > self._limits.max_pipelined_bytes:
-            self._pause_reading()
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
@@ -359,16 +365,17 @@ class HTTPConnection(asyncio.Protocol):
         return head
 
     def _finish_cycle(self) -> None:
-        if self._close_after_response or self._h11.their_state is not h11.DONE:
+        if self._close_after_response or not self._request_read():
             self._close()
             return
-        # h11 saw only the request: a fresh reader takes over the bytes it has not read
-        unread, closed = self._h11.trailing_data
-        self._h11 = self._new_reader()
+        # a fresh reader takes over the bytes that came after the request
+        unread, closed = bytes(self._unread), self._input_ended
+        self._unread = bytearray()
+        reader = self._h11 = self._new_reader()
         if unread:
-            self._h11.receive_data(unread)
+            reader.receive_data(unread)
         if closed:  # (receiving b"" is how h11 learns of the end of input)
-            self._h11.receive_data(b"")
+            reader.receive_data(b"")
         self.phase = Phase.IDLE
         self._request = None
         self._keep_alive = self._head_only = self._response_started = False
@@ -381,6 +388,10 @@ class HTTPConnection(asyncio.Protocol):
         else:
             self._between_requests = True
             self._arm_timer(self._limits.keepalive_timeout, self._on_keepalive_timeout)
+
+    def _request_read(self) -> bool:
+        """The whole request has been read (so the connection may serve another)."""
+        return self._h11 is None or self._h11.their_state is h11.DONE
 
     def _new_reader(self) -> h11.Connection:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes)
@@ -398,7 +409,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         self.phase = Phase.RESPONDING
         self.respond_json(status, {"error": {"type": _error_type(status), "message": message}},
-                          close=close or self._h11.their_state is not h11.DONE)
+                          close=close or not self._request_read())
 
     def _close(self) -> None:
         if self.phase is Phase.CLOSED:

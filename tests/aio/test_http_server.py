@@ -212,8 +212,8 @@ def test_pipelined_flood_is_not_buffered_without_bound() -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(writer.drain(), 1.0)  # the server stopped reading
         conn = h.connections[0]
-        buffered = len(conn._h11.trailing_data[0])
-        assert buffered < 2 * 1024 * 1024, buffered
+        buffered = len(conn._unread)
+        assert 0 < buffered < 2 * 1024 * 1024, buffered
         writer.transport.abort()
 
     run(test)
@@ -389,5 +389,44 @@ def test_a_second_answer_to_one_request_closes_the_connection() -> None:
         response = await exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close"
                                   b"\r\n\r\n", 1)
         assert response.count(b"HTTP/1.1 200 OK") == 1 and response.endswith(b"one")
+
+    run(test, handler=handler)
+
+
+def test_requests_pipelined_behind_a_stream_are_answered_after_it() -> None:
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n" + GET
+                                  + b"GET /y HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                  1)
+        stream_end = response.index(b"0\r\n\r\n")
+        assert response.index(b'"path":"/x"') > stream_end
+        assert response.index(b'"path":"/y"') > response.index(b'"path":"/x"')
+        assert h.connections[0].phase.value == "closed"
+
+    run(test)
+
+
+def test_a_request_sent_while_a_stream_is_out_is_answered_after_it() -> None:
+    def handler(request: HTTPRequest, conn: HTTPConnection) -> None:
+        if request.path == "/slow":
+            writer = conn.start_stream(200, [("content-type", "text/event-stream")])
+
+            def finish() -> None:
+                writer.write(b"data: late\n\n")
+                writer.close()
+
+            asyncio.get_running_loop().call_later(0.2, finish)
+            return
+        echo_handler(request, conn)
+
+    async def test(h: Harness, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(GET)  # arrives while the stream is still open
+        response = await asyncio.wait_for(reader.readuntil(b'"body":""}'), 2)
+        assert response.index(b"data: late") < response.index(b"0\r\n\r\n") < \
+            response.index(b'"path":"/x"')
+        writer.close()
 
     run(test, handler=handler)
