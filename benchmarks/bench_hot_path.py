@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import h11
 import orjson
 
+from sseserver.core.http_client import ResponseHeadParser, encode_request
 from sseserver.core.sse import SSEParser, encode_event
 from sseserver.events import TextDelta
 from sseserver.formats.sse import SSEFormatter
@@ -85,3 +87,88 @@ def test_transform_openai_chunk_to_frame(benchmark: Any) -> None:
     payload = orjson.loads(frame.split(b"data: ", 1)[1])
     benchmark.extra_info["payload"] = payload
     assert payload == {"content": "Hello"}
+
+
+# -- once per stream: the upstream request out, the response head in ----------------
+# One chat request as the OpenAI adapter builds it, and a streamed response's head as
+# the provider sends it (its first chunk arrives in the same read).
+REQUEST_HEADERS = (("content-type", "application/json"), ("accept", "text/event-stream"),
+                   ("authorization", "Bearer sk-test-0123456789abcdef0123456789abcdef"))
+REQUEST_BODY = orjson.dumps({"model": "gpt-4o-mini", "stream": True,
+                             "messages": [{"role": "user", "content": "Hello"}]})
+RESPONSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\nDate: Mon, 30 Sep 2024 10:22:52 GMT\r\n"
+    b"Content-Type: text/event-stream; charset=utf-8\r\nTransfer-Encoding: chunked\r\n"
+    b"Connection: keep-alive\r\naccess-control-expose-headers: X-Request-ID\r\n"
+    b"openai-organization: user-test\r\nopenai-processing-ms: 182\r\n"
+    b"openai-version: 2020-10-01\r\nx-request-id: req_0123456789abcdef0123456789abcdef\r\n"
+    b"cache-control: no-cache, must-revalidate\r\nCF-RAY: 8cb6e3b9fb2d2a3e-AMS\r\n"
+    b"Server: cloudflare\r\n\r\n")
+FIRST_CHUNK = b"%x\r\n%b\r\n" % (len(OPENAI_CHUNK), OPENAI_CHUNK)
+
+
+def encode_request_h11() -> bytes:
+    """What the upstream client did per request before: a connection, three sends."""
+    client = h11.Connection(h11.CLIENT)
+    request = h11.Request(method="POST", target="/v1/chat/completions", headers=[
+        ("host", "api.openai.com"), *REQUEST_HEADERS,
+        ("content-length", str(len(REQUEST_BODY)))])
+    return b"".join(client.send(event) or b"" for event in (
+        request, h11.Data(data=REQUEST_BODY), h11.EndOfMessage()))
+
+
+def test_encode_request(benchmark: Any) -> None:
+    benchmark.group = "upstream-head"
+    request = benchmark(encode_request, "POST", "/v1/chat/completions", "api.openai.com",
+                        REQUEST_HEADERS, REQUEST_BODY)
+    benchmark.extra_info["same_bytes_as_h11"] = request == encode_request_h11()
+    assert request == encode_request_h11()
+
+
+def test_encode_request_h11(benchmark: Any) -> None:
+    benchmark.group = "upstream-head"
+    request = benchmark(encode_request_h11)
+    assert request.endswith(b"\r\n\r\n" + REQUEST_BODY)
+
+
+def h11_client_awaiting_head() -> h11.Connection:
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="POST", target="/", headers=[
+        ("host", "t"), ("content-length", "0")]))
+    client.send(h11.EndOfMessage())
+    return client
+
+
+def parse_response_head_h11(client: h11.Connection) -> tuple[int, dict[str, str], bytes]:
+    """What the upstream client did per response before: h11 reads the head."""
+    client.receive_data(RESPONSE_HEAD + FIRST_CHUNK)
+    event = client.next_event()
+    assert isinstance(event, h11.Response)
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+               for name, value in event.headers.raw_items()}
+    return event.status_code, headers, bytes(client.trailing_data[0])
+
+
+def test_parse_response_head(benchmark: Any) -> None:
+    benchmark.group = "upstream-head"
+
+    def parse() -> tuple[int, dict[str, str], bytes]:
+        parser = ResponseHeadParser()
+        head = parser.feed(RESPONSE_HEAD + FIRST_CHUNK)
+        assert head is not None
+        return head.status, head.headers, parser.rest
+
+    parsed = benchmark(parse)
+    same = parsed == parse_response_head_h11(h11_client_awaiting_head())
+    benchmark.extra_info["same_head_as_h11"] = same
+    assert same and parsed[2] == FIRST_CHUNK
+
+
+def test_parse_response_head_h11(benchmark: Any) -> None:
+    """The h11 connection is set up outside the timing (it sent the request)."""
+    benchmark.group = "upstream-head"
+    status, headers, rest = benchmark.pedantic(
+        parse_response_head_h11, setup=lambda: ((h11_client_awaiting_head(),), {}),
+        rounds=2000)
+    benchmark.extra_info["headers"] = len(headers)
+    assert (status, rest) == (200, FIRST_CHUNK)

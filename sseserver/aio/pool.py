@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sseserver.aio.upstream import Target, Timeouts, UpstreamConnection, connect, parse_url
+from sseserver.errors import LocalProtocolError, UpstreamConnectError
 
 
 @dataclass(slots=True)
@@ -73,7 +74,12 @@ class ConnectionPool:
         else:
             self.reused += 1
         origin.in_use.add(conn)
-        conn.send_request(method, target.path, target.authority, headers, body)
+        try:
+            conn.send_request(method, target.path, target.authority, headers, body)
+        except LocalProtocolError as exc:  # e.g. a configured key with a line break
+            self.discard(conn)
+            raise UpstreamConnectError(f"cannot send the request to {target.authority}: "
+                                       f"{exc}", retryable=False) from None
         return conn
 
     def release(self, conn: UpstreamConnection) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import State, Timeouts
+from sseserver.errors import UpstreamConnectError
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -131,5 +134,22 @@ def test_a_connection_the_server_closed_while_idle_is_not_used() -> None:
         await asyncio.sleep(0.05)
         assert await fetch(pool, url) == b"ok"
         assert pool.opened == 2
+
+    run(test)
+
+
+def test_a_request_that_cannot_be_sent_frees_its_slot() -> None:
+    """A header with a line break (a mis-pasted API key) is refused before any byte goes
+    out, and the connection's slot is given back, so the next request still runs."""
+
+    async def test(url: str, counts: dict[str, int]) -> None:
+        pool = ConnectionPool(Timeouts(), max_per_origin=1)
+        for _ in range(3):
+            with pytest.raises(UpstreamConnectError, match="cannot send") as caught:
+                await pool.request(url, "POST", [("authorization", "Bearer k\r\nx: 1")], b"{}")
+            assert caught.value.retryable is False
+        assert await asyncio.wait_for(fetch(pool, url), 2) == b"ok"
+        assert counts["requests"] == 1
+        pool.close()
 
     run(test)

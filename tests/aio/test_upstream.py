@@ -1,16 +1,24 @@
-"""The upstream client against scripted loopback servers: timeouts, closes, flow."""
+"""The upstream client against scripted loopback servers (timeouts, closes, flow), and
+its protocol alone on a fake transport (heads, keep-alive, invalid HTTP)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import cast
 
 import pytest
 
-from sseserver.aio.upstream import Timeouts, open_upstream
-from sseserver.errors import UpstreamClosed, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from sseserver.aio.upstream import State, Timeouts, UpstreamConnection, open_upstream
+from sseserver.errors import (
+    LocalProtocolError,
+    UpstreamClosed,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+)
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -210,3 +218,183 @@ def test_pause_reading_stops_delivery() -> None:
         assert sum(map(len, sink.body)) == 2_000_000
 
     run(script, test)
+
+
+# -- the protocol alone, on a fake transport ----------------------------------------
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.aborted = False
+        self.reading = True
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.body: list[bytes] = []
+        self.ended = False
+        self.error: UpstreamError | None = None
+
+    def on_body(self, data: bytes) -> None:
+        self.body.append(data)
+
+    def on_end(self) -> None:
+        self.ended = True
+
+    def on_error(self, error: UpstreamError) -> None:
+        self.error = error
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def connected(loop: asyncio.AbstractEventLoop) -> tuple[UpstreamConnection, FakeTransport]:
+    conn = UpstreamConnection(Timeouts(), loop)
+    transport = FakeTransport()
+    conn.connection_made(cast(asyncio.BaseTransport, transport))
+    return conn, transport
+
+
+def send(conn: UpstreamConnection) -> None:
+    conn.send_request("POST", "/v1/x", "api.test", [("content-type", "application/json")], b"{}")
+
+
+def head_error(loop: asyncio.AbstractEventLoop, conn: UpstreamConnection) -> UpstreamError:
+    with pytest.raises(UpstreamError) as caught:
+        loop.run_until_complete(conn.head())
+    return caught.value
+
+
+RESPONSE = HEAD + chunk(b"data: 1\n\n") + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("read_size", [len(RESPONSE), 1, 7])
+def test_request_out_head_and_body_in_whatever_reads(loop: asyncio.AbstractEventLoop,
+                                                     read_size: int) -> None:
+    conn, transport = connected(loop)
+    for request in range(2):  # the second on the recycled connection
+        send(conn)
+        assert transport.written[-1] == (b"POST /v1/x HTTP/1.1\r\nhost: api.test\r\n"
+                                         b"content-type: application/json\r\n"
+                                         b"content-length: 2\r\n\r\n{}")
+        for at in range(0, len(RESPONSE), read_size):
+            conn.data_received(RESPONSE[at:at + read_size])
+        head = loop.run_until_complete(conn.head())
+        assert (head.status, head.headers["content-type"]) == (200, "text/event-stream")
+        sink = Recorder()
+        conn.stream(sink)
+        assert (b"".join(sink.body), sink.ended) == (b"data: 1\n\n", True)
+        assert conn.recycle() and conn.state is State.IDLE and conn.requests == request + 1
+
+
+def test_interim_responses_are_skipped(loop: asyncio.AbstractEventLoop) -> None:
+    conn, _ = connected(loop)
+    send(conn)
+    conn.data_received(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n")
+    conn.data_received(b"Link: </a>\r\n\r\n" + RESPONSE)
+    assert loop.run_until_complete(conn.head()).status == 200
+
+
+def test_a_response_before_the_request_is_invalid(loop: asyncio.AbstractEventLoop) -> None:
+    conn, transport = connected(loop)
+    conn.data_received(RESPONSE)
+    error = head_error(loop, conn)
+    assert isinstance(error, UpstreamClosed) and "invalid HTTP" in str(error)
+    assert transport.aborted and conn.state is State.FAILED
+
+
+@pytest.mark.parametrize("before", [b"", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 100 Go\r\n\r\n"])
+def test_the_connection_closed_before_the_head(loop: asyncio.AbstractEventLoop,
+                                               before: bytes) -> None:
+    conn, _ = connected(loop)
+    send(conn)
+    if before:
+        conn.data_received(before)
+    conn.eof_received()
+    error = head_error(loop, conn)
+    assert isinstance(error, UpstreamClosed) and \
+        str(error).startswith("provider closed the connection")
+
+
+@pytest.mark.parametrize("response", [
+    b"HTTP/1.1 200 OK\r\nA : b\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 3000,
+])
+def test_invalid_http_fails_the_attempt_as_retryable(loop: asyncio.AbstractEventLoop,
+                                                     response: bytes) -> None:
+    conn, transport = connected(loop)
+    send(conn)
+    conn.data_received(response)
+    error = head_error(loop, conn)
+    assert isinstance(error, UpstreamClosed) and "invalid HTTP" in str(error)
+    assert error.retryable and transport.aborted
+    conn.data_received(b"more")  # ignored: the connection is going
+    assert conn.state is State.FAILED
+
+
+@pytest.mark.parametrize(("response", "reusable"), [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", True),
+    (b"HTTP/1.1 204 No Content\r\n\r\n", True),
+    (b"HTTP/1.1 429 Too Many\r\nContent-Length: 0\r\n\r\n", True),  # ends at the head
+    (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", True),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", False),
+    (b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 2\r\n\r\nok", False),
+    # "close" in any of several Connection fields counts
+    (b"HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: x-trace\r\n"
+     b"Content-Length: 2\r\n\r\nok", False),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok+", False),  # bytes after the body
+])
+def test_keep_alive_rules(loop: asyncio.AbstractEventLoop, response: bytes,
+                          reusable: bool) -> None:
+    conn, _ = connected(loop)
+    send(conn)
+    conn.data_received(response)
+    loop.run_until_complete(conn.head())
+    assert conn.state is State.DONE
+    assert conn.recycle() is reusable
+
+
+def test_a_body_until_close_is_never_reused(loop: asyncio.AbstractEventLoop) -> None:
+    conn, _ = connected(loop)
+    send(conn)
+    conn.data_received(b"HTTP/1.1 200 OK\r\n\r\nall")
+    loop.run_until_complete(conn.head())
+    sink = Recorder()
+    conn.stream(sink)
+    conn.eof_received()
+    assert (sink.body, sink.ended, conn.recycle()) == ([b"all"], True, False)
+
+
+def test_bytes_while_idle_end_the_connection(loop: asyncio.AbstractEventLoop) -> None:
+    conn, transport = connected(loop)
+    send(conn)
+    conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    loop.run_until_complete(conn.head())
+    assert conn.recycle()
+    conn.data_received(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert conn.state is State.FAILED and transport.aborted
+
+
+def test_a_request_that_cannot_be_sent_sends_nothing(loop: asyncio.AbstractEventLoop) -> None:
+    conn, transport = connected(loop)
+    with pytest.raises(LocalProtocolError):
+        conn.send_request("POST", "/", "h", [("authorization", "Bearer k\r\n")], b"")
+    assert transport.written == [] and conn.state is State.CONNECTING
