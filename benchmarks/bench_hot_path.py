@@ -12,6 +12,7 @@ import h11
 import orjson
 
 from sseserver.core.http_client import ResponseHeadParser, encode_request
+from sseserver.core.http_request import END_OF_MESSAGE, RequestHead, RequestReader
 from sseserver.core.sse import SSEParser, encode_event
 from sseserver.events import TextDelta
 from sseserver.formats.sse import SSEFormatter
@@ -172,3 +173,54 @@ def test_parse_response_head_h11(benchmark: Any) -> None:
         rounds=2000)
     benchmark.extra_info["headers"] = len(headers)
     assert (status, rest) == (200, FIRST_CHUNK)
+
+
+# -- once per stream: the client's request in -----------------------------------------
+# The request the load benchmark sends (benchmarks/load.py), arriving in one read.
+STREAM_BODY = orjson.dumps({"model": "bench", "messages": [{"role": "user", "content": (
+    '#fake {"tokens":100,"rate":0.0,"stamp":false} Tell me a story about a gateway.')}]})
+STREAM_REQUEST = (
+    b"POST /v1/stream HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%b" % (len(STREAM_BODY), STREAM_BODY))
+ParsedRequest = tuple[str, str, str, list[tuple[str, str]], bytes]
+
+
+def read_request() -> ParsedRequest:
+    """What the server does per request: a reader for the connection, the events."""
+    reader = RequestReader(max_head_size=16384)
+    reader.feed(STREAM_REQUEST)
+    head = reader.next_event()
+    body = reader.next_event()
+    end = reader.next_event()
+    assert isinstance(head, RequestHead) and isinstance(body, bytes)
+    assert end is END_OF_MESSAGE
+    return head.method, head.target, head.http_version, head.fields, body
+
+
+def read_request_h11() -> ParsedRequest:
+    """What the server did per request before: an h11 connection reads the events."""
+    server = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
+    server.receive_data(STREAM_REQUEST)
+    request = server.next_event()
+    data = server.next_event()
+    end = server.next_event()
+    assert isinstance(request, h11.Request) and isinstance(data, h11.Data)
+    assert isinstance(end, h11.EndOfMessage)
+    return (request.method.decode(), request.target.decode(), request.http_version.decode(),
+            [(name.decode("latin-1"), value.decode("latin-1"))
+             for name, value in request.headers], bytes(data.data))
+
+
+def test_read_request(benchmark: Any) -> None:
+    benchmark.group = "downstream-request"
+    parsed = benchmark(read_request)
+    same = parsed == read_request_h11()
+    benchmark.extra_info["same_request_as_h11"] = same
+    benchmark.extra_info["request_bytes"] = len(STREAM_REQUEST)
+    assert same and parsed[4] == STREAM_BODY
+
+
+def test_read_request_h11(benchmark: Any) -> None:
+    benchmark.group = "downstream-request"
+    parsed = benchmark(read_request_h11)
+    assert parsed[4] == STREAM_BODY

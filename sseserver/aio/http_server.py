@@ -1,14 +1,14 @@
-"""The downstream HTTP/1.1 server protocol: h11 reads requests, responses are ours.
+"""The downstream HTTP/1.1 server protocol.
 
-One :class:`HTTPConnection` per client socket. It reads requests with h11 (keep-alive
-and pipelining, answered in order), enforces the limits h11 leaves to us
+One :class:`HTTPConnection` per client socket. It reads requests with
+core/http_request.py's reader (keep-alive and pipelining, answered in order; what h11
+0.16 accepts and refuses), enforces the limits a protocol parser leaves to us
 (reference/http-hardening.md), hands each complete request to the application's
 ``handler`` and offers two ways to answer: :meth:`HTTPConnection.respond` for a
 whole response, or :meth:`HTTPConnection.start_stream` and a :class:`StreamWriter`
-for a streamed one. Responses are written without h11 (core/http_response.py builds
-the head; bodies are framed here): h11 spent a third of a stream's setup validating
-and framing what we send. h11 stays in charge of what clients send; a fresh h11
-connection takes over the unread bytes at each keep-alive cycle.
+for a streamed one. Responses are written here too (core/http_response.py builds the
+head; bodies are framed here). No h11 on either side: its validating and framing were
+most of a stream's setup (benchmarks/bench_hot_path.py).
 
 Backpressure: the transport's write-buffer limits call ``pause_writing`` and
 ``resume_writing``; a stream writer forwards them to the producer's ``pause`` and
@@ -27,21 +27,30 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import cast
 
-import h11
 import orjson
 
 from sseserver.aio.flow import FlowControl
 from sseserver.config import LimitsSettings as Limits
+from sseserver.core.http_request import (
+    CONNECTION_CLOSED,
+    END_OF_MESSAGE,
+    NEED_DATA,
+    PAUSED,
+    Event,
+    ReaderState,
+    RequestHead,
+    RequestReader,
+)
 from sseserver.core.http_response import encode_response_head
-from sseserver.errors import LocalProtocolError
+from sseserver.errors import LocalProtocolError, RemoteProtocolError
 
 logger = logging.getLogger("sseserver.http")
 
-# h11 only checks the head size while the head is incomplete (h11 issue #182), so a
-# head that arrives in one read is measured again from the parsed event; this is the
-# per-line overhead of ": " and CRLF.
+# The reader measures the head as sent; the limit also holds for the head as parsed
+# (a bare-LF head is shorter than the CRLF one it stands for): this is the per-line
+# overhead of ": " and CRLF.
 _HEADER_LINE_OVERHEAD = 4
-_SUPPORTED_VERSIONS = (b"1.1", b"1.0")
+_SUPPORTED_VERSIONS = ("1.1", "1.0")
 _LAST_CHUNK = b"0\r\n\r\n"
 
 
@@ -105,11 +114,9 @@ class HTTPConnection(asyncio.Protocol):
         self._limits = limits
         self._on_error = on_error
         self._loop = loop or asyncio.get_running_loop()
-        # h11 reads a request; while the response is out it is dropped (its ~1 KiB is
-        # a tenth of an idle stream) and what the client sends waits in _unread.
-        self._h11: h11.Connection | None = self._new_reader()
-        self._unread = bytearray()
-        self._input_ended = False
+        # One reader for the connection's life: it holds no request once it is read,
+        # and while the response is out, what the client sends waits in it (paused).
+        self._reader = RequestReader(max_head_size=limits.max_head_bytes)
         self._transport: asyncio.Transport | None = None
         self.phase = Phase.IDLE
         self.peer = ""
@@ -146,16 +153,13 @@ class HTTPConnection(asyncio.Protocol):
         self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
 
     def data_received(self, data: bytes) -> None:
-        reader = self._h11
-        if reader is None:  # a response is in progress: this is for the next request
-            self._unread += data
-            # stop reading past the cap (a pipelined flood); the kernel then pushes back
-            if len(self._unread) > self._limits.max_pipelined_bytes:
+        reader = self._reader
+        reader.feed(data)
+        if reader.state is ReaderState.DONE:  # a response is in progress: this is for
+            # the next request; stop reading past the cap (a pipelined flood), and the
+            # kernel then pushes back
+            if reader.buffered > self._limits.max_pipelined_bytes:
                 self._pause_reading()
-            return
-        try:
-            reader.receive_data(data)
-        except RuntimeError:  # h11 refuses data after it saw a connection-closing error
             return
         if self._between_requests:
             # the first byte of the next request: from now on the head must complete
@@ -167,12 +171,9 @@ class HTTPConnection(asyncio.Protocol):
         # A client that half-closes while we stream to it is gone in practice (browsers
         # and SDKs never half-close); treating it as a disconnect lets the upstream be
         # cancelled at once instead of at the next write.
-        if self.phase is Phase.RESPONDING or self._h11 is None:
+        if self.phase is Phase.RESPONDING or self._reader.state is ReaderState.DONE:
             return False
-        try:
-            self._h11.receive_data(b"")
-        except RuntimeError:
-            return False
+        self._reader.feed_eof()
         self._process_events()
         return True  # finish the response in progress, then close
 
@@ -199,19 +200,16 @@ class HTTPConnection(asyncio.Protocol):
     # -- reading requests ----------------------------------------------------------
 
     def _process_events(self) -> None:
+        reader = self._reader
         while self.phase is not Phase.CLOSED and self.phase is not Phase.RESPONDING:
-            reader = self._h11
-            if reader is None:
-                return
             try:
                 event = reader.next_event()
-            except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint if exc.error_status_hint != 400 else 400
-                self._fail(status, f"malformed request: {exc}", close=True)
+            except RemoteProtocolError as exc:
+                self._fail(exc.status_hint, f"malformed request: {exc}", close=True)
                 return
-            if event is h11.NEED_DATA:
+            if event is NEED_DATA:
                 return
-            if event is h11.PAUSED:
+            if event is PAUSED:
                 self._pause_reading()
                 return
             try:
@@ -220,30 +218,29 @@ class HTTPConnection(asyncio.Protocol):
                 self._fail(exc.status, str(exc), close=exc.close)
                 return
 
-    def _handle_event(self, event: object) -> None:
-        if isinstance(event, h11.Request):
+    def _handle_event(self, event: Event) -> None:
+        if isinstance(event, RequestHead):
             self._start_request(event)
-        elif isinstance(event, h11.Data):
-            self._add_body(event.data)
-        elif isinstance(event, h11.EndOfMessage):
+        elif isinstance(event, bytes):
+            self._add_body(event)
+        elif event is END_OF_MESSAGE:
             self._dispatch()
-        elif isinstance(event, h11.ConnectionClosed):
+        elif event is CONNECTION_CLOSED:
             self._close()
 
-    def _start_request(self, event: h11.Request) -> None:
+    def _start_request(self, head: RequestHead) -> None:
         self.phase = Phase.READING
-        if event.http_version not in _SUPPORTED_VERSIONS:
+        if head.http_version not in _SUPPORTED_VERSIONS:
             raise HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported", close=True)
-        headers = _check_head(event, self._limits)
-        target = event.target.decode("ascii", "replace")
-        path, _, query = target.partition("?")
+        headers = _check_head(head, self._limits)
+        path, _, query = head.target.partition("?")
         self._request = HTTPRequest(
-            method=event.method.decode("ascii", "replace"), path=path, query=query,
-            headers=headers, http_version=event.http_version.decode(), peer=self.peer)
-        # RFC 9112 §9.3, as h11 decides it: HTTP/1.1 without "Connection: close"
-        self._keep_alive = event.http_version == b"1.1" and "close" not in (
-            token.strip() for token in headers.get("connection", "").lower().split(","))
-        self._head_only = event.method == b"HEAD"
+            method=head.method, path=path, query=query, headers=headers,
+            http_version=head.http_version, peer=self.peer)
+        # RFC 9112 §9.3, as h11 decides it: HTTP/1.1 without a "close" connection option
+        self._keep_alive = head.http_version == "1.1" and "close" not in (
+            token.strip(" \t") for token in headers.get("connection", "").lower().split(","))
+        self._head_only = head.method == "HEAD"
         self._body = []
         self._body_size = 0
         declared = headers.get("content-length")
@@ -261,12 +258,9 @@ class HTTPConnection(asyncio.Protocol):
 
     def _dispatch(self) -> None:
         request = self._request
-        assert request is not None and self._h11 is not None
+        assert request is not None
         request.body = b"".join(self._body)
         self._body = []
-        unread, self._input_ended = self._h11.trailing_data
-        self._unread = bytearray(unread)
-        self._h11 = None
         self._cancel_timer()
         self.phase = Phase.RESPONDING
         self.requests_served += 1
@@ -368,21 +362,18 @@ class HTTPConnection(asyncio.Protocol):
         if self._close_after_response or not self._request_read():
             self._close()
             return
-        # a fresh reader takes over the bytes that came after the request
-        unread, closed = bytes(self._unread), self._input_ended
-        self._unread = bytearray()
-        reader = self._h11 = self._new_reader()
-        if unread:
-            reader.receive_data(unread)
-        if closed:  # (receiving b"" is how h11 learns of the end of input)
-            reader.receive_data(b"")
+        # the reader goes on with the bytes that came after the request
+        reader = self._reader
+        reader.start_next_cycle()
+        pending = reader.buffered > 0 or reader.ended
         self.phase = Phase.IDLE
         self._request = None
         self._keep_alive = self._head_only = self._response_started = False
         self.response_headers = []
         self._resume_reading()
-        if unread or closed:
-            # a pipelined request is waiting: answer it in order, once this call returns
+        if pending:
+            # a pipelined request (or the end of input) is waiting: answer it in order,
+            # once this call returns
             self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
             self._loop.call_soon(self._process_pending)
         else:
@@ -391,10 +382,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def _request_read(self) -> bool:
         """The whole request has been read (so the connection may serve another)."""
-        return self._h11 is None or self._h11.their_state is h11.DONE
-
-    def _new_reader(self) -> h11.Connection:
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes)
+        return self._reader.state is ReaderState.DONE
 
     def _process_pending(self) -> None:
         if self.phase is Phase.IDLE:
@@ -495,13 +483,17 @@ class StreamWriter:
                 self._transport.get_write_buffer_size() > conn._limits.max_write_buffer:
             conn._evict("write buffer limit exceeded")
 
-    def close(self) -> None:
-        """End the body (the last chunk) and complete the response."""
+    def close(self, last: bytes = b"") -> None:
+        """Send ``last`` and end the body in one write, then complete the response."""
         if self.closed:
             return
         self.closed = True
+        self.bytes_sent += len(last)
         if self._chunked:
-            self._transport.write(_LAST_CHUNK)
+            self._transport.write(b"%x\r\n%b\r\n%b" % (len(last), last, _LAST_CHUNK)
+                                  if last else _LAST_CHUNK)
+        elif last and self._sends_body:
+            self._transport.write(last)
         self._conn.end_stream()
 
     def abort(self) -> None:
@@ -510,17 +502,15 @@ class StreamWriter:
         self._conn.abort()
 
 
-def _check_head(event: h11.Request, limits: Limits) -> dict[str, str]:
-    raw = event.headers.raw_items()
-    if len(raw) > limits.max_header_count:
+def _check_head(head: RequestHead, limits: Limits) -> dict[str, str]:
+    fields = head.fields
+    if len(fields) > limits.max_header_count:
         raise HTTPError(431, f"more than {limits.max_header_count} header fields", close=True)
-    size = len(event.method) + len(event.target) + 12
+    size = len(head.method) + len(head.target) + 12
     headers: dict[str, str] = {}
-    for name, value in raw:
+    for name, value in fields:
         size += len(name) + len(value) + _HEADER_LINE_OVERHEAD
-        key = name.decode("ascii", "replace").lower()
-        text = value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
     if size > limits.max_head_bytes:
         raise HTTPError(431, f"request head exceeds {limits.max_head_bytes} bytes", close=True)
     if "content-length" in headers and "transfer-encoding" in headers:

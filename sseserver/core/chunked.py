@@ -1,20 +1,23 @@
-"""HTTP/1.1 response body decoding by hand, sans-IO (RFC 9112 §6-§7).
+"""HTTP/1.1 body decoding by hand, sans-IO (RFC 9112 §6-§7).
 
 h11 receives one body chunk in ~4.6 µs; on the gateway's per-token hot path that is
-more than everything else together. h11 keeps the heads; these decoders take the body.
+more than everything else together. These decoders read the response bodies providers
+send (aio/upstream.py) and the request bodies clients send (core/http_request.py).
 They accept exactly what h11 0.16 accepts and reject what it rejects (the differential
-tests in tests/core/test_chunked.py hold them to that), and raise
-:class:`RemoteProtocolError` for anything malformed.
+tests in tests/core/test_chunked.py and tests/core/test_http_request.py hold them to
+that), and raise :class:`RemoteProtocolError` for anything malformed.
 """
 
 from __future__ import annotations
 
 import re
 
+from sseserver.core.http_fields import HEAD_TOO_LARGE_STATUS, normalize_fields
 from sseserver.errors import RemoteProtocolError
 
-# A chunk-size line (size, optional extensions) longer than this is refused; h11 caps
-# incomplete events at 16 KiB, and real servers send a handful of hex digits.
+# A chunk-size line (size, optional extensions) or trailer section still incomplete
+# past this many bytes is refused, with h11's 431 hint: h11 caps incomplete events at
+# 16 KiB, and real peers send a handful of hex digits.
 MAX_CHUNK_LINE = 16 * 1024
 # RFC 9112 §7.1: chunk-size is 1*HEXDIG, then optional ;extensions, which h11 ignores
 # (bare CR included, reference/http-hardening.md): the same pattern as h11's.
@@ -30,12 +33,18 @@ _BLANK_LINE = re.compile(rb"\n\r?\n")
 
 class ChunkedDecoder:
     """Feed body bytes; get the payload pieces. ``done`` once the last chunk and the
-    trailer section have arrived; bytes after that are kept in ``trailing``."""
+    trailer section have arrived; bytes after that are kept in ``trailing``.
 
-    __slots__ = ("_buffer", "_remaining", "_state", "done", "trailing")
+    :meth:`feed` raises :class:`RemoteProtocolError` for a malformed body, a trailer
+    field h11 refuses (Content-Length and Transfer-Encoding rules included), and a
+    size line or trailer section still incomplete past ``max_line`` bytes.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_buffer", "_max_line", "_remaining", "_state", "done", "trailing")
+
+    def __init__(self, max_line: int = MAX_CHUNK_LINE) -> None:
         self._buffer = b""
+        self._max_line = max_line
         self._remaining = 0  # payload bytes still due in the current chunk
         self._state = _SIZE
         self.done = False
@@ -116,6 +125,8 @@ class ChunkedDecoder:
         for field in fields:
             if _TRAILER_FIELD.fullmatch(field) is None:
                 raise RemoteProtocolError("malformed trailer line")
+        # h11 holds trailers to the header rules: a bad Content-Length or coding fails
+        normalize_fields(field.decode("latin-1") for field in fields)
         return match.end()
 
     def _start_chunk(self, line: bytes) -> None:
@@ -130,8 +141,9 @@ class ChunkedDecoder:
             self._state = _TRAILER
 
     def _check_line(self, pending: int) -> None:
-        if pending > MAX_CHUNK_LINE:
-            raise RemoteProtocolError("chunk size or trailer line too long")
+        if pending > self._max_line:
+            raise RemoteProtocolError("chunk size or trailer line too long",
+                                      HEAD_TOO_LARGE_STATUS)
 
 
 class LengthDecoder:

@@ -5,7 +5,8 @@ head (benchmarks/bench_hot_path.py), most of a stream's setup. Here a request is
 string format checked by one regex, and a response head is one regex match over the
 whole head, then a split into fields. Both hold to what h11 0.16 accepts and refuses,
 which the differential tests in tests/core/test_http_client.py check against h11
-itself. The body after the head is core/chunked.py's.
+itself. The grammar a response head shares with a request head is core/http_fields.py's;
+the body after the head is core/chunked.py's.
 """
 
 from __future__ import annotations
@@ -14,21 +15,19 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sseserver.core.http_fields import (
+    FIELD_LINES,
+    MAX_HEAD_SIZE,
+    TEXT,
+    TOKEN,
+    explain_field_lines,
+    find_head_end,
+    parse_field_lines,
+    resume_search_at,
+)
 from sseserver.errors import LocalProtocolError, RemoteProtocolError
 
-# h11's max_incomplete_event_size: a head still incomplete past this many bytes is
-# refused. h11 measures only incomplete heads (a longer head that arrives in one read
-# passes); here the head is measured whole, up to its last byte, so the verdict is the
-# strictest h11 gives, whatever the reads: a head of MAX_HEAD_SIZE + 1 bytes passes.
-MAX_HEAD_SIZE = 16 * 1024
-# RFC 9110 §8.6: Content-Length is 1*DIGIT; h11 caps it at 20 digits (10**20 bytes).
-MAX_CONTENT_LENGTH_DIGITS = 20
-
-# RFC 9110 §5.6.2 token: a method and a field name.
-_TOKEN = r"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
-# Field-line text as h11 reads it (RFC 9110 §5.5 plus what h11 tolerates): visible
-# characters, obs-text, SP, HTAB, DEL and the C0 controls but NUL, LF, VT, FF and CR.
-_TEXT = r"[^\x00\n\x0b\x0c\r]*"
+__all__ = ["MAX_HEAD_SIZE", "ResponseHead", "ResponseHeadParser", "encode_request"]
 
 # -- requests ------------------------------------------------------------------------
 
@@ -37,8 +36,8 @@ _VALUE_CHAR = r"[^\x00\t\n\x0b\x0c\r ]"
 _VALUE = rf"(?:{_VALUE_CHAR}+(?:[ \t]+{_VALUE_CHAR}+)*)?"
 # RFC 9112 §3: request-line; a target is visible ASCII only (h11's request_target).
 _REQUEST_HEAD = re.compile(
-    rf"{_TOKEN} [\x21-\x7e]+ HTTP/1\.1\r\n(?:{_TOKEN}: {_VALUE}\r\n)*\r\n")
-_NAME = re.compile(_TOKEN)
+    rf"{TOKEN} [\x21-\x7e]+ HTTP/1\.1\r\n(?:{TOKEN}: {_VALUE}\r\n)*\r\n")
+_NAME = re.compile(TOKEN)
 # Framing and routing are ours to write: a caller's copy would conflict with them.
 _RESERVED_NAMES = frozenset({"host", "content-length", "transfer-encoding"})
 # Names already checked; a client sends a small fixed set of them.
@@ -96,18 +95,10 @@ def _explain_request(method: str, target: str, host: str,
 
 # -- responses -----------------------------------------------------------------------
 
-# RFC 9112 §2.2 and h11: a head ends at the first empty line, CRLF or bare LF.
-_BLANK_LINE = re.compile(rb"\n\r?\n")
-# The whole head: status line (the reason phrase may be missing, as h11 allows), then
-# field lines, each maybe followed by obs-fold continuation lines (RFC 9112 §5.2), then
-# the empty line. Each line may end in CRLF or a bare LF.
-_STATUS_LINE = rf"HTTP/([0-9]\.[0-9]) ([0-9]{{3}})(?: ({_TEXT}))?\r?\n"
-_FIELD_LINES = rf"(?:{_TOKEN}:{_TEXT}\r?\n(?:[ \t]{_TEXT}\r?\n)*)*"
-_RESPONSE_HEAD = re.compile(rf"{_STATUS_LINE}({_FIELD_LINES})\r?\n")
-# RFC 9112 §5.2: a recipient replaces each obs-fold with SP (h11 does, then strips).
-_OBS_FOLD = re.compile(r"\r?\n[ \t]+")
-_CONTINUATION = re.compile(r"\n[ \t]")
-_DIGITS = re.compile(r"[0-9]+")
+# The whole head: status line (the reason phrase may be missing, as h11 allows), the
+# field lines, the empty line.
+_STATUS_LINE = rf"HTTP/([0-9]\.[0-9]) ([0-9]{{3}})(?: ({TEXT}))?\r?\n"
+_RESPONSE_HEAD = re.compile(rf"{_STATUS_LINE}({FIELD_LINES})\r?\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,19 +170,10 @@ class ResponseHeadParser:
 
     def _find_end(self, buffer: bytes) -> int:
         """Where the head at the start of ``buffer`` ends, or -1 while incomplete."""
-        # h11 refuses at once a head whose first byte is a control or space: no status
-        # line starts so (a TLS record, or an empty line, is the usual culprit).
-        if buffer[0] < 0x21:
-            raise RemoteProtocolError(f"not an HTTP response: {buffer[:20]!r}")
-        blank = _BLANK_LINE.search(buffer, self._searched)
-        # Measured up to the head's last byte, or all of it while it has not ended
-        # (see MAX_HEAD_SIZE).
-        if (len(buffer) if blank is None else blank.end() - 1) > self._max_size:
-            raise RemoteProtocolError(f"response head longer than {self._max_size} bytes")
-        if blank is None:
-            self._searched = max(len(buffer) - 2, 0)  # the empty line may straddle reads
-            return -1
-        return blank.end()
+        end = find_head_end(buffer, self._searched, self._max_size)
+        if end < 0:
+            self._searched = resume_search_at(buffer)
+        return end
 
 
 def _parse_head(head: bytes) -> ResponseHead | None:
@@ -206,52 +188,10 @@ def _parse_head(head: bytes) -> ResponseHead | None:
         raise RemoteProtocolError(f"invalid status code {status_code}")
     if status == 101:  # RFC 9110 §15.2.2: a switch we never asked for with Upgrade
         raise RemoteProtocolError("101 Switching Protocols without an Upgrade request")
-    if _CONTINUATION.search(lines) is not None:
-        lines = _OBS_FOLD.sub(" ", lines)
-    fields = _fields(lines)
+    fields = parse_field_lines(lines)
     if status < 200:
         return None
     return ResponseHead(status, dict(fields), http_version, reason or "", fields)
-
-
-def _fields(lines: str) -> list[tuple[str, str]]:
-    """Validated, unfolded field lines to (lower-case name, value without OWS) pairs;
-    Content-Length and Transfer-Encoding checked as h11 does."""
-    fields: list[tuple[str, str]] = []
-    content_length: str | None = None
-    chunked = False
-    for line in lines.split("\n")[:-1]:  # each line ends in LF: the last piece is empty
-        raw_name, _, value = line.partition(":")
-        name = raw_name.lower()
-        value = value.strip(" \t\r")  # OWS, and the CR of a CRLF (values hold no CR)
-        if name == "content-length":
-            value = _content_length(value)
-            if content_length is not None:  # h11 keeps the first of equal copies
-                if value != content_length:
-                    raise RemoteProtocolError("conflicting Content-Length headers")
-                continue
-            content_length = value
-        elif name == "transfer-encoding":
-            # RFC 9112 §6.1: chunked is the only coding h11 (and a gateway) decodes.
-            if chunked:
-                raise RemoteProtocolError("multiple Transfer-Encoding headers")
-            value = value.lower()
-            if value != "chunked":
-                raise RemoteProtocolError(f"unsupported Transfer-Encoding {value!r}")
-            chunked = True
-        fields.append((name, value))
-    return fields
-
-
-def _content_length(value: str) -> str:
-    # RFC 9110 §8.6: a list of identical lengths ("5, 5") may be taken as one.
-    lengths = {length.strip(" \t") for length in value.split(",")}
-    if len(lengths) != 1:
-        raise RemoteProtocolError(f"conflicting Content-Length values {value!r}")
-    length = lengths.pop()
-    if _DIGITS.fullmatch(length) is None or len(length) > MAX_CONTENT_LENGTH_DIGITS:
-        raise RemoteProtocolError(f"invalid Content-Length {value!r}")
-    return length
 
 
 def _explain_response(text: str) -> str:
@@ -259,8 +199,4 @@ def _explain_response(text: str) -> str:
     status_line, _, rest = text.partition("\n")
     if re.fullmatch(_STATUS_LINE, status_line + "\n") is None:
         return f"malformed status line {status_line[:80]!r}"
-    for line in rest.split("\n"):
-        line = line.removesuffix("\r")
-        if line and re.fullmatch(rf"(?:{_TOKEN}:|[ \t]){_TEXT}", line) is None:
-            return f"malformed header line {line[:80]!r}"
-    return "a continuation line before the first header"
+    return explain_field_lines(rest)

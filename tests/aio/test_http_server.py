@@ -212,7 +212,7 @@ def test_pipelined_flood_is_not_buffered_without_bound() -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(writer.drain(), 1.0)  # the server stopped reading
         conn = h.connections[0]
-        buffered = len(conn._unread)
+        buffered = conn._reader.buffered
         assert 0 < buffered < 2 * 1024 * 1024, buffered
         writer.transport.abort()
 
@@ -430,3 +430,62 @@ def test_a_request_sent_while_a_stream_is_out_is_answered_after_it() -> None:
         writer.close()
 
     run(test, handler=handler)
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"GET / HTTP/1.1\r\n\r\n", 400),  # RFC 9112 §3.2: HTTP/1.1 needs a Host
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1, 2\r\n\r\n", 400),
+])
+def test_requests_the_reader_refuses_get_its_status_and_close(raw: bytes, status: int) -> None:
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, raw + GET, 1)
+        assert status_of(response) == status
+        assert len(re.findall(rb"HTTP/1\.1 \d{3} ", response)) == 1
+        assert h.errors == [status]
+
+    run(test)
+
+
+def test_expect_100_continue_gets_no_interim_response() -> None:
+    """The expectation is not answered with a 100: the body is awaited as any other
+    (clients send it after a short wait), then the request is answered once."""
+
+    async def test(h: Harness, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: 2\r\n\r\n")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.read(1), 0.1)
+        writer.write(b"ok")
+        response = await asyncio.wait_for(reader.readuntil(b"}"), 2)
+        assert response.count(b"HTTP/1.1 ") == 1 and b'"body":"ok"' in response
+        writer.close()
+
+    run(test)
+
+
+def test_requests_then_a_half_close_are_all_answered() -> None:
+    async def test(h: Harness, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET + b"GET /y HTTP/1.1\r\nHost: t\r\n\r\n")
+        writer.write_eof()
+        response = await asyncio.wait_for(reader.read(), 2)  # then the server closes
+        assert response.count(b"HTTP/1.1 200 OK") == 2
+        assert response.index(b'"path":"/x"') < response.index(b'"path":"/y"')
+        writer.close()
+
+    run(test)
+
+
+def test_a_request_cut_by_the_end_of_input_gets_400() -> None:
+    async def test(h: Harness, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        writer.write_eof()
+        response = await asyncio.wait_for(reader.read(), 2)
+        assert status_of(response) == 400 and h.errors == [400]
+        writer.close()
+
+    run(test)

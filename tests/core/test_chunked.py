@@ -116,8 +116,47 @@ def test_bytes_after_the_body_are_kept() -> None:
 
 def test_a_huge_size_line_is_refused() -> None:
     decoder = ChunkedDecoder()
-    with pytest.raises(RemoteProtocolError, match="too long"):
+    with pytest.raises(RemoteProtocolError, match="too long") as caught:
         decoder.feed(b"1" * 20_000)
+    assert caught.value.status_hint == 431  # h11's hint for an over-long incomplete event
+    small = ChunkedDecoder(max_line=100)
+    assert small.feed(b"1;" + b"x" * 98) == []
+    with pytest.raises(RemoteProtocolError, match="too long"):
+        small.feed(b"x")
+
+
+def h11_trailer_status(trailers: bytes) -> int | None:
+    """The status h11 hints for a chunked body ending in these trailers (None: fine)."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(HEAD + b"0\r\n" + trailers + b"\r\n")
+    try:
+        while not isinstance(conn.next_event(), h11.EndOfMessage):
+            pass
+    except h11.RemoteProtocolError as exc:
+        return exc.error_status_hint
+    return None
+
+
+@pytest.mark.parametrize(("trailers", "status"), [
+    (b"Content-Length: x\r\n", 400),
+    (b"Content-Length: 1\r\ncontent-length: 2\r\n", 400),
+    (b"Content-Length: 1, 2\r\n", 400),
+    (b"Transfer-Encoding: gzip\r\n", 501),
+    (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", 501),
+    (b"Content-Length: 1, 1\r\nTransfer-Encoding: Chunked\r\n", None),
+])
+def test_trailers_follow_the_header_rules_as_in_h11(trailers: bytes, status: int | None
+                                                    ) -> None:
+    assert h11_trailer_status(trailers) == status
+    decoder = ChunkedDecoder()
+    if status is None:
+        assert decoder.feed(b"0\r\n" + trailers + b"\r\n") == [] and decoder.done
+        return
+    with pytest.raises(RemoteProtocolError) as caught:
+        decoder.feed(b"0\r\n" + trailers + b"\r\n")
+    assert caught.value.status_hint == status
 
 
 def test_length_and_until_close_decoders() -> None:

@@ -1,0 +1,66 @@
+"""StreamWriter's framing, write by write (each write is one send on the socket)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sseserver.aio.http_server import HTTPConnection, StreamWriter
+from sseserver.config import LimitsSettings
+
+
+class RecordingTransport:
+    """Keeps each write apart, which a socket would not show."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def writer(chunked: bool = True, sends_body: bool = True
+           ) -> tuple[StreamWriter, RecordingTransport, HTTPConnection]:
+    transport = RecordingTransport()
+    conn = HTTPConnection(lambda request, c: None, LimitsSettings(header_timeout=0),
+                          lambda c, status, message: None, asyncio.new_event_loop())
+    conn._transport = transport  # type: ignore[assignment]
+    conn._close_after_response = True  # the cycle ends by closing: no reader needed
+    conn.stream = stream = StreamWriter(conn, transport,  # type: ignore[arg-type]
+                                        chunked=chunked, sends_body=sends_body)
+    return stream, transport, conn
+
+
+def test_each_write_is_one_chunk_and_the_end_travels_with_the_last_frames() -> None:
+    stream, transport, conn = writer()
+    stream.write(b"data: a\n\n")
+    stream.close(b"data: [DONE]\n\n")
+    assert transport.writes == [b"9\r\ndata: a\n\n\r\n",
+                                b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"]
+    assert stream.bytes_sent == 9 + 14
+    assert conn.stream is None and transport.closed  # the response is complete
+    stream.close(b"late")  # a second close sends nothing
+    assert len(transport.writes) == 2
+
+
+def test_close_without_last_frames_sends_the_last_chunk_alone() -> None:
+    stream, transport, _ = writer()
+    stream.close()
+    assert transport.writes == [b"0\r\n\r\n"]
+
+
+def test_raw_body_for_http10_and_nothing_for_head() -> None:
+    raw, raw_transport, _ = writer(chunked=False)
+    raw.write(b"data: a\n\n")
+    raw.close(b"data: [DONE]\n\n")
+    assert raw_transport.writes == [b"data: a\n\n", b"data: [DONE]\n\n"]
+    head, head_transport, conn = writer(sends_body=False)
+    head.write(b"data: a\n\n")
+    head.close(b"data: [DONE]\n\n")
+    assert head_transport.writes == [] and conn.stream is None
