@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -91,11 +92,27 @@ def _serve(config: Config) -> int:
     async def run() -> None:
         server = Server(config)
         await server.start()
+        _tune_gc()
         await _until_signalled()
         logger.info("draining (up to %g s)", config.streams.drain_timeout)
         await server.drain()
 
     return _run(run(), "cannot start")
+
+
+def _tune_gc() -> None:
+    """Set the cyclic collector for a process that holds thousands of streams.
+
+    What exists once the server listens (modules, config, the loop) lives as long as
+    the process: frozen, it is no longer walked by every full collection (a 20-30 ms
+    pause with a thousand streams open). Each stream allocates a few hundred container
+    objects, so the default first-generation threshold of 700 collected every few
+    streams; 10,000 collects a tenth as often and still bounds cyclic garbage.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(10_000, older, oldest)
 
 
 def _run_fake(host: str, port: int) -> int:

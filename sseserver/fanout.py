@@ -71,7 +71,9 @@ class LogOutput:
         for subscriber in list(self.subscribers):
             subscriber.heartbeat(frame)
 
-    def close(self) -> None:
+    def finish(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            self.log.append(frame)
         self.log.finish()
         for subscriber in list(self.subscribers):
             subscriber.pump()

@@ -34,7 +34,9 @@ class Output(Protocol):
 
     def heartbeat(self, frame: bytes) -> None: ...
 
-    def close(self) -> None: ...
+    def finish(self, frames: list[bytes]) -> None:
+        """Send the last frames, past any bound, and end the stream."""
+        ...
 
     def respond_error(self, status: int, headers: list[tuple[str, str]],
                       payload: dict[str, Any]) -> None: ...
@@ -84,9 +86,9 @@ class DirectOutput:
         if self._writer is not None:
             self._writer.write(frame)
 
-    def close(self) -> None:
+    def finish(self, frames: list[bytes]) -> None:
         if self._writer is not None:
-            self._writer.close()
+            self._writer.close(b"".join(frames))  # the end travels with the last chunk
 
     def respond_error(self, status: int, headers: list[tuple[str, str]],
                       payload: dict[str, Any]) -> None:

@@ -216,7 +216,10 @@ class Relay:
             self._settle(exc if isinstance(exc, UpstreamError)
                          else ProviderError(str(exc), retryable=False))
             return
-        self._flush(frames)
+        if frames:  # (_flush, in line)
+            if not self._output.write(frames):
+                self._overflow()
+            self._last_write = self._loop.time()
         if adapter.finished and self.state is not RelayState.ENDED:
             self._settle(None)
 
@@ -295,8 +298,7 @@ class Relay:
     def _finish(self, frames: list[bytes]) -> None:
         frames.append(self._formatter.end())
         self.events += 1
-        self._output.write(frames)  # past any bound: every reader gets a proper ending
-        self._output.close()
+        self._output.finish(frames)  # past any bound: every reader gets a proper ending
         self._end()
 
     def complete(self) -> None:

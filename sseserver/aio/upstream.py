@@ -245,7 +245,11 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"))
             return
         for piece in pieces:
-            self._deliver(piece)
+            sink = self._sink  # looked up each time: a sink may hand over to another
+            if sink is not None:
+                sink.on_body(piece)
+            else:
+                self._pending.append(piece)
         if decoder.done:
             self._on_end()
 
@@ -267,12 +271,6 @@ class UpstreamConnection(asyncio.Protocol):
                     for name, value in head.fields)
         if not self._head.done():
             self._head.set_result(head)
-
-    def _deliver(self, data: bytes) -> None:
-        if self._sink is not None:
-            self._sink.on_body(data)
-        else:
-            self._pending.append(data)
 
     def _on_end(self) -> None:
         self.state = State.DONE

@@ -111,6 +111,11 @@ class SSEParser:
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         if self._started and not self._buffer and not self._data and not self._event and \
                 not self._pending_cr and chunk.endswith(b"\n\n") and b"\r" not in chunk:
+            if chunk.startswith(b"data: ") and chunk.count(b"\n") == 2:
+                # the commonest read of all, in line: one data line, one space
+                self.last_event_id = self._id  # §2.5, as _dispatch does
+                return [ServerSentEvent("message", _decode(chunk[6:-2]), self._id,
+                                        self.retry)]
             event = self._whole_event(chunk)
             if event is not None:
                 return [event]
