@@ -28,6 +28,7 @@ import orjson
 
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
+from sseserver.aio.wheel import Deadline, wheel_for
 from sseserver.core.sse import SSEParser
 from sseserver.errors import (
     ProviderError,
@@ -96,7 +97,8 @@ class Relay:
         self._held: list[NormalizedEvent] = []  # non-content events before the commit
         self._outcome: asyncio.Future[UpstreamError | None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._heartbeat: asyncio.TimerHandle | None = None
+        self._wheel = wheel_for(self._loop)
+        self._heartbeat: Deadline | None = None
         self._last_write = self._loop.time()
         self.started = self._last_write
         self.first_token_at: float | None = None
@@ -389,7 +391,7 @@ class Relay:
 
     def _schedule_heartbeat(self, delay: float) -> None:
         if delay > 0:
-            self._heartbeat = self._loop.call_later(delay, self._on_heartbeat)
+            self._heartbeat = self._wheel.call_later(delay, self._on_heartbeat)
 
     def _on_heartbeat(self) -> None:
         self._heartbeat = None

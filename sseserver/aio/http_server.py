@@ -30,6 +30,7 @@ from typing import cast
 import orjson
 
 from sseserver.aio.flow import FlowControl
+from sseserver.aio.wheel import Deadline, wheel_for
 from sseserver.config import LimitsSettings as Limits
 from sseserver.core.http_request import (
     CONNECTION_CLOSED,
@@ -123,7 +124,8 @@ class HTTPConnection(asyncio.Protocol):
         self._request: HTTPRequest | None = None
         self._body: list[bytes] = []
         self._body_size = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._wheel = wheel_for(self._loop)
+        self._timer: Deadline | None = None  # head, body or keep-alive timeout
         self._reading_paused = False
         self._close_after_response = False
         self._keep_alive = False  # the current request allows another one after it
@@ -417,7 +419,7 @@ class HTTPConnection(asyncio.Protocol):
     def _arm_timer(self, delay: float, callback: Callable[[], None]) -> None:
         self._cancel_timer()
         if delay > 0:
-            self._timer = self._loop.call_later(delay, callback)
+            self._timer = self._wheel.call_later(delay, callback)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
+from sseserver.aio.wheel import Deadline, wheel_for
 from sseserver.core.chunked import BodyDecoder, ChunkedDecoder, LengthDecoder, UntilCloseDecoder
 from sseserver.core.http_client import ResponseHead, ResponseHeadParser, encode_request
 from sseserver.errors import (
@@ -67,7 +68,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._timeouts = timeouts
         self._transport: asyncio.Transport | None = None
         self.state = State.CONNECTING
-        self._timer: asyncio.TimerHandle | None = None
+        self._wheel = wheel_for(loop)
+        self._timer: Deadline | None = None
         self.bytes_received = 0
         self.requests = 0
         self.origin = ""
@@ -294,7 +296,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _schedule_check(self, delay: float) -> None:
         self._cancel_timer()
-        self._timer = self._loop.call_later(max(delay, 0.001), self._check_deadlines)
+        self._timer = self._wheel.call_later(delay, self._check_deadlines)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
