@@ -166,9 +166,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._last_activity = self._loop.time()
         self._schedule_check(min(self._timeouts.first_byte, self._timeouts.total))
 
-    async def head(self) -> ResponseHead:
-        """The response head. Raises :class:`UpstreamError` (timeout, closed)."""
-        return await self._head
+    def head(self) -> asyncio.Future[ResponseHead]:
+        """The response head, to await. Raises :class:`UpstreamError` (timeout, closed).
+
+        A future rather than a coroutine: a stream may wait minutes for it, and a
+        coroutine frame would be held all that time."""
+        return self._head
 
     def stream(self, sink: BodySink) -> None:
         """Deliver the body to ``sink`` from now on (bytes that came early first)."""
