@@ -6,18 +6,26 @@ they cannot rot. Correctness of each result is recorded in extra_info and assert
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import h11
 import orjson
 
+from sseserver.aio.http_server import HTTPConnection, StreamWriter
+from sseserver.aio.upstream import State, Timeouts, UpstreamConnection
+from sseserver.config import LimitsSettings, ProviderSettings
+from sseserver.core.chunked import ChunkedDecoder
 from sseserver.core.http_client import ResponseHeadParser, encode_request
 from sseserver.core.http_request import END_OF_MESSAGE, RequestHead, RequestReader
 from sseserver.core.sse import SSEParser, encode_event
 from sseserver.events import TextDelta
 from sseserver.formats.sse import SSEFormatter
+from sseserver.output import DirectOutput
 from sseserver.providers.anthropic import AnthropicAdapter
-from sseserver.providers.openai import OpenAIAdapter
+from sseserver.providers.openai import OpenAIAdapter, OpenAIProvider
+from sseserver.relay import Relay, RelayPolicy, RelayState, Target, _Sink
+from sseserver.schema import GenerationRequest
 
 # reference/openai-chat-stream.md §8.1, one content chunk as it arrives in one read
 OPENAI_CHUNK = (
@@ -224,3 +232,104 @@ def test_read_request_h11(benchmark: Any) -> None:
     benchmark.group = "downstream-request"
     parsed = benchmark(read_request_h11)
     assert parsed[4] == STREAM_BODY
+
+
+# -- per token: the body chunk decoded, the frame written, and the whole way through ---
+
+def test_decode_body_chunk(benchmark: Any) -> None:
+    """One framed body chunk, as a provider flushes one event, to its payload."""
+    benchmark.group = "chunk"
+    decoder = ChunkedDecoder()
+    pieces = benchmark(decoder.feed, FIRST_CHUNK)
+    benchmark.extra_info["payload_intact"] = pieces == [OPENAI_CHUNK]
+    assert pieces == [OPENAI_CHUNK]
+
+
+def test_decode_body_chunk_h11(benchmark: Any) -> None:
+    benchmark.group = "chunk"
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="POST", target="/", headers=[("host", "x"),
+                                                               ("content-length", "0")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(RESPONSE_HEAD)
+    assert isinstance(client.next_event(), h11.Response)
+
+    def decode() -> bytes:
+        client.receive_data(FIRST_CHUNK)
+        event = client.next_event()
+        assert isinstance(event, h11.Data)
+        return bytes(event.data)
+
+    assert benchmark(decode) == OPENAI_CHUNK
+
+
+class RecordingTransport:
+    """Stands in for the client socket: the benchmark times our work, not the kernel's."""
+
+    def __init__(self) -> None:
+        self.last = b""
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.last = data
+        self.writes += 1
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_reading(self) -> bool:
+        return True
+
+
+def streaming_client(loop: asyncio.AbstractEventLoop
+                     ) -> tuple[HTTPConnection, StreamWriter, RecordingTransport]:
+    transport = RecordingTransport()
+    conn = HTTPConnection(lambda request, c: None, LimitsSettings(header_timeout=0),
+                          lambda c, status, message: None, loop)
+    writer = StreamWriter(conn, transport)  # type: ignore[arg-type]
+    return conn, writer, transport
+
+
+def test_write_frame(benchmark: Any) -> None:
+    """One frame to the client as one HTTP chunk."""
+    benchmark.group = "frame-write"
+    loop = asyncio.new_event_loop()
+    _, writer, transport = streaming_client(loop)
+    frame = SSEFormatter().event(TextDelta("Hello"))
+    benchmark(writer.write, frame)
+    benchmark.extra_info["chunk"] = transport.last.decode()
+    assert transport.last == b"%x\r\n%b\r\n" % (len(frame), frame)
+    loop.close()
+
+
+def test_upstream_read_to_client_write(benchmark: Any) -> None:
+    """The whole per-token path in one process: the provider's read (one framed chunk)
+    through the upstream protocol, the relay (SSE parse, adapter, formatter) and the
+    output to the client's transport."""
+    benchmark.group = "per-token"
+    loop = asyncio.new_event_loop()
+    conn, writer, transport = streaming_client(loop)
+    output = DirectOutput(conn, [])
+    output._writer = writer
+    target = Target(OpenAIProvider(ProviderSettings("bench", "openai", "http://x/v1")), "m")
+
+    async def committed_relay() -> Relay:
+        return Relay(output, GenerationRequest(model="m", messages=()), [target],
+                     SSEFormatter(), RelayPolicy(heartbeat_interval=0),
+                     pool=None)  # type: ignore[arg-type]
+
+    relay = loop.run_until_complete(committed_relay())
+    relay.state = RelayState.COMMITTED  # as after the first token
+    relay._adapter = OpenAIAdapter()
+    upstream = UpstreamConnection(Timeouts(), loop)
+    upstream.connection_made(RecordingTransport())  # type: ignore[arg-type]
+    upstream.state = State.BODY  # as after the response head
+    upstream._decoder = ChunkedDecoder()
+    upstream.stream(_Sink(relay))
+    benchmark(upstream.data_received, FIRST_CHUNK)
+    chunk = transport.last
+    payload = orjson.loads(chunk.split(b"data: ", 1)[1].split(b"\n", 1)[0])
+    benchmark.extra_info["payload"] = payload
+    benchmark.extra_info["writes"] = transport.writes
+    assert payload == {"content": "Hello"} and chunk.endswith(b"\n\n\r\n")
+    loop.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -354,8 +355,12 @@ class Target:
         return f"{self.scheme}://{self.authority}"
 
 
+@functools.lru_cache(maxsize=256)
 def parse_url(url: str) -> Target:
-    """Raises :class:`UpstreamConnectError` for a URL we cannot connect to."""
+    """Raises :class:`UpstreamConnectError` for a URL we cannot connect to.
+
+    Cached: a gateway sends every request of a provider to the same few URLs, and
+    splitting one costs more than encoding the whole request."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UpstreamConnectError(f"unsupported upstream URL {url!r}", retryable=False)
