@@ -35,7 +35,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-group-by=group
 	$(BIN)/python -m benchmarks.load --streams 100 1000 5000 --tokens 40 --rate 20 \
-		--contenders sseserver floor aiohttp \
+		--contenders sseserver floor aiohttp --repeat 3 \
 		--json benchmarks/results/realistic.json --plot benchmarks/results/realistic.png
 	$(BIN)/python -m benchmarks.load --streams 100 1000 --tokens 40 --rate 20 \
 		--contenders starlette --json benchmarks/results/realistic-starlette.json

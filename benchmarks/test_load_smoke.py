@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from benchmarks.load import RunResult, drive, table
+from benchmarks.load import RunResult, drive, median_run, table
 from tests.e2e.stack import Stack
 
 
@@ -18,3 +18,14 @@ def test_load_client_counts_every_frame_and_stamp() -> None:
     assert all(len(r.latencies) == 7 for r in results)
     assert 0 < summary["latency_p50_ms"] < 1000
     assert "sseserver" in table([summary])
+
+
+def test_repeated_runs_report_the_median_one_and_every_error() -> None:
+    runs = [{"events_per_cpu_s": value, "errors": errors, "contender": "sseserver"}
+            for value, errors in ((300, 0), (100, 2), (200, 0))]
+    chosen = median_run(runs)
+    assert chosen["events_per_cpu_s"] == 200
+    assert chosen["events_per_cpu_s_runs"] == [300, 100, 200]
+    assert chosen["errors"] == 2  # an error in any run shows
+    assert median_run(runs[:1]) == runs[0]
+    assert median_run(runs[:2])["events_per_cpu_s"] == 100  # the lower middle
