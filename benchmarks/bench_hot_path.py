@@ -7,11 +7,13 @@ they cannot rot. Correctness of each result is recorded in extra_info and assert
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import h11
 import orjson
 
+from benchmarks.peers.floor import Upstream as FloorUpstream
 from sseserver.aio.http_server import HTTPConnection, StreamWriter
 from sseserver.aio.upstream import State, Timeouts, UpstreamConnection
 from sseserver.config import LimitsSettings, ProviderSettings
@@ -333,3 +335,17 @@ def test_upstream_read_to_client_write(benchmark: Any) -> None:
     benchmark.extra_info["writes"] = transport.writes
     assert payload == {"content": "Hello"} and chunk.endswith(b"\n\n\r\n")
     loop.close()
+
+
+def test_floor_read_to_client_write(benchmark: Any) -> None:
+    """The same per-token work done by the floor (benchmarks/peers/floor.py): what the
+    least Python can spend on one provider read."""
+    benchmark.group = "per-token"
+    client, upstream_transport = RecordingTransport(), RecordingTransport()
+    upstream = FloorUpstream(SimpleNamespace(transport=client), b"")  # type: ignore[arg-type]
+    upstream.transport = upstream_transport  # type: ignore[assignment]
+    upstream.head_done = True  # as after the response head
+    benchmark(upstream.data_received, FIRST_CHUNK)
+    payload = orjson.loads(client.last.split(b"data: ", 1)[1].split(b"\n", 1)[0])
+    benchmark.extra_info["payload"] = payload
+    assert payload == {"content": "Hello"}
