@@ -3,7 +3,9 @@
 A :class:`Relay` walks its route (the provider/model targets of a fallback chain),
 retrying before the stream commits, then pushes the provider's body through the hot
 path — SSE parse, adapter, formatter, one chunk write per upstream read — straight
-from the upstream protocol's callbacks. Its state is one enum:
+from the upstream protocol's callbacks. An attempt runs as a short task only while it
+awaits something (a backoff, a connection, an error body); the head and the body
+arrive as callbacks. Its state is one enum:
 
     STARTING --(upstream 200, or first heartbeat due)--> OPEN
     OPEN --(first content event sent)--> COMMITTED
@@ -20,7 +22,7 @@ import enum
 import logging
 import random
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +97,9 @@ class Relay:
         self._parser = SSEParser()
         self._adapter: StreamAdapter | None = None
         self._held: list[NormalizedEvent] = []  # non-content events before the commit
-        self._outcome: asyncio.Future[UpstreamError | None] | None = None
+        self._position = 0  # the route's target being tried
+        self._tries = 0  # attempts made on it
+        self._pumping = False  # a body is flowing; _settle ends it
         self._task: asyncio.Task[None] | None = None
         self._wheel = wheel_for(self._loop)
         self._heartbeat: Deadline | None = None
@@ -119,62 +123,45 @@ class Relay:
         if self._output.streams_at_once:
             self._open_response()
         self._schedule_heartbeat(self._policy.heartbeat_interval)
-        self._task = self._loop.create_task(self._run())
+        self._spawn(self._attempt(0.0))
 
-    async def _run(self) -> None:
-        """Walk the route: each target in turn, each with its retries, until one works
-        or the stream commits (one coroutine frame less than a helper would cost, for
-        the life of every stream)."""
-        error: UpstreamError | None = None
+    # -- walking the route ---------------------------------------------------------
+    # An attempt is a task only while it has something to await (a backoff, a new
+    # connection, an error body). Waiting for the response head and relaying the body
+    # are callbacks: an open stream, which may wait minutes for its first token, holds
+    # no task and no coroutine frame (~1 KiB, an eighth of an idle stream).
+
+    def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
+        self._task = self._loop.create_task(step)
+
+    async def _attempt(self, delay: float) -> None:
+        """Send one request to the current target after ``delay`` seconds; the head's
+        arrival (:meth:`_on_head`) takes the attempt on from there."""
         try:
-            for target in self._route:
-                for attempt in range(self._policy.max_retries + 1):
-                    if self.state is RelayState.ENDED:
-                        return
-                    if attempt:
-                        await asyncio.sleep(self._backoff(attempt, error))
-                    error = await self._attempt(target)
-                    if error is None or self.state in (RelayState.COMMITTED,
-                                                       RelayState.ENDED):
-                        break
-                    logger.info("stream %s: attempt %d on %s failed: %s", self.id,
-                                self.attempts, target.provider.settings.name, error)
-                    if not error.retryable or self._retry_after_too_long(error):
-                        break
-                if error is None or self.state in (RelayState.COMMITTED, RelayState.ENDED):
-                    break
-            if error is None:
-                self.complete()
-            else:
-                self._fail(error)
+            if delay:
+                await asyncio.sleep(delay)
+            if self.state is RelayState.ENDED:
+                return
+            target = self._route[self._position]
+            self._tries += 1
+            self.attempts += 1
+            self._target = target
+            try:
+                upstream = await self._send(target)
+            except UpstreamError as exc:
+                self._advance(exc)
+                return
+            except RequestError as exc:  # this provider cannot take the request as it is
+                refused = UpstreamError(str(exc), status=exc.status, retryable=False)
+                refused.error_type = exc.error_type
+                self._advance(refused)
+                return
+            self._upstream = upstream
+            upstream.head().add_done_callback(self._on_head)
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # a bug must end this stream only, cleanly
-            logger.exception("relay %s failed", self.id)
-            self._fail(ProviderError(f"internal error: {type(exc).__name__}", retryable=False))
-
-    async def _attempt(self, target: Target) -> UpstreamError | None:
-        """One upstream request; None when the stream ended normally."""
-        self.attempts += 1
-        self._target = target
-        try:
-            upstream = await self._send(target)
-            self._upstream = upstream
-            head = await upstream.head()
-        except UpstreamError as exc:
-            self._drop_upstream()
-            return exc
-        except RequestError as exc:  # this provider cannot take the request as it is
-            refused = UpstreamError(str(exc), status=exc.status, retryable=False)
-            refused.error_type = exc.error_type
-            return refused
-        if head.status != 200:
-            return await self._status_error(target, upstream, head)
-        try:
-            return await self._pump(target, upstream)
-        finally:
-            self._output.detach_flow()
-            self._drop_upstream()
+            self._internal_error(exc)
 
     async def _send(self, target: Target) -> UpstreamConnection:
         # The encoded request lives only until it is sent, not for the stream's life
@@ -183,22 +170,73 @@ class Relay:
         return await self._pool.request(request.url, request.method, request.headers,
                                         request.body)
 
-    async def _status_error(self, target: Target, upstream: UpstreamConnection,
-                            head: ResponseHead) -> UpstreamError:
-        body = await upstream.read_body()
-        self._drop_upstream()
-        return target.provider.map_error(head.status, head.headers, body)
+    def _on_head(self, head: asyncio.Future[ResponseHead]) -> None:
+        upstream, target = self._upstream, self._target
+        if head.cancelled() or upstream is None or target is None or \
+                head is not upstream.head() or self.state is RelayState.ENDED:
+            return  # the attempt was given up meanwhile (client gone, shutdown)
+        try:
+            error = head.exception()
+            if isinstance(error, UpstreamError):
+                self._advance(error)
+            elif error is not None:
+                raise error
+            elif head.result().status != 200:
+                self._spawn(self._status_error(target, upstream, head.result()))
+            else:
+                self._start_pump(target, upstream)
+        except Exception as exc:  # a bug must end this stream only, cleanly
+            self._internal_error(exc)
 
-    def _pump(self, target: Target, upstream: UpstreamConnection
-              ) -> asyncio.Future[UpstreamError | None]:
-        """Start the body flowing to the client; the future says how it ended."""
+    async def _status_error(self, target: Target, upstream: UpstreamConnection,
+                            head: ResponseHead) -> None:
+        try:
+            body = await upstream.read_body()
+            self._advance(target.provider.map_error(head.status, head.headers, body))
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def _start_pump(self, target: Target, upstream: UpstreamConnection) -> None:
+        """Let the body flow to the client; :meth:`_settle` hears how it ended."""
         self._open_response()
         self._parser = SSEParser()
         self._adapter = target.provider.new_adapter()
-        self._outcome = outcome = self._loop.create_future()
+        self._pumping = True
         self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)
         upstream.stream(_Sink(self))
-        return outcome
+
+    def _advance(self, error: UpstreamError | None) -> None:
+        """An attempt ended (``error`` None: the provider finished): end the stream, or
+        start the next attempt, on this target or the next one of the route."""
+        self._output.detach_flow()
+        self._drop_upstream()
+        if self.state is RelayState.ENDED:
+            return
+        if error is None:
+            self.complete()
+            return
+        if self.state is RelayState.COMMITTED:  # too late to retry: the client saw text
+            self._fail(error)
+            return
+        logger.info("stream %s: attempt %d on %s failed: %s", self.id, self.attempts,
+                    self._route[self._position].provider.settings.name, error)
+        if error.retryable and not self._retry_after_too_long(error) and \
+                self._tries <= self._policy.max_retries:
+            self._spawn(self._attempt(self._backoff(self._tries, error)))
+            return
+        self._position += 1
+        self._tries = 0
+        if self._position < len(self._route):
+            self._spawn(self._attempt(0.0))
+        else:
+            self._fail(error)
+
+    def _internal_error(self, exc: Exception) -> None:
+        logger.error("relay %s failed", self.id, exc_info=exc)
+        self._drop_upstream()
+        self._fail(ProviderError(f"internal error: {type(exc).__name__}", retryable=False))
 
     # -- the hot path: upstream body bytes to client frames ------------------------
 
@@ -274,8 +312,17 @@ class Relay:
             self._settle(UpstreamError("provider ended the stream before it was complete"))
 
     def _settle(self, error: UpstreamError | None) -> None:
-        if self._outcome is not None and not self._outcome.done():
-            self._outcome.set_result(error)
+        """The body ended, well or not. The attempt moves on in the next loop pass, not
+        here: this runs inside the upstream connection's own callbacks."""
+        if self._pumping:
+            self._pumping = False
+            self._loop.call_soon(self._pump_done, error)
+
+    def _pump_done(self, error: UpstreamError | None) -> None:
+        try:
+            self._advance(error)
+        except Exception as exc:  # a bug must end this stream only, cleanly
+            self._internal_error(exc)
 
     # -- ending --------------------------------------------------------------------
 

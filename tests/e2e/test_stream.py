@@ -313,3 +313,49 @@ def test_sequential_streams_reuse_upstream_connections(stack: Stack) -> None:
     assert stats["connections"] <= 2, stats
     pool = stack.server.gateway.pool  # type: ignore[union-attr]
     assert pool.reused >= 4, repr(pool)
+
+
+def test_a_stream_waiting_on_its_provider_holds_no_task(stack: Stack) -> None:
+    """Waiting for the head and relaying the body are callbacks: an open stream keeps
+    no task (and no coroutine frames) however long its provider takes."""
+    with socket.create_connection(("127.0.0.1", stack.port)) as sock:
+        body = orjson.dumps(request_body({"tokens": 2, "ttfb_ms": 3000}))
+        sock.sendall(b"POST /v1/stream HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%b"
+                     % (len(body), body))
+        _read_until(sock, b": ping")  # the head and a heartbeat: the stream is open
+        assert stack.server is not None
+        gateway = stack.server.gateway
+        tasks = stack.run_sync(lambda: [relay._task for relay in gateway.relays])
+        assert tasks and all(task is None or task.done() for task in tasks)
+
+
+def test_a_bug_while_starting_the_body_ends_that_stream_only(stack: Stack) -> None:
+    assert stack.server is not None
+    provider = stack.server.gateway.providers["openai"]
+
+    def broken_adapter() -> None:
+        raise RuntimeError("adapter bug")
+
+    stack.run_sync(lambda: setattr(provider, "new_adapter", broken_adapter))
+    try:
+        events = sse_events(stack, request_body({"tokens": 3}))
+    finally:
+        stack.run_sync(lambda: delattr(provider, "new_adapter"))
+    assert [e.event for e in events] == ["metadata", "error", "message"]
+    error = orjson.loads(events[1].data)
+    assert error["message"] == "internal error: RuntimeError" and not error["retryable"]
+    assert events[-1].data == "[DONE]"
+    healthy = sse_events(stack, request_body({"tokens": 3}))
+    assert healthy[-1].data == "[DONE]" and len(healthy) == 6  # metadata, 3, usage, end
+
+
+def test_each_retry_is_a_new_attempt_after_its_backoff() -> None:
+    """Each attempt is its own short task: a failing target is retried with backoff up
+    to max_retries, every attempt counted."""
+    settings = {"upstream.backoff_initial": 0.01, "upstream.backoff_max": 0.02,
+                "upstream.max_retries": 2}
+    with Stack(settings) as stack:
+        events = sse_events(stack, request_body({"tokens": 2, "fail": [503, 503]}))
+        assert [e.event for e in events] == ["metadata", "message", "message", "usage",
+                                             "message"]
+        assert stack.stats()["requests"] == 3  # two failures, then the success
