@@ -132,7 +132,12 @@ class Relay:
     # no task and no coroutine frame (~1 KiB, an eighth of an idle stream).
 
     def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
-        self._task = self._loop.create_task(step)
+        task = self._task = self._loop.create_task(step)
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        if self._task is task:  # a finished task still holds its coroutine: let both go
+            self._task = None
 
     async def _attempt(self, delay: float) -> None:
         """Send one request to the current target after ``delay`` seconds; the head's

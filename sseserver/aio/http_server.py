@@ -130,6 +130,7 @@ class HTTPConnection(asyncio.Protocol):
         self._close_after_response = False
         self._keep_alive = False  # the current request allows another one after it
         self._head_only = False  # a HEAD request: the response has no body
+        self._http11 = False
         self._response_started = False
         self._between_requests = False
         self.flow = FlowControl()
@@ -243,6 +244,7 @@ class HTTPConnection(asyncio.Protocol):
         self._keep_alive = head.http_version == "1.1" and "close" not in (
             token.strip(" \t") for token in headers.get("connection", "").lower().split(","))
         self._head_only = head.method == "HEAD"
+        self._http11 = head.http_version == "1.1"  # chunked framing for a streamed body
         self._body = []
         self._body_size = 0
         declared = headers.get("content-length")
@@ -263,6 +265,8 @@ class HTTPConnection(asyncio.Protocol):
         assert request is not None
         request.body = b"".join(self._body)
         self._body = []
+        # the handler keeps what it needs of the request: a stream may last an hour
+        self._request = None
         self._cancel_timer()
         self.phase = Phase.RESPONDING
         self.requests_served += 1
@@ -319,8 +323,7 @@ class HTTPConnection(asyncio.Protocol):
         Raises :class:`LocalProtocolError` for a header that cannot be sent.
         """
         assert self._transport is not None
-        request = self._request
-        chunked = request is not None and request.http_version == "1.1"
+        chunked = self._http11
         all_headers = [*headers, *self.response_headers]
         if chunked:
             all_headers.append(("transfer-encoding", "chunked"))
@@ -370,7 +373,7 @@ class HTTPConnection(asyncio.Protocol):
         pending = reader.buffered > 0 or reader.ended
         self.phase = Phase.IDLE
         self._request = None
-        self._keep_alive = self._head_only = self._response_started = False
+        self._keep_alive = self._head_only = self._http11 = self._response_started = False
         self.response_headers = []
         self._resume_reading()
         if pending:
