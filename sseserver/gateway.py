@@ -66,6 +66,9 @@ class Gateway:
             "/metrics": {"GET": self._metrics},
             "/": {"GET": self._index},
         }
+        for methods in self._routes.values():
+            if "GET" in methods:  # RFC 9110 §9.3.2; the connection sends the head alone
+                methods["HEAD"] = methods["GET"]
         self._stream_routes: dict[str, Route] = {"GET": self._subscribe,
                                                  "DELETE": self._cancel}
         self.store: MemoryStore[Resumable] = MemoryStore(config.streams.retention)

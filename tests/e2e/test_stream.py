@@ -266,6 +266,19 @@ def test_routes_and_methods(stack: Stack) -> None:
         page.content
 
 
+def test_head_answers_what_get_would_without_the_body(stack: Stack) -> None:
+    """Health checks by HEAD (some load balancers send them) get GET's head."""
+    with httpx.Client(base_url=stack.url) as client:
+        for path in ("/healthz", "/readyz", "/metrics", "/"):
+            got, head = client.get(path), client.head(path)
+            assert head.status_code == got.status_code == 200, path
+            assert head.content == b"" and head.headers["content-type"] == \
+                got.headers["content-type"]
+            assert int(head.headers["content-length"]) > 0
+        assert client.head("/v1/stream").status_code == 405  # a POST-only route
+        assert client.get("/healthz").json() == {"status": "ok"}  # the connection lives on
+
+
 def test_no_accept_header_needed(stack: Stack) -> None:
     with httpx.Client(timeout=10) as client, client.stream(
             "POST", stack.url + "/v1/stream", json=request_body({"tokens": 1}),
