@@ -250,16 +250,21 @@ class Relay:
         assert adapter is not None
         frames: list[bytes] = []
         try:
-            for sse in self._parser.feed(data):
-                for event in adapter.feed(sse.event, sse.data):
-                    if type(event) is TextDelta and self.state is RelayState.COMMITTED:
-                        # the per-token case, in line: one call less per event
-                        frames.append(self._formatter.event(event))
-                        self.events += 1
-                    else:
-                        self._frame(event, frames)
-                if adapter.finished:
-                    break
+            line = self._parser.feed_data_line(data)
+            if line is not None:  # one whole "data:" event: the per-token read
+                result = adapter.feed_message(line)
+                if type(result) is not str:
+                    self._frames(result, frames)
+                elif self.state is RelayState.COMMITTED:  # a text delta, no objects
+                    frames.append(self._formatter.text(result))
+                    self.events += 1
+                else:
+                    self._frame(TextDelta(result), frames)
+            else:
+                for sse in self._parser.feed(data):
+                    self._frames(adapter.feed(sse.event, sse.data), frames)
+                    if adapter.finished:
+                        break
         except SSEServerError as exc:
             self._flush(frames)
             self._settle(exc if isinstance(exc, UpstreamError)
@@ -271,6 +276,10 @@ class Relay:
             self._last_write = self._loop.time()
         if adapter.finished and self.state is not RelayState.ENDED:
             self._settle(None)
+
+    def _frames(self, events: list[NormalizedEvent], frames: list[bytes]) -> None:
+        for event in events:
+            self._frame(event, frames)
 
     def _frame(self, event: NormalizedEvent, frames: list[bytes]) -> None:
         if type(event) is ErrorEvent:

@@ -108,6 +108,17 @@ class SSEParser:
         return (f"<SSEParser buffered={len(self._buffer)} last_event_id="
                 f"{self.last_event_id!r} retry={self.retry}>")
 
+    def feed_data_line(self, chunk: bytes) -> str | None:
+        """If ``chunk`` is exactly one whole event of one ``data: `` line, with nothing
+        pending before it (a provider's commonest read), take it and return its data:
+        the caller builds no event object. Otherwise None, and nothing is taken."""
+        if self._started and not self._buffer and not self._data and not self._event and \
+                not self._pending_cr and chunk.startswith(b"data: ") and \
+                chunk.endswith(b"\n\n") and chunk.count(b"\n") == 2 and b"\r" not in chunk:
+            self.last_event_id = self._id  # §2.5, as _dispatch does
+            return _decode(chunk[6:-2])
+        return None
+
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         if self._started and not self._buffer and not self._data and not self._event and \
                 not self._pending_cr and chunk.endswith(b"\n\n") and b"\r" not in chunk:

@@ -19,6 +19,10 @@ class Formatter(Protocol):
         """The frame for one event; b"" for events this format does not show."""
         ...
 
+    def text(self, content: str) -> bytes:
+        """The frame of a text delta: ``event(TextDelta(content))`` without the event."""
+        ...
+
     def end(self) -> bytes:
         """The last frame; always sent, after an error too."""
         ...

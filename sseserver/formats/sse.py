@@ -49,10 +49,13 @@ class SSEFormatter:
         return b"retry: %d\nid: %d\nevent: metadata\ndata: %b\n\n" % (
             self.retry_ms, self.last_id, _dumps(metadata))
 
+    def text(self, content: str) -> bytes:
+        self.last_id += 1
+        return b"id: %d\ndata: %b\n\n" % (self.last_id, _dumps({"content": content}))
+
     def event(self, event: NormalizedEvent) -> bytes:
         if type(event) is TextDelta:  # the per-token case first
-            self.last_id += 1
-            return b"id: %d\ndata: %b\n\n" % (self.last_id, _dumps({"content": event.content}))
+            return self.text(event.content)
         if type(event) is Finish:
             return b""
         name, payload = _named(event)

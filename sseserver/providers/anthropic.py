@@ -96,6 +96,9 @@ class AnthropicAdapter:
         self._blocks: dict[int, str] = {}  # content block index -> block type
         self._tools: dict[int, int] = {}  # content block index -> tool-call ordinal
 
+    def feed_message(self, data: str) -> str | list[NormalizedEvent]:
+        return self.feed("message", data)  # every event of this wire format is named
+
     def feed(self, event: str, data: str) -> list[NormalizedEvent]:
         try:
             payload = orjson.loads(data)

@@ -34,6 +34,11 @@ class StreamAdapter(Protocol):
         """
         ...
 
+    def feed_message(self, data: str) -> str | list[NormalizedEvent]:
+        """:meth:`feed` for an unnamed event; a plain text delta may come back as its
+        bare content (the per-token case, with no objects to build)."""
+        ...
+
     @property
     def finished(self) -> bool:
         """True once the upstream signalled the regular end of its stream."""

@@ -84,6 +84,12 @@ class OpenAIAdapter:
         return self._usage  # OpenAI reports usage only in its last chunk
 
     def feed(self, event: str, data: str) -> list[NormalizedEvent]:
+        result = self.feed_message(data)  # every event of this wire format is unnamed
+        return [TextDelta(result)] if type(result) is str else result
+
+    def feed_message(self, data: str) -> str | list[NormalizedEvent]:
+        """:meth:`feed` for an unnamed event, except that a plain text delta (the
+        per-token chunk) comes back as its bare content: no event, no list."""
         if data == "[DONE]":
             self.finished = True
             return []
@@ -97,24 +103,21 @@ class OpenAIAdapter:
         error = chunk.get("error")
         if error:
             return [_error_event(error)]
-        events: list[NormalizedEvent] = []
         choices = chunk.get("choices")
-        if choices:
-            # Only the first choice is relayed: the gateway asks for n=1.
-            choice = choices[0]
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                delta = choice.get("delta")
-                if type(delta) is dict and len(delta) == 1 and \
-                        not choice.get("finish_reason"):
-                    # the per-token chunk, in line: {"delta": {"content": "..."}}
-                    content = delta.get("content")
-                    if content:
-                        events.append(TextDelta(content))
-                    elif delta:
-                        _choice_events(choice, events)
-                else:
-                    _choice_events(choice, events)
         usage = chunk.get("usage")
+        choice = choices[0] if choices and isinstance(choices, list) else None
+        # Only the first choice is relayed: the gateway asks for n=1.
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            choice = None
+        if choice is not None and usage is None:
+            delta = choice.get("delta")
+            if type(delta) is dict and len(delta) == 1 and not choice.get("finish_reason"):
+                content = delta.get("content")
+                if type(content) is str and content:
+                    return content
+        events: list[NormalizedEvent] = []
+        if choice is not None:
+            _choice_events(choice, events)
         if isinstance(usage, dict):
             self._usage = Usage(int(usage.get("prompt_tokens") or 0),
                                 int(usage.get("completion_tokens") or 0))

@@ -4,7 +4,7 @@ at every split point, and with trailing data; plus the encoder and a round trip.
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sseserver.core.sse import ServerSentEvent, SSEParser, encode_comment, encode_event
@@ -225,3 +225,44 @@ def test_whole_event_reads_parse_as_byte_by_byte(blocks: list[bytes], bom: bool)
     by_byte = [e for i in range(len(stream)) for e in single.feed(stream[i:i + 1])]
     assert by_block == by_byte
     assert (whole.last_event_id, whole.retry) == (single.last_event_id, single.retry)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_block, min_size=1, max_size=6), st.booleans())
+# the reads the shortcut must leave alone: after an open event, with or without data
+@example([b"data: open\n", b"data: x\n\n"], False)
+@example([b"event: e\n", b"data: x\n\n"], False)
+@example([b"data: x\n\n", b"data: x\r", b"\n\n"], True)
+def test_data_line_reads_parse_as_byte_by_byte(blocks: list[bytes], bom: bool) -> None:
+    """feed_data_line takes only a whole one-line 'data: ' event and leaves anything
+    else to feed(); together they must give what byte-by-byte parsing gives."""
+    first = (b"\xef\xbb\xbf" if bom else b"")
+    lines_first, single = SSEParser(), SSEParser()
+    by_block: list[ServerSentEvent] = []
+    for block in [first, *blocks]:
+        data = lines_first.feed_data_line(block)
+        if data is None:
+            by_block.extend(lines_first.feed(block))
+        else:
+            by_block.append(ServerSentEvent("message", data, lines_first.last_event_id,
+                                            lines_first.retry))
+    stream = first + b"".join(blocks)
+    by_byte = [e for i in range(len(stream)) for e in single.feed(stream[i:i + 1])]
+    assert by_block == by_byte
+    assert (lines_first.last_event_id, lines_first.retry) == \
+        (single.last_event_id, single.retry)
+
+
+def test_data_line_takes_only_the_simplest_read() -> None:
+    parser = SSEParser()
+    assert parser.feed_data_line(b"data: first\n\n") is None  # the BOM check comes first
+    assert [e.data for e in parser.feed(b"data: first\n\n")] == ["first"]
+    assert parser.feed_data_line(b'data: {"a":1}\n\n') == '{"a":1}'
+    for other in (b"data:x\n\n", b"data: a\ndata: b\n\n", b"data: a\r\n\r\n", b"data: a\n",
+                  b"event: e\ndata: a\n\n", b": comment\n\n"):
+        assert parser.feed_data_line(other) is None, other
+    parser.feed(b"id: 9\n")  # an id alone changes nothing here: the event takes it
+    assert parser.feed_data_line(b"data: next\n\n") == "next"
+    assert parser.last_event_id == "9"
+    parser.feed(b"data: open\n")  # an open event: the next read belongs to it
+    assert parser.feed_data_line(b"data: late\n\n") is None

@@ -50,3 +50,10 @@ def test_parsers_get_back_every_delta_exactly(contents: list[str], beats: int) -
     assert [orjson.loads(e.data)["content"] for e in events[1:-1]] == contents
     assert [int(e.id) for e in events] == list(range(1, len(contents) + 3))
     assert events[-1].data == "[DONE]"
+
+
+def test_text_is_the_text_delta_frame() -> None:
+    by_text, by_event = SSEFormatter(first_id=4), SSEFormatter(first_id=4)
+    for content in ("Hello", "", 'quote " and \n line', "\u2603"):
+        assert by_text.text(content) == by_event.event(TextDelta(content))
+    assert by_text.last_id == by_event.last_id == 8

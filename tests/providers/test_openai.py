@@ -117,3 +117,28 @@ def test_error_messages_never_carry_the_key_and_stay_short() -> None:
     assert "sk-secret" not in str(error)
     assert len(str(error)) < 300
     assert "<html>" in str(PROVIDER.map_error(502, {}, b"<html>bad gateway</html>"))
+
+
+def test_feed_message_gives_the_per_token_chunk_as_bare_text() -> None:
+    adapter = OpenAIAdapter()
+    plain = '{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],' \
+            '"usage":null}'
+    assert adapter.feed_message(plain) == "Hi"
+    assert adapter.feed("message", plain) == [TextDelta("Hi")]
+    # anything more than a plain delta comes back as events, the same as feed() gives
+    for data, events in [
+        ('{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}',
+         [TextDelta("a"), Finish("stop")]),
+        ('{"choices":[{"index":0,"delta":{"role":"assistant","content":"b"}}]}',
+         [TextDelta("b")]),
+        ('{"choices":[{"index":0,"delta":{"content":""}}]}', []),
+        ('{"choices":[{"index":0,"delta":{"content":7}}]}', [TextDelta(7)]),  # type: ignore[arg-type]
+        ('{"choices":[{"index":1,"delta":{"content":"other choice"}}]}', []),
+        ('{"choices":{"0":{"delta":{"content":"not a list"}}}}', []),
+        ('{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}', [Usage(3, 4)]),
+        ('{"choices":[{"index":0,"delta":{"content":"c"}}],'
+         '"usage":{"prompt_tokens":1,"completion_tokens":1}}', [TextDelta("c"), Usage(1, 1)]),
+    ]:
+        assert OpenAIAdapter().feed_message(data) == events, data
+        assert OpenAIAdapter().feed("message", data) == events, data
+    assert adapter.feed_message("[DONE]") == [] and adapter.finished
