@@ -255,9 +255,12 @@ class Relay:
                 result = adapter.feed_message(line)
                 if type(result) is not str:
                     self._frames(result, frames)
-                elif self.state is RelayState.COMMITTED:  # a text delta, no objects
-                    frames.append(self._formatter.text(result))
+                elif self.state is RelayState.COMMITTED:  # a text delta: the fewest steps
                     self.events += 1
+                    if not self._output.write([self._formatter.text(result)]):
+                        self._overflow()
+                    self._last_write = self._loop.time()
+                    return
                 else:
                     self._frame(TextDelta(result), frames)
             else:
