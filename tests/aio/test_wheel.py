@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -20,7 +21,7 @@ def run(test: Callable[[asyncio.AbstractEventLoop], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-def test_callbacks_run_in_time_order_never_early() -> None:
+def test_callbacks_run_in_tick_order_never_early() -> None:
     async def test(loop: asyncio.AbstractEventLoop) -> None:
         wheel = TimerWheel(loop)
         fired: list[tuple[float, float]] = []
@@ -28,8 +29,10 @@ def test_callbacks_run_in_time_order_never_early() -> None:
         for delay in (0.15, 0.0, 0.05, 0.3, 0.05, 0.01):
             wheel.call_later(delay, lambda d=delay: fired.append((d, loop.time() - start)))
         await asyncio.sleep(0.3 + SLACK + RESOLUTION)
-        assert [d for d, _ in fired] == sorted(d for d, _ in fired)
         assert len(fired) == 6
+        # in time order, but for deadlines that share a tick (their order is free)
+        for (earlier, _), (later, _) in itertools.pairwise(fired):
+            assert earlier <= later + RESOLUTION, fired
         for delay, at in fired:
             assert delay <= at < delay + SLACK, (delay, at)
         assert len(wheel) == 0 and repr(wheel) == "<TimerWheel pending=0 buckets=0>"
