@@ -476,9 +476,10 @@ class StreamWriter:
         """Send ``data`` as one chunk now (never held back to batch it)."""
         if self.closed or not data:
             return
-        self.bytes_sent += len(data)
+        size = len(data)
+        self.bytes_sent += size
         if self._chunked:
-            self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            self._transport.write(b"%x\r\n%b\r\n" % (size, data))
         elif self._sends_body:
             self._transport.write(data)
         else:

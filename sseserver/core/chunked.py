@@ -57,7 +57,7 @@ class ChunkedDecoder:
             if 0 < line_end <= 20 and _HEX_DIGITS.fullmatch(data, 0, line_end):
                 stop = line_end + 2 + int(data[:line_end], 16)
                 if stop > line_end + 2 and len(data) == stop + 2 and \
-                        data[stop:] == b"\r\n":
+                        data.endswith(b"\r\n"):
                     return [data[line_end + 2:stop]]
         if self.done:
             self.trailing += data

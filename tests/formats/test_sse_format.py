@@ -54,6 +54,8 @@ def test_parsers_get_back_every_delta_exactly(contents: list[str], beats: int) -
 
 def test_text_is_the_text_delta_frame() -> None:
     by_text, by_event = SSEFormatter(first_id=4), SSEFormatter(first_id=4)
-    for content in ("Hello", "", 'quote " and \n line', "\u2603"):
-        assert by_text.text(content) == by_event.event(TextDelta(content))
+    for number, content in enumerate(("Hello", "", 'quote " and \n line', "\u2603"), 5):
+        frame = by_text.text(content)
+        assert frame == by_event.event(TextDelta(content))
+        assert frame == b"id: %d\ndata: %b\n\n" % (number, orjson.dumps({"content": content}))
     assert by_text.last_id == by_event.last_id == 8
