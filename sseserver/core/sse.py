@@ -112,21 +112,14 @@ class SSEParser:
         """If ``chunk`` is exactly one whole event of one ``data: `` line, with nothing
         pending before it (a provider's commonest read), take it and return its data:
         the caller builds no event object. Otherwise None, and nothing is taken."""
-        if self._started and not self._buffer and not self._data and not self._event and \
-                not self._pending_cr and chunk.startswith(b"data: ") and \
-                chunk.endswith(b"\n\n") and chunk.count(b"\n") == 2 and b"\r" not in chunk:
+        if chunk.startswith(b"data: ") and chunk.count(b"\n") == 2 and \
+                self._at_event_start(chunk):
             self.last_event_id = self._id  # §2.5, as _dispatch does
             return _decode(chunk[6:-2])
         return None
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        if self._started and not self._buffer and not self._data and not self._event and \
-                not self._pending_cr and chunk.endswith(b"\n\n") and b"\r" not in chunk:
-            if chunk.startswith(b"data: ") and chunk.count(b"\n") == 2:
-                # the commonest read of all, in line: one data line, one space
-                self.last_event_id = self._id  # §2.5, as _dispatch does
-                return [ServerSentEvent("message", _decode(chunk[6:-2]), self._id,
-                                        self.retry)]
+        if self._at_event_start(chunk):
             event = self._whole_event(chunk)
             if event is not None:
                 return [event]
@@ -155,6 +148,13 @@ class SSEParser:
         for line in lines:
             self._line(_decode(line), events)
         return events
+
+    def _at_event_start(self, chunk: bytes) -> bool:
+        """The shortcuts' precondition: nothing is pending, and ``chunk`` ends an event
+        with LF line endings only."""
+        return self._started and not self._buffer and not self._data and \
+            not self._event and not self._pending_cr and chunk.endswith(b"\n\n") and \
+            b"\r" not in chunk
 
     def _whole_event(self, chunk: bytes) -> ServerSentEvent | None:
         """The common read, parsed with fewer steps: one whole ``data:`` line, or an
