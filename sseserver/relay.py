@@ -186,10 +186,10 @@ class Relay:
                 self._advance(error)
             elif error is not None:
                 raise error
-            elif head.result().status != 200:
-                self._spawn(self._status_error(target, upstream, head.result()))
-            else:
+            elif head.result().status == 200:
                 self._start_pump(target, upstream)
+            else:
+                self._spawn(self._status_error(target, upstream, head.result()))
         except Exception as exc:  # a bug must end this stream only, cleanly
             self._internal_error(exc)
 
@@ -273,10 +273,7 @@ class Relay:
             self._settle(exc if isinstance(exc, UpstreamError)
                          else ProviderError(str(exc), retryable=False))
             return
-        if frames:  # (_flush, in line)
-            if not self._output.write(frames):
-                self._overflow()
-            self._last_write = self._loop.time()
+        self._flush(frames)
         if adapter.finished and self.state is not RelayState.ENDED:
             self._settle(None)
 
