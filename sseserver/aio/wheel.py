@@ -103,7 +103,9 @@ class TimerWheel:
                 "message": f"exception in timer callback {callback!r}", "exception": exc})
 
     def _run(self) -> None:
-        self._armed = None
+        # While callbacks run, _armed still holds this handle and its tick (now), so
+        # what they schedule never arms the timer: it is armed once, at the end, for
+        # the earliest tick of all (a callback's tick may lie past one already waiting).
         now_tick = math.floor(self._loop.time() / self.resolution)
         ticks = self._ticks
         while ticks and ticks[0] <= now_tick:
@@ -112,9 +114,10 @@ class TimerWheel:
                 callback, deadline._callback = deadline._callback, None
                 if callback is not None:
                     self._call(callback)
+        self._armed = None
         while ticks and ticks[0] not in self._buckets:  # emptied by cancellations
             heapq.heappop(ticks)
-        if ticks and self._armed is None:
+        if ticks:
             self._arm(ticks[0])
 
 

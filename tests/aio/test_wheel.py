@@ -108,6 +108,21 @@ def test_an_earlier_deadline_rearms_the_loop_timer() -> None:
     run(test)
 
 
+def test_a_callback_scheduling_far_ahead_does_not_delay_a_nearer_deadline() -> None:
+    """A callback that schedules past a deadline already waiting must leave the loop
+    timer armed for the waiting one (a heartbeat once slept until an idle timeout)."""
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        wheel = TimerWheel(loop)
+        fired: list[float] = []
+        start = loop.time()
+        wheel.call_later(0.3, lambda: fired.append(loop.time() - start))
+        wheel.call_later(0.02, lambda: wheel.call_later(3.0, lambda: None))
+        await asyncio.sleep(0.3 + SLACK)
+        assert len(fired) == 1 and 0.3 <= fired[0] < 0.3 + SLACK, fired
+
+    run(test)
+
+
 def test_one_wheel_per_loop() -> None:
     async def test(loop: asyncio.AbstractEventLoop) -> None:
         assert wheel_for(loop) is wheel_for(loop)
