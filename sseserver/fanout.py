@@ -35,6 +35,7 @@ class LogOutput:
         self.content_type = "text/event-stream"
         self._cancel_when_alone = cancel_when_alone
         self._on_gone: Callable[[], None] | None = None
+        self._on_full: Callable[[], None] | None = None
         self._now = now
         self.alone_since: float | None = now()
         self.subscribed_ever = 0
@@ -48,24 +49,29 @@ class LogOutput:
 
     # -- the relay's side ----------------------------------------------------------
 
-    def bind(self, on_gone: Callable[[], None]) -> None:
+    def bind(self, on_gone: Callable[[], None], on_full: Callable[[], None]) -> None:
         self._on_gone = on_gone
+        self._on_full = on_full
 
     def unbind(self) -> None:
-        self._on_gone = None
+        self._on_gone = self._on_full = None
 
     def open(self, stream_id: str, content_type: str) -> None:
         self.stream_id = stream_id
         self.content_type = content_type
 
-    def write(self, frames: list[bytes]) -> bool:
+    def write(self, frames: list[bytes]) -> None:
         room = True
         for frame in frames:
             room = room and self.log.has_room(frame)
             self.log.append(frame)
         for subscriber in list(self.subscribers):
             subscriber.pump()
-        return room
+        if not room and self._on_full is not None:
+            self._on_full()
+
+    def write_frame(self, frame: bytes) -> None:
+        self.write([frame])
 
     def heartbeat(self, frame: bytes) -> None:
         for subscriber in list(self.subscribers):

@@ -20,16 +20,21 @@ class Output(Protocol):
     streams_at_once: bool  # True: the response is open before the upstream answers
     bytes_sent: int
 
-    def bind(self, on_gone: Callable[[], None]) -> None:
-        """``on_gone`` is called when no reader is left and generating should stop."""
+    def bind(self, on_gone: Callable[[], None], on_full: Callable[[], None]) -> None:
+        """``on_gone`` is called when no reader is left and generating should stop;
+        ``on_full`` after a write that took the stream past its memory bound."""
         ...
 
     def unbind(self) -> None: ...
 
     def open(self, stream_id: str, content_type: str) -> None: ...
 
-    def write(self, frames: list[bytes]) -> bool:
-        """Send frames (each carries one event id); False once over the memory bound."""
+    def write(self, frames: list[bytes]) -> None:
+        """Send frames, each of which carries one event id."""
+        ...
+
+    def write_frame(self, frame: bytes) -> None:
+        """:meth:`write` for one frame: the per-token write."""
         ...
 
     def heartbeat(self, frame: bytes) -> None: ...
@@ -56,19 +61,20 @@ class DirectOutput:
     """One client on one connection; its write buffer pauses the upstream."""
 
     streams_at_once = False
-    __slots__ = ("_conn", "_extra_headers", "_writer")
+    __slots__ = ("_conn", "_extra_headers", "_writer", "write_frame")
 
     def __init__(self, conn: HTTPConnection, extra_headers: list[tuple[str, str]]) -> None:
         self._conn = conn
         self._extra_headers = extra_headers
         self._writer: StreamWriter | None = None
+        self.write_frame: Callable[[bytes], None] = _unsent  # until the response opens
 
     @property
     def bytes_sent(self) -> int:
         return self._writer.bytes_sent if self._writer is not None else 0
 
-    def bind(self, on_gone: Callable[[], None]) -> None:
-        self._conn.on_lost = on_gone
+    def bind(self, on_gone: Callable[[], None], on_full: Callable[[], None]) -> None:
+        self._conn.on_lost = on_gone  # never full: the connection's buffer pauses us
 
     def unbind(self) -> None:
         self._conn.on_lost = None
@@ -76,11 +82,11 @@ class DirectOutput:
     def open(self, stream_id: str, content_type: str) -> None:
         self._writer = self._conn.start_stream(
             200, stream_head(stream_id, content_type, self._extra_headers))
+        self.write_frame = self._writer.write  # a token's frame: one call, one chunk
 
-    def write(self, frames: list[bytes]) -> bool:
+    def write(self, frames: list[bytes]) -> None:
         if self._writer is not None:
             self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
-        return True
 
     def heartbeat(self, frame: bytes) -> None:
         if self._writer is not None:
@@ -99,3 +105,7 @@ class DirectOutput:
 
     def detach_flow(self) -> None:
         self._conn.flow.detach()
+
+
+def _unsent(frame: bytes) -> None:
+    """Where frames go before the response opened: nowhere (nothing may precede the head)."""

@@ -55,6 +55,9 @@ class RelayState(enum.Enum):
     ENDED = "ended"
 
 
+_COMMITTED = RelayState.COMMITTED  # a module global: the per-token test looks it up
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     provider: Provider
@@ -103,8 +106,9 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._wheel = wheel_for(self._loop)
         self._heartbeat: Deadline | None = None
-        self._last_write = self._loop.time()
-        self.started = self._last_write
+        self._events_seen = 0  # self.events at the last heartbeat check
+        self._quiet_checks = 0  # checks since the last write
+        self.started = self._loop.time()
         self.first_token_at: float | None = None
         self.events = 0
         self.attempts = 0
@@ -119,10 +123,10 @@ class Relay:
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
-        self._output.bind(self.on_client_gone)
+        self._output.bind(self.on_client_gone, self._overflow)
         if self._output.streams_at_once:
             self._open_response()
-        self._schedule_heartbeat(self._policy.heartbeat_interval)
+        self._schedule_heartbeat()
         self._spawn(self._attempt(0.0))
 
     # -- walking the route ---------------------------------------------------------
@@ -255,11 +259,9 @@ class Relay:
                 result = adapter.feed_message(line)
                 if type(result) is not str:
                     self._frames(result, frames)
-                elif self.state is RelayState.COMMITTED:  # a text delta: the fewest steps
+                elif self.state is _COMMITTED:  # a text delta: the fewest steps
                     self.events += 1
-                    if not self._output.write([self._formatter.text(result)]):
-                        self._overflow()
-                    self._last_write = self._loop.time()
+                    self._output.write_frame(self._formatter.text(result))
                     return
                 else:
                     self._frame(TextDelta(result), frames)
@@ -314,9 +316,7 @@ class Relay:
 
     def _flush(self, frames: list[bytes]) -> None:
         if frames:
-            if not self._output.write(frames):
-                self._overflow()
-            self._last_write = self._loop.time()
+            self._output.write(frames)
 
     def on_upstream_end(self) -> None:
         adapter = self._adapter
@@ -447,29 +447,35 @@ class Relay:
         if self.state is RelayState.STARTING:
             self.state = RelayState.OPEN
             self._output.open(self.id, self._formatter.content_type)
-            self._last_write = self._loop.time()
 
     def _respond_error(self, error: UpstreamError) -> None:
         status, headers = _client_status(error)
         self._output.respond_error(status, headers, {"error": {
             "type": error.error_type, "message": str(error)}})
 
-    def _schedule_heartbeat(self, delay: float) -> None:
-        if delay > 0:
-            self._heartbeat = self._wheel.call_later(delay, self._on_heartbeat)
+    # Heartbeats: a check every half interval sees whether an event went out since the
+    # one before; two quiet checks in a row mean a heartbeat is due. No silence lasts
+    # longer than the interval, and a token costs no clock reading.
+
+    def _schedule_heartbeat(self) -> None:
+        interval = self._policy.heartbeat_interval
+        if interval > 0:
+            self._heartbeat = self._wheel.call_later(interval / 2, self._on_heartbeat)
 
     def _on_heartbeat(self) -> None:
         self._heartbeat = None
         if self.state is RelayState.ENDED:
             return
-        interval = self._policy.heartbeat_interval
-        idle = self._loop.time() - self._last_write
-        if self.state is RelayState.STARTING or idle >= interval * 0.999:
+        if self.events != self._events_seen:  # written since the last check
+            self._events_seen = self.events
+            self._quiet_checks = 1  # the write may be up to half an interval old
+        else:
+            self._quiet_checks += 1
+        if self._quiet_checks >= 2:
             self._open_response()  # the head goes out when the first heartbeat is due
             self._output.heartbeat(self._formatter.heartbeat)
-            self._last_write = self._loop.time()
-            idle = 0.0
-        self._schedule_heartbeat(interval - idle)
+            self._quiet_checks = 0
+        self._schedule_heartbeat()
 
     def _backoff(self, attempt: int, error: UpstreamError | None) -> float:
         if error is not None and error.retry_after is not None:

@@ -118,14 +118,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
-        if self.state is State.IDLE:  # nothing may arrive between responses
-            self.state = State.FAILED
-            self.close()
-            return
         self._last_activity = self._loop.time()
         self.bytes_received += len(data)
-        if self._decoder is not None:
+        if self._decoder is not None:  # the body: first, as the commonest case
             self._decode(data)
+        elif self.state is State.IDLE:  # nothing may arrive between responses
+            self.state = State.FAILED
+            self.close()
         elif self.state is State.AWAITING_HEAD:
             self._read_head(data)
         elif self.state is State.CONNECTING:
@@ -249,6 +248,9 @@ class UpstreamConnection(asyncio.Protocol):
             pieces = decoder.feed(data)
         except RemoteProtocolError as exc:
             self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"))
+            return
+        if len(pieces) == 1 and self._sink is not None and not decoder.done:
+            self._sink.on_body(pieces[0])  # one whole chunk: the per-token read
             return
         for piece in pieces:
             sink = self._sink  # looked up each time: a sink may hand over to another

@@ -23,6 +23,10 @@ MAX_CHUNK_LINE = 16 * 1024
 # (bare CR included, reference/http-hardening.md): the same pattern as h11's.
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
 _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
+# Chunk-size fields already validated, to their sizes: a provider's chunks come in a
+# few hundred sizes, and a dict lookup costs a fifth of the regex and int() it saves.
+_KNOWN_SIZES: dict[bytes, int] = {}
+_MAX_KNOWN_SIZES = 4096
 # A trailer field line, token ":" OWS value OWS (RFC 9110 §5.1), with the same value
 # grammar h11 uses: visible characters (or obs-text) separated by spaces and tabs.
 _TRAILER_FIELD = re.compile(
@@ -53,12 +57,12 @@ class ChunkedDecoder:
     def feed(self, data: bytes) -> list[bytes]:
         if self._state is _SIZE and not self._buffer:
             # The common read: exactly one whole chunk (a provider flushes each event).
-            line_end = data.find(b"\r\n")
-            if 0 < line_end <= 20 and _HEX_DIGITS.fullmatch(data, 0, line_end):
-                stop = line_end + 2 + int(data[:line_end], 16)
-                if stop > line_end + 2 and len(data) == stop + 2 and \
-                        data.endswith(b"\r\n"):
-                    return [data[line_end + 2:stop]]
+            line_end = data.find(b"\r\n", 0, 22)
+            if line_end > 0:
+                field = data[:line_end]
+                size = _KNOWN_SIZES.get(field) or _chunk_size(field)
+                if size and len(data) == line_end + size + 4 and data.endswith(b"\r\n"):
+                    return [data[line_end + 2:-2]]
         if self.done:
             self.trailing += data
             return []
@@ -144,6 +148,16 @@ class ChunkedDecoder:
         if pending > self._max_line:
             raise RemoteProtocolError("chunk size or trailer line too long",
                                       HEAD_TOO_LARGE_STATUS)
+
+
+def _chunk_size(field: bytes) -> int:
+    """The size a bare hex chunk-size field gives (0 if it is not one), remembered."""
+    if len(field) > 20 or _HEX_DIGITS.fullmatch(field) is None:
+        return 0
+    size = int(field, 16)
+    if size and len(_KNOWN_SIZES) < _MAX_KNOWN_SIZES:
+        _KNOWN_SIZES[field] = size
+    return size
 
 
 class LengthDecoder:

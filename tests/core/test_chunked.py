@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sseserver.core import chunked
 from sseserver.core.chunked import ChunkedDecoder, LengthDecoder, UntilCloseDecoder
 from sseserver.errors import RemoteProtocolError
 
@@ -101,6 +102,30 @@ def test_random_bytes_get_the_same_verdict(body: bytes, reads: list[int]) -> Non
 def test_malformed_bodies_are_refused_like_h11_refuses_them(body: bytes) -> None:
     assert with_h11(body, []) == "error"
     assert with_ours(body, []) == "error"
+
+
+@pytest.mark.parametrize("size", [b"0x5", b"0X5", b"+5", b"0_5", b" 5", b"-5", b"5\x00"])
+def test_size_fields_int_would_take_are_refused_in_a_whole_chunk_read(size: bytes) -> None:
+    """int(field, 16) takes a sign, a 0x prefix, underscores and spaces; the grammar
+    takes none of them, whether the read is one whole chunk or not, the first time a
+    field is seen or after a good one."""
+    body = size + b"\r\nhello\r\n"
+    for reads in ([], [len(body)], [2]):
+        assert with_h11(body, reads) == "error"
+        assert with_ours(body, reads) == "error"
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"5\r\nhello\r\n") == [b"hello"]
+    with pytest.raises(RemoteProtocolError):
+        decoder.feed(body)
+
+
+def test_the_memo_of_size_fields_stays_bounded() -> None:
+    decoder = ChunkedDecoder()
+    for size in range(1, chunked._MAX_KNOWN_SIZES + 1000, 7):
+        for field in (b"%x" % size, b"%X" % size, b"%04x" % size):
+            assert decoder.feed(field + b"\r\n" + b"a" * size + b"\r\n") == [b"a" * size]
+    assert len(chunked._KNOWN_SIZES) <= chunked._MAX_KNOWN_SIZES
+    assert all(size == int(field, 16) for field, size in chunked._KNOWN_SIZES.items())
 
 
 def test_bare_cr_in_an_extension_is_accepted_as_h11_does() -> None:

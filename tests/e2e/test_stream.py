@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from collections.abc import Iterator
@@ -101,6 +102,37 @@ def test_heartbeats_while_the_provider_is_idle(stack: Stack) -> None:
     middle = text[text.index("tok0"):text.index("[DONE]")]
     assert ": ping\n" in middle
     assert "\n\n\n" not in text
+
+
+def _arrivals(stack: Stack, script: dict[str, Any]) -> list[tuple[float, bytes]]:
+    """Each read of a raw stream with the time it arrived, until the last chunk."""
+    body = orjson.dumps(request_body(script))
+    reads: list[tuple[float, bytes]] = []
+    with socket.create_connection(("127.0.0.1", stack.port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(b"POST /v1/stream HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%b"
+                     % (len(body), body))
+        while not reads or not reads[-1][1].endswith(b"0\r\n\r\n"):
+            data = sock.recv(65536)
+            if not data:
+                break
+            reads.append((time.monotonic(), data))
+    return reads
+
+
+def test_heartbeats_keep_every_silence_under_the_interval(stack: Stack) -> None:
+    """Interval 0.2 s: a 1 s wait for the first token, then tokens 0.45 s apart. No
+    silence passes 0.2 s (plus the timer wheel's ticks), and pings come one per
+    interval, not one per half-interval check."""
+    reads = _arrivals(stack, {"tokens": 4, "rate": 1 / 0.45, "ttfb_ms": 1000})
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(reads)]
+    assert max(gaps) < 0.2 + 0.15, gaps  # two checks, each up to a tick late; a busy CI
+    pings = [at for at, data in reads
+             if data.endswith(b": ping\n\r\n") and b"retry: " not in data]
+    assert len(pings) >= 4  # the wait for the first token
+    assert min(later - earlier for earlier, later in itertools.pairwise(pings)) > 0.15
+    body = b"".join(data for _, data in reads)
+    assert body.count(b'data: {"content"') == 4
 
 
 def test_default_reply_without_a_script(stack: Stack) -> None:
