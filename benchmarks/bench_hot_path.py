@@ -26,7 +26,7 @@ from sseserver.formats.sse import SSEFormatter
 from sseserver.output import DirectOutput
 from sseserver.providers.anthropic import AnthropicAdapter
 from sseserver.providers.openai import OpenAIAdapter, OpenAIProvider
-from sseserver.relay import Relay, RelayPolicy, RelayState, Target, _Sink
+from sseserver.relay import Relay, RelayPolicy, RelayState, Target
 from sseserver.schema import GenerationRequest
 
 # reference/openai-chat-stream.md §8.1, one content chunk as it arrives in one read
@@ -327,7 +327,7 @@ def test_upstream_read_to_client_write(benchmark: Any) -> None:
     upstream.connection_made(RecordingTransport())  # type: ignore[arg-type]
     upstream.state = State.BODY  # as after the response head
     upstream._decoder = ChunkedDecoder()
-    upstream.stream(_Sink(relay))
+    upstream.stream(relay)
     benchmark(upstream.data_received, FIRST_CHUNK)
     chunk = transport.last
     payload = orjson.loads(chunk.split(b"data: ", 1)[1].split(b"\n", 1)[0])

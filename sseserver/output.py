@@ -34,7 +34,8 @@ class Output(Protocol):
         ...
 
     def write_frame(self, frame: bytes) -> None:
-        """:meth:`write` for one frame: the per-token write."""
+        """:meth:`write` for one frame: the per-token write. A caller may keep this
+        callable from :meth:`open` on; before, it may differ."""
         ...
 
     def heartbeat(self, frame: bytes) -> None: ...

@@ -81,6 +81,14 @@ def new_stream_id() -> str:
 
 
 class Relay:
+    # Slots: a token's read touches this object, one of thousands; a dict of its
+    # attributes would be more memory to miss in the cache.
+    __slots__ = ("_adapter", "_events_seen", "_formatter", "_heartbeat", "_held", "_loop",
+                 "_on_end", "_output", "_parser", "_policy", "_pool", "_position", "_pumping",
+                 "_quiet_checks", "_request", "_route", "_target", "_task", "_tries",
+                 "_upstream", "_wheel", "_write_frame", "attempts", "events", "first_token_at",
+                 "id", "reason", "started", "state", "status", "usage")
+
     def __init__(self, output: Output, request: GenerationRequest,
                  route: Sequence[Target], formatter: Formatter, policy: RelayPolicy,
                  pool: ConnectionPool, on_end: Callable[[Relay], None] | None = None,
@@ -88,6 +96,7 @@ class Relay:
         self.id = stream_id or new_stream_id()
         self.state = RelayState.STARTING
         self._output = output
+        self._write_frame = output.write_frame  # looked up again once the response opens
         self._request = request
         self._route = route
         self._formatter = formatter
@@ -214,7 +223,7 @@ class Relay:
         self._adapter = target.provider.new_adapter()
         self._pumping = True
         self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)
-        upstream.stream(_Sink(self))
+        upstream.stream(self)
 
     def _advance(self, error: UpstreamError | None) -> None:
         """An attempt ended (``error`` None: the provider finished): end the stream, or
@@ -261,7 +270,7 @@ class Relay:
                     self._frames(result, frames)
                 elif self.state is _COMMITTED:  # a text delta: the fewest steps
                     self.events += 1
-                    self._output.write_frame(self._formatter.text(result))
+                    self._write_frame(self._formatter.text(result))
                     return
                 else:
                     self._frame(TextDelta(result), frames)
@@ -318,12 +327,15 @@ class Relay:
         if frames:
             self._output.write(frames)
 
-    def on_upstream_end(self) -> None:
+    def on_body_end(self) -> None:
         adapter = self._adapter
         if adapter is not None and adapter.finished:
             self._settle(None)
         else:
             self._settle(UpstreamError("provider ended the stream before it was complete"))
+
+    def on_body_error(self, error: UpstreamError) -> None:
+        self._settle(error)
 
     def _settle(self, error: UpstreamError | None) -> None:
         """The body ended, well or not. The attempt moves on in the next loop pass, not
@@ -447,6 +459,7 @@ class Relay:
         if self.state is RelayState.STARTING:
             self.state = RelayState.OPEN
             self._output.open(self.id, self._formatter.content_type)
+            self._write_frame = self._output.write_frame
 
     def _respond_error(self, error: UpstreamError) -> None:
         status, headers = _client_status(error)
@@ -504,22 +517,6 @@ class Relay:
         logger.info(orjson.dumps(record).decode())
 
 
-class _Sink:
-    """Adapts the upstream's body callbacks to the relay."""
-
-    __slots__ = ("_relay", "on_body")
-
-    def __init__(self, relay: Relay) -> None:
-        self._relay = relay
-        self.on_body = relay.on_body
-
-    def on_end(self) -> None:
-        self._relay.on_upstream_end()
-
-    def on_error(self, error: UpstreamError) -> None:
-        self._relay._settle(error)
-
-
 class _Drain:
     """Waits for the end of a finished stream's HTTP body, then pools the connection."""
 
@@ -531,18 +528,18 @@ class _Drain:
                  loop: asyncio.AbstractEventLoop) -> None:
         self._conn = conn
         self._pool = pool
-        self._timer = loop.call_later(self.GRACE, self.on_error, None)
+        self._timer = loop.call_later(self.GRACE, self.on_body_error, None)
         conn.stream(self)
         conn.resume_reading()
 
     def on_body(self, data: bytes) -> None:
         pass
 
-    def on_end(self) -> None:
+    def on_body_end(self) -> None:
         self._timer.cancel()
         self._pool.release(self._conn)
 
-    def on_error(self, error: UpstreamError | None) -> None:
+    def on_body_error(self, error: UpstreamError | None) -> None:
         self._timer.cancel()
         self._pool.discard(self._conn)
 

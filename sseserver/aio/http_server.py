@@ -104,6 +104,12 @@ def http_date() -> str:
 class HTTPConnection(asyncio.Protocol):
     """One client connection. Thin callbacks; decisions in small methods."""
 
+    __slots__ = ("_between_requests", "_body", "_body_size", "_close_after_response",
+                 "_handler", "_head_only", "_http11", "_keep_alive", "_limits", "_loop",
+                 "_on_error", "_reader", "_reading_paused", "_request", "_response_started",
+                 "_slow_timer", "_timer", "_transport", "_wheel", "flow", "on_lost", "peer",
+                 "phase", "requests_served", "response_headers", "stream")
+
     def __init__(
         self,
         handler: Handler,
@@ -457,11 +463,13 @@ class StreamWriter:
     frame write).
     """
 
-    __slots__ = ("_chunked", "_conn", "_sends_body", "_transport", "bytes_sent", "closed")
+    __slots__ = ("_chunked", "_conn", "_flow", "_sends_body", "_transport", "bytes_sent",
+                 "closed")
 
     def __init__(self, conn: HTTPConnection, transport: asyncio.Transport, *,
                  chunked: bool = True, sends_body: bool = True) -> None:
         self._conn = conn
+        self._flow = conn.flow  # held here: a write need not touch the connection
         self._transport = transport
         self._chunked = chunked and sends_body
         self._sends_body = sends_body
@@ -470,7 +478,7 @@ class StreamWriter:
 
     @property
     def flow(self) -> FlowControl:
-        return self._conn.flow
+        return self._flow
 
     def write(self, data: bytes) -> None:
         """Send ``data`` as one chunk now (never held back to batch it)."""
@@ -484,10 +492,9 @@ class StreamWriter:
             self._transport.write(data)
         else:
             return
-        conn = self._conn
-        if conn.flow.paused and \
-                self._transport.get_write_buffer_size() > conn._limits.max_write_buffer:
-            conn._evict("write buffer limit exceeded")
+        if self._flow.paused and self._transport.get_write_buffer_size() > \
+                self._conn._limits.max_write_buffer:
+            self._conn._evict("write buffer limit exceeded")
 
     def close(self, last: bytes = b"") -> None:
         """Send ``last`` and end the body in one write, then complete the response."""

@@ -49,9 +49,9 @@ class Timeouts:
 class BodySink(Protocol):
     def on_body(self, data: bytes) -> None: ...
 
-    def on_end(self) -> None: ...
+    def on_body_end(self) -> None: ...
 
-    def on_error(self, error: UpstreamError) -> None: ...
+    def on_body_error(self, error: UpstreamError) -> None: ...
 
 
 class State(enum.Enum):
@@ -64,6 +64,13 @@ class State(enum.Enum):
 
 
 class UpstreamConnection(asyncio.Protocol):
+    # Slots: a token's read touches this object, one of thousands; a dict of its
+    # attributes would be more memory to miss in the cache.
+    __slots__ = ("_decoder", "_ended", "_error", "_head", "_head_parser", "_keep_alive",
+                 "_last_activity", "_loop", "_pending", "_sink", "_started", "_timeouts",
+                 "_timer", "_transport", "_wheel", "bytes_received", "idle_since", "origin",
+                 "requests", "state")
+
     def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._timeouts = timeouts
@@ -180,9 +187,9 @@ class UpstreamConnection(asyncio.Protocol):
         for data in pending:
             sink.on_body(data)
         if self._error is not None:
-            sink.on_error(self._error)
+            sink.on_body_error(self._error)
         elif self._ended:
-            sink.on_end()
+            sink.on_body_end()
 
     async def read_body(self, limit: int = MAX_ERROR_BODY) -> bytes:
         """The whole (error) body, at most ``limit`` bytes; never raises."""
@@ -194,12 +201,12 @@ class UpstreamConnection(asyncio.Protocol):
                 if sum(map(len, chunks)) < limit:
                     chunks.append(data)
 
-            def on_end(self) -> None:
+            def on_body_end(self) -> None:
                 if not done.done():
                     done.set_result(None)
 
-            def on_error(self, error: UpstreamError) -> None:
-                self.on_end()
+            def on_body_error(self, error: UpstreamError) -> None:
+                self.on_body_end()
 
         self.stream(_Collect())
         await done
@@ -285,7 +292,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._ended = True
         self._cancel_timer()
         if self._sink is not None:
-            self._sink.on_end()
+            self._sink.on_body_end()
 
     def _fail(self, error: UpstreamError) -> None:
         if self.state in (State.DONE, State.FAILED):
@@ -296,7 +303,7 @@ class UpstreamConnection(asyncio.Protocol):
         if not self._head.done():
             self._head.set_exception(error)
         elif self._sink is not None:
-            self._sink.on_error(error)
+            self._sink.on_body_error(error)
         if self._transport is not None:
             self._transport.abort()
 

@@ -90,8 +90,8 @@ class SSEParser:
     read that carried it).
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_max_line", "_pending_cr",
-                 "_started", "last_event_id", "retry")
+    __slots__ = ("_at_boundary", "_buffer", "_data", "_event", "_id", "_max_line",
+                 "_pending_cr", "_started", "last_event_id", "retry")
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self._max_line = max_line_bytes
@@ -103,6 +103,9 @@ class SSEParser:
         self._id = ""  # §2.3: the last event ID buffer; it persists across events
         self.last_event_id = ""
         self.retry: int | None = None
+        # Nothing pending: the next read starts an event. One flag, kept by the general
+        # path, so the per-token read tests one slot instead of five parts of the state.
+        self._at_boundary = False
 
     def __repr__(self) -> str:
         return (f"<SSEParser buffered={len(self._buffer)} last_event_id="
@@ -113,17 +116,24 @@ class SSEParser:
         pending before it (a provider's commonest read), take it and return its data:
         the caller builds no event object. Otherwise None, and nothing is taken."""
         # One line: its only LF is the first of the two that end it.
-        if chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2 and \
-                self._at_event_start(chunk):
+        if self._at_boundary and chunk.startswith(b"data: ") and \
+                chunk.find(b"\n") == len(chunk) - 2 and self._ends_an_event(chunk):
             self.last_event_id = self._id  # §2.5, as _dispatch does
             return _decode(chunk[6:-2])
         return None
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        if self._at_event_start(chunk):
+        if self._at_boundary and self._ends_an_event(chunk):
             event = self._whole_event(chunk)
             if event is not None:
                 return [event]
+        self._at_boundary = False  # until the general path is through (it may raise)
+        events = self._feed_lines(chunk)
+        self._at_boundary = self._started and not self._buffer and not self._data and \
+            not self._event and not self._pending_cr
+        return events
+
+    def _feed_lines(self, chunk: bytes) -> list[ServerSentEvent]:
         if self._pending_cr:
             self._pending_cr = False
             if chunk[:1] == b"\n":  # §2.2: CR then LF across reads is ONE line ending
@@ -150,13 +160,13 @@ class SSEParser:
             self._line(_decode(line), events)
         return events
 
-    def _at_event_start(self, chunk: bytes) -> bool:
-        """The shortcuts' precondition: nothing is pending, and ``chunk`` ends an event
+    @staticmethod
+    def _ends_an_event(chunk: bytes) -> bool:
+        """With nothing pending, the shortcuts' precondition: ``chunk`` ends an event,
         with LF line endings only."""
         # 13, not b"\r": "in" tries a bytes needle as an int first and pays for the
         # failed conversion, several times the cost of the search
-        return chunk.endswith(b"\n\n") and 13 not in chunk and self._started and \
-            not self._buffer and not self._data and not self._event and not self._pending_cr
+        return chunk.endswith(b"\n\n") and 13 not in chunk
 
     def _whole_event(self, chunk: bytes) -> ServerSentEvent | None:
         """The common read, parsed with fewer steps: one whole ``data:`` line, or an
@@ -192,6 +202,7 @@ class SSEParser:
         self._event = ""
         self._id = self.last_event_id  # an unfinished block's id is discarded (§2.6)
         self._pending_cr = False
+        self._at_boundary = self._started
         return []
 
     def _strip_bom(self, chunk: bytes) -> bytes:

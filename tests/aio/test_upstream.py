@@ -37,10 +37,10 @@ class Sink:
     def on_body(self, data: bytes) -> None:
         self.body.append(data)
 
-    def on_end(self) -> None:
+    def on_body_end(self) -> None:
         self.done.set_result(None)
 
-    def on_error(self, error: UpstreamError) -> None:
+    def on_body_error(self, error: UpstreamError) -> None:
         self.done.set_result(error)
 
 
@@ -250,10 +250,10 @@ class Recorder:
     def on_body(self, data: bytes) -> None:
         self.body.append(data)
 
-    def on_end(self) -> None:
+    def on_body_end(self) -> None:
         self.ended = True
 
-    def on_error(self, error: UpstreamError) -> None:
+    def on_body_error(self, error: UpstreamError) -> None:
         self.error = error
 
 
