@@ -313,6 +313,7 @@ def test_upstream_read_to_client_write(benchmark: Any) -> None:
     conn, writer, transport = streaming_client(loop)
     output = DirectOutput(conn, [])
     output._writer = writer
+    output.write_frame = writer.write  # as open() leaves it
     target = Target(OpenAIProvider(ProviderSettings("bench", "openai", "http://x/v1")), "m")
 
     async def committed_relay() -> Relay:

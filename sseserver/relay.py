@@ -42,7 +42,7 @@ from sseserver.errors import (
 from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDelta, Usage
 from sseserver.formats.base import Formatter
 from sseserver.output import Output
-from sseserver.providers.base import Provider, StreamAdapter
+from sseserver.providers.base import Provider, StreamAdapter, UpstreamRequest
 from sseserver.schema import GenerationRequest
 
 logger = logging.getLogger("sseserver.streams")
@@ -136,13 +136,34 @@ class Relay:
         if self._output.streams_at_once:
             self._open_response()
         self._schedule_heartbeat()
-        self._spawn(self._attempt(0.0))
+        self._try_target(0.0)
 
     # -- walking the route ---------------------------------------------------------
     # An attempt is a task only while it has something to await (a backoff, a new
-    # connection, an error body). Waiting for the response head and relaying the body
-    # are callbacks: an open stream, which may wait minutes for its first token, holds
-    # no task and no coroutine frame (~1 KiB, an eighth of an idle stream).
+    # connection, an error body): on an idle pooled connection it needs none. Waiting
+    # for the response head and relaying the body are callbacks: an open stream, which
+    # may wait minutes for its first token, holds no task and no coroutine frame
+    # (~1 KiB, an eighth of an idle stream).
+
+    def _try_target(self, delay: float) -> None:
+        """Make the next attempt on the current target, after ``delay`` seconds."""
+        if delay:
+            self._spawn(self._attempt(delay))
+            return
+        try:
+            request = self._begin_attempt()
+            upstream = self._pool.request_idle(request.url, request.method, request.headers,
+                                               request.body)
+        except (UpstreamError, RequestError) as exc:
+            self._attempt_failed(exc)
+            return
+        except Exception as exc:  # a bug must end this stream only, cleanly
+            self._internal_error(exc)
+            return
+        if upstream is None:
+            self._spawn(self._connect(request))
+        else:
+            self._await_head(upstream)
 
     def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
         task = self._task = self._loop.create_task(step)
@@ -153,40 +174,55 @@ class Relay:
             self._task = None
 
     async def _attempt(self, delay: float) -> None:
-        """Send one request to the current target after ``delay`` seconds; the head's
-        arrival (:meth:`_on_head`) takes the attempt on from there."""
+        """:meth:`_try_target` once the backoff is over."""
         try:
-            if delay:
-                await asyncio.sleep(delay)
-            if self.state is RelayState.ENDED:
-                return
-            target = self._route[self._position]
-            self._tries += 1
-            self.attempts += 1
-            self._target = target
-            try:
-                upstream = await self._send(target)
-            except UpstreamError as exc:
-                self._advance(exc)
-                return
-            except RequestError as exc:  # this provider cannot take the request as it is
-                refused = UpstreamError(str(exc), status=exc.status, retryable=False)
-                refused.error_type = exc.error_type
-                self._advance(refused)
-                return
-            self._upstream = upstream
-            upstream.head().add_done_callback(self._on_head)
+            await asyncio.sleep(delay)
+            if self.state is not RelayState.ENDED:
+                self._try_target(0.0)
         except asyncio.CancelledError:
             pass
+
+    def _begin_attempt(self) -> UpstreamRequest:
+        """Count an attempt on the current target and build its request (which lives
+        only until it is sent, not for the stream's life: orjson's buffer for it is
+        ~4 KiB, a third of an idle stream's memory)."""
+        target = self._route[self._position]
+        self._tries += 1
+        self.attempts += 1
+        self._target = target
+        return target.provider.build_request(self._request, target.model)
+
+    async def _connect(self, request: UpstreamRequest) -> None:
+        """Send ``request`` on a new pooled connection (or one freed for it)."""
+        try:
+            upstream = await self._pool.request(request.url, request.method, request.headers,
+                                                request.body)
+        except asyncio.CancelledError:
+            return
+        except (UpstreamError, RequestError) as exc:
+            self._attempt_failed(exc)
+            return
         except Exception as exc:  # a bug must end this stream only, cleanly
             self._internal_error(exc)
+            return
+        if self.state is RelayState.ENDED:  # given up while connecting
+            self._pool.discard(upstream)
+        else:
+            self._await_head(upstream)
 
-    async def _send(self, target: Target) -> UpstreamConnection:
-        # The encoded request lives only until it is sent, not for the stream's life
-        # (orjson's buffer for it is ~4 KiB: a third of an idle stream's memory).
-        request = target.provider.build_request(self._request, target.model)
-        return await self._pool.request(request.url, request.method, request.headers,
-                                        request.body)
+    def _await_head(self, upstream: UpstreamConnection) -> None:
+        """The request is out: the head's arrival (:meth:`_on_head`) takes it on."""
+        self._upstream = upstream
+        upstream.head().add_done_callback(self._on_head)
+
+    def _attempt_failed(self, exc: UpstreamError | RequestError) -> None:
+        if isinstance(exc, UpstreamError):
+            self._advance(exc)
+            return
+        # RequestError: this provider cannot take the request as it is
+        refused = UpstreamError(str(exc), status=exc.status, retryable=False)
+        refused.error_type = exc.error_type
+        self._advance(refused)
 
     def _on_head(self, head: asyncio.Future[ResponseHead]) -> None:
         upstream, target = self._upstream, self._target
@@ -242,12 +278,12 @@ class Relay:
                     self._route[self._position].provider.settings.name, error)
         if error.retryable and not self._retry_after_too_long(error) and \
                 self._tries <= self._policy.max_retries:
-            self._spawn(self._attempt(self._backoff(self._tries, error)))
+            self._try_target(self._backoff(self._tries, error))
             return
         self._position += 1
         self._tries = 0
         if self._position < len(self._route):
-            self._spawn(self._attempt(0.0))
+            self._try_target(0.0)
         else:
             self._fail(error)
 

@@ -66,13 +66,31 @@ class ConnectionPool:
 
         Raises :class:`UpstreamConnectError` or :class:`UpstreamTimeout`.
         """
+        conn = self.request_idle(url, method, headers, body)
+        if conn is not None:
+            return conn
         target = parse_url(url)
         origin = self._origins.setdefault(target.origin, _Origin())
+        return self._send(origin, await self._open(origin, target), target, method, headers,
+                          body)
+
+    def request_idle(self, url: str, method: str, headers: Sequence[tuple[str, str]],
+                     body: bytes) -> UpstreamConnection | None:
+        """:meth:`request` on an idle connection, with nothing to await; None when there
+        is none to take (or others already wait for one) and a connection must be
+        opened or waited for."""
+        target = parse_url(url)
+        origin = self._origins.setdefault(target.origin, _Origin())
+        if origin.waiters:
+            return None  # they came first
         conn = self._take_idle(origin)
         if conn is None:
-            conn = await self._open(origin, target)
-        else:
-            self.reused += 1
+            return None
+        self.reused += 1
+        return self._send(origin, conn, target, method, headers, body)
+
+    def _send(self, origin: _Origin, conn: UpstreamConnection, target: Target, method: str,
+              headers: Sequence[tuple[str, str]], body: bytes) -> UpstreamConnection:
         origin.in_use.add(conn)
         try:
             conn.send_request(method, target.path, target.authority, headers, body)
@@ -150,8 +168,9 @@ class ConnectionPool:
 
     @staticmethod
     def _wake(origin: _Origin) -> None:
-        while origin.waiters:
-            waiter = origin.waiters.popleft()
+        # A woken waiter stays queued until it runs (it removes itself), so that
+        # request_idle does not take the connection it was woken for.
+        for waiter in origin.waiters:
             if not waiter.done():
                 waiter.set_result(None)
                 return

@@ -105,7 +105,9 @@ class SSEParser:
         self.retry: int | None = None
         # Nothing pending: the next read starts an event. One flag, kept by the general
         # path, so the per-token read tests one slot instead of five parts of the state.
-        self._at_boundary = False
+        # True at the start too: a read the shortcuts take begins "data:" or "event:",
+        # so it has no BOM to strip, and taking it ends the BOM check.
+        self._at_boundary = True
 
     def __repr__(self) -> str:
         return (f"<SSEParser buffered={len(self._buffer)} last_event_id="
@@ -119,6 +121,7 @@ class SSEParser:
         if self._at_boundary and chunk.startswith(b"data: ") and \
                 chunk.find(b"\n") == len(chunk) - 2 and self._ends_an_event(chunk):
             self.last_event_id = self._id  # §2.5, as _dispatch does
+            self._started = True
             return _decode(chunk[6:-2])
         return None
 
@@ -187,6 +190,7 @@ class SSEParser:
         else:
             return None
         self.last_event_id = self._id  # §2.5, as _dispatch does
+        self._started = True
         return ServerSentEvent(name, _decode(value[1:] if value[:1] == b" " else value),
                                self._id, self.retry)
 
@@ -202,7 +206,7 @@ class SSEParser:
         self._event = ""
         self._id = self.last_event_id  # an unfinished block's id is discarded (§2.6)
         self._pending_cr = False
-        self._at_boundary = self._started
+        self._at_boundary = True
         return []
 
     def _strip_bom(self, chunk: bytes) -> bytes:

@@ -113,6 +113,32 @@ def test_cap_per_origin_makes_requests_wait() -> None:
     run(test)
 
 
+def test_request_idle_sends_on_an_idle_connection_at_once_or_gives_none() -> None:
+    async def test(url: str, counts: dict[str, int]) -> None:
+        pool = ConnectionPool(Timeouts(), max_per_origin=1)
+        assert pool.request_idle(url, "POST", [], b"{}") is None  # nothing idle yet
+        assert await fetch(pool, url) == b"ok"
+        conn = pool.request_idle(url, "POST", [], b"{}")  # no await: the request is out
+        assert conn is not None and conn.state is State.AWAITING_HEAD
+        assert pool.request_idle(url, "POST", [], b"{}") is None  # the only one is busy
+        waiter = asyncio.ensure_future(pool.request(url, "POST", [], b"{}"))
+        await asyncio.sleep(0.05)
+        await conn.head()
+        await conn.read_body()
+        pool.release(conn)
+        # the waiter came first: the freed connection is not taken from under it
+        assert pool.request_idle(url, "POST", [], b"{}") is None
+        second = await asyncio.wait_for(waiter, 1)
+        assert second is conn
+        await second.head()
+        assert await second.read_body() == b"ok"
+        pool.release(second)
+        assert (counts["connections"], counts["requests"], pool.reused) == (1, 3, 2)
+        pool.close()
+
+    run(test)
+
+
 def test_idle_connections_are_closed_after_the_idle_timeout() -> None:
     async def test(url: str, counts: dict[str, int]) -> None:
         pool = ConnectionPool(Timeouts(), idle_timeout=0.1)

@@ -14,6 +14,7 @@ import pytest
 import sseclient
 from httpx_sse import connect_sse
 
+from sseserver.relay import Relay
 from tests.e2e.stack import Stack, request_body
 
 
@@ -372,6 +373,28 @@ def test_a_stream_waiting_on_its_provider_holds_no_task(stack: Stack) -> None:
         gateway = stack.server.gateway
         tasks = stack.run_sync(lambda: [relay._task for relay in gateway.relays])
         assert tasks == [None] * len(tasks) and tasks
+
+
+def test_an_attempt_on_an_idle_pooled_connection_needs_no_task(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert stack.server is not None
+    pool = stack.server.gateway.pool
+    sse_events(stack, request_body({"tokens": 1}))
+    deadline = time.monotonic() + 2
+    while not stack.run_sync(lambda: sum(len(o.idle) for o in pool._origins.values())):
+        assert time.monotonic() < deadline, "the first stream's connection was not pooled"
+        time.sleep(0.01)
+    spawned: list[object] = []
+    spawn = Relay._spawn
+
+    def recording_spawn(relay: Relay, step: Any) -> None:
+        spawned.append(step)
+        spawn(relay, step)
+
+    monkeypatch.setattr(Relay, "_spawn", recording_spawn)
+    events = sse_events(stack, request_body({"tokens": 2}))
+    assert events[-1].data == "[DONE]"
+    assert spawned == []
 
 
 def test_a_bug_while_starting_the_body_ends_that_stream_only(stack: Stack) -> None:
