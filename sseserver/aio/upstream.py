@@ -127,7 +127,14 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_activity = self._loop.time()
         self.bytes_received += len(data)
-        if self._decoder is not None:  # the body: first, as the commonest case
+        decoder = self._decoder
+        if decoder is not None:  # the body: first, as the commonest case
+            sink = self._sink
+            if sink is not None:
+                piece = decoder.whole_chunk(data)
+                if piece is not None:  # one whole chunk: the per-token read
+                    sink.on_body(piece)
+                    return
             self._decode(data)
         elif self.state is State.IDLE:  # nothing may arrive between responses
             self.state = State.FAILED
@@ -255,9 +262,6 @@ class UpstreamConnection(asyncio.Protocol):
             pieces = decoder.feed(data)
         except RemoteProtocolError as exc:
             self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"))
-            return
-        if len(pieces) == 1 and self._sink is not None and not decoder.done:
-            self._sink.on_body(pieces[0])  # one whole chunk: the per-token read
             return
         for piece in pieces:
             sink = self._sink  # looked up each time: a sink may hand over to another

@@ -54,15 +54,23 @@ class ChunkedDecoder:
         self.done = False
         self.trailing = b""
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def whole_chunk(self, data: bytes) -> bytes | None:
+        """The payload, if ``data`` is exactly one whole chunk (with a payload) and none
+        is under way: the common read, as a provider flushes each event. Otherwise
+        None, and nothing is taken: :meth:`feed` takes any read."""
         if self._state is _SIZE and not self._buffer:
-            # The common read: exactly one whole chunk (a provider flushes each event).
             line_end = data.find(b"\r\n", 0, 22)
             if line_end > 0:
                 field = data[:line_end]
                 size = _KNOWN_SIZES.get(field) or _chunk_size(field)
                 if size and len(data) == line_end + size + 4 and data.endswith(b"\r\n"):
-                    return [data[line_end + 2:-2]]
+                    return data[line_end + 2:-2]
+        return None
+
+    def feed(self, data: bytes) -> list[bytes]:
+        piece = self.whole_chunk(data)
+        if piece is not None:
+            return [piece]
         if self.done:
             self.trailing += data
             return []
@@ -170,6 +178,9 @@ class LengthDecoder:
         self.done = length == 0
         self.trailing = b""
 
+    def whole_chunk(self, data: bytes) -> None:
+        return None  # no shortcut: feed() takes every read
+
     def feed(self, data: bytes) -> list[bytes]:
         if self.done:
             self.trailing += data
@@ -190,6 +201,9 @@ class UntilCloseDecoder:
     def __init__(self) -> None:
         self.done = False
         self.trailing = b""
+
+    def whole_chunk(self, data: bytes) -> None:
+        return None  # no shortcut: feed() takes every read
 
     def feed(self, data: bytes) -> list[bytes]:
         return [data] if data else []

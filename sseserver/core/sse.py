@@ -117,12 +117,15 @@ class SSEParser:
         """If ``chunk`` is exactly one whole event of one ``data: `` line, with nothing
         pending before it (a provider's commonest read), take it and return its data:
         the caller builds no event object. Otherwise None, and nothing is taken."""
-        # One line: its only LF is the first of the two that end it.
+        # One line: its only LF is the first of the two that end it (and no CR).
         if self._at_boundary and chunk.startswith(b"data: ") and \
-                chunk.find(b"\n") == len(chunk) - 2 and self._ends_an_event(chunk):
+                chunk.find(b"\n") == len(chunk) - 2 and chunk[-1] == 10 and 13 not in chunk:
             self.last_event_id = self._id  # §2.5, as _dispatch does
             self._started = True
-            return _decode(chunk[6:-2])
+            try:
+                return chunk[6:-2].decode()
+            except UnicodeDecodeError:
+                return _decode(chunk[6:-2])
         return None
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
