@@ -104,11 +104,11 @@ def http_date() -> str:
 class HTTPConnection(asyncio.Protocol):
     """One client connection. Thin callbacks; decisions in small methods."""
 
-    __slots__ = ("_between_requests", "_body", "_body_size", "_close_after_response",
-                 "_handler", "_head_only", "_http11", "_keep_alive", "_limits", "_loop",
-                 "_on_error", "_reader", "_reading_paused", "_request", "_response_started",
-                 "_slow_timer", "_timer", "_transport", "_wheel", "flow", "on_lost", "peer",
-                 "phase", "requests_served", "response_headers", "stream")
+    __slots__ = ("_between_requests", "_body", "_body_size", "_body_timed",
+                 "_close_after_response", "_handler", "_head_only", "_http11", "_keep_alive",
+                 "_limits", "_loop", "_on_error", "_reader", "_reading_paused", "_request",
+                 "_response_started", "_slow_timer", "_timer", "_transport", "_wheel", "flow",
+                 "on_lost", "peer", "phase", "requests_served", "response_headers", "stream")
 
     def __init__(
         self,
@@ -139,6 +139,7 @@ class HTTPConnection(asyncio.Protocol):
         self._http11 = False
         self._response_started = False
         self._between_requests = False
+        self._body_timed = False  # the body timeout replaced the head's
         self.flow = FlowControl()
         self._slow_timer: asyncio.TimerHandle | None = None
         self.stream: StreamWriter | None = None
@@ -217,6 +218,11 @@ class HTTPConnection(asyncio.Protocol):
                 self._fail(exc.status_hint, f"malformed request: {exc}", close=True)
                 return
             if event is NEED_DATA:
+                if self._request is not None and not self._body_timed:
+                    # The body is still on its way: from now on it must complete. (A body
+                    # that came with its head, as most do, never needs the timer.)
+                    self._body_timed = True
+                    self._arm_timer(self._limits.body_timeout, self._on_body_timeout)
                 return
             if event is PAUSED:
                 self._pause_reading()
@@ -257,7 +263,7 @@ class HTTPConnection(asyncio.Protocol):
         if declared is not None and int(declared) > self._limits.max_body_bytes:
             raise HTTPError(413, f"request body exceeds {self._limits.max_body_bytes} bytes",
                             close=True)
-        self._arm_timer(self._limits.body_timeout, self._on_body_timeout)
+        self._body_timed = False
 
     def _add_body(self, data: bytes) -> None:
         self._body_size += len(data)

@@ -178,7 +178,11 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport.write(request)
         self.state = State.AWAITING_HEAD
         self._last_activity = self._loop.time()
-        self._schedule_check(min(self._timeouts.first_byte, self._timeouts.total))
+        # One check, due by the first byte and by the idle limit both: the head's
+        # arrival then needs no new one (a check that comes early re-arms for the rest,
+        # and while the head is awaited, never further than the idle limit ahead).
+        timeouts = self._timeouts
+        self._schedule_check(min(timeouts.first_byte, timeouts.idle, timeouts.total))
 
     def head(self) -> asyncio.Future[ResponseHead]:
         """The response head, to await. Raises :class:`UpstreamError` (timeout, closed).
@@ -281,8 +285,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _on_head(self, head: ResponseHead) -> None:
         self.state = State.BODY
-        self._schedule_check(min(self._timeouts.idle,
-                                 self._started + self._timeouts.total - self._loop.time()))
         self._decoder = _body_decoder(head)
         self._keep_alive = head.http_version == "1.1" and \
             not isinstance(self._decoder, UntilCloseDecoder) and \
@@ -336,6 +338,10 @@ class UpstreamConnection(asyncio.Protocol):
         elif idle_left <= 0:
             self._fail(UpstreamTimeout(
                 f"no {what} from the provider within {limit:g} s"))
+        elif self.state is State.AWAITING_HEAD:
+            # never further than the idle limit: the head may come first, and from then
+            # on the check must be due within the idle limit (the head adds none)
+            self._schedule_check(min(total_left, idle_left, self._timeouts.idle))
         else:
             self._schedule_check(min(total_left, idle_left))
 

@@ -189,6 +189,36 @@ def test_slow_body_is_cut_off() -> None:
     run(test)
 
 
+def test_the_body_timeout_runs_from_the_head_through_a_trickle() -> None:
+    """Head timeout 0.3 s, body timeout 1 s: a body trickling in is cut 1 s after its
+    head (the head's timer no longer applies, and a piece does not restart the clock);
+    one that completes in time is answered."""
+    limits = dataclasses.replace(FAST, header_timeout=0.3, body_timeout=1.0)
+
+    async def test(h: Harness, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = loop.time()
+        writer.write(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab")
+        for piece in (b"c", b"d", b"e"):
+            await asyncio.sleep(0.3)
+            writer.write(piece)
+        response = await asyncio.wait_for(reader.read(), 3)
+        elapsed = loop.time() - started
+        assert status_of(response) == 408 and b"body" in response, response
+        assert 1.0 <= elapsed < 1.8, elapsed
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+                     b"Connection: close\r\n\r\nab")
+        await asyncio.sleep(0.5)  # past the head timeout, within the body's
+        writer.write(b"cd")
+        assert status_of(await asyncio.wait_for(reader.read(), 3)) == 200
+        writer.close()
+
+    run(test, limits)
+
+
 def test_idle_keep_alive_connection_is_closed() -> None:
     async def test(h: Harness, port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

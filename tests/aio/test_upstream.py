@@ -131,6 +131,47 @@ def test_idle_timeout_between_chunks() -> None:
     run(script, test)
 
 
+def test_each_limit_applies_in_its_own_phase() -> None:
+    """One check serves the first-byte and idle limits both, so it may come early: a
+    head later than the idle limit (but within the first-byte one) is waited for, and
+    chunks further apart than the first-byte limit (but within the idle one) flow."""
+    async def slow_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.5)
+        writer.write(HEAD + chunk(b"data: 1\n\n"))
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async def idle_after_a_slow_head(url: str) -> None:
+        conn = await open_upstream(url, "POST", [], b"{}", Timeouts(first_byte=3, idle=0.2))
+        await conn.head()
+        started = asyncio.get_running_loop().time()
+        sink = Sink()
+        conn.stream(sink)
+        error = await sink.done
+        assert isinstance(error, UpstreamTimeout) and "next chunk" in str(error)
+        assert 0.15 < asyncio.get_running_loop().time() - started < 1.0
+
+    run(slow_head, idle_after_a_slow_head)
+
+    async def slow_chunks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(HEAD)
+        for n in range(3):
+            await asyncio.sleep(0.35)
+            writer.write(chunk(b"data: %d\n\n" % n))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def flows(url: str) -> None:
+        conn = await open_upstream(url, "POST", [], b"{}", Timeouts(first_byte=0.2, idle=1))
+        await conn.head()
+        sink = Sink()
+        conn.stream(sink)
+        assert await sink.done is None
+        assert b"".join(sink.body) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+    run(slow_chunks, flows)
+
+
 def test_total_timeout_even_while_data_flows() -> None:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(HEAD)
