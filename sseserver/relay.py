@@ -310,6 +310,15 @@ class Relay:
                     return
                 else:
                     self._frame(TextDelta(result), frames)
+            elif (lines := self._parser.feed_data_lines(data)) is not None:
+                for line in lines:  # several whole "data:" events: a stream's last read
+                    result = adapter.feed_message(line)
+                    if type(result) is str:
+                        self._frame(TextDelta(result), frames)
+                    else:
+                        self._frames(result, frames)
+                    if adapter.finished:
+                        break
             else:
                 for sse in self._parser.feed(data):
                     self._frames(adapter.feed(sse.event, sse.data), frames)

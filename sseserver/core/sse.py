@@ -128,6 +128,21 @@ class SSEParser:
                 return _decode(chunk[6:-2])
         return None
 
+    def feed_data_lines(self, chunk: bytes) -> list[str] | None:
+        """:meth:`feed_data_line` for a read of one or more such events (a provider's
+        last read often holds several: the finish, the usage, the end). None, and
+        nothing taken, for any other read."""
+        if not (self._at_boundary and chunk.startswith(b"data: ") and
+                self._ends_an_event(chunk)):
+            return None
+        lines = chunk[:-2].split(b"\n\n")
+        for line in lines:
+            if not line.startswith(b"data: ") or 10 in line:
+                return None
+        self.last_event_id = self._id  # §2.5, as _dispatch does
+        self._started = True
+        return [_decode(line[6:]) for line in lines]
+
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         if self._at_boundary and self._ends_an_event(chunk):
             event = self._whole_event(chunk)

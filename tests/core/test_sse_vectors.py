@@ -254,6 +254,39 @@ def test_data_line_reads_parse_as_byte_by_byte(blocks: list[bytes], bom: bool) -
         (single.last_event_id, single.retry)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_block, min_size=1, max_size=8), st.lists(st.integers(1, 4), max_size=8),
+       st.booleans())
+@example([b"data: a\n\n", b"data: b\n\n", b"data: [DONE]\n\n"], [3], False)
+@example([b"data: a\n\n", b"data: b\n"], [2], False)
+@example([b"data: a\n\n", b"\n", b"data: b\n\n"], [3], False)
+@example([b"data: a\n\n", b"data:b\n\n"], [2], False)
+def test_reads_of_several_data_line_events_parse_as_byte_by_byte(
+        blocks: list[bytes], groups: list[int], bom: bool) -> None:
+    """Reads of several blocks each: feed_data_lines takes those made only of whole
+    one-line 'data: ' events; with feed() for the rest they give what byte-by-byte
+    parsing gives."""
+    reads, position = [], 0
+    for size in [*groups, len(blocks)]:
+        if position < len(blocks):
+            reads.append(b"".join(blocks[position:position + size]))
+            position += size
+    first = b"\xef\xbb\xbf" if bom else b""
+    parser, single = SSEParser(), SSEParser()
+    by_read: list[ServerSentEvent] = []
+    for read in [first, *reads] if first else reads:
+        lines = parser.feed_data_lines(read)
+        if lines is None:
+            by_read.extend(parser.feed(read))
+        else:
+            by_read.extend(ServerSentEvent("message", line, parser.last_event_id, parser.retry)
+                           for line in lines)
+    stream = first + b"".join(blocks)
+    by_byte = [e for i in range(len(stream)) for e in single.feed(stream[i:i + 1])]
+    assert by_read == by_byte
+    assert (parser.last_event_id, parser.retry) == (single.last_event_id, single.retry)
+
+
 def test_a_bom_is_stripped_only_before_the_first_read_the_shortcuts_took() -> None:
     """Once a read was taken, a BOM is part of a field name: no data field."""
     parser = SSEParser()
