@@ -398,9 +398,11 @@ async def connect(target: Target, timeouts: Timeouts,
     tls = target.scheme == "https"
     context = (ssl_context or ssl.create_default_context()) if tls else None
     try:
-        _, conn = await asyncio.wait_for(loop.create_connection(
-            lambda: UpstreamConnection(timeouts, loop), target.host, target.port, ssl=context,
-            server_hostname=target.host if tls else None), timeouts.connect)
+        # asyncio.timeout, not wait_for: no task wrapped around the connection attempt
+        async with asyncio.timeout(timeouts.connect):
+            _, conn = await loop.create_connection(
+                lambda: UpstreamConnection(timeouts, loop), target.host, target.port,
+                ssl=context, server_hostname=target.host if tls else None)
     except TimeoutError:
         raise UpstreamTimeout(f"connecting to {target.authority} took longer than "
                               f"{timeouts.connect:g} s") from None

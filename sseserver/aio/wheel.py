@@ -125,9 +125,19 @@ _wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimerWheel] = \
     weakref.WeakKeyDictionary()
 
 
+# The last loop asked about and its wheel: a process runs one loop, and every stream
+# asks (a weak-keyed lookup builds a weak reference each time).
+_last: tuple[weakref.ref[asyncio.AbstractEventLoop], TimerWheel] | None = None
+
+
 def wheel_for(loop: asyncio.AbstractEventLoop) -> TimerWheel:
     """The loop's wheel, made on first use."""
+    global _last
+    last = _last
+    if last is not None and last[0]() is loop:
+        return last[1]
     wheel = _wheels.get(loop)
     if wheel is None:
         wheel = _wheels[loop] = TimerWheel(loop)
+    _last = (weakref.ref(loop), wheel)
     return wheel
