@@ -7,6 +7,7 @@ they cannot rot. Correctness of each result is recorded in extra_info and assert
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -304,12 +305,10 @@ def test_write_frame(benchmark: Any) -> None:
     loop.close()
 
 
-def test_upstream_read_to_client_write(benchmark: Any) -> None:
-    """The whole per-token path in one process: the provider's read (one framed chunk)
-    through the upstream protocol, the relay (SSE parse, adapter, formatter) and the
-    output to the client's transport."""
-    benchmark.group = "per-token"
-    loop = asyncio.new_event_loop()
+def our_token_path(loop: asyncio.AbstractEventLoop
+                   ) -> tuple[Callable[[bytes], None], RecordingTransport]:
+    """One committed stream, as after its first token: the upstream protocol's read
+    callback, and the client transport it writes to."""
     conn, writer, transport = streaming_client(loop)
     output = DirectOutput(conn, [])
     output._writer = writer
@@ -329,24 +328,69 @@ def test_upstream_read_to_client_write(benchmark: Any) -> None:
     upstream.state = State.BODY  # as after the response head
     upstream._decoder = ChunkedDecoder()
     upstream.stream(relay)
-    benchmark(upstream.data_received, FIRST_CHUNK)
-    chunk = transport.last
-    payload = orjson.loads(chunk.split(b"data: ", 1)[1].split(b"\n", 1)[0])
-    benchmark.extra_info["payload"] = payload
-    benchmark.extra_info["writes"] = transport.writes
-    assert payload == {"content": "Hello"} and chunk.endswith(b"\n\n\r\n")
-    loop.close()
+    return upstream.data_received, transport
 
 
-def test_floor_read_to_client_write(benchmark: Any) -> None:
-    """The same per-token work done by the floor (benchmarks/peers/floor.py): what the
-    least Python can spend on one provider read."""
-    benchmark.group = "per-token"
+def floor_token_path() -> tuple[Callable[[bytes], None], RecordingTransport]:
+    """The same for the floor (benchmarks/peers/floor.py)."""
     client, upstream_transport = RecordingTransport(), RecordingTransport()
     upstream = FloorUpstream(SimpleNamespace(transport=client), b"")  # type: ignore[arg-type]
     upstream.transport = upstream_transport  # type: ignore[assignment]
     upstream.head_done = True  # as after the response head
-    benchmark(upstream.data_received, FIRST_CHUNK)
-    payload = orjson.loads(client.last.split(b"data: ", 1)[1].split(b"\n", 1)[0])
-    benchmark.extra_info["payload"] = payload
-    assert payload == {"content": "Hello"}
+    return upstream.data_received, client
+
+
+def sent_payload(transport: RecordingTransport) -> Any:
+    return orjson.loads(transport.last.split(b"data: ", 1)[1].split(b"\n", 1)[0])
+
+
+def test_upstream_read_to_client_write(benchmark: Any) -> None:
+    """The whole per-token path in one process: the provider's read (one framed chunk)
+    through the upstream protocol, the relay (SSE parse, adapter, formatter) and the
+    output to the client's transport."""
+    benchmark.group = "per-token"
+    loop = asyncio.new_event_loop()
+    read, transport = our_token_path(loop)
+    benchmark(read, FIRST_CHUNK)
+    benchmark.extra_info["payload"] = sent_payload(transport)
+    benchmark.extra_info["writes"] = transport.writes
+    assert sent_payload(transport) == {"content": "Hello"}
+    assert transport.last.endswith(b"\n\n\r\n")
+    loop.close()
+
+
+def test_floor_read_to_client_write(benchmark: Any) -> None:
+    """The same per-token work done by the floor: what the least Python can spend on
+    one provider read."""
+    benchmark.group = "per-token"
+    read, client = floor_token_path()
+    benchmark(read, FIRST_CHUNK)
+    benchmark.extra_info["payload"] = sent_payload(client)
+    assert sent_payload(client) == {"content": "Hello"}
+
+
+# A server holds thousands of streams, and a token touches its own stream's objects,
+# which the tokens of the others have pushed out of the CPU caches: a round of one token
+# to each of this many streams times that, divided by it per token.
+INTERLEAVED_STREAMS = 3000
+
+
+def test_upstream_read_to_client_write_interleaved(benchmark: Any) -> None:
+    """The per-token path, a token to each of 3,000 streams in turn (time / 3,000)."""
+    benchmark.group = "per-token, 3000 streams interleaved"
+    loop = asyncio.new_event_loop()
+    paths = [our_token_path(loop) for _ in range(INTERLEAVED_STREAMS)]
+    reads = [read for read, _ in paths]
+    benchmark.pedantic(lambda: [read(FIRST_CHUNK) for read in reads], rounds=20)
+    assert all(sent_payload(transport) == {"content": "Hello"} for _, transport in paths)
+    benchmark.extra_info["streams"] = INTERLEAVED_STREAMS
+    loop.close()
+
+
+def test_floor_read_to_client_write_interleaved(benchmark: Any) -> None:
+    benchmark.group = "per-token, 3000 streams interleaved"
+    paths = [floor_token_path() for _ in range(INTERLEAVED_STREAMS)]
+    reads = [read for read, _ in paths]
+    benchmark.pedantic(lambda: [read(FIRST_CHUNK) for read in reads], rounds=20)
+    assert all(sent_payload(client) == {"content": "Hello"} for _, client in paths)
+    benchmark.extra_info["streams"] = INTERLEAVED_STREAMS
