@@ -154,11 +154,8 @@ class Relay:
             request = self._begin_attempt()
             upstream = self._pool.request_idle(request.url, request.method, request.headers,
                                                request.body)
-        except (UpstreamError, RequestError) as exc:
-            self._attempt_failed(exc)
-            return
-        except Exception as exc:  # a bug must end this stream only, cleanly
-            self._internal_error(exc)
+        except Exception as exc:
+            self._not_sent(exc)
             return
         if upstream is None:
             self._spawn(self._connect(request))
@@ -199,11 +196,8 @@ class Relay:
                                                 request.body)
         except asyncio.CancelledError:
             return
-        except (UpstreamError, RequestError) as exc:
-            self._attempt_failed(exc)
-            return
-        except Exception as exc:  # a bug must end this stream only, cleanly
-            self._internal_error(exc)
+        except Exception as exc:
+            self._not_sent(exc)
             return
         if self.state is RelayState.ENDED:  # given up while connecting
             self._pool.discard(upstream)
@@ -215,14 +209,16 @@ class Relay:
         self._upstream = upstream
         upstream.head().add_done_callback(self._on_head)
 
-    def _attempt_failed(self, exc: UpstreamError | RequestError) -> None:
+    def _not_sent(self, exc: Exception) -> None:
+        """The attempt's request could not be sent: try on, or end the stream."""
         if isinstance(exc, UpstreamError):
             self._advance(exc)
-            return
-        # RequestError: this provider cannot take the request as it is
-        refused = UpstreamError(str(exc), status=exc.status, retryable=False)
-        refused.error_type = exc.error_type
-        self._advance(refused)
+        elif isinstance(exc, RequestError):  # this provider cannot take the request
+            refused = UpstreamError(str(exc), status=exc.status, retryable=False)
+            refused.error_type = exc.error_type
+            self._advance(refused)
+        else:  # a bug must end this stream only, cleanly
+            self._internal_error(exc)
 
     def _on_head(self, head: asyncio.Future[ResponseHead]) -> None:
         upstream, target = self._upstream, self._target

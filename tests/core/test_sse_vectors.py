@@ -3,6 +3,8 @@ at every split point, and with trailing data; plus the encoder and a round trip.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -228,6 +230,33 @@ def test_whole_event_reads_parse_as_byte_by_byte(blocks: list[bytes], bom: bool)
     assert (whole.last_event_id, whole.retry) == (single.last_event_id, single.retry)
 
 
+def assert_shortcut_parses_as_byte_by_byte(
+        reads: list[bytes], bom: bool, take: Callable[[SSEParser, bytes], list[str] | None]
+) -> None:
+    """Each read goes to ``take`` (a shortcut giving the data of the events it takes,
+    or None) and, when it declines, to feed(); the events must be those that parsing
+    the same bytes one at a time gives."""
+    first = b"\xef\xbb\xbf" if bom else b""
+    parser, single = SSEParser(), SSEParser()
+    by_read: list[ServerSentEvent] = []
+    for read in [first, *reads] if first else reads:
+        lines = take(parser, read)
+        if lines is None:
+            by_read.extend(parser.feed(read))
+        else:
+            by_read.extend(ServerSentEvent("message", line, parser.last_event_id, parser.retry)
+                           for line in lines)
+    stream = first + b"".join(reads)
+    by_byte = [e for i in range(len(stream)) for e in single.feed(stream[i:i + 1])]
+    assert by_read == by_byte
+    assert (parser.last_event_id, parser.retry) == (single.last_event_id, single.retry)
+
+
+def _one_data_line(parser: SSEParser, read: bytes) -> list[str] | None:
+    data = parser.feed_data_line(read)
+    return None if data is None else [data]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_block, min_size=1, max_size=6), st.booleans())
 # the reads the shortcut must leave alone: after an open event, with or without data
@@ -236,22 +265,8 @@ def test_whole_event_reads_parse_as_byte_by_byte(blocks: list[bytes], bom: bool)
 @example([b"data: x\n\n", b"data: x\r", b"\n\n"], True)
 def test_data_line_reads_parse_as_byte_by_byte(blocks: list[bytes], bom: bool) -> None:
     """feed_data_line takes only a whole one-line 'data: ' event and leaves anything
-    else to feed(); together they must give what byte-by-byte parsing gives."""
-    first = (b"\xef\xbb\xbf" if bom else b"")
-    lines_first, single = SSEParser(), SSEParser()
-    by_block: list[ServerSentEvent] = []
-    for block in [first, *blocks] if first else blocks:
-        data = lines_first.feed_data_line(block)
-        if data is None:
-            by_block.extend(lines_first.feed(block))
-        else:
-            by_block.append(ServerSentEvent("message", data, lines_first.last_event_id,
-                                            lines_first.retry))
-    stream = first + b"".join(blocks)
-    by_byte = [e for i in range(len(stream)) for e in single.feed(stream[i:i + 1])]
-    assert by_block == by_byte
-    assert (lines_first.last_event_id, lines_first.retry) == \
-        (single.last_event_id, single.retry)
+    else to feed()."""
+    assert_shortcut_parses_as_byte_by_byte(blocks, bom, _one_data_line)
 
 
 @settings(max_examples=300, deadline=None)
@@ -264,27 +279,13 @@ def test_data_line_reads_parse_as_byte_by_byte(blocks: list[bytes], bom: bool) -
 def test_reads_of_several_data_line_events_parse_as_byte_by_byte(
         blocks: list[bytes], groups: list[int], bom: bool) -> None:
     """Reads of several blocks each: feed_data_lines takes those made only of whole
-    one-line 'data: ' events; with feed() for the rest they give what byte-by-byte
-    parsing gives."""
+    one-line 'data: ' events and leaves the rest to feed()."""
     reads, position = [], 0
     for size in [*groups, len(blocks)]:
         if position < len(blocks):
             reads.append(b"".join(blocks[position:position + size]))
             position += size
-    first = b"\xef\xbb\xbf" if bom else b""
-    parser, single = SSEParser(), SSEParser()
-    by_read: list[ServerSentEvent] = []
-    for read in [first, *reads] if first else reads:
-        lines = parser.feed_data_lines(read)
-        if lines is None:
-            by_read.extend(parser.feed(read))
-        else:
-            by_read.extend(ServerSentEvent("message", line, parser.last_event_id, parser.retry)
-                           for line in lines)
-    stream = first + b"".join(blocks)
-    by_byte = [e for i in range(len(stream)) for e in single.feed(stream[i:i + 1])]
-    assert by_read == by_byte
-    assert (parser.last_event_id, parser.retry) == (single.last_event_id, single.retry)
+    assert_shortcut_parses_as_byte_by_byte(reads, bom, SSEParser.feed_data_lines)
 
 
 def test_a_bom_is_stripped_only_before_the_first_read_the_shortcuts_took() -> None:
