@@ -304,10 +304,10 @@ class Gateway:
         if request.provider is not None:
             return [Target(self._provider(request.provider), request.model)]
         routing = self.config.routing
-        chain = dict(routing.fallbacks).get(request.model)
+        chain = routing.fallbacks.get(request.model)
         if chain:
             return [self._target(spec) for spec in chain]
-        alias = dict(routing.aliases).get(request.model)
+        alias = routing.aliases.get(request.model)
         if alias:
             return [self._target(alias)]
         name, _, model = request.model.partition("/")

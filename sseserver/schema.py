@@ -122,16 +122,20 @@ def _messages(value: Any) -> tuple[Message, ...]:
 
 
 def _message(index: int, item: Any) -> Message:
-    where = f"messages[{index}]"
     if not isinstance(item, dict):
-        raise RequestError(f"{where} must be an object, not {_json_type(item)}")
+        raise RequestError(f"messages[{index}] must be an object, not {_json_type(item)}")
     role = item.get("role")
     if role not in ROLES:
-        raise RequestError(f"{where}.role must be one of {', '.join(sorted(ROLES))}")
+        raise RequestError(f"messages[{index}].role must be one of "
+                           f"{', '.join(sorted(ROLES))}")
     content = item.get("content")
-    if not isinstance(content, str | list):
-        raise RequestError(f"{where}.content must be a string or an array of parts")
+    if not isinstance(content, _CONTENT_TYPES):
+        raise RequestError(f"messages[{index}].content must be a string or an array of "
+                           "parts")
     return Message(role=role, content=content)
+
+
+_CONTENT_TYPES = (str, list)
 
 
 def _optional_str(raw: dict[str, Any], key: str) -> str | None:
