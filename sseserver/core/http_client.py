@@ -89,7 +89,9 @@ def _explain_request(method: str, target: str, host: str,
         return f"invalid request target {target!r}"
     for name, value in (("host", host), *headers):
         if re.fullmatch(_VALUE, value) is None:
-            return f"invalid value for request header {name!r}: {value!r}"
+            # never the value itself: it may be a provider's key, and this message can
+            # reach a log and a client
+            return f"invalid value for request header {name!r}"
     return "invalid request head"
 
 

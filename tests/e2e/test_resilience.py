@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket
 import time
 from collections.abc import Iterator
@@ -57,6 +58,11 @@ base_url = "http://127.0.0.1:{blackhole}/v1"
 [providers.openai]
 kind = "openai"
 base_url = "{{fake}}/v1"
+
+[providers.badkey]
+kind = "openai"
+base_url = "{{fake}}/v1"
+api_key = "sk-secret-\\nline"
 
 [providers.anthropic]
 kind = "anthropic"
@@ -116,6 +122,20 @@ def test_connect_timeout(stack: Stack) -> None:
     status, _, error = stream(stack, request_body({"tokens": 1}, provider="blackhole"))
     assert status == 504 and "connecting" in error["error"]["message"]
     assert time.monotonic() - started < 2.5
+
+
+def test_a_key_that_cannot_be_sent_is_a_502_that_never_shows_it(stack: Stack) -> None:
+    """A key with a line break cannot go into a header: the attempt fails at once,
+    whether an idle pooled connection was at hand (the first request follows one that
+    left it) or a new one was opened (two at once), and no error shows the key."""
+    assert stream(stack, request_body({"tokens": 1}))[0] == 200  # leaves an idle one
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: stream(stack, request_body(
+            {"tokens": 1}, provider="badkey")), range(3)))
+    for status, _, error in answers:
+        assert status == 502 and error["error"]["type"] == "upstream_connect_error"
+        assert "authorization" in error["error"]["message"]
+        assert "secret" not in error["error"]["message"]
 
 
 def test_connection_refused_is_a_502(stack: Stack) -> None:
