@@ -24,6 +24,9 @@ class _Origin:
     in_use: set[UpstreamConnection] = field(default_factory=set)
     connecting: int = 0
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    # Waiters woken for a freed slot or connection that have not run yet: until they
+    # do, request_idle must not take what they were woken for.
+    woken: int = 0
 
     @property
     def size(self) -> int:
@@ -81,7 +84,7 @@ class ConnectionPool:
         opened or waited for."""
         target = parse_url(url)
         origin = self._origins.setdefault(target.origin, _Origin())
-        if origin.waiters:
+        if origin.waiters or origin.woken:
             return None  # they came first
         conn = self._take_idle(origin)
         if conn is None:
@@ -149,9 +152,14 @@ class ConnectionPool:
             origin.waiters.append(waiter)
             try:
                 await waiter
-            finally:
-                if waiter in origin.waiters:
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():  # woken, then cancelled:
+                    origin.woken -= 1  # the wake-up goes to the next in line
+                    self._wake(origin)
+                elif waiter in origin.waiters:
                     origin.waiters.remove(waiter)
+                raise
+            origin.woken -= 1
             conn = self._take_idle(origin)
             if conn is not None:
                 self.reused += 1
@@ -168,11 +176,11 @@ class ConnectionPool:
 
     @staticmethod
     def _wake(origin: _Origin) -> None:
-        # A woken waiter stays queued until it runs (it removes itself), so that
-        # request_idle does not take the connection it was woken for.
-        for waiter in origin.waiters:
+        while origin.waiters:
+            waiter = origin.waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                origin.woken += 1
                 return
 
     def _schedule_sweep(self) -> None:

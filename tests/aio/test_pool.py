@@ -139,6 +139,30 @@ def test_request_idle_sends_on_an_idle_connection_at_once_or_gives_none() -> Non
     run(test)
 
 
+def test_a_waiter_cancelled_after_its_wake_up_passes_it_on() -> None:
+    async def test(url: str, counts: dict[str, int]) -> None:
+        pool = ConnectionPool(Timeouts(), max_per_origin=1)
+        first = await pool.request(url, "POST", [], b"{}")
+        woken = asyncio.ensure_future(pool.request(url, "POST", [], b"{}"))
+        next_in_line = asyncio.ensure_future(pool.request(url, "POST", [], b"{}"))
+        await asyncio.sleep(0.05)
+        await first.head()
+        await first.read_body()
+        pool.release(first)  # wakes the first waiter...
+        woken.cancel()  # ...which is cancelled before it runs
+        conn = await asyncio.wait_for(next_in_line, 1)
+        assert conn is first and woken.cancelled()
+        origin = next(iter(pool._origins.values()))
+        assert (origin.woken, len(origin.waiters)) == (0, 0)
+        await conn.head()
+        await conn.read_body()
+        pool.release(conn)
+        assert counts["connections"] == 1
+        pool.close()
+
+    run(test)
+
+
 def test_idle_connections_are_closed_after_the_idle_timeout() -> None:
     async def test(url: str, counts: dict[str, int]) -> None:
         pool = ConnectionPool(Timeouts(), idle_timeout=0.1)
