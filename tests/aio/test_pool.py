@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from sseserver.aio.pool import ConnectionPool
-from sseserver.aio.upstream import State, Timeouts
+from sseserver.aio.upstream import State, Timeouts, UpstreamConnection
 from sseserver.errors import UpstreamConnectError
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -47,7 +47,11 @@ def run(test: Callable[[str, dict[str, int]], Awaitable[None]], close_after: boo
 
 
 async def fetch(pool: ConnectionPool, url: str) -> bytes:
-    conn = await pool.request(url, "POST", [], b"{}")
+    return await finish(pool, await pool.request(url, "POST", [], b"{}"))
+
+
+async def finish(pool: ConnectionPool, conn: UpstreamConnection) -> bytes:
+    """Read the response on ``conn`` to its end and give the connection back."""
     await conn.head()
     body = await conn.read_body()
     pool.release(conn)
@@ -98,15 +102,11 @@ def test_cap_per_origin_makes_requests_wait() -> None:
         third = asyncio.ensure_future(pool.request(url, "POST", [], b"{}"))
         await asyncio.sleep(0.1)
         assert not third.done()
-        await first.head()
-        await first.read_body()
-        pool.release(first)
+        await finish(pool, first)
         conn = await asyncio.wait_for(third, 1)
         assert conn is first  # the released connection served the waiter
         for c in (second, conn):
-            await c.head()
-            await c.read_body()
-            pool.release(c)
+            await finish(pool, c)
         assert counts["connections"] == 2
         pool.close()
 
@@ -123,16 +123,12 @@ def test_request_idle_sends_on_an_idle_connection_at_once_or_gives_none() -> Non
         assert pool.request_idle(url, "POST", [], b"{}") is None  # the only one is busy
         waiter = asyncio.ensure_future(pool.request(url, "POST", [], b"{}"))
         await asyncio.sleep(0.05)
-        await conn.head()
-        await conn.read_body()
-        pool.release(conn)
+        await finish(pool, conn)
         # the waiter came first: the freed connection is not taken from under it
         assert pool.request_idle(url, "POST", [], b"{}") is None
         second = await asyncio.wait_for(waiter, 1)
         assert second is conn
-        await second.head()
-        assert await second.read_body() == b"ok"
-        pool.release(second)
+        assert await finish(pool, second) == b"ok"
         assert (counts["connections"], counts["requests"], pool.reused) == (1, 3, 2)
         pool.close()
 
@@ -146,17 +142,13 @@ def test_a_waiter_cancelled_after_its_wake_up_passes_it_on() -> None:
         woken = asyncio.ensure_future(pool.request(url, "POST", [], b"{}"))
         next_in_line = asyncio.ensure_future(pool.request(url, "POST", [], b"{}"))
         await asyncio.sleep(0.05)
-        await first.head()
-        await first.read_body()
-        pool.release(first)  # wakes the first waiter...
+        await finish(pool, first)  # wakes the first waiter...
         woken.cancel()  # ...which is cancelled before it runs
         conn = await asyncio.wait_for(next_in_line, 1)
         assert conn is first and woken.cancelled()
         origin = next(iter(pool._origins.values()))
         assert (origin.woken, len(origin.waiters)) == (0, 0)
-        await conn.head()
-        await conn.read_body()
-        pool.release(conn)
+        await finish(pool, conn)
         assert counts["connections"] == 1
         pool.close()
 
