@@ -1,4 +1,29 @@
-"""sseserver: a fast, correct Server-Sent Events gateway for AI provider streams."""
+"""sseserver: a fast, correct Server-Sent Events gateway for AI provider streams.
+
+The command ``sseserver serve`` runs it (``sseserver --help``). Embedded, the public
+API is:
+
+``Server(config=None, *, sock=None)``
+    The gateway bound to a socket, an async context manager: ``start()`` binds,
+    ``serve_forever()`` waits until it stops, ``drain()`` stops gracefully (as
+    SIGTERM does), ``close()`` stops at once; ``url`` and ``port`` say where it
+    listens.
+``load_config(toml_text=None, env=None, overrides=None)``
+    A validated :class:`Config` from TOML text, ``SSESERVER_*`` variables and
+    ``{"section.key": value}`` overrides, in that order of precedence. Raises
+    ``sseserver.errors.ConfigError`` naming the bad setting.
+``Config``
+    The frozen settings, one section per table of ``docs/config.example.toml``.
+``__version__``
+    The installed version.
+
+Example::
+
+    config = sseserver.load_config(overrides={"server.port": 0, "server.demo": True})
+    async with sseserver.Server(config) as server:
+        print("listening on", server.url)
+        await server.serve_forever()
+"""
 
 from __future__ import annotations
 
@@ -23,3 +48,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(config, name)
     raise AttributeError(f"module 'sseserver' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # dir() and help() list the lazy names too, not only what is already imported.
+    return sorted({*globals(), *__all__})

@@ -8,39 +8,79 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import logging
 import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
 from sseserver.config import Config, load_config, read_config_file
 from sseserver.errors import ConfigError
 
+if TYPE_CHECKING:
+    from sseserver.server import Server
+
 logger = logging.getLogger("sseserver")
 
 
+DESCRIPTION = """\
+A Server-Sent Events gateway for AI provider streams: clients POST a chat request and
+get one standard SSE stream, relayed from OpenAI- or Anthropic-style providers.
+"""
+SERVE_EPILOG = """\
+providers: OPENAI_API_KEY and/or ANTHROPIC_API_KEY (with OPENAI_BASE_URL /
+ANTHROPIC_BASE_URL), or [providers.NAME] tables in the config file; --demo needs none.
+Settings: TOML file < SSESERVER_<SECTION>_<KEY> variables < these flags.
+Ctrl-C or SIGTERM drains (running streams get up to streams.drain_timeout seconds);
+a second Ctrl-C stops at once.
+"""
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVEL_HELP = "log verbosity on stderr: debug, info, warning or error (default: info)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sseserver", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the SSE gateway")
-    serve.add_argument("--config", help="TOML configuration file (or SSESERVER_CONFIG)")
+    parser = argparse.ArgumentParser(prog="sseserver", description=DESCRIPTION,
+                                     epilog="sseserver COMMAND --help shows a command's "
+                                            "options.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     title="commands", help="what to run")
+    serve = commands.add_parser(
+        "serve", help="run the SSE gateway", description="Run the SSE gateway.",
+        epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--config", metavar="FILE",
+                       help="TOML configuration file (default: $SSESERVER_CONFIG)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8080; 0 = any free)")
-    serve.add_argument("--workers", type=int, help="worker processes sharing the port")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes sharing the port (default 1)")
     serve.add_argument("--demo", action="store_true", default=None,
-                       help="route every model to the built-in fake provider")
-    serve.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
-    fake = commands.add_parser("fake-provider",
-                               help="run the fake OpenAI/Anthropic-compatible provider")
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=9000)
-    fake.add_argument("--log-level", default="info",
-                      choices=["debug", "info", "warning", "error"])
+                       help="route every model to the built-in fake provider (no key needed)")
+    serve.add_argument("--log-level", default="info", choices=LOG_LEVELS,
+                       metavar="LEVEL", help=LOG_LEVEL_HELP)
+    fake = commands.add_parser(
+        "fake-provider", help="run the fake OpenAI/Anthropic-compatible provider",
+        description="Run the scripted fake provider that tests and the demo use: "
+                    "POST /v1/chat/completions (OpenAI) and /v1/messages (Anthropic).")
+    fake.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    fake.add_argument("--port", type=int, default=9000,
+                      help="port to bind (default 9000; 0 = any free)")
+    fake.add_argument("--log-level", default="info", choices=LOG_LEVELS,
+                      metavar="LEVEL", help=LOG_LEVEL_HELP)
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sseserver")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        from sseserver import __version__
+
+        return __version__
 
 
 def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> Config:
@@ -74,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.server.workers > 1:
         from sseserver.workers import run_workers
 
-        return run_workers(config, _serve)
+        return run_workers(config, functools.partial(_serve, worker=True))
     return _serve(config)
 
 
@@ -86,18 +126,67 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def _serve(config: Config) -> int:
+def _serve(config: Config, *, worker: bool = False) -> int:
     from sseserver.server import Server
 
     async def run() -> None:
         server = Server(config)
         await server.start()
         _tune_gc()
-        await _until_signalled()
-        logger.info("draining (up to %g s)", config.streams.drain_timeout)
-        await server.drain()
+        stop = StopSignals.install(worker)
+        await stop.requested.wait()
+        logger.info("draining: running streams get up to %g s; a second Ctrl-C stops "
+                    "at once", config.streams.drain_timeout)
+        await _drain_unless_forced(server, stop)
 
     return _run(run(), "cannot start")
+
+
+async def _drain_unless_forced(server: Server, stop: StopSignals) -> None:
+    draining = asyncio.ensure_future(server.drain())
+    forced = asyncio.ensure_future(stop.forced.wait())
+    await asyncio.wait({draining, forced}, return_when=asyncio.FIRST_COMPLETED)
+    forced.cancel()
+    if draining.done():
+        draining.result()
+        return
+    draining.cancel()
+    logger.warning("stopping at once: running streams end now")
+    await server.drain(timeout=0)
+
+
+class StopSignals:
+    """How the process stops: the first signal drains, a forcing one ends the drain.
+
+    As uvicorn does, a second Ctrl-C stops at once. A worker of ``--workers`` ignores
+    SIGINT (a Ctrl-C reaches the whole process group, parent and workers alike): its
+    parent alone decides, and sends SIGTERM to drain and a second SIGTERM to force.
+    """
+
+    def __init__(self, forcing: frozenset[int]) -> None:
+        self.requested = asyncio.Event()
+        self.forced = asyncio.Event()
+        self.forcing = forcing
+
+    @classmethod
+    def install(cls, worker: bool) -> StopSignals:
+        loop = asyncio.get_running_loop()
+        if worker:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            stop = cls(frozenset({signal.SIGTERM}))
+            listened = (signal.SIGTERM,)
+        else:
+            stop = cls(frozenset({signal.SIGINT}))
+            listened = (signal.SIGTERM, signal.SIGINT)
+        for signum in listened:
+            loop.add_signal_handler(signum, stop.on_signal, signum)
+        return stop
+
+    def on_signal(self, signum: int) -> None:
+        if not self.requested.is_set():
+            self.requested.set()
+        elif signum in self.forcing:
+            self.forced.set()
 
 
 def _tune_gc() -> None:

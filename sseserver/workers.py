@@ -2,7 +2,10 @@
 
 The parent forks the workers and watches them: a worker that dies is replaced (with a
 short pause so a crash loop cannot spin), and SIGTERM or SIGINT is passed on to every
-worker, each of which drains its own streams, before the parent exits.
+worker as SIGTERM, each of which drains its own streams, before the parent exits. A
+SIGINT during that drain (a second Ctrl-C) is passed on as a second SIGTERM, which
+makes each worker stop at once. Workers ignore SIGINT themselves: a Ctrl-C reaches
+the whole process group, and only the parent counts them.
 """
 
 from __future__ import annotations
@@ -24,18 +27,21 @@ MIN_WORKER_LIFETIME = 1.0
 
 def run_workers(config: Config, serve: Callable[[Config], int]) -> int:
     children: dict[int, float] = {}
-    stopping = False
+    stopping = forced = False
 
     def spawn() -> None:
         pid = os.fork()
         if pid == 0:  # the worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             os._exit(serve(config))
         children[pid] = time.monotonic()
 
     def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
+        nonlocal stopping, forced
+        if stopping and (forced or signum != signal.SIGINT):
+            return
+        forced = stopping
         stopping = True
         for pid in children:
             with contextlib.suppress(ProcessLookupError):

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import gc
+import pydoc
+import signal
+from importlib import metadata
 
+import pytest
+
+import sseserver
 from sseserver import cli
 
 
@@ -16,3 +24,60 @@ def test_serving_freezes_startup_objects_and_collects_less_often() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_help_is_for_users_and_every_command_documents_its_options(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli.build_parser()
+    for argv in ([], ["serve"], ["fake-provider"]):
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args([*argv, "--help"])
+        assert exited.value.code == 0
+        text = capsys.readouterr().out
+        assert "Command line:" not in text  # the module's docstring is for developers
+        for action in _parser_for(parser, argv)._actions:
+            assert action.help, f"{argv} {action.option_strings} has no help"
+    serve_help = _help_of(parser, ["serve"])
+    assert "debug, info, warning or error" in serve_help
+    assert "OPENAI_API_KEY" in serve_help and "second Ctrl-C" in serve_help
+
+
+def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sseserver {metadata.version('sseserver')}"
+    assert metadata.version("sseserver") == sseserver.__version__
+
+
+def test_dir_and_help_show_the_public_api() -> None:
+    assert set(sseserver.__all__) <= set(dir(sseserver))
+    text = pydoc.render_doc(sseserver, renderer=pydoc.plaintext)
+    for name in ("Server(", "load_config(", "Config", "drain()"):
+        assert name in text
+
+
+def test_a_second_sigint_forces_and_a_second_sigterm_does_not() -> None:
+    async def decide(signals: list[int], worker: bool) -> tuple[bool, bool]:
+        stop = cli.StopSignals(frozenset({signal.SIGTERM if worker else signal.SIGINT}))
+        for signum in signals:
+            stop.on_signal(signum)
+        return stop.requested.is_set(), stop.forced.is_set()
+
+    assert asyncio.run(decide([signal.SIGTERM], False)) == (True, False)
+    assert asyncio.run(decide([signal.SIGTERM, signal.SIGTERM], False)) == (True, False)
+    assert asyncio.run(decide([signal.SIGTERM, signal.SIGINT], False)) == (True, True)
+    assert asyncio.run(decide([signal.SIGINT, signal.SIGINT], False)) == (True, True)
+    # a worker hears only its parent, which sends SIGTERM twice to force
+    assert asyncio.run(decide([signal.SIGTERM, signal.SIGTERM], True)) == (True, True)
+
+
+def _parser_for(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    if not argv:
+        return parser
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices[argv[0]]
+
+
+def _help_of(parser: argparse.ArgumentParser, argv: list[str]) -> str:
+    return _parser_for(parser, argv).format_help()
