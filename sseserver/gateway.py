@@ -44,6 +44,7 @@ class Gateway:
         self.counters: dict[str, int] = {
             "requests": 0, "streams_started": 0, "streams_ok": 0, "streams_error": 0,
             "streams_cancelled": 0, "stream_events": 0, "http_errors": 0,
+            "http_refused": 0,
         }
         streams, upstream = config.streams, config.upstream
         self.policy = RelayPolicy(
@@ -131,7 +132,11 @@ class Gateway:
             ("access-control-max-age", "600")], b"")
 
     def on_protocol_error(self, conn: HTTPConnection, status: int, message: str) -> None:
-        self.counters["http_errors"] += 1
+        # Refused before routing, and answered all the same: a request and an error.
+        counters = self.counters
+        counters["requests"] += 1
+        counters["http_refused"] += 1
+        counters["http_errors"] += 1
         logger.debug("protocol error from %s: %d %s", conn.peer, status, message)
 
     def error(self, conn: HTTPConnection, status: int, message: str,
@@ -282,9 +287,14 @@ class Gateway:
             "# HELP sseserver_stream_events_total Events sent on ended streams.",
             "# TYPE sseserver_stream_events_total counter",
             f"sseserver_stream_events_total {c['stream_events']}",
-            "# HELP sseserver_http_requests_total HTTP requests routed.",
+            "# HELP sseserver_http_requests_total HTTP requests: routed, or refused before "
+            "routing.",
             "# TYPE sseserver_http_requests_total counter",
             f"sseserver_http_requests_total {c['requests']}",
+            "# HELP sseserver_http_refused_total Requests refused before routing "
+            "(malformed, too large, too slow); counted in requests and errors too.",
+            "# TYPE sseserver_http_refused_total counter",
+            f"sseserver_http_refused_total {c['http_refused']}",
             "# HELP sseserver_http_errors_total Requests answered with an error status.",
             "# TYPE sseserver_http_errors_total counter",
             f"sseserver_http_errors_total {c['http_errors']}",
@@ -299,7 +309,9 @@ class Gateway:
     def resolve(self, request: GenerationRequest) -> list[Target]:
         """The provider targets for a request, in fallback order.
 
-        Raises :class:`RequestError` (400) for an unknown provider or model route.
+        Raises :class:`RequestError`: 400 for an unknown provider, or for a model that
+        matches no route when several providers could serve it and none is the
+        default; 503 when no provider is configured at all.
         """
         if request.provider is not None:
             return [Target(self._provider(request.provider), request.model)]
@@ -313,11 +325,46 @@ class Gateway:
         name, _, model = request.model.partition("/")
         if model and name in self.providers:
             return [Target(self.providers[name], model)]
-        default = routing.default_provider or next(iter(self.providers), None)
-        if default is None:
-            raise RequestError("no provider is configured", status=503,
-                               error_type="unavailable")
-        return [Target(self._provider(default), request.model)]
+        return [Target(self._default_provider(request.model), request.model)]
+
+    def _default_provider(self, model: str) -> Provider:
+        """Who serves a model no route names: the configured default, or the only one.
+
+        With several providers and no default, guessing would send a model to whoever
+        happens to be listed first (an OpenAI model to Anthropic, say): refused instead.
+        """
+        default = self.default_provider_name()
+        if default is not None:
+            return self._provider(default)
+        if not self.providers:
+            raise RequestError(NO_PROVIDER_MESSAGE, status=503, error_type="unavailable",
+                               headers=[("retry-after", str(NO_PROVIDER_RETRY_AFTER))])
+        raise RequestError(
+            f"model {model!r} matches no route and several providers are configured "
+            f"({', '.join(sorted(self.providers))}): name one with the \"provider\" field "
+            f"or a \"provider/model\" model name, add the model to [routing.aliases] or "
+            f"[routing.fallbacks], or set routing.default_provider",
+            error_type="no_route")
+
+    def default_provider_name(self) -> str | None:
+        if self.config.routing.default_provider:
+            return self.config.routing.default_provider
+        if len(self.providers) == 1:
+            return next(iter(self.providers))
+        return None
+
+    def log_routing(self) -> None:
+        """Say at start who serves unrouted models, or that nothing can be served."""
+        if not self.providers:
+            logger.warning("no provider is configured: every stream request answers 503 "
+                           "until the server restarts with one; %s", NO_PROVIDER_HINT)
+            return
+        default = self.default_provider_name()
+        if default is not None:
+            logger.info("models that match no route go to provider %r", default)
+        else:
+            logger.info("several providers and no routing.default_provider: a model "
+                        "that matches no route is refused (400); name its provider")
 
     def _target(self, spec: str) -> Target:
         name, _, model = spec.partition("/")
@@ -332,6 +379,12 @@ class Gateway:
 
 
 STREAMS_PREFIX = "/v1/streams/"
+NO_PROVIDER_HINT = ("set OPENAI_API_KEY or ANTHROPIC_API_KEY, add a [providers.NAME] "
+                    "table to the config file, or run with --demo")
+NO_PROVIDER_MESSAGE = f"no provider is configured: {NO_PROVIDER_HINT}"
+# Seconds. Providers are read at start, so only a restart helps: a minute spares the
+# server clients that would ask again at once, and is about the time of a redeploy.
+NO_PROVIDER_RETRY_AFTER = 60
 # Response headers a page's script may read (besides the CORS-safelisted ones).
 EXPOSED_HEADERS = "x-stream-id, location, retry-after"
 # What fetch and EventSource clients send: JSON bodies, keys, resume positions.

@@ -79,6 +79,7 @@ class Server:
                 reuse_address=True, reuse_port=server.workers > 1)
         logger.info("sseserver listening on %s (providers: %s)", self.url,
                     ", ".join(sorted(providers)) or "none")
+        gateway.log_routing()
 
     async def _providers(self) -> dict[str, Provider]:
         if self.config.server.demo:
