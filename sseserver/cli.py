@@ -1,7 +1,12 @@
 """Command line: flags and environment to configuration, uvloop, signals.
 
     sseserver serve [--config FILE] [--host H] [--port P] [--workers N] [--demo]
-    sseserver fake-provider [--host H] [--port P]
+                    [--log-level L]
+    sseserver fake-provider [--host H] [--port P] [--log-level L]
+    sseserver --version
+
+The user's help is ``DESCRIPTION`` and the parsers' texts; this docstring is not shown.
+SIGTERM or SIGINT drains; a SIGINT during the drain stops at once (:class:`StopSignals`).
 """
 
 from __future__ import annotations
