@@ -25,6 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from sseserver.config import Config, load_config, read_config_file
 from sseserver.errors import ConfigError
+from sseserver.stopping import (
+    FORCING_SIGNALS,
+    WORKER_FORCING_SIGNALS,
+    StopStage,
+    next_stage,
+)
 
 if TYPE_CHECKING:
     from sseserver.server import Server
@@ -161,14 +167,10 @@ async def _drain_unless_forced(server: Server, stop: StopSignals) -> None:
 
 
 class StopSignals:
-    """How the process stops: the first signal drains, a forcing one ends the drain.
-
-    As uvicorn does, a second Ctrl-C stops at once. A worker of ``--workers`` ignores
-    SIGINT (a Ctrl-C reaches the whole process group, parent and workers alike): its
-    parent alone decides, and sends SIGTERM to drain and a second SIGTERM to force.
-    """
+    """The stop stage of this process, driven by its signals (see ``stopping``)."""
 
     def __init__(self, forcing: frozenset[int]) -> None:
+        self.stage = StopStage.RUNNING
         self.requested = asyncio.Event()
         self.forced = asyncio.Event()
         self.forcing = forcing
@@ -178,19 +180,18 @@ class StopSignals:
         loop = asyncio.get_running_loop()
         if worker:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            stop = cls(frozenset({signal.SIGTERM}))
-            listened = (signal.SIGTERM,)
+            stop, listened = cls(WORKER_FORCING_SIGNALS), (signal.SIGTERM,)
         else:
-            stop = cls(frozenset({signal.SIGINT}))
-            listened = (signal.SIGTERM, signal.SIGINT)
+            stop, listened = cls(FORCING_SIGNALS), (signal.SIGTERM, signal.SIGINT)
         for signum in listened:
             loop.add_signal_handler(signum, stop.on_signal, signum)
         return stop
 
     def on_signal(self, signum: int) -> None:
-        if not self.requested.is_set():
+        self.stage = next_stage(self.stage, signum, self.forcing)
+        if self.stage is not StopStage.RUNNING:
             self.requested.set()
-        elif signum in self.forcing:
+        if self.stage is StopStage.FORCED:
             self.forced.set()
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from sseserver.config import Config
+from sseserver.stopping import FORCING_SIGNALS, StopStage, next_stage
 
 logger = logging.getLogger("sseserver.workers")
 
@@ -27,7 +28,7 @@ MIN_WORKER_LIFETIME = 1.0
 
 def run_workers(config: Config, serve: Callable[[Config], int]) -> int:
     children: dict[int, float] = {}
-    stopping = forced = False
+    stage = StopStage.RUNNING
 
     def spawn() -> None:
         pid = os.fork()
@@ -38,11 +39,10 @@ def run_workers(config: Config, serve: Callable[[Config], int]) -> int:
         children[pid] = time.monotonic()
 
     def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping, forced
-        if stopping and (forced or signum != signal.SIGINT):
+        nonlocal stage
+        before, stage = stage, next_stage(stage, signum, FORCING_SIGNALS)
+        if stage is before:
             return
-        forced = stopping
-        stopping = True
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -61,7 +61,7 @@ def run_workers(config: Config, serve: Callable[[Config], int]) -> int:
             continue
         started = children.pop(pid, time.monotonic())
         code = os.waitstatus_to_exitcode(status)
-        if stopping:
+        if stage is not StopStage.RUNNING:
             exit_code = exit_code or (code if code > 0 else 0)
             continue
         logger.warning("worker %d exited with %d; starting a new one", pid, code)

@@ -13,6 +13,7 @@ import pytest
 
 import sseserver
 from sseserver import cli
+from sseserver.stopping import FORCING_SIGNALS
 
 
 def test_serving_freezes_startup_objects_and_collects_less_often() -> None:
@@ -57,19 +58,16 @@ def test_dir_and_help_show_the_public_api() -> None:
         assert name in text
 
 
-def test_a_second_sigint_forces_and_a_second_sigterm_does_not() -> None:
-    async def decide(signals: list[int], worker: bool) -> tuple[bool, bool]:
-        stop = cli.StopSignals(frozenset({signal.SIGTERM if worker else signal.SIGINT}))
+def test_stop_signals_set_their_events_as_the_stage_moves() -> None:
+    async def events_after(signals: list[int]) -> tuple[bool, bool]:
+        stop = cli.StopSignals(FORCING_SIGNALS)
         for signum in signals:
             stop.on_signal(signum)
         return stop.requested.is_set(), stop.forced.is_set()
 
-    assert asyncio.run(decide([signal.SIGTERM], False)) == (True, False)
-    assert asyncio.run(decide([signal.SIGTERM, signal.SIGTERM], False)) == (True, False)
-    assert asyncio.run(decide([signal.SIGTERM, signal.SIGINT], False)) == (True, True)
-    assert asyncio.run(decide([signal.SIGINT, signal.SIGINT], False)) == (True, True)
-    # a worker hears only its parent, which sends SIGTERM twice to force
-    assert asyncio.run(decide([signal.SIGTERM, signal.SIGTERM], True)) == (True, True)
+    assert asyncio.run(events_after([])) == (False, False)
+    assert asyncio.run(events_after([signal.SIGTERM, signal.SIGTERM])) == (True, False)
+    assert asyncio.run(events_after([signal.SIGTERM, signal.SIGINT])) == (True, True)
 
 
 def _parser_for(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
