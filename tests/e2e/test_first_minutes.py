@@ -81,3 +81,34 @@ def test_a_server_with_no_provider_warns_at_start_and_says_what_to_configure() -
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+FALLBACK_TOML = """
+[providers.first]
+kind = "openai"
+base_url = "{fake}/v1"
+
+[providers.second]
+kind = "openai"
+base_url = "{fake}/v1"
+
+[routing.fallbacks]
+chain = ["first/model-a", "second/model-b"]
+"""
+
+
+def test_a_400_moves_on_to_the_next_fallback_target_once_and_is_never_retried() -> None:
+    with Stack({"upstream.max_retries": 2, "upstream.backoff_initial": 0.01},
+               toml=FALLBACK_TOML) as stack:
+        body = {**request_body({"tokens": 1, "fail": [400], "key": "lacks-a-role"}),
+                "model": "chain"}
+        served = httpx.post(stack.url + "/v1/stream", json=body, timeout=10)
+        assert served.status_code == 200
+        assert b'"provider":"second","model":"model-b"' in served.content
+        assert stack.stats()["requests"] == 2  # the 400 was not retried on "first"
+        stack.reset_fake()
+        body = {**request_body({"tokens": 1, "fail": [400] * 5, "key": "wrong-everywhere"}),
+                "model": "chain"}
+        refused = httpx.post(stack.url + "/v1/stream", json=body, timeout=10)
+        assert refused.status_code == 400
+        assert stack.stats()["requests"] == 2  # one attempt per target
