@@ -333,12 +333,12 @@ class Gateway:
         With several providers and no default, guessing would send a model to whoever
         happens to be listed first (an OpenAI model to Anthropic, say): refused instead.
         """
+        if not self.providers:  # whatever routing.default_provider names
+            raise RequestError(NO_PROVIDER_MESSAGE, status=503, error_type="unavailable",
+                               headers=[("retry-after", str(NO_PROVIDER_RETRY_AFTER))])
         default = self.default_provider_name()
         if default is not None:
             return self._provider(default)
-        if not self.providers:
-            raise RequestError(NO_PROVIDER_MESSAGE, status=503, error_type="unavailable",
-                               headers=[("retry-after", str(NO_PROVIDER_RETRY_AFTER))])
         raise RequestError(
             f"model {model!r} matches no route and several providers are configured "
             f"({', '.join(sorted(self.providers))}): name one with the \"provider\" field "

@@ -50,8 +50,10 @@ def test_the_default_provider_or_the_only_one_serves_unrouted_models() -> None:
     assert route(gw, "gpt-4o-mini") == [("openai", "gpt-4o-mini")]
 
 
-def test_no_provider_answers_503_saying_what_to_configure() -> None:
-    gw = gateway({})
+@pytest.mark.parametrize("overrides", [{}, {"routing.default_provider": "openai"}])
+def test_no_provider_answers_503_saying_what_to_configure(overrides: dict[str, object]
+                                                          ) -> None:
+    gw = gateway({}, overrides)
     with pytest.raises(RequestError) as refused:
         route(gw, "gpt-4o-mini")
     assert refused.value.status == 503
