@@ -343,8 +343,7 @@ class Gateway:
             f"model {model!r} matches no route and several providers are configured "
             f"({', '.join(sorted(self.providers))}): name one with the \"provider\" field "
             f"or a \"provider/model\" model name, add the model to [routing.aliases] or "
-            f"[routing.fallbacks], or set routing.default_provider",
-            error_type="no_route")
+            f"[routing.fallbacks], or set routing.default_provider")
 
     def default_provider_name(self) -> str | None:
         if self.config.routing.default_provider:
