@@ -339,11 +339,25 @@ class Gateway:
         default = self.default_provider_name()
         if default is not None:
             return self._provider(default)
+        by_family = self._provider_by_family(model)
+        if by_family is not None:
+            return by_family
         raise RequestError(
             f"model {model!r} matches no route and several providers are configured "
             f"({', '.join(sorted(self.providers))}): name one with the \"provider\" field "
             f"or a \"provider/model\" model name, add the model to [routing.aliases] or "
             f"[routing.fallbacks], or set routing.default_provider")
+
+    def _provider_by_family(self, model: str) -> Provider | None:
+        """The one configured provider of the wire format a well-known model name
+        belongs to (``claude-*`` to the Anthropic-format one, ``gpt-*`` and ``o3`` to
+        the OpenAI-format one); None when the name is unknown or that format has
+        several providers (an OpenAI-format local server beside OpenAI, say)."""
+        kind = model_family(model)
+        if kind is None:
+            return None
+        matching = [p for p in self.providers.values() if p.settings.kind == kind]
+        return matching[0] if len(matching) == 1 else None
 
     def default_provider_name(self) -> str | None:
         if self.config.routing.default_provider:
@@ -363,7 +377,7 @@ class Gateway:
             logger.info("models that match no route go to provider %r", default)
         else:
             logger.info("several providers and no routing.default_provider: a model "
-                        "that matches no route is refused (400); name its provider")
+                        "that matches no route and no well-known model family is refused (400)")
 
     def _target(self, spec: str) -> Target:
         name, _, model = spec.partition("/")
@@ -375,6 +389,25 @@ class Gateway:
             raise RequestError(f"unknown provider {name!r}; configured: "
                                f"{', '.join(sorted(self.providers)) or 'none'}")
         return provider
+
+
+# Model name prefixes that belong to one vendor's API, so that with both SDK keys set
+# and no routing table the obvious names still go where they can be served.
+MODEL_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("claude-", "anthropic"),
+    ("gpt-", "openai"), ("chatgpt-", "openai"), ("o1", "openai"), ("o3", "openai"),
+    ("o4", "openai"), ("codex-", "openai"),
+)
+
+
+def model_family(model: str) -> str | None:
+    """The wire format (provider kind) a well-known model name belongs to, if any."""
+    lowered = model.lower()
+    for prefix, kind in MODEL_FAMILIES:
+        if lowered.startswith(prefix) and (prefix[-1] == "-" or lowered == prefix or
+                                           lowered[len(prefix)] in "-."):
+            return kind
+    return None
 
 
 STREAMS_PREFIX = "/v1/streams/"

@@ -29,10 +29,29 @@ def route(gw: Gateway, model: str, **fields: str) -> list[tuple[str, str]]:
     return [(t.provider.settings.name, t.model) for t in targets]
 
 
+def test_several_providers_and_no_default_route_well_known_model_names() -> None:
+    gw = gateway(BOTH_KEYS)
+    assert route(gw, "gpt-4o-mini") == [("openai", "gpt-4o-mini")]
+    assert route(gw, "o3-mini") == [("openai", "o3-mini")]
+    assert route(gw, "o1") == [("openai", "o1")]
+    assert route(gw, "claude-sonnet-4") == [("anthropic", "claude-sonnet-4")]
+    # a name that only starts like a family is not one
+    with pytest.raises(RequestError):
+        route(gw, "o100-custom")
+
+
+def test_a_family_with_two_providers_of_its_format_is_not_guessed() -> None:
+    toml = '[providers.local]\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+    gw = gateway(BOTH_KEYS, toml=toml)
+    with pytest.raises(RequestError):
+        route(gw, "gpt-4o-mini")
+    assert route(gw, "claude-sonnet-4") == [("anthropic", "claude-sonnet-4")]
+
+
 def test_several_providers_and_no_default_refuse_to_guess() -> None:
     gw = gateway(BOTH_KEYS)
     with pytest.raises(RequestError) as refused:
-        route(gw, "gpt-4o-mini")
+        route(gw, "llama3.1")
     assert refused.value.status == 400
     message = str(refused.value)
     for way in ('"provider"', "provider/model", "[routing.aliases]", "[routing.fallbacks]",
