@@ -63,7 +63,7 @@ def test_odd_chunks() -> None:
     assert adapter.feed("message", '{"choices":[{"index":1,"delta":{"content":"x"}}]}') == []
     assert adapter.feed("message", '{"choices":[{"index":0,"delta":{"content":""}}],'
                                    '"unknown":1}') == []
-    with pytest.raises(ProviderError, match="malformed chunk"):
+    with pytest.raises(ProviderError, match="not valid JSON"):
         adapter.feed("message", "{not json")
     with pytest.raises(ProviderError, match="not a JSON object"):
         adapter.feed("message", "[1]")
@@ -132,9 +132,7 @@ def test_feed_message_gives_the_per_token_chunk_as_bare_text() -> None:
         ('{"choices":[{"index":0,"delta":{"role":"assistant","content":"b"}}]}',
          [TextDelta("b")]),
         ('{"choices":[{"index":0,"delta":{"content":""}}]}', []),
-        ('{"choices":[{"index":0,"delta":{"content":7}}]}', [TextDelta(7)]),  # type: ignore[arg-type]
         ('{"choices":[{"index":1,"delta":{"content":"other choice"}}]}', []),
-        ('{"choices":{"0":{"delta":{"content":"not a list"}}}}', []),
         ('{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}', [Usage(3, 4)]),
         ('{"choices":[{"index":0,"delta":{"content":"c"}}],'
          '"usage":{"prompt_tokens":1,"completion_tokens":1}}', [TextDelta("c"), Usage(1, 1)]),
