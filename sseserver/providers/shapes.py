@@ -39,9 +39,9 @@ def malformed(where: str, expected: str) -> ProviderError:
 
 def loads_after_error(data: str) -> Any:
     """The JSON value of ``data`` that orjson refused: lone surrogates (``"\\ud800"``)
-    become U+FFFD, as invalid UTF-8 already does (WHATWG SSE 9.2.6 decoding); anything
-    else orjson refuses is a :class:`ProviderError`. Only for the error path: the
-    stdlib parser it falls back on is several times slower than orjson."""
+    become U+FFFD, as invalid UTF-8 already does (the SSE parser decodes with
+    replacement); anything else orjson refuses is a :class:`ProviderError`. Only for
+    the error path: the stdlib parser it falls back on is several times slower."""
     if _SURROGATE_ESCAPE.search(data) is not None:
         try:
             value = json.loads(data, parse_constant=_refuse_constant)
