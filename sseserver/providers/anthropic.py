@@ -130,13 +130,17 @@ class AnthropicAdapter:
         return handler(self, payload) if handler else []
 
     def _delta(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
-        delta = optional_object(payload.get("delta"), "content_block_delta.delta")
-        if not delta:
+        delta = payload.get("delta")
+        if type(delta) is not dict:
+            optional_object(delta, "content_block_delta.delta")  # null is no delta
             return []
         kind = delta.get("type")
-        if kind == "text_delta":
-            text = optional_text(delta.get("text"), "text_delta.text")
-            return [TextDelta(text)] if text else []
+        if kind == "text_delta":  # the per-token event: its checks written out
+            text = delta.get("text")
+            if type(text) is str:
+                return [TextDelta(text)] if text else []
+            optional_text(text, "text_delta.text")  # null is no text
+            return []
         if kind == "thinking_delta":
             thinking = optional_text(delta.get("thinking"), "thinking_delta.thinking")
             return [ReasoningDelta(thinking)] if thinking else []

@@ -111,7 +111,7 @@ class OpenAIAdapter:
         per-token chunk) comes back as its bare content: no event, no list.
 
         The shortcut decides nothing of its own: whatever it accepts, the full reading
-        (:meth:`chunk_events`) maps to that same one text delta."""
+        (:meth:`_chunk_events`) maps to that same one text delta."""
         if data == "[DONE]":
             self.finished = True
             return self._complete_tool_calls()
@@ -128,9 +128,9 @@ class OpenAIAdapter:
                         and content and choice.get("finish_reason") is None \
                         and (index := choice.get("index", 0)) == 0 and type(index) is int:
                     return content
-        return self.chunk_events(chunk)
+        return self._chunk_events(chunk)
 
-    def chunk_events(self, chunk: Any) -> list[NormalizedEvent]:
+    def _chunk_events(self, chunk: Any) -> list[NormalizedEvent]:
         """The events of one decoded chunk, every field checked."""
         if type(chunk) is not dict:
             raise malformed("a chunk", "a JSON object")

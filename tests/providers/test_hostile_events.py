@@ -227,6 +227,6 @@ def test_openai_shortcut_gives_what_the_full_reading_gives(chunk: Any) -> None:
             decoded = orjson.loads(data)
         except orjson.JSONDecodeError:
             decoded = loads_after_error(data)
-        assert OpenAIAdapter().chunk_events(decoded) == [TextDelta(result)]
+        assert OpenAIAdapter()._chunk_events(decoded) == [TextDelta(result)]
     else:
         assert_documented(result)
