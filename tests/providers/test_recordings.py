@@ -101,17 +101,10 @@ def random_reads(body: bytes, rng: random.Random) -> Iterator[bytes]:
 
 def gateway(body: bytes, wire_format: str, rng: random.Random) -> Outcome:
     adapter = OpenAIAdapter() if wire_format == "openai" else AnthropicAdapter()
-    parser = SSEParser()
     events: list[NormalizedEvent] = []
-    error = None
     try:
-        for read in random_reads(body, rng):
-            for sse in parser.feed(read):
-                events.extend(_adapted(adapter, sse.event, sse.data))
-                if adapter.finished or any(type(e) is ErrorEvent for e in events):
-                    raise StopIteration
-    except StopIteration:
-        pass
+        _relayed(adapter, random_reads(body, rng), events)
+        error = None
     except ProviderError as exc:
         error = ("provider_error", str(exc))
     outcome = _assembled(events)
@@ -120,6 +113,17 @@ def gateway(body: bytes, wire_format: str, rng: random.Random) -> Outcome:
         usage = adapter.usage_so_far()  # what the relay reports for a stream cut short
         outcome.usage = (usage.input_tokens, usage.output_tokens) if usage else None
     return outcome
+
+
+def _relayed(adapter: OpenAIAdapter | AnthropicAdapter, reads: Iterator[bytes],
+             events: list[NormalizedEvent]) -> None:
+    """As the relay reads: until the provider's end or its first error event."""
+    parser = SSEParser()
+    for read in reads:
+        for sse in parser.feed(read):
+            events.extend(_adapted(adapter, sse.event, sse.data))
+            if adapter.finished or any(type(e) is ErrorEvent for e in events):
+                return
 
 
 def _adapted(adapter: OpenAIAdapter | AnthropicAdapter, event: str, data: str
