@@ -21,6 +21,7 @@ from httpx_sse import connect_sse
 from tests.e2e.stack import Stack
 
 PAUSE = 0.02  # between two events: each arrives in a read of its own
+ACCEPT_POLL = 0.05  # how soon the accepting thread notices it should stop
 
 
 class RawUpstream:
@@ -30,16 +31,20 @@ class RawUpstream:
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(ACCEPT_POLL)
         self.port = self.listener.getsockname()[1]
         self.requests = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
 
     def _serve(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 conn, _ = self.listener.accept()
-            except OSError:
-                return
+            except TimeoutError:
+                continue
+            conn.settimeout(None)
             threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn: socket.socket) -> None:
@@ -64,6 +69,10 @@ class RawUpstream:
         conn.sendall(b"0\r\n\r\n")
 
     def close(self) -> None:
+        # Closed under a thread blocked in accept(), a listening socket lives on, and a
+        # later test's server on a reused port would meet this one's answers.
+        self._stopping.set()
+        self._thread.join(5)
         self.listener.close()
 
 
