@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from sseserver.errors import ProviderError, RequestError
+from sseserver.errors import RequestError
 from sseserver.events import (
     ErrorEvent,
     Finish,
@@ -17,6 +17,16 @@ from sseserver.events import (
     Usage,
 )
 from sseserver.providers.base import SettingsProvider, UpstreamRequest
+from sseserver.providers.shapes import (
+    json_text,
+    loads_after_error,
+    malformed,
+    message_text,
+    optional_count,
+    optional_object,
+    optional_text,
+    wire_token,
+)
 from sseserver.schema import GenerationRequest
 
 API_VERSION = "2023-06-01"  # the version the official SDKs send
@@ -85,16 +95,23 @@ def anthropic_tool(tool: dict[str, Any]) -> dict[str, Any]:
 
 
 class AnthropicAdapter:
-    """Maps Messages stream events to normalized events; usage is cumulative."""
+    """Maps Messages stream events to normalized events; usage is cumulative.
 
-    __slots__ = ("_blocks", "_input_tokens", "_output_tokens", "_tools", "finished")
+    Every field is read by its documented type (:mod:`shapes`): an event with a field of
+    another type is a :class:`ProviderError`, never an exception of another kind, and
+    the events it gives have the types :mod:`sseserver.events` documents.
+    """
+
+    __slots__ = ("_input_tokens", "_output_tokens", "_tools", "_unstreamed", "finished")
 
     def __init__(self) -> None:
         self.finished = False
         self._input_tokens = 0
         self._output_tokens = 0
-        self._blocks: dict[int, str] = {}  # content block index -> block type
         self._tools: dict[int, int] = {}  # content block index -> tool-call ordinal
+        # tool block index -> its whole input as JSON text, until an input_json_delta
+        # brings a fragment: sent at content_block_stop if none did
+        self._unstreamed: dict[int, str] = {}
 
     def feed_message(self, data: str) -> str | list[NormalizedEvent]:
         return self.feed("message", data)  # every event of this wire format is named
@@ -103,65 +120,97 @@ class AnthropicAdapter:
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise ProviderError(f"malformed event from provider: {data[:80]!r}",
-                                retryable=False) from None
-        if not isinstance(payload, dict):
-            raise ProviderError("event from provider is not a JSON object", retryable=False)
-        kind = event if event != "message" else str(payload.get("type", ""))
+            payload = loads_after_error(data)
+        if type(payload) is not dict:
+            raise malformed("an event", "a JSON object")
+        kind = event if event != "message" else payload.get("type")
         if kind == "content_block_delta":
             return self._delta(payload)
-        handler = _HANDLERS.get(kind)
+        handler = _HANDLERS.get(kind) if type(kind) is str else None
         return handler(self, payload) if handler else []
 
     def _delta(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
-        delta = payload.get("delta") or {}
+        delta = payload.get("delta")
+        if type(delta) is not dict:
+            optional_object(delta, "content_block_delta.delta")  # null is no delta
+            return []
         kind = delta.get("type")
-        if kind == "text_delta":
+        if kind == "text_delta":  # the per-token event: its checks written out
             text = delta.get("text")
-            return [TextDelta(text)] if text else []
+            if type(text) is str:
+                return [TextDelta(text)] if text else []
+            optional_text(text, "text_delta.text")  # null is no text
+            return []
         if kind == "thinking_delta":
-            thinking = delta.get("thinking")
+            thinking = optional_text(delta.get("thinking"), "thinking_delta.thinking")
             return [ReasoningDelta(thinking)] if thinking else []
         if kind == "input_json_delta":
-            fragment = delta.get("partial_json")
-            ordinal = self._tools.get(int(payload.get("index", 0)))
+            fragment = optional_text(delta.get("partial_json"), "input_json_delta.partial_json")
+            index = _block_index(payload, "content_block_delta.index")
+            ordinal = self._tools.get(index)
             if fragment and ordinal is not None:
+                self._unstreamed.pop(index, None)
                 return [ToolCallDelta(ordinal, None, None, fragment)]
         return []
 
     def _message_start(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
-        usage = (payload.get("message") or {}).get("usage") or {}
-        self._input_tokens = int(usage.get("input_tokens") or 0)
-        self._output_tokens = int(usage.get("output_tokens") or 0)
+        message = optional_object(payload.get("message"), "message_start.message") or {}
+        usage = optional_object(message.get("usage"), "message_start.message.usage") or {}
+        self._input_tokens = optional_count(usage.get("input_tokens"), "usage.input_tokens") or 0
+        self._output_tokens = \
+            optional_count(usage.get("output_tokens"), "usage.output_tokens") or 0
         return []
 
     def _block_start(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
-        index = int(payload.get("index", 0))
-        block = payload.get("content_block") or {}
-        self._blocks[index] = str(block.get("type"))
+        index = _block_index(payload, "content_block_start.index")
+        block = optional_object(payload.get("content_block"), "content_block") or {}
         if block.get("type") != "tool_use":
             return []
+        call_id = optional_text(block.get("id"), "content_block.id")
+        name = optional_text(block.get("name"), "content_block.name")
+        tool_input = optional_object(block.get("input"), "content_block.input")
         ordinal = len(self._tools)
         self._tools[index] = ordinal
-        return [ToolCallDelta(ordinal, block.get("id"), block.get("name"), "")]
+        # The SDKs' accumulation: the input of the start stands unless fragments come.
+        self._unstreamed[index] = json_text(tool_input, "content_block.input") \
+            if tool_input else "{}"
+        return [ToolCallDelta(ordinal, call_id or None, name or None, "")]
+
+    def _block_stop(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
+        """A tool block that streamed no input gets its whole input ("{}" when empty,
+        as the official SDK gives): clients JSON.parse the arguments."""
+        index = _block_index(payload, "content_block_stop.index")
+        arguments = self._unstreamed.pop(index, None)
+        if arguments is None:
+            return []
+        return [ToolCallDelta(self._tools[index], None, None, arguments)]
 
     def _message_delta(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
-        usage = payload.get("usage") or {}
-        if usage.get("output_tokens") is not None:
-            self._output_tokens = int(usage["output_tokens"])
-        if usage.get("input_tokens") is not None:
-            self._input_tokens = int(usage["input_tokens"])
-        reason = (payload.get("delta") or {}).get("stop_reason")
-        return [Finish(_STOP_REASONS.get(reason, reason))] if reason else []
+        usage = optional_object(payload.get("usage"), "message_delta.usage") or {}
+        output_tokens = optional_count(usage.get("output_tokens"), "usage.output_tokens")
+        if output_tokens is not None:
+            self._output_tokens = output_tokens
+        input_tokens = optional_count(usage.get("input_tokens"), "usage.input_tokens")
+        if input_tokens is not None:
+            self._input_tokens = input_tokens
+        delta = optional_object(payload.get("delta"), "message_delta.delta") or {}
+        reason = optional_text(delta.get("stop_reason"), "message_delta.delta.stop_reason")
+        if not reason:
+            return []
+        return [Finish(_STOP_REASONS.get(reason) or wire_token(reason, "other"))]
 
     def _message_stop(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
         self.finished = True
         return [Usage(self._input_tokens, self._output_tokens)]
 
     def _error(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
-        error = payload.get("error") or {}
-        kind = str(error.get("type") or "api_error")
-        return [ErrorEvent(kind, str(error.get("message") or kind),
+        """A mid-stream error: the provider's message (the relay redacts it) and type,
+        made a token."""
+        error = payload.get("error")
+        if type(error) is not dict:
+            error = {}
+        kind = wire_token(error.get("type"), "api_error")
+        return [ErrorEvent(kind, message_text(error.get("message"), kind),
                            retryable=kind in _RETRYABLE_ERROR_TYPES,
                            status=_ERROR_STATUS.get(kind))]
 
@@ -169,9 +218,14 @@ class AnthropicAdapter:
         return Usage(self._input_tokens, self._output_tokens)
 
 
+def _block_index(payload: dict[str, Any], where: str) -> int:
+    return optional_count(payload.get("index"), where) or 0
+
+
 _HANDLERS = {
     "message_start": AnthropicAdapter._message_start,
     "content_block_start": AnthropicAdapter._block_start,
+    "content_block_stop": AnthropicAdapter._block_stop,
     "message_delta": AnthropicAdapter._message_delta,
     "message_stop": AnthropicAdapter._message_stop,
     "error": AnthropicAdapter._error,

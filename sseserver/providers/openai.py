@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from sseserver.errors import ProviderError, RequestError
+from sseserver.errors import RequestError
 from sseserver.events import (
     ErrorEvent,
     Finish,
@@ -21,9 +21,21 @@ from sseserver.events import (
     Usage,
 )
 from sseserver.providers.base import SettingsProvider, UpstreamRequest
+from sseserver.providers.shapes import (
+    loads_after_error,
+    malformed,
+    message_text,
+    optional_count,
+    optional_list,
+    optional_object,
+    optional_text,
+    wire_token,
+)
 from sseserver.schema import GenerationRequest
 
 _loads = orjson.loads
+# openai-python's message for a mid-stream error that names none (reference 6.2)
+_DEFAULT_ERROR_MESSAGE = "An error occurred during streaming"
 # Error types a new attempt may cure (section 6).
 _RETRYABLE_ERROR_TYPES = frozenset({"server_error", "service_unavailable_error",
                                     "rate_limit_error", "overloaded_error", "timeout"})
@@ -72,13 +84,20 @@ def openai_tool(tool: dict[str, Any]) -> dict[str, Any]:
 
 
 class OpenAIAdapter:
-    """Maps chat.completion.chunk objects to normalized events."""
+    """Maps chat.completion.chunk objects to normalized events.
 
-    __slots__ = ("_usage", "finished")
+    Every field is read by its documented type (:mod:`shapes`): a chunk with a field of
+    another type is a :class:`ProviderError`, never an exception of another kind, and
+    the events it gives have the types :mod:`sseserver.events` documents.
+    """
+
+    __slots__ = ("_tool_arguments", "_usage", "finished")
 
     def __init__(self) -> None:
         self.finished = False
         self._usage: Usage | None = None
+        # tool-call index -> whether any argument text came; None until a tool call does
+        self._tool_arguments: dict[int, bool] | None = None
 
     def usage_so_far(self) -> Usage | None:
         return self._usage  # OpenAI reports usage only in its last chunk
@@ -89,72 +108,147 @@ class OpenAIAdapter:
 
     def feed_message(self, data: str) -> str | list[NormalizedEvent]:
         """:meth:`feed` for an unnamed event, except that a plain text delta (the
-        per-token chunk) comes back as its bare content: no event, no list."""
+        per-token chunk) comes back as its bare content: no event, no list.
+
+        The shortcut decides nothing of its own: whatever it accepts, the full reading
+        (:meth:`_chunk_events`) maps to that same one text delta."""
         if data == "[DONE]":
             self.finished = True
-            return []
+            return self._complete_tool_calls()
         try:
             chunk = _loads(data)
         except orjson.JSONDecodeError:
-            raise ProviderError(f"malformed chunk from provider: {data[:80]!r}",
-                                retryable=False) from None
-        if not isinstance(chunk, dict):
-            raise ProviderError("chunk from provider is not a JSON object", retryable=False)
-        error = chunk.get("error")
-        if error:
-            return [_error_event(error)]
-        choices = chunk.get("choices")
-        usage = chunk.get("usage")
-        choice = choices[0] if choices and isinstance(choices, list) else None
-        # Only the first choice is relayed: the gateway asks for n=1.
-        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-            choice = None
-        if choice is not None and usage is None:
-            delta = choice.get("delta")
-            if type(delta) is dict and len(delta) == 1 and not choice.get("finish_reason"):
-                content = delta.get("content")
-                if type(content) is str and content:
+            chunk = loads_after_error(data)
+        if type(chunk) is dict and chunk.get("usage") is None and "error" not in chunk:
+            choices = chunk.get("choices")
+            if type(choices) is list and choices:
+                choice = choices[0]
+                if type(choice) is dict and type(delta := choice.get("delta")) is dict \
+                        and len(delta) == 1 and type(content := delta.get("content")) is str \
+                        and content and choice.get("finish_reason") is None \
+                        and (index := choice.get("index", 0)) == 0 and type(index) is int:
                     return content
+        return self._chunk_events(chunk)
+
+    def _chunk_events(self, chunk: Any) -> list[NormalizedEvent]:
+        """The events of one decoded chunk, every field checked."""
+        if type(chunk) is not dict:
+            raise malformed("a chunk", "a JSON object")
+        error = chunk.get("error")
+        if error:  # what openai-python raises on: any truthy error (reference 6.2)
+            return [_error_event(error)]
         events: list[NormalizedEvent] = []
-        if choice is not None:
-            _choice_events(choice, events)
-        if isinstance(usage, dict):
-            self._usage = Usage(int(usage.get("prompt_tokens") or 0),
-                                int(usage.get("completion_tokens") or 0))
+        choices = optional_list(chunk.get("choices"), "choices")
+        choice = optional_object(choices[0], "choices[0]") if choices else None
+        # Only the first choice is relayed: the gateway asks for n=1.
+        if choice is not None and _choice_index(choice) == 0:
+            self._choice_events(choice, events)
+        usage = optional_object(chunk.get("usage"), "usage")
+        if usage is not None:
+            self._usage = Usage(
+                optional_count(usage.get("prompt_tokens"), "usage.prompt_tokens") or 0,
+                optional_count(usage.get("completion_tokens"), "usage.completion_tokens") or 0)
             events.append(self._usage)
         return events
 
+    def _choice_events(self, choice: dict[str, Any], events: list[NormalizedEvent]) -> None:
+        delta = optional_object(choice.get("delta"), "choices[0].delta")
+        if delta:
+            _content_events(delta.get("content"), events)
+            reasoning = optional_text(delta.get("reasoning_content"), "delta.reasoning_content") \
+                or optional_text(delta.get("reasoning"), "delta.reasoning")
+            if reasoning:
+                events.append(ReasoningDelta(reasoning))
+            refusal = optional_text(delta.get("refusal"), "delta.refusal")
+            if refusal:  # a refusal is text the user should read
+                events.append(TextDelta(refusal))
+            for call in optional_list(delta.get("tool_calls"), "delta.tool_calls") or ():
+                self._tool_call_events(call, events)
+        reason = optional_text(choice.get("finish_reason"), "choices[0].finish_reason")
+        if reason:
+            events.extend(self._complete_tool_calls())
+            events.append(Finish(wire_token(reason, "other")))
 
-def _choice_events(choice: dict[str, Any], events: list[NormalizedEvent]) -> None:
-    delta = choice.get("delta")
-    if isinstance(delta, dict):
-        content = delta.get("content")
+    def _tool_call_events(self, call: Any, events: list[NormalizedEvent]) -> None:
+        if type(call) is not dict:
+            raise malformed("a tool call", "an object")
+        index = optional_count(call.get("index"), "tool_calls[].index") or 0
+        function = optional_object(call.get("function"), "tool_calls[].function") or {}
+        call_id = optional_text(call.get("id"), "tool_calls[].id")
+        name = optional_text(function.get("name"), "tool_calls[].function.name")
+        arguments = optional_text(function.get("arguments"), "tool_calls[].function.arguments")
+        seen = self._tool_arguments
+        if seen is None:
+            seen = self._tool_arguments = {}
+        seen[index] = seen.get(index, False) or bool(arguments)
+        if call_id or name or arguments:
+            events.append(ToolCallDelta(index, call_id or None, name or None, arguments or ""))
+
+    def _complete_tool_calls(self) -> list[NormalizedEvent]:
+        """A tool call that got no argument text yet gets "{}" (what OpenAI itself
+        sends for a function without parameters): clients JSON.parse the arguments."""
+        seen = self._tool_arguments
+        if not seen or all(seen.values()):
+            return []
+        empty = [index for index, has_arguments in seen.items() if not has_arguments]
+        for index in empty:
+            seen[index] = True
+        return [ToolCallDelta(index, None, None, "{}") for index in empty]
+
+
+def _choice_index(choice: dict[str, Any]) -> int:
+    return optional_count(choice.get("index"), "choices[0].index") or 0
+
+
+def _content_events(content: Any, events: list[NormalizedEvent]) -> None:
+    """``delta.content``: a string, or (Mistral's reasoning models) a list of parts."""
+    if type(content) is str:
         if content:
             events.append(TextDelta(content))
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
-            events.append(ReasoningDelta(reasoning))
-        refusal = delta.get("refusal")
-        if refusal:  # a refusal is text the user should read
-            events.append(TextDelta(refusal))
-        tool_calls = delta.get("tool_calls")
-        if tool_calls:
-            events.extend(_tool_call(call) for call in tool_calls if isinstance(call, dict))
-    reason = choice.get("finish_reason")
-    if reason:
-        events.append(Finish(str(reason)))
+    elif type(content) is list:
+        for part in content:
+            _part_events(part, events)
+    elif content is not None:
+        # Relayed, it would break the contract that a text delta is a string; dropped,
+        # the client would get a clean end and never know text was lost.
+        raise malformed("delta.content", "a string or a list of parts")
 
 
-def _tool_call(call: dict[str, Any]) -> ToolCallDelta:
-    function = call.get("function") or {}
-    return ToolCallDelta(index=int(call.get("index", 0)), id=call.get("id"),
-                         name=function.get("name"),
-                         arguments=function.get("arguments") or "")
+def _part_events(part: Any, events: list[NormalizedEvent]) -> None:
+    """One content part: ``{"type": "text", "text"}`` is text; ``{"type": "thinking",
+    "thinking"}`` is reasoning, its ``thinking`` a string or a list of text parts.
+    Other part types (references, images) carry no text to relay."""
+    if type(part) is not dict:
+        raise malformed("a content part", "an object")
+    kind = part.get("type")
+    if kind == "text":
+        text = optional_text(part.get("text"), "a text part's text")
+        if text:
+            events.append(TextDelta(text))
+    elif kind == "thinking":
+        thinking = part.get("thinking")
+        if type(thinking) is list:
+            thinking = "".join(_part_text(inner) for inner in thinking)
+        elif thinking is not None and type(thinking) is not str:
+            raise malformed("a thinking part's thinking", "a string or a list of parts")
+        if thinking:
+            events.append(ReasoningDelta(thinking))
+
+
+def _part_text(part: Any) -> str:
+    if type(part) is not dict:
+        raise malformed("a part inside a thinking part", "an object")
+    if part.get("type") != "text":
+        return ""
+    return optional_text(part.get("text"), "a text part's text") or ""
 
 
 def _error_event(error: Any) -> ErrorEvent:
-    if not isinstance(error, dict):
-        return ErrorEvent("provider_error", str(error), retryable=False)
-    kind = str(error.get("type") or "provider_error")
-    return ErrorEvent(kind, str(error.get("message") or "An error occurred during streaming"),
+    """A mid-stream error: the provider's message (the relay redacts it) and type, made
+    a token; the defaults are openai-python's."""
+    if type(error) is not dict:
+        return ErrorEvent("provider_error", message_text(error, _DEFAULT_ERROR_MESSAGE),
+                          retryable=False)
+    kind = wire_token(error.get("type"), "provider_error")
+    return ErrorEvent(kind, message_text(error.get("message"), _DEFAULT_ERROR_MESSAGE),
                       retryable=kind in _RETRYABLE_ERROR_TYPES)

@@ -86,3 +86,83 @@ def test_error_mapping() -> None:
     assert error.retryable and error.status == 529
     assert "Overloaded" in str(error) and "ak-1" not in str(error)
     assert not PROVIDER.map_error(401, {}, b"{}").retryable
+
+
+def _stream(adapter: AnthropicAdapter, *payloads: dict[str, object]) -> list[object]:
+    return [event for payload in payloads
+            for event in adapter.feed(str(payload["type"]), orjson.dumps(payload).decode())]
+
+
+def test_a_tool_call_without_arguments_gets_an_empty_object() -> None:
+    """an_thinking_noarg_tool: tool_use with input {} and one partial_json ""."""
+    adapter = AnthropicAdapter()
+    tool = {"type": "tool_use", "id": "toolu_1", "name": "fixed_version", "input": {}}
+    assert _stream(
+        adapter,
+        {"type": "content_block_start", "index": 1, "content_block": tool},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "input_json_delta", "partial_json": ""}},
+        {"type": "content_block_stop", "index": 1},
+    ) == [ToolCallDelta(0, "toolu_1", "fixed_version", ""), ToolCallDelta(0, None, None, "{}")]
+    # an input sent whole in the start stands, as in the SDK's accumulation
+    whole = {**tool, "input": {"a": [1, "é"]}}
+    assert _stream(AnthropicAdapter(),
+                   {"type": "content_block_start", "index": 0, "content_block": whole},
+                   {"type": "content_block_stop", "index": 0})[1] == \
+        ToolCallDelta(0, None, None, '{"a":[1,"é"]}')
+    # streamed input needs nothing more at the stop
+    assert _stream(AnthropicAdapter(),
+                   {"type": "content_block_start", "index": 0, "content_block": tool},
+                   {"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "input_json_delta", "partial_json": "{}"}},
+                   {"type": "content_block_stop", "index": 0})[1:] == [
+        ToolCallDelta(0, None, None, "{}")]
+
+
+@pytest.mark.parametrize("event", [
+    {"type": "content_block_start", "index": 0, "content_block": "tool_use"},
+    {"type": "content_block_start", "index": "0", "content_block": {"type": "text"}},
+    {"type": "content_block_start", "index": 0,
+     "content_block": {"type": "tool_use", "id": 1, "name": "f"}},
+    {"type": "content_block_start", "index": 0,
+     "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": []}},
+    {"type": "content_block_delta", "index": 0, "delta": ["text_delta"]},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 5}},
+    {"type": "content_block_delta", "index": 0,
+     "delta": {"type": "text_delta", "text": {"evil": [1, 2]}}},
+    {"type": "content_block_delta", "index": 1.5,
+     "delta": {"type": "input_json_delta", "partial_json": "{"}},
+    {"type": "content_block_stop", "index": [0]},
+    {"type": "message_start", "message": {"usage": {"input_tokens": "12"}}},
+    {"type": "message_start", "message": []},
+    {"type": "message_delta", "delta": {"stop_reason": 1}, "usage": {"output_tokens": 2}},
+    {"type": "message_delta", "delta": {}, "usage": {"output_tokens": True}},
+    {"type": "message_delta", "delta": {}, "usage": {"output_tokens": 2**60}},
+])
+def test_a_field_of_the_wrong_type_is_a_provider_error(event: dict[str, object]) -> None:
+    with pytest.raises(ProviderError) as raised:
+        _stream(AnthropicAdapter(), event)
+    assert not raised.value.retryable
+    assert raised.value.args[0].startswith("provider event: ")
+
+
+def test_mid_stream_error_types_are_tokens_and_messages_strings() -> None:
+    [event] = _stream(AnthropicAdapter(), {"type": "error", "error": {
+        "type": "overloaded_error\n" + "x" * 100, "message": {"m": 1}}})
+    assert event == ErrorEvent("overloaded_error_" + "x" * 47, "overloaded_error_" + "x" * 47,
+                               retryable=False)
+    [event] = _stream(AnthropicAdapter(), {"type": "error", "error": "Overloaded"})
+    assert event == ErrorEvent("api_error", "api_error", True, 500)
+
+
+def test_a_lone_surrogate_becomes_the_replacement_character() -> None:
+    adapter = AnthropicAdapter()
+    data = '{"type":"content_block_delta","index":0,' \
+           '"delta":{"type":"text_delta","text":"x\\udfff"}}'
+    assert adapter.feed("content_block_delta", data) == [TextDelta("x\ufffd")]
+
+
+def test_errors_never_quote_the_upstream_bytes() -> None:
+    with pytest.raises(ProviderError) as raised:
+        AnthropicAdapter().feed("content_block_delta", '{"sk-ant-secret": oops')
+    assert "sk-ant" not in str(raised.value)

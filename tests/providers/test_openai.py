@@ -63,7 +63,7 @@ def test_odd_chunks() -> None:
     assert adapter.feed("message", '{"choices":[{"index":1,"delta":{"content":"x"}}]}') == []
     assert adapter.feed("message", '{"choices":[{"index":0,"delta":{"content":""}}],'
                                    '"unknown":1}') == []
-    with pytest.raises(ProviderError, match="malformed chunk"):
+    with pytest.raises(ProviderError, match="not valid JSON"):
         adapter.feed("message", "{not json")
     with pytest.raises(ProviderError, match="not a JSON object"):
         adapter.feed("message", "[1]")
@@ -132,9 +132,7 @@ def test_feed_message_gives_the_per_token_chunk_as_bare_text() -> None:
         ('{"choices":[{"index":0,"delta":{"role":"assistant","content":"b"}}]}',
          [TextDelta("b")]),
         ('{"choices":[{"index":0,"delta":{"content":""}}]}', []),
-        ('{"choices":[{"index":0,"delta":{"content":7}}]}', [TextDelta(7)]),  # type: ignore[arg-type]
         ('{"choices":[{"index":1,"delta":{"content":"other choice"}}]}', []),
-        ('{"choices":{"0":{"delta":{"content":"not a list"}}}}', []),
         ('{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}', [Usage(3, 4)]),
         ('{"choices":[{"index":0,"delta":{"content":"c"}}],'
          '"usage":{"prompt_tokens":1,"completion_tokens":1}}', [TextDelta("c"), Usage(1, 1)]),
@@ -142,3 +140,93 @@ def test_feed_message_gives_the_per_token_chunk_as_bare_text() -> None:
         assert OpenAIAdapter().feed_message(data) == events, data
         assert OpenAIAdapter().feed("message", data) == events, data
     assert adapter.feed_message("[DONE]") == [] and adapter.finished
+
+
+@pytest.mark.parametrize("data", [
+    '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":"x","function":{}}]}}]}',
+    '{"choices":{"0":{"delta":{"content":"not a list"}}}}',
+    '{"choices":[{"index":0,"delta":["content"]}]}',
+    '{"choices":[],"usage":{"prompt_tokens":"3","completion_tokens":4}}',
+    '{"choices":[{"index":0.0,"delta":{"content":"a"}}]}',
+    '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":"f"}]}}]}',
+    '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1.5}]}}]}',
+    '{"choices":[{"index":0,"delta":{"content":{"evil":[1,2]}}}]}',
+    '{"choices":[{"index":0,"delta":{"content":7}}]}',
+    '{"choices":[{"index":0,"delta":{},"finish_reason":["stop"]}]}',
+])
+def test_a_field_of_the_wrong_type_is_a_provider_error(data: str) -> None:
+    with pytest.raises(ProviderError) as raised:
+        OpenAIAdapter().feed_message(data)
+    assert not raised.value.retryable
+    assert raised.value.args[0].startswith("provider event: ")
+
+
+def test_errors_never_quote_the_upstream_bytes() -> None:
+    for data in ['{"key": "sk-secret-123", oops', '["sk-secret-123"]',
+                 '{"choices":[{"index":0,"delta":{"content":{"k":"sk-secret-123"}}}]}']:
+        with pytest.raises(ProviderError) as raised:
+            OpenAIAdapter().feed_message(data)
+        assert "sk-secret" not in str(raised.value)
+
+
+def test_mid_stream_error_types_are_tokens_and_messages_strings() -> None:
+    def error_of(error: object) -> ErrorEvent:
+        [event] = OpenAIAdapter().feed_message(orjson.dumps({"error": error}).decode())
+        assert isinstance(event, ErrorEvent)
+        return event
+    assert error_of({"type": {"nested": 1}, "message": ["x"]}) == ErrorEvent(
+        "provider_error", "An error occurred during streaming", False)
+    assert error_of({"type": "server_error\r\nx-injected: 1" + "z" * 500}).type == \
+        "server_error_x-injected:_1" + "z" * 37  # clipped at 64 first
+    assert error_of({"type": "\x00\x01", "message": "m"}).type == "provider_error"
+    assert error_of("plain text error") == ErrorEvent("provider_error", "plain text error",
+                                                       False)
+    assert error_of({"type": "server_error", "message": "boom"}).retryable
+
+
+def test_content_parts_of_mistral_reasoning_models() -> None:
+    adapter = OpenAIAdapter()
+    def delta(content: object) -> list[object]:
+        data = orjson.dumps({"choices": [{"index": 0, "delta": {"content": content}}]})
+        result = adapter.feed_message(data.decode())
+        return [TextDelta(result)] if isinstance(result, str) else result
+    # the shapes of oc_mistral_content_parts: nested thinking parts, an empty one
+    assert delta([{"type": "thinking", "thinking": [{"type": "text", "text": "Okay"}]}]) \
+        == [ReasoningDelta("Okay")]
+    assert delta([{"type": "thinking", "thinking": []}]) == []
+    assert delta([{"type": "thinking", "thinking": "flat"}, {"type": "text", "text": "Hi"},
+                  {"type": "image_url", "image_url": "u"}]) == [
+        ReasoningDelta("flat"), TextDelta("Hi")]
+    assert delta("To") == [TextDelta("To")]
+    for bad in ([1], [{"type": "text", "text": 2}], [{"type": "thinking", "thinking": 3}],
+                [{"type": "thinking", "thinking": ["x"]}]):
+        with pytest.raises(ProviderError):
+            delta(bad)
+
+
+def test_a_tool_call_without_arguments_gets_an_empty_object() -> None:
+    adapter = OpenAIAdapter()
+    first = '{"choices":[{"index":0,"delta":{"tool_calls":[' \
+            '{"index":0,"id":"c0","function":{"name":"now","arguments":""}},' \
+            '{"index":1,"id":"c1","function":{"name":"add","arguments":"{\\"a\\":1}"}}]}}]}'
+    assert adapter.feed_message(first) == [ToolCallDelta(0, "c0", "now", ""),
+                                           ToolCallDelta(1, "c1", "add", '{"a":1}')]
+    assert adapter.feed_message('{"choices":[{"index":0,"delta":{},'
+                                '"finish_reason":"tool_calls"}]}') == [
+        ToolCallDelta(0, None, None, "{}"), Finish("tool_calls")]
+    assert adapter.feed_message("[DONE]") == []
+    # a stream that ends with no finish_reason completes them at [DONE]
+    adapter = OpenAIAdapter()
+    adapter.feed_message('{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,'
+                         '"id":"c","function":{"name":"now"}}]}}]}')
+    assert adapter.feed_message("[DONE]") == [ToolCallDelta(0, None, None, "{}")]
+
+
+def test_a_lone_surrogate_becomes_the_replacement_character() -> None:
+    adapter = OpenAIAdapter()
+    data = '{"choices":[{"index":0,"delta":{"content":"a\\ud800b\\udc00"}}]}'
+    assert adapter.feed_message(data) == "a\ufffdb\ufffd"
+    pair = '{"choices":[{"index":0,"delta":{"content":"\\ud83d\\ude00"}}]}'
+    assert adapter.feed_message(pair) == "\U0001f600"
+    with pytest.raises(ProviderError, match="not valid JSON"):
+        adapter.feed_message('{"content":"\\ud800", oops}')
