@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -19,12 +20,14 @@ from urllib.parse import parse_qs
 from sseserver.aio.http_server import HTTPConnection, HTTPRequest
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import Timeouts
+from sseserver.compat.api import ANTHROPIC_MESSAGES, OPENAI_CHAT, CompatAPI
+from sseserver.compat.models import models_list
 from sseserver.config import Config
 from sseserver.core.stream_log import StreamLog, parse_last_event_id
 from sseserver.errors import RequestError
 from sseserver.fanout import LogOutput
 from sseserver.formats.sse import SSEFormatter
-from sseserver.output import DirectOutput
+from sseserver.output import CollectingOutput, DirectOutput, Output, ShapedOutput
 from sseserver.providers.base import Provider
 from sseserver.relay import Relay, RelayPolicy, RelayState, Target
 from sseserver.schema import GenerationRequest, parse_generation_request
@@ -62,6 +65,9 @@ class Gateway:
         self._routes: dict[str, dict[str, Route]] = {
             "/v1/stream": {"POST": self._post_stream},
             "/v1/streams": {"POST": self._post_streams},
+            "/v1/chat/completions": {"POST": self._post_chat_completions},
+            "/v1/messages": {"POST": self._post_messages},
+            "/v1/models": {"GET": self._models},
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
             "/metrics": {"GET": self._metrics},
@@ -166,14 +172,52 @@ class Gateway:
         conn.respond_json(201, {"id": resumable.relay.id, "url": resumable.url},
                           [("location", resumable.url)])
 
-    def _admit(self, request: HTTPRequest) -> GenerationRequest:
-        """The request's generation, if the server takes one more stream now."""
+    def _post_chat_completions(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        self._serve_compat(OPENAI_CHAT, request, conn)
+
+    def _post_messages(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        self._serve_compat(ANTHROPIC_MESSAGES, request, conn)
+
+    def _serve_compat(self, api: CompatAPI, request: HTTPRequest, conn: HTTPConnection
+                      ) -> None:
+        """An OpenAI- or Anthropic-compatible request: the same relay as /v1/stream,
+        with that API's formatter (streaming) or assembler (a whole answer)."""
+        try:
+            self._check_room()
+            compat = api.parse(request.body)
+            route = self.resolve(compat.generation)
+        except RequestError as exc:
+            self.counters["http_errors"] += 1
+            conn.respond_json(exc.status, api.shape(exc.status, {"error": {
+                "type": exc.error_type, "message": str(exc)}}), exc.headers)
+            return
+        created = int(time.time())
+        if compat.stream:
+            formatter = api.formatter(compat, created)
+            output: Output = ShapedOutput(conn, [], api.shape)
+        else:
+            formatter = assembler = api.assembler(created)
+            output = CollectingOutput(conn, assembler, self.config.streams.max_bytes,
+                                      api.shape)
+        self._start(Relay(output, compat.generation, route, formatter, self.policy,
+                          self.pool, on_end=self._relay_ended))
+
+    def _models(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        conn.respond_json(200, models_list(self.config.routing, self.providers,
+                                           "anthropic-version" in request.headers))
+
+    def _check_room(self) -> None:
+        """Raises :class:`RequestError` (503) unless the server takes one more stream."""
         if self.draining:
             raise RequestError("server is draining", status=503, error_type="unavailable",
                                headers=[("retry-after", "5")])
         if len(self.relays) >= self.config.server.max_connections:
             raise RequestError("server is at capacity", status=503,
                                error_type="unavailable", headers=[("retry-after", "1")])
+
+    def _admit(self, request: HTTPRequest) -> GenerationRequest:
+        """The request's generation, if the server takes one more stream now."""
+        self._check_room()
         generation = parse_generation_request(request.body)
         if generation.format != "sse":
             raise RequestError(f"format {generation.format!r} is not available yet")
