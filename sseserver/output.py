@@ -1,8 +1,12 @@
-"""Where a relay's frames go: straight to one client, or into a stream log.
+"""Where a relay's frames go: straight to one client, into a stream log, or into one
+whole answer.
 
 :class:`DirectOutput` writes to the one connection that asked, and passes that
-connection's backpressure to the upstream socket (true end-to-end flow control). The
-log-backed output of resumable streams lives in :mod:`sseserver.fanout`.
+connection's backpressure to the upstream socket (true end-to-end flow control);
+:class:`ShapedOutput` is the same with errors in another API's shape, and
+:class:`CollectingOutput` answers a non-streaming request of the compatible endpoints
+once the stream is over. The log-backed output of resumable streams lives in
+:mod:`sseserver.fanout`.
 """
 
 from __future__ import annotations
