@@ -19,6 +19,7 @@ from sseserver.errors import RequestError
 # OpenAI's reasoning_effort for an Anthropic thinking budget: below 4,096 tokens is
 # "low", below 16,384 "medium", the rest "high" (the steps of to_anthropic.EFFORT_BUDGETS).
 EFFORT_STEPS = ((4096, "low"), (16384, "medium"))
+ADAPTIVE_EFFORT = "medium"  # OpenAI's own default
 
 _MAPPED = frozenset({
     "model", "messages", "stream", "max_tokens", "system", "temperature", "top_p",
@@ -188,9 +189,12 @@ def _thinking(thinking: Any, body: dict[str, Any]) -> None:
     kind = thinking.get("type")
     if kind == "disabled":
         return
+    if kind == "adaptive":  # the model decides how long to think: OpenAI's default effort
+        body["reasoning_effort"] = ADAPTIVE_EFFORT
+        return
     if kind != "enabled" or not isinstance(thinking.get("budget_tokens"), int):
-        raise RequestError("'thinking' must be {type: enabled, budget_tokens} or "
-                           "{type: disabled}")
+        raise RequestError("'thinking' must be {type: enabled, budget_tokens}, "
+                           "{type: adaptive} or {type: disabled}")
     budget = thinking["budget_tokens"]
     body["reasoning_effort"] = next(
         (effort for limit, effort in EFFORT_STEPS if budget < limit), "high")

@@ -149,6 +149,8 @@ def test_messages_to_chat_maps_the_options() -> None:
     assert sent["tools"] == [{"type": "function", "function": {
         "name": "f", "parameters": {"type": "object"}}}]
     assert sent["stream_options"] == {"include_usage": True}
+    adaptive = messages_upstream("openai", thinking={"type": "adaptive"})
+    assert adaptive["reasoning_effort"] == "medium"
 
 
 @pytest.mark.parametrize(("fields", "named"), [
