@@ -188,3 +188,6 @@ def test_every_stream_carries_its_id(stack: Stack) -> None:
     stream_id = raw.headers["x-stream-id"]
     chunks = list(raw.parse())
     assert chunks[0].id == f"chatcmpl-{stream_id}"
+    whole = client(stack).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=script(tokens=1))
+    assert whole.parse().id == f"chatcmpl-{whole.headers['x-stream-id']}"
