@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from sseserver.aio.http_server import HTTPConnection, HTTPRequest
 from sseserver.aio.pool import ConnectionPool
@@ -244,7 +244,8 @@ class Gateway:
     def _resume_chat(self, request: HTTPRequest, conn: HTTPConnection) -> None:
         """The chat's running turn, replayed from its start (the transport's
         ``resumeStreamIsReplay``); 204 when none is running."""
-        chat_id = request.path[len(CHAT_PREFIX):-len(CHAT_STREAM_SUFFIX)]
+        # the transport sends the id through encodeURIComponent
+        chat_id = unquote(request.path[len(CHAT_PREFIX):-len(CHAT_STREAM_SUFFIX)])
         running = [r for r in self.store.values() if r.chat_id == chat_id and
                    r.relay.state is not RelayState.ENDED]
         if not chat_id or not running:

@@ -100,18 +100,19 @@ def test_format_ai_sdk_on_v1_stream_with_a_failure(stack: Stack) -> None:
 
 
 def test_resume_replays_the_running_turn_then_answers_204(stack: Stack) -> None:
-    slow = fake(tokens=8, rate=20)
+    slow = fake(tokens=8, rate=4)  # 2 s: longer than a node process takes to start
+    chat_id = "chat r+é"  # the transport percent-encodes it in the resume URL
     started = threading.Thread(target=ui_client, kwargs=dict(
-        base=stack.url, chatId="chat-r", body={"model": "gpt-4o-mini"}, messages=[user(slow)]))
+        base=stack.url, chatId=chat_id, body={"model": "gpt-4o-mini"}, messages=[user(slow)]))
     started.start()
     deadline = time.monotonic() + 10
     while stack.stats()["active"] == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
-    resumed = ui_client(mode="resume", base=stack.url, chatId="chat-r")
+    resumed = ui_client(mode="resume", base=stack.url, chatId=chat_id)
     started.join(30)
     assert resumed["status"] == 200 and resumed["error"] is None
     assert resumed["message"]["parts"][-1]["text"] == "".join(f"tok{i} " for i in range(8))
-    assert ui_client(mode="resume", base=stack.url, chatId="chat-r")["status"] == 204
+    assert ui_client(mode="resume", base=stack.url, chatId=chat_id)["status"] == 204
     assert ui_client(mode="resume", base=stack.url, chatId="never")["status"] == 204
 
 
