@@ -22,7 +22,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/sseserver serve --demo --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-test
+# The npm clients the tests drive (the AI SDK's useChat transport), as the lockfile pins.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+test: $(VENV)/.installed-test node_modules/.package-lock.json
 	$(BIN)/ruff check sseserver tests benchmarks
 	$(BIN)/python -m pytest -q --benchmark-disable
 
@@ -35,7 +39,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-group-by=group
 	$(BIN)/python -m benchmarks.load --streams 100 1000 5000 --tokens 40 --rate 20 \
-		--contenders sseserver floor aiohttp --repeat 3 \
+		--contenders sseserver sseserver-chat floor aiohttp --repeat 3 \
 		--json benchmarks/results/realistic.json --plot benchmarks/results/realistic.png
 	$(BIN)/python -m benchmarks.load --streams 100 1000 --tokens 40 --rate 20 \
 		--contenders starlette --json benchmarks/results/realistic-starlette.json
@@ -45,4 +49,4 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check sseserver tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks
+	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks node_modules

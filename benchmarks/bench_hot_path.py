@@ -23,6 +23,8 @@ from sseserver.core.http_client import ResponseHeadParser, encode_request
 from sseserver.core.http_request import END_OF_MESSAGE, RequestHead, RequestReader
 from sseserver.core.sse import SSEParser, encode_event
 from sseserver.events import TextDelta
+from sseserver.formats.anthropic_messages import AnthropicMessagesFormatter
+from sseserver.formats.openai_chat import OpenAIChatFormatter
 from sseserver.formats.sse import SSEFormatter
 from sseserver.output import DirectOutput
 from sseserver.providers.anthropic import AnthropicAdapter
@@ -83,6 +85,26 @@ def test_format_text_delta(benchmark: Any) -> None:
     formatter = SSEFormatter()
     frame = benchmark(formatter.event, TextDelta("Hello"))
     assert frame.endswith(b'\ndata: {"content":"Hello"}\n\n')
+
+
+def test_format_text_delta_as_chat_chunk(benchmark: Any) -> None:
+    """The per-token frame of /v1/chat/completions (formatter.text, as the relay calls it)."""
+    benchmark.group = "format"
+    formatter = OpenAIChatFormatter(1727346172, include_usage=False)
+    formatter.start({"stream_id": "S", "provider": "p", "model": "gpt-4o-mini"})
+    frame = benchmark(formatter.text, "Hello")
+    assert frame.endswith(
+        b'"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}]}\n\n')
+
+
+def test_format_text_delta_as_anthropic_event(benchmark: Any) -> None:
+    """The per-token frame of /v1/messages."""
+    benchmark.group = "format"
+    formatter = AnthropicMessagesFormatter()
+    formatter.start({"stream_id": "S", "provider": "p", "model": "claude"})
+    formatter.text("open the block")
+    frame = benchmark(formatter.text, "Hello")
+    assert frame == ANTHROPIC_CHUNK
 
 
 def test_transform_openai_chunk_to_frame(benchmark: Any) -> None:

@@ -38,9 +38,15 @@ import orjson
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CONTENT_MARKER = b'data: {"content"'
+# the same token as a chat.completion.chunk of /v1/chat/completions
+CHAT_CONTENT_MARKER = b'"delta":{"content"'
 DONE_MARKER = b"data: [DONE]"
 STAMP = re.compile(rb"t(\d{6,}) ")
-CONTENDERS = ("sseserver", "floor", "starlette", "aiohttp")
+CONTENDERS = ("sseserver", "sseserver-chat", "floor", "starlette", "aiohttp")
+# Contenders that stream another endpoint than /v1/stream: the same server, its
+# OpenAI-compatible endpoint (the same relay with the chat.completion.chunk formatter).
+CHAT_PATH = "/v1/chat/completions"
+PATHS = {"sseserver-chat": CHAT_PATH}
 # Served by every contender before its measurement: first-use costs (lazy imports,
 # first allocations) are not what a running server spends per stream.
 WARMUP_STREAMS = 1
@@ -108,8 +114,9 @@ class StreamClient(asyncio.Protocol):
     """Counts content frames, reads their stamps, waits for [DONE]."""
 
     def __init__(self, request: bytes, result: StreamResult, done: asyncio.Future[None],
-                 stamped: bool) -> None:
+                 stamped: bool, marker: bytes = CONTENT_MARKER) -> None:
         self.request = request
+        self.marker = marker
         self.result = result
         self.done = done
         self.stamped = stamped
@@ -127,7 +134,7 @@ class StreamClient(asyncio.Protocol):
         # the end of the last complete event (peers may end lines with CRLF)
         cut = max(buffer.rfind(b"\n\n") + 2, buffer.rfind(b"\n\r\n") + 3, 0)
         complete, self.buffer = buffer[:cut], buffer[cut:]
-        count = complete.count(CONTENT_MARKER)
+        count = complete.count(self.marker)
         result = self.result
         if count:
             if result.first_token is None:
@@ -149,18 +156,23 @@ class StreamClient(asyncio.Protocol):
             self.done.set_result(None)
 
 
-def request_bytes(tokens: int, rate: float, stamp: bool) -> bytes:
+def request_bytes(tokens: int, rate: float, stamp: bool, path: str = "/v1/stream") -> bytes:
     script = orjson.dumps({"tokens": tokens, "rate": rate, "stamp": stamp}).decode()
-    body = orjson.dumps({"model": "bench", "messages": [
-        {"role": "user", "content": f"#fake {script}"}]})
-    return (b"POST /v1/stream HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+    request: dict[str, Any] = {"model": "bench", "messages": [
+        {"role": "user", "content": f"#fake {script}"}]}
+    if path == CHAT_PATH:
+        request["stream"] = True
+    body = orjson.dumps(request)
+    return (b"POST %b HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%b" % (
+                path.encode(), len(body), body))
 
 
-async def drive(port: int, streams: int, tokens: int, rate: float, stamp: bool = False
-                ) -> list[StreamResult]:
+async def drive(port: int, streams: int, tokens: int, rate: float, stamp: bool = False,
+                path: str = "/v1/stream") -> list[StreamResult]:
     loop = asyncio.get_running_loop()
-    request = request_bytes(tokens, rate, stamp)
+    request = request_bytes(tokens, rate, stamp, path)
+    marker = CHAT_CONTENT_MARKER if path == CHAT_PATH else CONTENT_MARKER
     results = [StreamResult() for _ in range(streams)]
     futures = []
     for result in results:
@@ -168,7 +180,8 @@ async def drive(port: int, streams: int, tokens: int, rate: float, stamp: bool =
         futures.append(done)
         try:
             await loop.create_connection(
-                lambda r=result, d=done: StreamClient(request, r, d, stamp), "127.0.0.1", port)
+                lambda r=result, d=done: StreamClient(request, r, d, stamp, marker),
+                "127.0.0.1", port)
         except OSError as exc:
             result.error = str(exc)
             done.set_result(None)
@@ -227,7 +240,7 @@ def free_port() -> int:
 
 
 def contender_argv(name: str, fake_port: int, workers: int) -> tuple[list[str], dict[str, str]]:
-    if name == "sseserver":
+    if name in ("sseserver", "sseserver-chat"):
         return ([sys.executable, "-m", "sseserver", "serve", "--port", str(free_port()),
                  "--workers", str(workers)],
                 {"OPENAI_API_KEY": "bench",
@@ -260,7 +273,8 @@ def run(contender: str, streams: int, tokens: int, rate: float, stamp: bool = Tr
         rss_idle = sum(map(rss_bytes, pids))
         cpu_before = sum(map(cpu_seconds, pids))
         started = time.monotonic()
-        results = asyncio.run(_drive_sampling(port, streams, tokens, rate, stamp, pids))
+        results = asyncio.run(_drive_sampling(port, streams, tokens, rate, stamp, pids,
+                                              PATHS.get(contender, "/v1/stream")))
         wall = time.monotonic() - started
         cpu = sum(map(cpu_seconds, pids)) - cpu_before
         rss_active = _PEAK_RSS.pop() if _PEAK_RSS else rss_idle
@@ -271,7 +285,7 @@ _PEAK_RSS: list[int] = []
 
 
 async def _drive_sampling(port: int, streams: int, tokens: int, rate: float, stamp: bool,
-                          pids: list[int]) -> list[StreamResult]:
+                          pids: list[int], path: str) -> list[StreamResult]:
     """Drive the load while sampling the server's RSS (its peak is the active RSS)."""
     peak = 0
 
@@ -284,7 +298,7 @@ async def _drive_sampling(port: int, streams: int, tokens: int, rate: float, sta
 
     sampler = asyncio.ensure_future(sample())
     try:
-        return await drive(port, streams, tokens, rate, stamp)
+        return await drive(port, streams, tokens, rate, stamp, path)
     finally:
         sampler.cancel()
         _PEAK_RSS.append(peak)

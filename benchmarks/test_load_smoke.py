@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from benchmarks.load import RunResult, drive, median_run, table
+from benchmarks.load import CHAT_PATH, RunResult, drive, median_run, table
 from tests.e2e.stack import Stack
 
 
@@ -18,6 +18,14 @@ def test_load_client_counts_every_frame_and_stamp() -> None:
     assert all(len(r.latencies) == 7 for r in results)
     assert 0 < summary["latency_p50_ms"] < 1000
     assert "sseserver" in table([summary])
+
+
+def test_load_client_counts_the_chat_completions_endpoint_too() -> None:
+    with Stack() as stack:
+        results = asyncio.run(drive(stack.port, streams=3, tokens=5, rate=0, stamp=True,
+                                    path=CHAT_PATH))
+    assert all(r.done and not r.error and r.tokens == 5 for r in results)
+    assert all(len(r.latencies) == 5 for r in results)
 
 
 def test_repeated_runs_report_the_median_one_and_every_error() -> None:

@@ -11,20 +11,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from sseserver.aio.http_server import HTTPConnection, HTTPRequest
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import Timeouts
+from sseserver.compat.api import ANTHROPIC_MESSAGES, OPENAI_CHAT, CompatAPI
+from sseserver.compat.models import models_list
+from sseserver.compat.ui_chat import parse_ui_chat
 from sseserver.config import Config
 from sseserver.core.stream_log import StreamLog, parse_last_event_id
 from sseserver.errors import RequestError
 from sseserver.fanout import LogOutput
+from sseserver.formats.ai_sdk import UI_MESSAGE_STREAM_HEADERS, AISDKFormatter
+from sseserver.formats.base import Formatter
 from sseserver.formats.sse import SSEFormatter
-from sseserver.output import DirectOutput
+from sseserver.output import CollectingOutput, DirectOutput, Output, ShapedOutput
 from sseserver.providers.base import Provider
 from sseserver.relay import Relay, RelayPolicy, RelayState, Target
 from sseserver.schema import GenerationRequest, parse_generation_request
@@ -62,6 +68,10 @@ class Gateway:
         self._routes: dict[str, dict[str, Route]] = {
             "/v1/stream": {"POST": self._post_stream},
             "/v1/streams": {"POST": self._post_streams},
+            "/v1/chat/completions": {"POST": self._post_chat_completions},
+            "/v1/messages": {"POST": self._post_messages},
+            "/v1/models": {"GET": self._models},
+            "/v1/chat": {"POST": self._post_chat},
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
             "/metrics": {"GET": self._metrics},
@@ -72,6 +82,7 @@ class Gateway:
                 methods["HEAD"] = methods["GET"]
         self._stream_routes: dict[str, Route] = {"GET": self._subscribe,
                                                  "DELETE": self._cancel}
+        self._chat_stream_routes: dict[str, Route] = {"GET": self._resume_chat}
         self.store: MemoryStore[Resumable] = MemoryStore(config.streams.retention)
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -87,6 +98,9 @@ class Gateway:
         methods = self._routes.get(request.path)
         if methods is None and request.path.startswith(STREAMS_PREFIX):
             methods = self._stream_routes
+        elif methods is None and request.path.startswith(CHAT_PREFIX) and \
+                request.path.endswith(CHAT_STREAM_SUFFIX):
+            methods = self._chat_stream_routes
         if methods is None:
             self.error(conn, 404, f"no route for {request.path}")
             return
@@ -154,11 +168,11 @@ class Gateway:
         if generation.resumable:
             resumable = self._start_resumable(generation)
             conn.response_headers.append(("location", resumable.url))
-            resumable.output.subscribe(conn, 0, [])
+            resumable.output.subscribe(conn, 0, resumable.headers)
             return
-        relay = Relay(DirectOutput(conn, []), generation, self.resolve(generation),
-                      SSEFormatter(self.config.streams.retry_ms), self.policy, self.pool,
-                      on_end=self._relay_ended)
+        relay = Relay(DirectOutput(conn, format_headers(generation.format)), generation,
+                      self.resolve(generation), self._formatter(generation.format),
+                      self.policy, self.pool, on_end=self._relay_ended)
         self._start(relay)
 
     def _post_streams(self, request: HTTPRequest, conn: HTTPConnection) -> None:
@@ -166,34 +180,97 @@ class Gateway:
         conn.respond_json(201, {"id": resumable.relay.id, "url": resumable.url},
                           [("location", resumable.url)])
 
-    def _admit(self, request: HTTPRequest) -> GenerationRequest:
-        """The request's generation, if the server takes one more stream now."""
+    def _post_chat_completions(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        self._serve_compat(OPENAI_CHAT, request, conn)
+
+    def _post_messages(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        self._serve_compat(ANTHROPIC_MESSAGES, request, conn)
+
+    def _serve_compat(self, api: CompatAPI, request: HTTPRequest, conn: HTTPConnection
+                      ) -> None:
+        """An OpenAI- or Anthropic-compatible request: the same relay as /v1/stream,
+        with that API's formatter (streaming) or assembler (a whole answer)."""
+        try:
+            self._check_room()
+            compat = api.parse(request.body)
+            route = self.resolve(compat.generation)
+        except RequestError as exc:
+            self.counters["http_errors"] += 1
+            conn.respond_json(exc.status, api.shape(exc.status, {"error": {
+                "type": exc.error_type, "message": str(exc)}}), exc.headers)
+            return
+        created = int(time.time())
+        if compat.stream:
+            formatter = api.formatter(compat, created)
+            output: Output = ShapedOutput(conn, [], api.shape)
+        else:
+            formatter = assembler = api.assembler(created)
+            output = CollectingOutput(conn, assembler, self.config.streams.max_bytes,
+                                      api.shape)
+        self._start(Relay(output, compat.generation, route, formatter, self.policy,
+                          self.pool, on_end=self._relay_ended))
+
+    def _models(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        conn.respond_json(200, models_list(self.config.routing, self.providers,
+                                           "anthropic-version" in request.headers))
+
+    def _check_room(self) -> None:
+        """Raises :class:`RequestError` (503) unless the server takes one more stream."""
         if self.draining:
             raise RequestError("server is draining", status=503, error_type="unavailable",
                                headers=[("retry-after", "5")])
         if len(self.relays) >= self.config.server.max_connections:
             raise RequestError("server is at capacity", status=503,
                                error_type="unavailable", headers=[("retry-after", "1")])
-        generation = parse_generation_request(request.body)
-        if generation.format != "sse":
-            raise RequestError(f"format {generation.format!r} is not available yet")
-        return generation
+
+    def _admit(self, request: HTTPRequest) -> GenerationRequest:
+        """The request's generation, if the server takes one more stream now."""
+        self._check_room()
+        return parse_generation_request(request.body)
+
+    def _formatter(self, output_format: str) -> Formatter:
+        if output_format == "ai-sdk":
+            return AISDKFormatter()
+        return SSEFormatter(self.config.streams.retry_ms)
+
+    def _post_chat(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        """``useChat``'s DefaultChatTransport: the turn streams at once in the UI message
+        stream format, and stays resumable at GET /v1/chat/{id}/stream."""
+        self._check_room()
+        turn = parse_ui_chat(request.body)
+        resumable = self._start_resumable(turn.generation, turn.chat_id)
+        resumable.output.subscribe(conn, 0, resumable.headers)
+
+    def _resume_chat(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        """The chat's running turn, replayed from its start (the transport's
+        ``resumeStreamIsReplay``); 204 when none is running."""
+        # the transport sends the id through encodeURIComponent
+        chat_id = unquote(request.path[len(CHAT_PREFIX):-len(CHAT_STREAM_SUFFIX)])
+        running = [r for r in self.store.values() if r.chat_id == chat_id and
+                   r.relay.state is not RelayState.ENDED]
+        if not chat_id or not running:
+            conn.respond(204, [], b"")
+            return
+        resumable = max(running, key=lambda r: r.relay.started)
+        resumable.output.subscribe(conn, 0, resumable.headers)
 
     def _start(self, relay: Relay) -> None:
         self.relays.add(relay)
         self.counters["streams_started"] += 1
         relay.start()
 
-    def _start_resumable(self, generation: GenerationRequest) -> Resumable:
+    def _start_resumable(self, generation: GenerationRequest, chat_id: str | None = None
+                         ) -> Resumable:
         route = self.resolve(generation)
         streams = self.config.streams
         loop = asyncio.get_running_loop()
         output = LogOutput(StreamLog(streams.max_events, streams.max_bytes),
                            cancel_when_alone=generation.on_disconnect == "cancel",
                            now=loop.time)
-        relay = Relay(output, generation, route, SSEFormatter(streams.retry_ms), self.policy,
-                      self.pool, on_end=self._relay_ended)
-        resumable = Resumable(relay, output, f"{STREAMS_PREFIX}{relay.id}")
+        relay = Relay(output, generation, route, self._formatter(generation.format),
+                      self.policy, self.pool, on_end=self._relay_ended)
+        resumable = Resumable(relay, output, f"{STREAMS_PREFIX}{relay.id}",
+                              format_headers(generation.format), chat_id)
         self.store.add(relay.id, resumable)
         self._start(relay)
         self._schedule_sweep()
@@ -213,7 +290,7 @@ class Gateway:
             # nothing left to send: 204 tells an EventSource to stop reconnecting
             conn.respond(204, [], b"")
             return
-        resumable.output.subscribe(conn, min(after, log.last_id), [])
+        resumable.output.subscribe(conn, min(after, log.last_id), resumable.headers)
 
     def _cancel(self, request: HTTPRequest, conn: HTTPConnection) -> None:
         resumable = self._find(request)
@@ -411,6 +488,8 @@ def model_family(model: str) -> str | None:
 
 
 STREAMS_PREFIX = "/v1/streams/"
+CHAT_PREFIX = "/v1/chat/"  # GET /v1/chat/{id}/stream: where useChat resumes
+CHAT_STREAM_SUFFIX = "/stream"
 NO_PROVIDER_HINT = ("set OPENAI_API_KEY or ANTHROPIC_API_KEY, add a [providers.NAME] "
                     "table to the config file, or run with --demo")
 NO_PROVIDER_MESSAGE = f"no provider is configured: {NO_PROVIDER_HINT}"
@@ -428,6 +507,12 @@ class Resumable:
     relay: Relay
     output: LogOutput
     url: str
+    headers: list[tuple[str, str]]  # the response headers of its format
+    chat_id: str | None = None  # the useChat chat it answers (POST /v1/chat)
+
+
+def format_headers(output_format: str) -> list[tuple[str, str]]:
+    return list(UI_MESSAGE_STREAM_HEADERS) if output_format == "ai-sdk" else []
 
 
 @functools.cache

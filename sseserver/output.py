@@ -1,14 +1,20 @@
-"""Where a relay's frames go: straight to one client, or into a stream log.
+"""Where a relay's frames go: straight to one client, into a stream log, or into one
+whole answer.
 
 :class:`DirectOutput` writes to the one connection that asked, and passes that
-connection's backpressure to the upstream socket (true end-to-end flow control). The
-log-backed output of resumable streams lives in :mod:`sseserver.fanout`.
+connection's backpressure to the upstream socket (true end-to-end flow control);
+:class:`ShapedOutput` is the same with errors in another API's shape, and
+:class:`CollectingOutput` answers a non-streaming request of the compatible endpoints
+once the stream is over. The log-backed output of resumable streams lives in
+:mod:`sseserver.fanout`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol
+
+import orjson
 
 from sseserver.aio.http_server import HTTPConnection, StreamWriter
 
@@ -110,3 +116,98 @@ class DirectOutput:
 
 def _unsent(frame: bytes) -> None:
     """Where frames go before the response opened: nowhere (nothing may precede the head)."""
+
+
+ErrorShape = Callable[[int, dict[str, Any]], dict[str, Any]]
+
+
+class ShapedOutput(DirectOutput):
+    """:class:`DirectOutput` whose errors before the stream take another API's shape
+    (the compatible endpoints: each SDK must raise its own exception class)."""
+
+    __slots__ = ("_shape",)
+
+    def __init__(self, conn: HTTPConnection, extra_headers: list[tuple[str, str]],
+                 shape: ErrorShape) -> None:
+        super().__init__(conn, extra_headers)
+        self._shape = shape
+
+    def respond_error(self, status: int, headers: list[tuple[str, str]],
+                      payload: dict[str, Any]) -> None:
+        super().respond_error(status, headers, self._shape(status, payload))
+
+
+class Collected(Protocol):
+    """What :class:`CollectingOutput` answers with: an assembler (a formatter that
+    keeps the answer instead of framing it)."""
+
+    size: int
+
+    def response(self) -> tuple[int, dict[str, Any]]: ...
+
+
+class CollectingOutput:
+    """A non-streaming answer: nothing is sent until the relay ends the stream, then
+    one JSON response, the assembled answer or the error. The client's connection is
+    still watched: a client that leaves cancels the generation, as with a stream."""
+
+    streams_at_once = False
+    __slots__ = ("_assembled", "_conn", "_max_chars", "_on_full", "_shape", "_stream_id",
+                 "bytes_sent")
+
+    def __init__(self, conn: HTTPConnection, assembled: Collected, max_chars: int,
+                 shape: ErrorShape) -> None:
+        self._conn = conn
+        self._assembled = assembled
+        self._max_chars = max_chars
+        self._shape = shape
+        self._on_full: Callable[[], None] | None = None
+        self._stream_id = ""
+        self.bytes_sent = 0
+
+    def __repr__(self) -> str:
+        return f"<CollectingOutput {self._stream_id} {self._assembled!r}>"
+
+    def bind(self, on_gone: Callable[[], None], on_full: Callable[[], None]) -> None:
+        self._conn.on_lost = on_gone
+        self._on_full = on_full
+
+    def unbind(self) -> None:
+        self._conn.on_lost = None
+        self._on_full = None
+
+    def open(self, stream_id: str, content_type: str) -> None:
+        self._stream_id = stream_id
+
+    def write(self, frames: list[bytes]) -> None:
+        if self._assembled.size > self._max_chars and self._on_full is not None:
+            on_full, self._on_full = self._on_full, None
+            on_full()  # the answer passed its bound: the relay ends it with an error
+
+    def write_frame(self, frame: bytes) -> None:
+        self.write([frame])
+
+    def heartbeat(self, frame: bytes) -> None:
+        pass  # a JSON answer has no place for one
+
+    def finish(self, frames: list[bytes]) -> None:
+        status, payload = self._assembled.response()
+        self._respond(status, [], payload)
+
+    def respond_error(self, status: int, headers: list[tuple[str, str]],
+                      payload: dict[str, Any]) -> None:
+        self._respond(status, headers, self._shape(status, payload))
+
+    def _respond(self, status: int, headers: list[tuple[str, str]],
+                 payload: dict[str, Any]) -> None:
+        ids = [("x-stream-id", self._stream_id)] if self._stream_id else []
+        body = orjson.dumps(payload)
+        self.bytes_sent = len(body)
+        self._conn.respond(status, [("content-type", "application/json"), *ids, *headers],
+                           body)
+
+    def attach_flow(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        pass  # nothing is written while collecting; the size bound stands in for it
+
+    def detach_flow(self) -> None:
+        pass

@@ -33,6 +33,17 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class NativeRequest:
+    """A request as a compatible endpoint received it, in its own wire format
+    (``"openai"`` for Chat Completions, ``"anthropic"`` for Messages): a provider of
+    that format gets it unchanged but for the model and streaming; a provider of the
+    other format gets it translated, or refuses what has no equivalent."""
+
+    format: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     model: str
     messages: tuple[Message, ...]
@@ -44,6 +55,7 @@ class GenerationRequest:
     resumable: bool = False
     format: str = "sse"
     on_disconnect: str | None = None
+    native: NativeRequest | None = None  # set by the compatible endpoints only
 
     @property
     def last_user_text(self) -> str:

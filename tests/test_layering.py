@@ -17,6 +17,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "sseserver.core": ("asyncio", "socket", "ssl", "time", "sseserver.aio"),
     "sseserver.providers": ("asyncio", "socket", "sseserver.aio", "sseserver.streams"),
     "sseserver.formats": ("asyncio", "socket", "sseserver.aio", "sseserver.providers"),
+    "sseserver.compat": ("asyncio", "socket", "sseserver.aio", "sseserver.providers",
+                         "sseserver.relay", "sseserver.gateway"),
     "sseserver.aio": ("sseserver.providers", "sseserver.formats", "sseserver.streams",
                       "sseserver.gateway", "sseserver.relay"),
     "sseserver.streams": ("sseserver.aio",),

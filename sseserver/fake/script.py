@@ -29,7 +29,7 @@ class Script:
     stall_after: int | None = None
     error_after: int | None = None
     malformed_after: int | None = None
-    tool_call: dict[str, str] | None = None
+    tool_call: dict[str, str] | list[dict[str, str]] | None = None  # a list: parallel
     usage: dict[str, int] | None = None
     thinking: int = 0
     require_key: str | None = None
@@ -40,6 +40,11 @@ class Script:
         if self.text is not None:
             return split_tokens(self.text)
         return [f"tok{i} " for i in range(self.tokens)]
+
+    @property
+    def tool_calls(self) -> list[dict[str, str]]:
+        call = self.tool_call
+        return call if isinstance(call, list) else [call] if call is not None else []
 
     @property
     def fail_key(self) -> str:
@@ -94,9 +99,11 @@ def _checked(raw: dict[str, Any]) -> dict[str, Any]:
         raise ScriptError("#fake fail must be a list of HTTP error statuses")
     values["fail"] = tuple(fail)
     call = values.get("tool_call")
-    if call is not None and not (isinstance(call, dict) and isinstance(call.get("name"), str)
-                                 and isinstance(call.get("arguments", ""), str)):
-        raise ScriptError('#fake tool_call must be {"name": str, "arguments": str}')
+    calls = call if isinstance(call, list) else [call] if call is not None else []
+    if not all(isinstance(c, dict) and isinstance(c.get("name"), str)
+               and isinstance(c.get("arguments", ""), str) for c in calls):
+        raise ScriptError('#fake tool_call must be {"name": str, "arguments": str} or a '
+                          'list of them (parallel calls)')
     if not isinstance(values.get("stamp", False), bool):
         raise ScriptError("#fake stamp must be true or false")
     if values.get("text") is not None and not isinstance(values["text"], str):

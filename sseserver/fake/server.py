@@ -379,8 +379,7 @@ class _Generation:
     def _ending(self) -> bytes:
         frames = b""
         reason = "stop"
-        if self.script.tool_call is not None:
-            call = self.script.tool_call
+        for call in self.script.tool_calls:
             frames += self.wire.tool_call(call["name"], call.get("arguments", ""))
             reason = "tool_calls"
         usage = self.script.usage or {}

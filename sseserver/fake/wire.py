@@ -57,7 +57,9 @@ class OpenAIWire:
         return self._text_prefix + _dumps(text) + self._text_suffix
 
     def thinking(self, texts: list[str]) -> bytes:
-        return b""  # Chat Completions streams no reasoning text
+        # OpenAI's own API streams no reasoning text; compatible servers (DeepSeek,
+        # vLLM, Ollama) stream it as reasoning_content, which is what this imitates
+        return b"".join(self._chunk({"reasoning_content": text}) for text in texts)
 
     def tool_call(self, name: str, arguments: str) -> bytes:
         index = self._tool_index

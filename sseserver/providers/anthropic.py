@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from sseserver.compat.upstream import anthropic_body
 from sseserver.errors import RequestError
 from sseserver.events import (
     ErrorEvent,
@@ -43,6 +44,17 @@ _STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "len
 
 class AnthropicProvider(SettingsProvider):
     def build_request(self, request: GenerationRequest, model: str) -> UpstreamRequest:
+        body = anthropic_body(request.native, model) if request.native is not None else \
+            self._stream_body(request, model)
+        headers = [("content-type", "application/json"), ("accept", "text/event-stream"),
+                   ("anthropic-version", API_VERSION)]
+        if self.settings.api_key:
+            headers.append(("x-api-key", self.settings.api_key))
+        base = self.settings.base_url
+        url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+        return UpstreamRequest("POST", url, tuple(headers), orjson.dumps(body))
+
+    def _stream_body(self, request: GenerationRequest, model: str) -> dict[str, Any]:
         system = [request.system] if request.system else []
         messages: list[dict[str, Any]] = []
         for message in request.messages:
@@ -63,13 +75,7 @@ class AnthropicProvider(SettingsProvider):
             body["temperature"] = min(request.temperature, 1.0)  # Anthropic's range is 0-1
         if request.tools:
             body["tools"] = [anthropic_tool(tool) for tool in request.tools]
-        headers = [("content-type", "application/json"), ("accept", "text/event-stream"),
-                   ("anthropic-version", API_VERSION)]
-        if self.settings.api_key:
-            headers.append(("x-api-key", self.settings.api_key))
-        base = self.settings.base_url
-        url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
-        return UpstreamRequest("POST", url, tuple(headers), orjson.dumps(body))
+        return body
 
     def new_adapter(self) -> AnthropicAdapter:
         return AnthropicAdapter()

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from sseserver.compat.upstream import openai_body
 from sseserver.errors import RequestError
 from sseserver.events import (
     ErrorEvent,
@@ -43,6 +44,15 @@ _RETRYABLE_ERROR_TYPES = frozenset({"server_error", "service_unavailable_error",
 
 class OpenAIProvider(SettingsProvider):
     def build_request(self, request: GenerationRequest, model: str) -> UpstreamRequest:
+        body = openai_body(request.native, model) if request.native is not None else \
+            self._stream_body(request, model)
+        headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
+        if self.settings.api_key:
+            headers.append(("authorization", f"Bearer {self.settings.api_key}"))
+        return UpstreamRequest("POST", f"{self.settings.base_url}/chat/completions",
+                               tuple(headers), orjson.dumps(body))
+
+    def _stream_body(self, request: GenerationRequest, model: str) -> dict[str, Any]:
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
@@ -57,11 +67,7 @@ class OpenAIProvider(SettingsProvider):
             body["temperature"] = request.temperature
         if request.tools:
             body["tools"] = [openai_tool(tool) for tool in request.tools]
-        headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
-        if self.settings.api_key:
-            headers.append(("authorization", f"Bearer {self.settings.api_key}"))
-        return UpstreamRequest("POST", f"{self.settings.base_url}/chat/completions",
-                               tuple(headers), orjson.dumps(body))
+        return body
 
     def new_adapter(self) -> OpenAIAdapter:
         return OpenAIAdapter()
