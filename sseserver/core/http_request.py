@@ -10,6 +10,14 @@ the strictest h11 gives whatever the reads (see http_fields.MAX_HEAD_SIZE), and
 whether a request keeps the connection alive is the server's to decide (h11 would
 refuse bytes after a "Connection: close" request; this reader keeps them, unread).
 
+One difference is deliberate: a chunked body goes to the decoder CHUNKED_SLICE bytes
+per event, as if the socket had read it so, so that no event costs more than a slice
+of decoding. The verdict is the one h11 gives for reads cut there too: a chunk-size
+line or trailer section longer than 16 KiB may be refused (431) even when it arrives
+in one read (h11 takes it then, and refuses it when it arrives in pieces). Real
+clients send a handful of hex digits. ``body_bytes`` counts the body as sent, its
+framing included, for the server's body limit (h11 bounds no framing).
+
 The driving contract: :meth:`RequestReader.feed` what the socket reads (and
 :meth:`RequestReader.feed_eof` at its end), then call :meth:`RequestReader.next_event`
 until it returns ``NEED_DATA`` or ``PAUSED``. A request comes out as a
