@@ -7,8 +7,8 @@ core/http_request.py's reader (keep-alive and pipelining, answered in order; wha
 ``handler`` and offers two ways to answer: :meth:`HTTPConnection.respond` for a
 whole response, or :meth:`HTTPConnection.start_stream` and a :class:`StreamWriter`
 for a streamed one. Responses are written here too (core/http_response.py builds the
-head; bodies are framed here). No h11 on either side: its validating and framing were
-most of a stream's setup (benchmarks/bench_hot_path.py).
+head, aio/stream_writer.py frames a streamed body). No h11 on either side: its
+validating and framing were most of a stream's setup (benchmarks/bench_hot_path.py).
 
 Fairness: a connection reads at most ``_EVENTS_PER_TURN`` request events, and
 dispatches at most one request, per turn of the event loop; then it stops reading and
@@ -44,6 +44,7 @@ import orjson
 
 from sseserver.aio.flow import FlowControl
 from sseserver.aio.log_limit import RateLimitedLog
+from sseserver.aio.stream_writer import StreamWriter
 from sseserver.aio.wheel import Deadline, wheel_for
 from sseserver.config import LimitsSettings as Limits
 from sseserver.core.http_request import (
@@ -57,16 +58,17 @@ from sseserver.core.http_request import (
     RequestReader,
 )
 from sseserver.core.http_response import encode_response_head
+from sseserver.core.request_checks import (
+    HTTPError,
+    awaits_continue,
+    body_too_large,
+    check_head,
+    error_type,
+)
 from sseserver.errors import LocalProtocolError, RemoteProtocolError
 
 logger = logging.getLogger("sseserver.http")
 
-# The reader measures the head as sent; the limit also holds for the head as parsed
-# (a bare-LF head is shorter than the CRLF one it stands for): this is the per-line
-# overhead of ": " and CRLF.
-_HEADER_LINE_OVERHEAD = 4
-_SUPPORTED_VERSIONS = ("1.1", "1.0")
-_LAST_CHUNK = b"0\r\n\r\n"
 # Reader events one connection takes per turn of the event loop before the others
 # run. An event is at most one head (16 KiB), one socket read of a body or one slice
 # of a chunked body (http_request.CHUNKED_SLICE, ~1.5 ms on one-byte chunks), so a
@@ -110,15 +112,6 @@ Handler = Callable[[HTTPRequest, "HTTPConnection"], None]
 # Asked about a request (body not read) whose client awaits "100 Continue": True to
 # let the body come; False once it has answered the request with its final status.
 Admission = Callable[[HTTPRequest, "HTTPConnection"], bool]
-
-
-class HTTPError(Exception):
-    """A request we refuse before the handler sees it."""
-
-    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.close = close
 
 
 _date_cache: list[tuple[int, str]] = [(0, "")]
@@ -310,9 +303,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def _start_request(self, head: RequestHead) -> None:
         self.phase = Phase.READING
-        if head.http_version not in _SUPPORTED_VERSIONS:
-            raise HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported", close=True)
-        headers = _check_head(head, self._limits)
+        headers = check_head(head, self._limits)
         path, _, query = head.target.partition("?")
         self._request = HTTPRequest(
             method=head.method, path=path, query=query, headers=headers,
@@ -325,10 +316,10 @@ class HTTPConnection(asyncio.Protocol):
         self._body = []
         declared = headers.get("content-length")
         if declared is not None and int(declared) > self._limits.max_body_bytes:
-            raise _body_too_large(self._limits)
+            raise body_too_large(self._limits)
         self._body_timed = False
         if self._http11 and self._reader.buffered == 0 and \
-                _awaits_continue(headers, declared):
+                awaits_continue(headers, declared):
             self._continue_or_refuse(self._request)
 
     def _continue_or_refuse(self, request: HTTPRequest) -> None:
@@ -344,7 +335,7 @@ class HTTPConnection(asyncio.Protocol):
         # Counted as sent (chunk framing and extensions too): the limit bounds what
         # reading the body costs, not only what it holds.
         if self._reader.body_bytes > self._limits.max_body_bytes:
-            raise _body_too_large(self._limits)
+            raise body_too_large(self._limits)
         self._body.append(data)
 
     def _dispatch(self) -> None:
@@ -404,7 +395,7 @@ class HTTPConnection(asyncio.Protocol):
             self._send_internal_error()
             return
         self._transport.write(head + body if has_body and not self._head_only else head)
-        if not self._over_write_cap():
+        if not self.check_write_buffer():
             self._finish_cycle()
 
     def respond_json(self, status: int, payload: object,
@@ -479,7 +470,7 @@ class HTTPConnection(asyncio.Protocol):
         self._transport.write(head if self._head_only else head + _INTERNAL_ERROR)
         self._close()
 
-    def _over_write_cap(self) -> bool:
+    def check_write_buffer(self) -> bool:
         """Evict a client that lets more than max_write_buffer bytes pile up while it
         does not read (StreamWriter.write holds streamed bodies to the same cap)."""
         assert self._transport is not None
@@ -523,7 +514,7 @@ class HTTPConnection(asyncio.Protocol):
             self._close()
             return
         self.phase = Phase.RESPONDING
-        self.respond_json(status, {"error": {"type": _error_type(status), "message": message}},
+        self.respond_json(status, {"error": {"type": error_type(status), "message": message}},
                           close=close or not self._request_read())
 
     def _close(self) -> None:
@@ -535,7 +526,7 @@ class HTTPConnection(asyncio.Protocol):
             self._transport.close()
 
     def _evict(self, reason: str) -> None:
-        self._slow_timer = None
+        self._cancel_slow_timer()  # evicted by the cap, the timer would log it again
         logger.info("closing %s: %s", self.peer, reason)
         self.abort()
 
@@ -570,103 +561,3 @@ class HTTPConnection(asyncio.Protocol):
         self._timer = None
         if self.phase is Phase.IDLE:
             self._close()
-
-
-class StreamWriter:
-    """Writes the body of a streamed response: hand-framed HTTP chunks for HTTP/1.1.
-
-    A chunk is one bytes format (h11 framed one in ~1.8 µs, the largest step of a
-    frame write).
-    """
-
-    __slots__ = ("_chunked", "_conn", "_flow", "_sends_body", "_transport", "bytes_sent",
-                 "closed")
-
-    def __init__(self, conn: HTTPConnection, transport: asyncio.Transport, *,
-                 chunked: bool = True, sends_body: bool = True) -> None:
-        self._conn = conn
-        self._flow = conn.flow  # held here: a write need not touch the connection
-        self._transport = transport
-        self._chunked = chunked and sends_body
-        self._sends_body = sends_body
-        self.closed = False
-        self.bytes_sent = 0
-
-    @property
-    def flow(self) -> FlowControl:
-        return self._flow
-
-    def write(self, data: bytes) -> None:
-        """Send ``data`` as one chunk now (never held back to batch it)."""
-        if self.closed or not data:
-            return
-        size = len(data)
-        self.bytes_sent += size
-        if self._chunked:
-            self._transport.write(b"%x\r\n%b\r\n" % (size, data))
-        elif self._sends_body:
-            self._transport.write(data)
-        else:
-            return
-        if self._flow.paused and self._transport.get_write_buffer_size() > \
-                self._conn._limits.max_write_buffer:
-            self._conn._evict("write buffer limit exceeded")
-
-    def close(self, last: bytes = b"") -> None:
-        """Send ``last`` and end the body in one write, then complete the response."""
-        if self.closed:
-            return
-        self.closed = True
-        self.bytes_sent += len(last)
-        if self._chunked:
-            self._transport.write(b"%x\r\n%b\r\n%b" % (len(last), last, _LAST_CHUNK)
-                                  if last else _LAST_CHUNK)
-        elif last and self._sends_body:
-            self._transport.write(last)
-        self._conn.end_stream()
-
-    def abort(self) -> None:
-        """Cut the connection without a last chunk: the client sees a truncated body."""
-        self.closed = True
-        self._conn.abort()
-
-
-def _awaits_continue(headers: dict[str, str], declared: str | None) -> bool:
-    """The client sent "Expect: 100-continue" (RFC 9110 §10.1.1, case-insensitive)
-    and a body is to follow."""
-    expect = headers.get("expect")
-    return expect is not None and expect.lower() == "100-continue" and (
-        "transfer-encoding" in headers or (declared is not None and int(declared) > 0))
-
-
-def _body_too_large(limits: Limits) -> HTTPError:
-    return HTTPError(413, f"request body exceeds {limits.max_body_bytes} bytes", close=True)
-
-
-def _check_head(head: RequestHead, limits: Limits) -> dict[str, str]:
-    fields = head.fields
-    if len(fields) > limits.max_header_count:
-        raise HTTPError(431, f"more than {limits.max_header_count} header fields", close=True)
-    size = len(head.method) + len(head.target) + 12
-    headers: dict[str, str] = {}
-    for name, value in fields:
-        size += len(name) + len(value) + _HEADER_LINE_OVERHEAD
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    if size > limits.max_head_bytes:
-        raise HTTPError(431, f"request head exceeds {limits.max_head_bytes} bytes", close=True)
-    if "content-length" in headers and "transfer-encoding" in headers:
-        # RFC 9112 §6.1: a server MUST close the connection after such a request
-        raise HTTPError(400, "both Content-Length and Transfer-Encoding", close=True)
-    return headers
-
-
-_ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-    405: "method_not_allowed", 408: "request_timeout", 413: "request_too_large",
-    429: "rate_limit_error", 431: "headers_too_large", 503: "unavailable",
-    505: "http_version_not_supported",
-}
-
-
-def _error_type(status: int) -> str:
-    return _ERROR_TYPES.get(status, "server_error" if status >= 500 else "request_error")

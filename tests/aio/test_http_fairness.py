@@ -9,7 +9,15 @@ import socket
 
 from sseserver.aio.http_server import HTTPConnection, HTTPRequest, Phase
 from sseserver.config import LimitsSettings
-from tests.aio.test_http_server import FAST, GET, Harness, echo_handler, exchange, run
+from tests.aio.test_http_server import (
+    FAST,
+    GET,
+    Harness,
+    echo_handler,
+    exchange,
+    logged_by,
+    run,
+)
 
 
 class FakeTransport:
@@ -160,8 +168,12 @@ def test_a_whole_response_past_the_write_cap_evicts_as_a_stream_does() -> None:
     async def test(h: Harness, port: int) -> None:
         sock = small_receive_buffer_client(port)
         await asyncio.get_running_loop().sock_sendall(sock, GET)
-        await asyncio.sleep(0.3)  # far sooner than the slow-consumer timeout (30 s)
+        await asyncio.sleep(0.3)  # sooner than the slow-consumer timeout
         assert h.connections[0].phase is Phase.CLOSED
         sock.close()
+        await asyncio.sleep(0.5)  # past it: the eviction is not logged twice
 
-    run(test, limits=BIG, handler=handler)
+    limits = dataclasses.replace(BIG, slow_consumer_timeout=0.5)
+    records = logged_by(lambda: run(test, limits=limits, handler=handler))
+    assert [r.getMessage().split(": ")[-1] for r in records] == [
+        "write buffer limit exceeded"]

@@ -101,7 +101,9 @@ def logged_by(action: Callable[[], None]) -> list[logging.LogRecord]:
     handler = logging.Handler(logging.INFO)
     handler.emit = records.append  # type: ignore[method-assign]
     log = logging.getLogger("sseserver.http")
+    level = log.level
     log.addHandler(handler)
+    log.setLevel(logging.INFO)
     with patch.multiple(http_server,
                         _log_handler_failure=RateLimitedLog(log, logging.ERROR, 60.0),
                         _log_unsendable_head=RateLimitedLog(log, logging.WARNING, 60.0)):
@@ -109,6 +111,7 @@ def logged_by(action: Callable[[], None]) -> list[logging.LogRecord]:
             action()
         finally:
             log.removeHandler(handler)
+            log.setLevel(level)
     return records
 
 
