@@ -83,6 +83,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _ERROR_LOG_INTERVAL = 10.0
 _log_handler_failure = RateLimitedLog(logger, logging.ERROR, _ERROR_LOG_INTERVAL)
 _log_unsendable_head = RateLimitedLog(logger, logging.WARNING, _ERROR_LOG_INTERVAL)
+_log_read_failure = RateLimitedLog(logger, logging.ERROR, _ERROR_LOG_INTERVAL)
 _INTERNAL_ERROR = orjson.dumps({"error": {"type": "internal_error",
                                           "message": "internal server error"}})
 
@@ -245,6 +246,15 @@ class HTTPConnection(asyncio.Protocol):
 
     def _process_events(self) -> None:
         """Read the client's input for one turn of the loop (see _EVENTS_PER_TURN)."""
+        try:
+            self._read_events()
+        except Exception as exc:  # a bug must cost this connection, never log a traceback
+            _log_read_failure("reading a request from %s failed: %s", self.peer,
+                              type(exc).__name__)
+            logger.debug("read failure", exc_info=True)
+            self._answer_failure()
+
+    def _read_events(self) -> None:
         reader = self._reader
         for _ in range(_EVENTS_PER_TURN):
             if self.phase is not Phase.IDLE and self.phase is not Phase.READING:
@@ -360,11 +370,17 @@ class HTTPConnection(asyncio.Protocol):
             _log_handler_failure("handler failed for %s %.80r: %s", request.method,
                                  request.path, type(exc).__name__)
             logger.debug("handler failure", exc_info=True)
-            if self.phase is not Phase.CLOSED and not self._response_started:
-                self.phase = Phase.RESPONDING
-                self.respond(500, [("content-type", "application/json")], _INTERNAL_ERROR,
-                             close=True)
+            if self.phase is not Phase.IDLE:  # IDLE: it answered before it raised
+                self._answer_failure()
             return False
+
+    def _answer_failure(self) -> None:
+        """A 500 and the close; the close alone once the response has begun."""
+        if self.phase is not Phase.CLOSED and not self._response_started:
+            self.phase = Phase.RESPONDING
+            self.respond(500, [("content-type", "application/json")], _INTERNAL_ERROR,
+                         close=True)
+        self._close()
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:

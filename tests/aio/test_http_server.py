@@ -17,6 +17,7 @@ from sseserver.aio import http_server
 from sseserver.aio.http_server import Admission, HTTPConnection, HTTPRequest
 from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.config import LimitsSettings as Limits
+from sseserver.core.http_request import RequestReader
 
 FAST = Limits(header_timeout=0.3, body_timeout=0.3, keepalive_timeout=0.3,
               max_body_bytes=1000, max_head_bytes=4096, max_header_count=20)
@@ -106,7 +107,8 @@ def logged_by(action: Callable[[], None]) -> list[logging.LogRecord]:
     log.setLevel(logging.INFO)
     with patch.multiple(http_server,
                         _log_handler_failure=RateLimitedLog(log, logging.ERROR, 60.0),
-                        _log_unsendable_head=RateLimitedLog(log, logging.WARNING, 60.0)):
+                        _log_unsendable_head=RateLimitedLog(log, logging.WARNING, 60.0),
+                        _log_read_failure=RateLimitedLog(log, logging.ERROR, 60.0)):
         try:
             action()
         finally:
@@ -478,6 +480,42 @@ def test_a_handler_that_raises_costs_its_request_a_500_and_one_short_line() -> N
     assert len(records) == 1 and records[0].exc_info is None
     assert "ValueError" in records[0].getMessage()
     assert "secret" not in records[0].getMessage()
+
+
+def test_a_handler_that_raises_after_answering_keeps_the_connection() -> None:
+    def handler(request: HTTPRequest, conn: HTTPConnection) -> None:
+        conn.respond(200, [], b"ok")
+        raise KeyError("after")
+
+    async def test(h: Harness, port: int) -> None:
+        response = await exchange(port, GET + GET, 0.5)
+        assert response.count(b"HTTP/1.1 200 OK\r\n") == 2 and b" 500 " not in response
+
+    records = logged_by(lambda: run(test, handler=handler))
+    assert len(records) == 1 and "KeyError" in records[0].getMessage()
+
+
+class BrokenReader(RequestReader):
+    """A reader with a bug: whatever a client sends, a bug must cost its connection a
+    500 and one short line, never a traceback from the event loop."""
+
+    def next_event(self) -> Any:
+        if self.buffered:
+            raise ZeroDivisionError("a reader bug")
+        return super().next_event()
+
+
+def test_a_bug_in_reading_costs_the_connection_a_500_and_one_short_line() -> None:
+    async def test(h: Harness, port: int) -> None:
+        for _ in range(5):
+            response = await exchange(port, GET, 1)
+            assert response.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+            assert b"connection: close" in response
+
+    with patch.object(http_server, "RequestReader", BrokenReader):
+        records = logged_by(lambda: run(test))
+    assert len(records) == 1 and records[0].exc_info is None
+    assert "ZeroDivisionError" in records[0].getMessage()
 
 
 def test_a_second_answer_to_one_request_closes_the_connection() -> None:
