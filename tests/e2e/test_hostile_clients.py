@@ -198,3 +198,21 @@ def test_chunk_extensions_count_against_the_body_limit() -> None:
             pass
         assert response.startswith(b"HTTP/1.1 413 Content Too Large\r\n"), response[:100]
         assert sent < 32 << 20
+
+
+def test_a_header_a_handler_cannot_send_gets_an_answer_and_no_traceback() -> None:
+    """A preflight asking for a header name with a control byte, which the gateway
+    reflected: no answer and a 600-byte traceback per request before. Whatever the
+    gateway makes of it, the client gets a status and the log no traceback (the
+    server fixture checks its log)."""
+    with server({"SSESERVER_SERVER_CORS_ORIGINS": "https://app.example"}) as served:
+        for _ in range(20):
+            with served.connect() as sock:
+                sock.sendall(b"OPTIONS /v1/stream HTTP/1.1\r\nHost: t\r\n"
+                             b"Origin: https://app.example\r\n"
+                             b"Access-Control-Request-Method: POST\r\n"
+                             b"Access-Control-Request-Headers: x-a\x01b\r\n\r\n")
+                status_line = sock.recv(65536).split(b"\r\n", 1)[0]
+                assert re.fullmatch(rb"HTTP/1\.1 [245]\d\d [A-Z][A-Za-z ]+", status_line)
+        time.sleep(0.2)  # let the log reach us
+        assert sum("cannot send" in line for line in served.log) <= 1
