@@ -10,10 +10,11 @@ for a streamed one. Responses are written here too (core/http_response.py builds
 head, aio/stream_writer.py frames a streamed body). No h11 on either side: its
 validating and framing were most of a stream's setup (benchmarks/bench_hot_path.py).
 
-Fairness: a connection reads at most ``_EVENTS_PER_TURN`` request events, and
-dispatches at most one request, per turn of the event loop; then it stops reading and
-goes on at the next turn, so no client's input holds the loop (a body of one-byte
-chunks, a flood of pipelined requests) however fast it arrives.
+Fairness: a connection reads at most ``_EVENTS_PER_TURN`` request events (heads,
+body pieces, ends; each request it dispatches is two at least) per turn of the event
+loop; then it stops reading and goes on at the next turn, so no client's input holds
+the loop (a body of one-byte chunks, a flood of pipelined requests) however fast it
+arrives.
 
 Backpressure: the transport's write-buffer limits call ``pause_writing`` and
 ``resume_writing``; a stream writer forwards them to the producer's ``pause`` and
@@ -72,8 +73,8 @@ logger = logging.getLogger("sseserver.http")
 # Reader events one connection takes per turn of the event loop before the others
 # run. An event is at most one head (16 KiB), one socket read of a body or one slice
 # of a chunked body (http_request.CHUNKED_SLICE, ~1.5 ms on one-byte chunks), so a
-# turn costs a connection ~10 ms at worst whatever its client sends; a plain POST
-# takes two or three.
+# turn costs a connection ~10 ms of reading at worst whatever its client sends, and
+# answers four pipelined requests at most (a GET is a head and an end).
 _EVENTS_PER_TURN = 8
 # RFC 9110 §10.1.1: the interim answer a client that sent "Expect: 100-continue" waits
 # for before its body (curl waits 1 s for it, then sends anyway).
@@ -277,8 +278,6 @@ class HTTPConnection(asyncio.Protocol):
             except HTTPError as exc:
                 self._fail(exc.status, str(exc), close=exc.close)
                 return
-            if event is END_OF_MESSAGE:
-                return  # one request a turn: _finish_cycle schedules the next
         self._next_turn()
 
     def _await_input(self) -> None:

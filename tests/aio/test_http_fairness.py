@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import socket
 
-from sseserver.aio.http_server import HTTPConnection, HTTPRequest, Phase
+from sseserver.aio.http_server import _EVENTS_PER_TURN, HTTPConnection, HTTPRequest, Phase
 from sseserver.config import LimitsSettings
 from tests.aio.test_http_server import (
     FAST,
@@ -68,10 +68,11 @@ async def turns_until(condition: object, limit: int = 10_000) -> int:
     raise AssertionError("the condition never held")
 
 
-def test_pipelined_requests_in_one_read_are_answered_one_per_turn() -> None:
+def test_pipelined_requests_in_one_read_are_answered_a_few_per_turn() -> None:
     """uvloop delivers up to 32 reads in one turn; each used to be read to its end
     (5 MB of pipelined requests held the loop for seconds)."""
     served: list[str] = []
+    per_turn = _EVENTS_PER_TURN // 2  # a GET is a head and an end
 
     def handler(request: HTTPRequest, conn: HTTPConnection) -> None:
         served.append(request.path)
@@ -80,11 +81,11 @@ def test_pipelined_requests_in_one_read_are_answered_one_per_turn() -> None:
     async def main() -> None:
         conn, transport = await connection(handler)
         conn.data_received(GET * 500)
-        assert served == ["/x"] and not transport.reading  # the rest waits a turn
+        assert len(served) == per_turn and not transport.reading  # the rest waits
         conn.data_received(GET)  # a read the loop had already made: kept, not read now
-        assert len(served) == 1
+        assert len(served) == per_turn
         turns = await turns_until(lambda: len(served) == 501)
-        assert turns >= 500 and transport.reading  # all read: the socket is read again
+        assert turns >= 500 // per_turn and transport.reading  # all read: read again
         assert transport.written.count(b"HTTP/1.1 200 OK\r\n") == 501
 
     asyncio.run(main())
