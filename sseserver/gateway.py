@@ -118,6 +118,21 @@ class Gateway:
         except RequestError as exc:
             self.error(conn, exc.status, str(exc), exc.headers, error_type=exc.error_type)
 
+    def admit_head(self, request: HTTPRequest, conn: HTTPConnection) -> bool:
+        """Whether to ask for the body of a request whose client awaits ``100
+        Continue``: a request refused whatever its body (no route, a method the route
+        lacks, no room for a stream) is handled now, with its final status."""
+        methods = self._routes.get(request.path)
+        if methods is None and request.path.startswith(STREAMS_PREFIX):
+            methods = self._stream_routes
+        route = methods.get(request.method) if methods else None
+        starts_stream = route == self._post_stream or route == self._post_streams
+        if route is not None and not (starts_stream and (
+                self.draining or len(self.relays) >= self.config.server.max_connections)):
+            return True
+        self.handle(request, conn)  # answers as it would with the body
+        return False
+
     def _cors_headers(self, request: HTTPRequest) -> list[tuple[str, str]]:
         origin = request.headers.get("origin")
         allowed = self.config.server.cors_origins

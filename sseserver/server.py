@@ -67,7 +67,8 @@ class Server:
         loop = asyncio.get_running_loop()
 
         def factory() -> HTTPConnection:
-            return HTTPConnection(gateway.handle, limits, gateway.on_protocol_error, loop)
+            return HTTPConnection(gateway.handle, limits, gateway.on_protocol_error, loop,
+                                  gateway.admit_head)
 
         server = self.config.server
         if self._sock is not None:

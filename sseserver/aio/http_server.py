@@ -7,13 +7,27 @@ core/http_request.py's reader (keep-alive and pipelining, answered in order; wha
 ``handler`` and offers two ways to answer: :meth:`HTTPConnection.respond` for a
 whole response, or :meth:`HTTPConnection.start_stream` and a :class:`StreamWriter`
 for a streamed one. Responses are written here too (core/http_response.py builds the
-head; bodies are framed here). No h11 on either side: its validating and framing were
-most of a stream's setup (benchmarks/bench_hot_path.py).
+head, aio/stream_writer.py frames a streamed body). No h11 on either side: its
+validating and framing were most of a stream's setup (benchmarks/bench_hot_path.py).
+
+Fairness: a connection reads at most ``_EVENTS_PER_TURN`` request events (heads,
+body pieces, ends; each request it dispatches is two at least) per turn of the event
+loop; then it stops reading and goes on at the next turn, so no client's input holds
+the loop (a body of one-byte chunks, a flood of pipelined requests) however fast it
+arrives.
 
 Backpressure: the transport's write-buffer limits call ``pause_writing`` and
 ``resume_writing``; a stream writer forwards them to the producer's ``pause`` and
-``resume`` callables, and a client that stays paused past the slow-consumer timeout,
-or lets more than ``max_write_buffer`` bytes pile up, is disconnected.
+``resume`` callables. While writing is paused between requests, no further request is
+taken (a client that pipelines and never reads gets no more answers queued). A client
+that stays paused past the slow-consumer timeout, or lets more than
+``max_write_buffer`` bytes pile up (whole responses and streamed bodies alike), is
+disconnected.
+
+Client input never puts a traceback in the log: a response head that cannot be sent
+(a header value a handler echoed) becomes a plain 500, and a handler that raises
+costs its request a 500; each logs one short line, at most once per
+``_ERROR_LOG_INTERVAL``.
 """
 
 from __future__ import annotations
@@ -30,6 +44,8 @@ from typing import cast
 import orjson
 
 from sseserver.aio.flow import FlowControl
+from sseserver.aio.log_limit import RateLimitedLog
+from sseserver.aio.stream_writer import StreamWriter
 from sseserver.aio.wheel import Deadline, wheel_for
 from sseserver.config import LimitsSettings as Limits
 from sseserver.core.http_request import (
@@ -43,16 +59,34 @@ from sseserver.core.http_request import (
     RequestReader,
 )
 from sseserver.core.http_response import encode_response_head
+from sseserver.core.request_checks import (
+    HTTPError,
+    awaits_continue,
+    body_too_large,
+    check_head,
+    error_type,
+)
 from sseserver.errors import LocalProtocolError, RemoteProtocolError
 
 logger = logging.getLogger("sseserver.http")
 
-# The reader measures the head as sent; the limit also holds for the head as parsed
-# (a bare-LF head is shorter than the CRLF one it stands for): this is the per-line
-# overhead of ": " and CRLF.
-_HEADER_LINE_OVERHEAD = 4
-_SUPPORTED_VERSIONS = ("1.1", "1.0")
-_LAST_CHUNK = b"0\r\n\r\n"
+# Reader events one connection takes per turn of the event loop before the others
+# run. An event is at most one head (16 KiB), one socket read of a body or one slice
+# of a chunked body (http_request.CHUNKED_SLICE, under 1 ms on one-byte chunks), so a
+# turn costs a connection ~10 ms of reading at worst whatever its client sends, and
+# answers four pipelined requests at most (a GET is a head and an end).
+_EVENTS_PER_TURN = 8
+# RFC 9110 §10.1.1: the interim answer a client that sent "Expect: 100-continue" waits
+# for before its body (curl waits 1 s for it, then sends anyway).
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Lines a client can cause (a handler failing on its request, a header it made a
+# handler echo): at most one of each kind per this many seconds.
+_ERROR_LOG_INTERVAL = 10.0
+_log_handler_failure = RateLimitedLog(logger, logging.ERROR, _ERROR_LOG_INTERVAL)
+_log_unsendable_head = RateLimitedLog(logger, logging.WARNING, _ERROR_LOG_INTERVAL)
+_log_read_failure = RateLimitedLog(logger, logging.ERROR, _ERROR_LOG_INTERVAL)
+_INTERNAL_ERROR = orjson.dumps({"error": {"type": "internal_error",
+                                          "message": "internal server error"}})
 
 
 class Phase(enum.Enum):
@@ -77,15 +111,9 @@ class HTTPRequest:
 
 
 Handler = Callable[[HTTPRequest, "HTTPConnection"], None]
-
-
-class HTTPError(Exception):
-    """A request we refuse before the handler sees it."""
-
-    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.close = close
+# Asked about a request (body not read) whose client awaits "100 Continue": True to
+# let the body come; False once it has answered the request with its final status.
+Admission = Callable[[HTTPRequest, "HTTPConnection"], bool]
 
 
 _date_cache: list[tuple[int, str]] = [(0, "")]
@@ -104,11 +132,12 @@ def http_date() -> str:
 class HTTPConnection(asyncio.Protocol):
     """One client connection. Thin callbacks; decisions in small methods."""
 
-    __slots__ = ("_between_requests", "_body", "_body_size", "_body_timed",
+    __slots__ = ("_admit", "_between_requests", "_body", "_body_timed",
                  "_close_after_response", "_handler", "_head_only", "_http11", "_keep_alive",
                  "_limits", "_loop", "_on_error", "_reader", "_reading_paused", "_request",
-                 "_response_started", "_slow_timer", "_timer", "_transport", "_wheel", "flow",
-                 "on_lost", "peer", "phase", "requests_served", "response_headers", "stream")
+                 "_response_started", "_slow_timer", "_timer", "_transport", "_turn_due",
+                 "_wheel", "flow", "on_lost", "peer", "phase", "requests_served",
+                 "response_headers", "stream")
 
     def __init__(
         self,
@@ -116,8 +145,10 @@ class HTTPConnection(asyncio.Protocol):
         limits: Limits,
         on_error: Callable[[HTTPConnection, int, str], None],
         loop: asyncio.AbstractEventLoop | None = None,
+        admit: Admission | None = None,
     ) -> None:
         self._handler = handler
+        self._admit = admit
         self._limits = limits
         self._on_error = on_error
         self._loop = loop or asyncio.get_running_loop()
@@ -129,10 +160,10 @@ class HTTPConnection(asyncio.Protocol):
         self.peer = ""
         self._request: HTTPRequest | None = None
         self._body: list[bytes] = []
-        self._body_size = 0
         self._wheel = wheel_for(self._loop)
         self._timer: Deadline | None = None  # head, body or keep-alive timeout
         self._reading_paused = False
+        self._turn_due = False  # input is left for the next turn of the loop
         self._close_after_response = False
         self._keep_alive = False  # the current request allows another one after it
         self._head_only = False  # a HEAD request: the response has no body
@@ -165,17 +196,19 @@ class HTTPConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
-        if reader.state is ReaderState.DONE:  # a response is in progress: this is for
-            # the next request; stop reading past the cap (a pipelined flood), and the
-            # kernel then pushes back
-            if reader.buffered > self._limits.max_pipelined_bytes:
-                self._pause_reading()
-            return
-        if self._between_requests:
-            # the first byte of the next request: from now on the head must complete
-            self._between_requests = False
-            self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
-        self._process_events()
+        if reader.state is not ReaderState.DONE:
+            if self._between_requests:
+                # the first byte of the next request: from now on the head must complete
+                self._between_requests = False
+                self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
+            if not self._turn_due and not self.flow.paused:
+                self._process_events()
+                return
+        # Not to be read now: a response is in progress, earlier input waits for the
+        # next turn, or the client is not reading our answers. Stop reading past the
+        # cap (a pipelined flood), and the kernel then pushes back.
+        if reader.buffered > self._limits.max_pipelined_bytes:
+            self._pause_reading()
 
     def eof_received(self) -> bool | None:
         # A client that half-closes while we stream to it is gone in practice (browsers
@@ -184,7 +217,8 @@ class HTTPConnection(asyncio.Protocol):
         if self.phase is Phase.RESPONDING or self._reader.state is ReaderState.DONE:
             return False
         self._reader.feed_eof()
-        self._process_events()
+        if not self._turn_due:
+            self._process_events()
         return True  # finish the response in progress, then close
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -206,23 +240,35 @@ class HTTPConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._cancel_slow_timer()
         self.flow.resume()
+        if self.phase is Phase.IDLE or self.phase is Phase.READING:
+            self._next_turn()  # input held while the client was not reading goes on
 
     # -- reading requests ----------------------------------------------------------
 
     def _process_events(self) -> None:
+        """Read the client's input for one turn of the loop (see _EVENTS_PER_TURN)."""
+        try:
+            self._read_events()
+        except Exception as exc:  # a bug must cost this connection, never log a traceback
+            _log_read_failure("reading a request from %s failed: %s", self.peer,
+                              type(exc).__name__)
+            logger.debug("read failure", exc_info=True)
+            self._answer_failure()
+
+    def _read_events(self) -> None:
         reader = self._reader
-        while self.phase is not Phase.CLOSED and self.phase is not Phase.RESPONDING:
+        for _ in range(_EVENTS_PER_TURN):
+            if self.phase is not Phase.IDLE and self.phase is not Phase.READING:
+                return
+            if self.flow.paused:  # no new work while our answers are not read:
+                return  # resume_writing goes on
             try:
                 event = reader.next_event()
             except RemoteProtocolError as exc:
                 self._fail(exc.status_hint, f"malformed request: {exc}", close=True)
                 return
             if event is NEED_DATA:
-                if self._request is not None and not self._body_timed:
-                    # The body is still on its way: from now on it must complete. (A body
-                    # that came with its head, as most do, never needs the timer.)
-                    self._body_timed = True
-                    self._arm_timer(self._limits.body_timeout, self._on_body_timeout)
+                self._await_input()
                 return
             if event is PAUSED:
                 self._pause_reading()
@@ -232,6 +278,27 @@ class HTTPConnection(asyncio.Protocol):
             except HTTPError as exc:
                 self._fail(exc.status, str(exc), close=exc.close)
                 return
+        self._next_turn()
+
+    def _await_input(self) -> None:
+        if self._request is not None and not self._body_timed:
+            # The body is still on its way: from now on it must complete. (A body
+            # that came with its head, as most do, never needs the timer.)
+            self._body_timed = True
+            self._arm_timer(self._limits.body_timeout, self._on_body_timeout)
+        self._resume_reading()
+
+    def _next_turn(self) -> None:
+        """Go on reading at the next turn of the loop; read no more from the socket
+        until then (the loop may deliver several reads in one turn)."""
+        self._pause_reading()
+        if not self._turn_due:
+            self._turn_due = True
+            self._loop.call_soon(self._take_turn)
+
+    def _take_turn(self) -> None:
+        self._turn_due = False
+        self._process_events()
 
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, RequestHead):
@@ -245,9 +312,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def _start_request(self, head: RequestHead) -> None:
         self.phase = Phase.READING
-        if head.http_version not in _SUPPORTED_VERSIONS:
-            raise HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported", close=True)
-        headers = _check_head(head, self._limits)
+        headers = check_head(head, self._limits)
         path, _, query = head.target.partition("?")
         self._request = HTTPRequest(
             method=head.method, path=path, query=query, headers=headers,
@@ -258,18 +323,28 @@ class HTTPConnection(asyncio.Protocol):
         self._head_only = head.method == "HEAD"
         self._http11 = head.http_version == "1.1"  # chunked framing for a streamed body
         self._body = []
-        self._body_size = 0
         declared = headers.get("content-length")
         if declared is not None and int(declared) > self._limits.max_body_bytes:
-            raise HTTPError(413, f"request body exceeds {self._limits.max_body_bytes} bytes",
-                            close=True)
+            raise body_too_large(self._limits)
         self._body_timed = False
+        if self._http11 and self._reader.buffered == 0 and \
+                awaits_continue(headers, declared):
+            self._continue_or_refuse(self._request)
+
+    def _continue_or_refuse(self, request: HTTPRequest) -> None:
+        """RFC 9110 §10.1.1: a client awaits 100 before its body; a request that would
+        be refused anyway gets its final status at once instead (and the connection
+        closes after it, the body unread). Never after the body started arriving."""
+        if self._admit is not None and not self._call(self._admit, request):
+            return
+        if self.phase is Phase.READING and self._transport is not None:
+            self._transport.write(_CONTINUE)
 
     def _add_body(self, data: bytes) -> None:
-        self._body_size += len(data)
-        if self._body_size > self._limits.max_body_bytes:
-            raise HTTPError(413, f"request body exceeds {self._limits.max_body_bytes} bytes",
-                            close=True)
+        # Counted as sent (chunk framing and extensions too): the limit bounds what
+        # reading the body costs, not only what it holds.
+        if self._reader.body_bytes > self._limits.max_body_bytes:
+            raise body_too_large(self._limits)
         self._body.append(data)
 
     def _dispatch(self) -> None:
@@ -282,13 +357,29 @@ class HTTPConnection(asyncio.Protocol):
         self._cancel_timer()
         self.phase = Phase.RESPONDING
         self.requests_served += 1
+        self._call(self._handler, request)
+
+    def _call(self, handler: Callable[[HTTPRequest, HTTPConnection], object],
+              request: HTTPRequest) -> object:
         try:
-            self._handler(request, self)
-        except Exception:  # a handler bug must cost one request, never the process
-            logger.exception("handler failed for %s %s", request.method, request.path)
-            if self.phase is Phase.RESPONDING and not self._response_started:
-                self.respond_json(500, {"error": {"type": "internal_error",
-                                                  "message": "internal server error"}})
+            return handler(request, self)
+        except Exception as exc:  # a handler bug costs one request, never the process
+            # one short line (the request may be a client's probe, sent in a loop);
+            # the traceback only for whoever debugs
+            _log_handler_failure("handler failed for %s %.80r: %s", request.method,
+                                 request.path, type(exc).__name__)
+            logger.debug("handler failure", exc_info=True)
+            if self.phase is not Phase.IDLE:  # IDLE: it answered before it raised
+                self._answer_failure()
+            return False
+
+    def _answer_failure(self) -> None:
+        """A 500 and the close; the close alone once the response has begun."""
+        if self.phase is not Phase.CLOSED and not self._response_started:
+            self.phase = Phase.RESPONDING
+            self.respond(500, [("content-type", "application/json")], _INTERNAL_ERROR,
+                         close=True)
+        self._close()
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
@@ -316,9 +407,11 @@ class HTTPConnection(asyncio.Protocol):
             all_headers.append(("content-length", str(len(body))))
         head = self._encode_head(status, all_headers, close)
         if head is None:
+            self._send_internal_error()
             return
         self._transport.write(head + body if has_body and not self._head_only else head)
-        self._finish_cycle()
+        if not self.check_write_buffer():
+            self._finish_cycle()
 
     def respond_json(self, status: int, payload: object,
                      headers: list[tuple[str, str]] | None = None, *, close: bool = False
@@ -331,16 +424,21 @@ class HTTPConnection(asyncio.Protocol):
 
         HTTP/1.1 clients get chunked framing; an HTTP/1.0 client gets the raw body and
         the connection closes after it (it cannot read chunks); a HEAD gets the head.
-
-        Raises :class:`LocalProtocolError` for a header that cannot be sent.
+        A head that cannot be sent (a header value with a line break) becomes a 500,
+        the connection closes, and the writer returned is closed: it drops what it is
+        given.
         """
         assert self._transport is not None
         chunked = self._http11
         all_headers = [*headers, *self.response_headers]
         if chunked:
             all_headers.append(("transfer-encoding", "chunked"))
-        head = encode_response_head(status, self._finish_headers(all_headers, close=False))
-        self._response_started = True
+        head = self._encode_head(status, all_headers, close=False)
+        if head is None:
+            self._send_internal_error()
+            writer = StreamWriter(self, self._transport)
+            writer.closed = True
+            return writer
         self._transport.write(head)
         self.stream = StreamWriter(self, self._transport, chunked=chunked,
                                    sends_body=not self._head_only)
@@ -359,21 +457,43 @@ class HTTPConnection(asyncio.Protocol):
     def _finish_headers(self, headers: list[tuple[str, str]], close: bool
                         ) -> list[tuple[str, str]]:
         headers.append(("date", http_date()))
-        if close or not self._keep_alive:
+        # a response before the whole request was read closes: the rest is not read
+        if close or not self._keep_alive or not self._request_read():
             headers.append(("connection", "close"))
             self._close_after_response = True
         return headers
 
     def _encode_head(self, status: int, headers: list[tuple[str, str]], close: bool
                      ) -> bytes | None:
+        """The head, or None if it cannot be sent (logged, rate-limited)."""
         try:
             head = encode_response_head(status, self._finish_headers(headers, close))
-        except LocalProtocolError:
-            logger.exception("cannot send a %d response to %s", status, self.peer)
-            self._close()
+        except LocalProtocolError as exc:
+            _log_unsendable_head("cannot send a %d response to %s: %.100s", status,
+                                 self.peer, exc)
             return None
         self._response_started = True
         return head
+
+    def _send_internal_error(self) -> None:
+        """Answer 500 instead of a response that cannot be sent, and close."""
+        assert self._transport is not None
+        headers = [("content-type", "application/json"),
+                   ("content-length", str(len(_INTERNAL_ERROR)))]
+        head = encode_response_head(500, self._finish_headers(headers, close=True))
+        self._response_started = True
+        self._transport.write(head if self._head_only else head + _INTERNAL_ERROR)
+        self._close()
+
+    def check_write_buffer(self) -> bool:
+        """Evict a client that lets more than max_write_buffer bytes pile up while it
+        does not read (StreamWriter.write holds streamed bodies to the same cap)."""
+        assert self._transport is not None
+        if self.flow.paused and \
+                self._transport.get_write_buffer_size() > self._limits.max_write_buffer:
+            self._evict("write buffer limit exceeded")
+            return True
+        return False
 
     def _finish_cycle(self) -> None:
         if self._close_after_response or not self._request_read():
@@ -387,23 +507,19 @@ class HTTPConnection(asyncio.Protocol):
         self._request = None
         self._keep_alive = self._head_only = self._http11 = self._response_started = False
         self.response_headers = []
-        self._resume_reading()
         if pending:
             # a pipelined request (or the end of input) is waiting: answer it in order,
-            # once this call returns
+            # at the next turn
             self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
-            self._loop.call_soon(self._process_pending)
+            self._next_turn()
         else:
+            self._resume_reading()
             self._between_requests = True
             self._arm_timer(self._limits.keepalive_timeout, self._on_keepalive_timeout)
 
     def _request_read(self) -> bool:
         """The whole request has been read (so the connection may serve another)."""
         return self._reader.state is ReaderState.DONE
-
-    def _process_pending(self) -> None:
-        if self.phase is Phase.IDLE:
-            self._process_events()
 
     def _fail(self, status: int, message: str, *, close: bool) -> None:
         self._on_error(self, status, message)
@@ -413,7 +529,7 @@ class HTTPConnection(asyncio.Protocol):
             self._close()
             return
         self.phase = Phase.RESPONDING
-        self.respond_json(status, {"error": {"type": _error_type(status), "message": message}},
+        self.respond_json(status, {"error": {"type": error_type(status), "message": message}},
                           close=close or not self._request_read())
 
     def _close(self) -> None:
@@ -425,7 +541,7 @@ class HTTPConnection(asyncio.Protocol):
             self._transport.close()
 
     def _evict(self, reason: str) -> None:
-        self._slow_timer = None
+        self._cancel_slow_timer()  # evicted by the cap, the timer would log it again
         logger.info("closing %s: %s", self.peer, reason)
         self.abort()
 
@@ -460,91 +576,3 @@ class HTTPConnection(asyncio.Protocol):
         self._timer = None
         if self.phase is Phase.IDLE:
             self._close()
-
-
-class StreamWriter:
-    """Writes the body of a streamed response: hand-framed HTTP chunks for HTTP/1.1.
-
-    A chunk is one bytes format (h11 framed one in ~1.8 µs, the largest step of a
-    frame write).
-    """
-
-    __slots__ = ("_chunked", "_conn", "_flow", "_sends_body", "_transport", "bytes_sent",
-                 "closed")
-
-    def __init__(self, conn: HTTPConnection, transport: asyncio.Transport, *,
-                 chunked: bool = True, sends_body: bool = True) -> None:
-        self._conn = conn
-        self._flow = conn.flow  # held here: a write need not touch the connection
-        self._transport = transport
-        self._chunked = chunked and sends_body
-        self._sends_body = sends_body
-        self.closed = False
-        self.bytes_sent = 0
-
-    @property
-    def flow(self) -> FlowControl:
-        return self._flow
-
-    def write(self, data: bytes) -> None:
-        """Send ``data`` as one chunk now (never held back to batch it)."""
-        if self.closed or not data:
-            return
-        size = len(data)
-        self.bytes_sent += size
-        if self._chunked:
-            self._transport.write(b"%x\r\n%b\r\n" % (size, data))
-        elif self._sends_body:
-            self._transport.write(data)
-        else:
-            return
-        if self._flow.paused and self._transport.get_write_buffer_size() > \
-                self._conn._limits.max_write_buffer:
-            self._conn._evict("write buffer limit exceeded")
-
-    def close(self, last: bytes = b"") -> None:
-        """Send ``last`` and end the body in one write, then complete the response."""
-        if self.closed:
-            return
-        self.closed = True
-        self.bytes_sent += len(last)
-        if self._chunked:
-            self._transport.write(b"%x\r\n%b\r\n%b" % (len(last), last, _LAST_CHUNK)
-                                  if last else _LAST_CHUNK)
-        elif last and self._sends_body:
-            self._transport.write(last)
-        self._conn.end_stream()
-
-    def abort(self) -> None:
-        """Cut the connection without a last chunk: the client sees a truncated body."""
-        self.closed = True
-        self._conn.abort()
-
-
-def _check_head(head: RequestHead, limits: Limits) -> dict[str, str]:
-    fields = head.fields
-    if len(fields) > limits.max_header_count:
-        raise HTTPError(431, f"more than {limits.max_header_count} header fields", close=True)
-    size = len(head.method) + len(head.target) + 12
-    headers: dict[str, str] = {}
-    for name, value in fields:
-        size += len(name) + len(value) + _HEADER_LINE_OVERHEAD
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    if size > limits.max_head_bytes:
-        raise HTTPError(431, f"request head exceeds {limits.max_head_bytes} bytes", close=True)
-    if "content-length" in headers and "transfer-encoding" in headers:
-        # RFC 9112 §6.1: a server MUST close the connection after such a request
-        raise HTTPError(400, "both Content-Length and Transfer-Encoding", close=True)
-    return headers
-
-
-_ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-    405: "method_not_allowed", 408: "request_timeout", 413: "request_too_large",
-    429: "rate_limit_error", 431: "headers_too_large", 503: "unavailable",
-    505: "http_version_not_supported",
-}
-
-
-def _error_type(status: int) -> str:
-    return _ERROR_TYPES.get(status, "server_error" if status >= 500 else "request_error")

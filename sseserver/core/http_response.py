@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from http import HTTPStatus
 
 from sseserver.errors import LocalProtocolError
 
@@ -21,20 +22,27 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _valid_names: set[str] = set()
 _MAX_CACHED_NAMES = 256
 
-REASONS = {
-    200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified",
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large",
-    429: "Too Many Requests", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+# RFC 9110 §15: every status the server sends carries its registered reason phrase
+# (an empty one is legal, but some load tools count it as a failure,
+# reference/http-hardening.md). http.HTTPStatus has the registry as Python 3.11 knows
+# it; RFC 9110 renamed four of them (Python 3.13 has the new names).
+REASONS: dict[int, str] = {
+    **{status.value: status.phrase for status in HTTPStatus},
+    413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
 }
+# RFC 9110 §15: a client takes an unregistered status as the x00 of its class; its
+# phrase names the class, as §15.1-§15.6 title them.
+_CLASS_REASONS = {1: "Informational", 2: "Successful", 3: "Redirection",
+                  4: "Client Error", 5: "Server Error"}
 
 
 def reason_phrase(status: int) -> str:
-    # An empty reason phrase is legal, but some load tools count it as a failure
-    # (reference/http-hardening.md).
-    return REASONS.get(status, "Unknown")
+    """The reason phrase of ``status``: its registered one, else its class's name."""
+    reason = REASONS.get(status)
+    if reason is None:
+        reason = _CLASS_REASONS.get(status // 100, "Unregistered")
+    return reason
 
 
 def encode_response_head(status: int, headers: Sequence[tuple[str, str]]) -> bytes:

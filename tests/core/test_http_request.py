@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from sseserver.core.http_fields import MAX_HEAD_SIZE
 from sseserver.core.http_request import (
+    CHUNKED_SLICE,
     CONNECTION_CLOSED,
     END_OF_MESSAGE,
     NEED_DATA,
@@ -499,6 +500,58 @@ def test_an_endless_chunk_line_gets_431_as_in_h11() -> None:
     assert our_trace(data, [60, 10_000], False) == [
         ("head", "POST", "/", "1.1", [("host", "h"), ("transfer-encoding", "chunked")]),
         ("error", 431)]
+
+
+def test_a_long_chunk_line_in_one_read_is_refused_where_h11_takes_it() -> None:
+    """The deliberate difference (module docstring): the decoder sees a chunked body a
+    slice at a time, so a size line longer than 16 KiB and a slice is refused
+    whatever the reads."""
+    data = (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;"
+            + b"x" * (MAX_HEAD_SIZE + CHUNKED_SLICE) + b"\r\nx\r\n0\r\n\r\n")
+    assert h11_trace(data, [], False)[-3:] == [("body", b"x"), ("end",), ("unread", b"")]
+    assert our_trace(data, [], False)[-1] == ("error", 431)
+    # cut where our slices fall, h11 refuses it too
+    cut = data.index(b"1;")
+    slices = list(range(cut + CHUNKED_SLICE, len(data), CHUNKED_SLICE))
+    assert h11_trace(data, slices, False) == our_trace(data, [], False)
+
+
+def test_a_chunked_body_is_read_a_slice_per_event() -> None:
+    """However a client frames its body, one event decodes at most a slice of it."""
+    body = b"1\r\nx\r\n" * 10_000 + b"0\r\n\r\n"
+    reader = RequestReader()
+    reader.feed(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + body + b"GET /next")
+    assert isinstance(reader.next_event(), RequestHead)
+    pieces = []
+    while (before := reader.buffered) and isinstance(event := reader.next_event(), bytes):
+        assert before - reader.buffered <= CHUNKED_SLICE
+        pieces.append(event)
+    assert b"".join(pieces) == b"x" * 10_000 and len(pieces) >= len(body) // CHUNKED_SLICE
+    assert event is END_OF_MESSAGE and reader.unread == b"GET /next"
+
+
+@pytest.mark.parametrize(("body", "framing"), [
+    (b"hello", "Content-Length: 5\r\n"),
+    (b"5;ext=" + b"e" * 9000 + b"\r\nhello\r\n0;x\r\nT: 1\r\n\r\n",
+     "Transfer-Encoding: chunked\r\n"),
+    (b"1\r\nh\r\n" * 3000 + b"0\r\n\r\n", "Transfer-Encoding: chunked\r\n"),
+])
+def test_body_bytes_count_the_body_as_sent(body: bytes, framing: str) -> None:
+    """Size lines, extensions, CRLFs and trailers count, not only the payload: a body
+    limit on body_bytes bounds them too."""
+    for cuts in ([], list(range(0, len(body), 777))):
+        reader = RequestReader()
+        reader.feed(b"POST / HTTP/1.1\r\nHost: h\r\n" + framing.encode() + b"\r\n")
+        assert isinstance(reader.next_event(), RequestHead) and reader.body_bytes == 0
+        for piece in [*split(body, cuts), b"GET / HTTP/1.1\r\n"]:
+            reader.feed(piece)
+            read_all(reader)
+        assert reader.state is ReaderState.DONE and reader.body_bytes == len(body)
+        reader.start_next_cycle()
+        reader.feed(b"Host: h\r\n\r\n")
+        read_all(reader)
+        assert reader.body_bytes == 0  # a request without a body
 
 
 def test_a_long_pipelined_backlog_reads_as_h11_reads_it() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 import h11
 import pytest
 from hypothesis import given, settings
@@ -46,7 +48,23 @@ def test_h11_reads_back_exactly_what_was_encoded(status: int,
 def test_head_bytes() -> None:
     assert encode_response_head(200, [("content-type", "text/event-stream"), ("x-a", "1")]) \
         == b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-a: 1\r\n\r\n"
-    assert encode_response_head(418, []) == b"HTTP/1.1 418 Unknown\r\n\r\n"
+    assert encode_response_head(501, []) == b"HTTP/1.1 501 Not Implemented\r\n\r\n"
+
+
+@pytest.mark.parametrize(("status", "reason"), [
+    (100, "Continue"), (200, "OK"), (413, "Content Too Large"), (417, "Expectation Failed"),
+    (422, "Unprocessable Content"), (431, "Request Header Fields Too Large"),
+    (501, "Not Implemented"), (505, "HTTP Version Not Supported"),
+    (299, "Successful"), (477, "Client Error"), (599, "Server Error")])
+def test_every_status_has_its_rfc_9110_reason_phrase(status: int, reason: str) -> None:
+    assert reason_phrase(status) == reason
+    assert encode_response_head(status, []).startswith(f"HTTP/1.1 {status} {reason}\r\n"
+                                                       .encode())
+
+
+def test_no_registered_status_is_sent_without_its_phrase() -> None:
+    for status in HTTPStatus:
+        assert reason_phrase(status) not in ("", "Unknown"), status
 
 
 @pytest.mark.parametrize("value", ["a\r\nx-injected: 1", "a\nb", "a\rb", "a\x00b", "a\x01",

@@ -1,0 +1,76 @@
+"""What the server refuses in a request head before a handler sees it, sans-IO: the
+limits a protocol parser leaves to the server (reference/http-hardening.md), each
+with the status to answer and whether the connection must close after it."""
+
+from __future__ import annotations
+
+from sseserver.config import LimitsSettings as Limits
+from sseserver.core.http_request import RequestHead
+
+# The reader measures the head as sent; the limit also holds for the head as parsed
+# (a bare-LF head is shorter than the CRLF one it stands for): this is the per-line
+# overhead of ": " and CRLF.
+_HEADER_LINE_OVERHEAD = 4
+# RFC 9112 §2.3 leaves other versions to the server: 505 (h11 reads any digit.digit).
+_SUPPORTED_VERSIONS = ("1.1", "1.0")
+
+
+class HTTPError(Exception):
+    """A request we refuse before the handler sees it."""
+
+    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.close = close
+
+
+def awaits_continue(headers: dict[str, str], declared: str | None) -> bool:
+    """The client sent "Expect: 100-continue" (RFC 9110 §10.1.1, case-insensitive)
+    and a body is to follow."""
+    expect = headers.get("expect")
+    return expect is not None and expect.lower() == "100-continue" and (
+        "transfer-encoding" in headers or (declared is not None and int(declared) > 0))
+
+
+def body_too_large(limits: Limits) -> HTTPError:
+    """The refusal of a body over ``limits.max_body_bytes`` (declared or as sent)."""
+    return HTTPError(413, f"request body exceeds {limits.max_body_bytes} bytes", close=True)
+
+
+def check_head(head: RequestHead, limits: Limits) -> dict[str, str]:
+    """The head's fields as a dict (lower-case names, repeated fields joined with
+    ", "), if the server takes the request.
+
+    Raises :class:`HTTPError`: 505 for a version other than 1.0 and 1.1, 431 for more
+    fields or bytes than the limits allow, 400 for a Content-Length beside a
+    Transfer-Encoding.
+    """
+    if head.http_version not in _SUPPORTED_VERSIONS:
+        raise HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported", close=True)
+    fields = head.fields
+    if len(fields) > limits.max_header_count:
+        raise HTTPError(431, f"more than {limits.max_header_count} header fields", close=True)
+    size = len(head.method) + len(head.target) + 12
+    headers: dict[str, str] = {}
+    for name, value in fields:
+        size += len(name) + len(value) + _HEADER_LINE_OVERHEAD
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    if size > limits.max_head_bytes:
+        raise HTTPError(431, f"request head exceeds {limits.max_head_bytes} bytes", close=True)
+    if "content-length" in headers and "transfer-encoding" in headers:
+        # RFC 9112 §6.1: a server MUST close the connection after such a request
+        raise HTTPError(400, "both Content-Length and Transfer-Encoding", close=True)
+    return headers
+
+
+_ERROR_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+    405: "method_not_allowed", 408: "request_timeout", 413: "request_too_large",
+    429: "rate_limit_error", 431: "headers_too_large", 503: "unavailable",
+    505: "http_version_not_supported",
+}
+
+
+def error_type(status: int) -> str:
+    """The ``type`` of the JSON error body a refused request gets."""
+    return _ERROR_TYPES.get(status, "server_error" if status >= 500 else "request_error")
