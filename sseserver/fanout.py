@@ -33,6 +33,7 @@ class LogOutput:
         self.subscribers: set[Subscriber] = set()
         self.stream_id = ""
         self.content_type = "text/event-stream"
+        self.preamble = b""  # each subscriber's response starts with it, before replay
         self._cancel_when_alone = cancel_when_alone
         self._on_gone: Callable[[], None] | None = None
         self._on_full: Callable[[], None] | None = None
@@ -56,9 +57,10 @@ class LogOutput:
     def unbind(self) -> None:
         self._on_gone = self._on_full = None
 
-    def open(self, stream_id: str, content_type: str) -> None:
+    def open(self, stream_id: str, content_type: str, preamble: bytes) -> None:
         self.stream_id = stream_id
         self.content_type = content_type
+        self.preamble = preamble
 
     def write(self, frames: list[bytes]) -> None:
         room = True
@@ -136,6 +138,7 @@ class Subscriber:
 
     def start(self, headers: list[tuple[str, str]]) -> None:
         self._writer = self._conn.start_stream(200, headers)
+        self._writer.write(self._output.preamble)
         self._conn.flow.attach(self._pause, self._resume)
         self._conn.on_lost = self._lost
         self.pump()
