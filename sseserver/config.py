@@ -8,6 +8,7 @@ Defaults and their reasons follow reference/http-hardening.md.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,12 @@ class ServerSettings:
     max_connections: int = 10000
     demo: bool = False
     cors_origins: tuple[str, ...] = ()
+    # Access-Control-Allow-Credentials for the listed origins (never with "*"): off, as
+    # nothing here authenticates by cookie; turn on only behind a proxy that does.
+    cors_allow_credentials: bool = False
+    # Request header names always allowed; with credentials, the only way to allow a
+    # credential-class name (authorization, cookie, x-api-key...).
+    cors_allow_headers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +331,7 @@ def _validate(config: Config) -> None:
                           "max_write_buffer")
     if config.streams.heartbeat_interval <= 0:
         raise ConfigError("streams.heartbeat_interval: must be positive")
+    _validate_cors(server)
     names = {p.name for p in config.providers}
     routing = config.routing
     targets = [*routing.aliases.items(),
@@ -337,3 +345,18 @@ def _validate(config: Config) -> None:
     if routing.default_provider and names and routing.default_provider not in names:
         raise ConfigError(f"routing.default_provider: unknown provider "
                           f"{routing.default_provider!r}")
+
+
+# A serialized origin (RFC 6454 §6.2): scheme "://" host [":" port], or "null".
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^\x00-\x20\x7f/?#]+|null")
+_HEADER_NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 token
+
+
+def _validate_cors(server: ServerSettings) -> None:
+    for origin in server.cors_origins:
+        if origin != "*" and _ORIGIN.fullmatch(origin) is None:
+            raise ConfigError(f"server.cors_origins: {origin!r} is not an origin "
+                              "(scheme://host[:port], no path) or \"*\"")
+    for name in server.cors_allow_headers:
+        if _HEADER_NAME.fullmatch(name) is None:
+            raise ConfigError(f"server.cors_allow_headers: {name!r} is not a header name")
