@@ -51,6 +51,15 @@ class ServerSettings:
     backlog: int = 2048  # uvicorn's default; nginx uses 511
     # Each stream holds a client and an upstream socket; over the cap: 503 + Retry-After.
     max_connections: int = 10000
+    # Client sockets, streams or not (a client can hold one without making a stream).
+    # 0: (open-file limit - 20) / 2, so every stream also gets its upstream socket
+    # (9,990 under a limit of 20,000). Over it: 503 + Retry-After, then close.
+    max_client_connections: int = 0
+    # One address's share (nginx limit_conn, whose 503 it answers too): a browser opens
+    # at most 6 connections per host over HTTP/1.1, so 1,000 is ~160 busy browsers
+    # behind one NAT. Behind a reverse proxy every client has the proxy's address: set
+    # 0 (no limit) there and limit per client at the proxy.
+    max_connections_per_address: int = 1000
     demo: bool = False
     cors_origins: tuple[str, ...] = ()
     # Access-Control-Allow-Credentials for the listed origins (never with "*"): off, as
