@@ -13,9 +13,9 @@ The rules, and why:
   cookie, so by default a browser's ambient credentials have nothing to unlock.
 - A preflight reflects the header names it is asked for (SDKs send their own, e.g. the
   OpenAI JS SDK's ``x-stainless-*``), but only names that are RFC 9110 tokens, at most
-  MAX_REQUESTED_NAMES of them; anything else is refused with 400, since a browser only
-  ever asks for token names. With credentials, names of the credential class
-  (CREDENTIAL_HEADERS) are allowed only when configured by name.
+  MAX_REQUESTED_NAMES of them in MAX_REQUESTED_BYTES; anything else is refused with
+  400, since a browser only ever asks for token names. With credentials, names of the
+  credential class (CREDENTIAL_HEADERS) are allowed only when configured by name.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"
 # Browsers ask for the non-safelisted names a script set; an SDK sets about a dozen.
 # Beyond this the list is not a browser's, and reflecting it would only grow the answer.
 MAX_REQUESTED_NAMES = 64
+# ... and their list is a few hundred bytes; this bounds what an answer can reflect.
+MAX_REQUESTED_BYTES = 2048
 PREFLIGHT_MAX_AGE = "600"  # s; Chromium caps a preflight's cache at 2 h, Firefox at 24 h
 
 _TOKEN = re.compile(TOKEN)
@@ -91,9 +93,9 @@ def allowed_request_headers(policy: CORSPolicy, requested: str) -> str:
     """
     names = [name.strip(" \t").lower() for name in requested.split(",")]
     names = [name for name in names if name]
-    if len(names) > MAX_REQUESTED_NAMES:
+    if len(names) > MAX_REQUESTED_NAMES or len(requested) > MAX_REQUESTED_BYTES:
         raise PreflightRefused(f"Access-Control-Request-Headers names more than "
-                               f"{MAX_REQUESTED_NAMES} headers")
+                               f"{MAX_REQUESTED_NAMES} headers or {MAX_REQUESTED_BYTES} bytes")
     for name in names:
         if _TOKEN.fullmatch(name) is None:
             raise PreflightRefused(f"Access-Control-Request-Headers: {name[:40]!r} is not "
