@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import orjson
 
-from sseserver.aio.http_server import HTTPConnection, Phase
+from sseserver.aio.http_server import HTTPConnection
 
 logger = logging.getLogger("sseserver.admission")
 
@@ -157,18 +157,15 @@ class AdmittedConnection(HTTPConnection):
         self._address: str | None = None  # set while counted in
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) else ""
+        super().connection_made(transport)  # reads the peer once, for both of us
+        address = self.peer.rpartition(":")[0]  # "::1:8080" -> "::1"
         sock = transport.get_extra_info("socket")
         answer = self._admission.admit(address, sock.fileno() if sock is not None else -1)
-        if answer is not None:
-            self.phase = Phase.CLOSED  # never read: the answer does not depend on it
-            transport = cast(asyncio.Transport, transport)
-            transport.write(answer)
-            transport.close()
+        if answer is None:
+            self._address = address
             return
-        self._address = address
-        super().connection_made(transport)
+        cast(asyncio.Transport, transport).write(answer)  # never read: it does not
+        self._close()  # depend on the request
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._address is not None:
