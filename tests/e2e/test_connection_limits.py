@@ -67,6 +67,12 @@ def test_one_address_gets_its_share_and_then_503() -> None:
             assert_refused(answer(late))
             assert time.monotonic() - started < 1.0, "answered at once, not at a timeout"
             assert wait_for_log(server, "per-address limit")
+            # another address (all of 127/8 is loopback) is served meanwhile
+            with socket.create_connection(("127.0.0.1", server.port),
+                                          source_address=("127.0.0.2", 0)) as other:
+                other.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close"
+                              b"\r\n\r\n")
+                assert answer(other).startswith(b"HTTP/1.1 200 ")
         finally:
             for sock in held:
                 sock.close()
