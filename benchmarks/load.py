@@ -245,7 +245,9 @@ def contender_argv(name: str, fake_port: int, workers: int) -> tuple[list[str], 
                  "--workers", str(workers)],
                 {"OPENAI_API_KEY": "bench",
                  "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
-                 "SSESERVER_SERVER_MAX_CONNECTIONS": "100000"})
+                 "SSESERVER_SERVER_MAX_CONNECTIONS": "100000",
+                 # every stream comes from 127.0.0.1, as through a reverse proxy
+                 "SSESERVER_SERVER_MAX_CONNECTIONS_PER_ADDRESS": "0"})
     module = {"floor": "floor", "starlette": "starlette_app", "aiohttp": "aiohttp_app"}[name]
     return ([sys.executable, "-m", f"benchmarks.peers.{module}", str(free_port()),
              str(fake_port)], {})

@@ -8,6 +8,7 @@ Defaults and their reasons follow reference/http-hardening.md.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,8 +51,23 @@ class ServerSettings:
     backlog: int = 2048  # uvicorn's default; nginx uses 511
     # Each stream holds a client and an upstream socket; over the cap: 503 + Retry-After.
     max_connections: int = 10000
+    # Client sockets, streams or not (a client can hold one without making a stream).
+    # 0: (open-file limit - 20) / 2, so every stream also gets its upstream socket
+    # (9,990 under a limit of 20,000). Over it: 503 + Retry-After, then close.
+    max_client_connections: int = 0
+    # One address's share (nginx limit_conn, whose 503 it answers too): a browser opens
+    # at most 6 connections per host over HTTP/1.1, so 1,000 is ~160 busy browsers
+    # behind one NAT. Behind a reverse proxy every client has the proxy's address: set
+    # 0 (no limit) there and limit per client at the proxy.
+    max_connections_per_address: int = 1000
     demo: bool = False
     cors_origins: tuple[str, ...] = ()
+    # Access-Control-Allow-Credentials for the listed origins (never with "*"): off, as
+    # nothing here authenticates by cookie; turn on only behind a proxy that does.
+    cors_allow_credentials: bool = False
+    # Request header names always allowed; with credentials, the only way to allow a
+    # credential-class name (authorization, cookie, x-api-key...).
+    cors_allow_headers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +340,7 @@ def _validate(config: Config) -> None:
                           "max_write_buffer")
     if config.streams.heartbeat_interval <= 0:
         raise ConfigError("streams.heartbeat_interval: must be positive")
+    _validate_cors(server)
     names = {p.name for p in config.providers}
     routing = config.routing
     targets = [*routing.aliases.items(),
@@ -337,3 +354,18 @@ def _validate(config: Config) -> None:
     if routing.default_provider and names and routing.default_provider not in names:
         raise ConfigError(f"routing.default_provider: unknown provider "
                           f"{routing.default_provider!r}")
+
+
+# A serialized origin (RFC 6454 §6.2): scheme "://" host [":" port], or "null".
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^\x00-\x20\x7f/?#]+|null")
+_HEADER_NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 token
+
+
+def _validate_cors(server: ServerSettings) -> None:
+    for origin in server.cors_origins:
+        if origin != "*" and _ORIGIN.fullmatch(origin) is None:
+            raise ConfigError(f"server.cors_origins: {origin!r} is not an origin "
+                              "(scheme://host[:port], no path) or \"*\"")
+    for name in server.cors_allow_headers:
+        if _HEADER_NAME.fullmatch(name) is None:
+            raise ConfigError(f"server.cors_allow_headers: {name!r} is not a header name")

@@ -24,6 +24,8 @@ from sseserver.compat.api import ANTHROPIC_MESSAGES, OPENAI_CHAT, CompatAPI
 from sseserver.compat.models import models_list
 from sseserver.compat.ui_chat import parse_ui_chat
 from sseserver.config import Config
+from sseserver.core import cors
+from sseserver.core.cors import CORSPolicy
 from sseserver.core.stream_log import StreamLog, parse_last_event_id
 from sseserver.errors import RequestError
 from sseserver.fanout import LogOutput
@@ -118,6 +120,9 @@ class Gateway:
         except RequestError as exc:
             self.error(conn, exc.status, str(exc), exc.headers, error_type=exc.error_type)
 
+    # Built from the settings at the first request, then kept (the settings are frozen).
+    _cors: CORSPolicy | None = None
+
     def admit_head(self, request: HTTPRequest, conn: HTTPConnection) -> bool:
         """Whether to ask for the body of a request whose client awaits ``100
         Continue``: a request refused whatever its body (no route, a method the route
@@ -134,31 +139,29 @@ class Gateway:
         return False
 
     def _cors_headers(self, request: HTTPRequest) -> list[tuple[str, str]]:
-        origin = request.headers.get("origin")
-        allowed = self.config.server.cors_origins
-        if not origin or not allowed:
-            return []
-        if origin in allowed:
-            return [("access-control-allow-origin", origin), ("vary", "origin"),
-                    ("access-control-allow-credentials", "true"),
-                    ("access-control-expose-headers", EXPOSED_HEADERS)]
-        if "*" in allowed:
-            return [("access-control-allow-origin", "*"),
-                    ("access-control-expose-headers", EXPOSED_HEADERS)]
-        return []
+        policy = self._cors
+        if policy is None:
+            server = self.config.server
+            policy = self._cors = CORSPolicy.from_settings(
+                server.cors_origins, server.cors_allow_credentials, server.cors_allow_headers)
+        return cors.response_headers(policy, request.headers.get("origin"))
 
     def _preflight(self, request: HTTPRequest, conn: HTTPConnection,
                    methods: dict[str, Route]) -> None:
-        if not conn.response_headers:
+        policy = self._cors
+        if policy is None or not policy.allows(request.headers.get("origin")):
             self.error(conn, 403, "origin not allowed")
             return
-        asked = request.headers.get("access-control-request-headers", "")
-        allowed = sorted({*ALLOWED_REQUEST_HEADERS,
-                          *(h.strip().lower() for h in asked.split(",") if h.strip())})
+        try:
+            allow_headers = cors.allowed_request_headers(
+                policy, request.headers.get("access-control-request-headers", ""))
+        except cors.PreflightRefused as exc:
+            self.error(conn, 400, str(exc))
+            return
         conn.respond(204, [
             ("access-control-allow-methods", ", ".join(sorted({*methods, "OPTIONS"}))),
-            ("access-control-allow-headers", ", ".join(allowed)),
-            ("access-control-max-age", "600")], b"")
+            ("access-control-allow-headers", allow_headers),
+            ("access-control-max-age", cors.PREFLIGHT_MAX_AGE)], b"")
 
     def on_protocol_error(self, conn: HTTPConnection, status: int, message: str) -> None:
         # Refused before routing, and answered all the same: a request and an error.
@@ -511,10 +514,6 @@ NO_PROVIDER_MESSAGE = f"no provider is configured: {NO_PROVIDER_HINT}"
 # Seconds. Providers are read at start, so only a restart helps: a minute spares the
 # server clients that would ask again at once, and is about the time of a redeploy.
 NO_PROVIDER_RETRY_AFTER = 60
-# Response headers a page's script may read (besides the CORS-safelisted ones).
-EXPOSED_HEADERS = "x-stream-id, location, retry-after"
-# What fetch and EventSource clients send: JSON bodies, keys, resume positions.
-ALLOWED_REQUEST_HEADERS = ("content-type", "authorization", "last-event-id")
 
 
 @dataclass(frozen=True, slots=True)

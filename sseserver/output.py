@@ -33,7 +33,10 @@ class Output(Protocol):
 
     def unbind(self) -> None: ...
 
-    def open(self, stream_id: str, content_type: str) -> None: ...
+    def open(self, stream_id: str, content_type: str, preamble: bytes) -> None:
+        """Start the response (or the log); every response body starts with
+        ``preamble`` (the formatter's, e.g. SSE's ``retry:`` line)."""
+        ...
 
     def write(self, frames: list[bytes]) -> None:
         """Send frames, each of which carries one event id."""
@@ -86,9 +89,12 @@ class DirectOutput:
     def unbind(self) -> None:
         self._conn.on_lost = None
 
-    def open(self, stream_id: str, content_type: str) -> None:
+    def open(self, stream_id: str, content_type: str, preamble: bytes) -> None:
         self._writer = self._conn.start_stream(
             200, stream_head(stream_id, content_type, self._extra_headers))
+        # with the head, not with the first event: a client cut before its first token
+        # has been told when to come back (the transport sends both in one write)
+        self._writer.write(preamble)
         self.write_frame = self._writer.write  # a token's frame: one call, one chunk
 
     def write(self, frames: list[bytes]) -> None:

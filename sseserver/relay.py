@@ -500,7 +500,8 @@ class Relay:
     def _open_response(self) -> None:
         if self.state is RelayState.STARTING:
             self.state = RelayState.OPEN
-            self._output.open(self.id, self._formatter.content_type)
+            self._output.open(self.id, self._formatter.content_type,
+                              self._formatter.preamble)
             self._write_frame = self._output.write_frame
 
     def _respond_error(self, error: UpstreamError) -> None:

@@ -14,8 +14,16 @@ import asyncio
 import logging
 import socket
 from types import TracebackType
+from typing import Any
 
-from sseserver.aio.http_server import HTTPConnection
+from sseserver.aio.admission import (
+    Admission,
+    AdmittedConnection,
+    accept_error_handler,
+    default_max_connections,
+    open_file_limit,
+    refusal_log,
+)
 from sseserver.config import Config, ProviderSettings
 from sseserver.fake import FakeProvider
 from sseserver.gateway import Gateway
@@ -37,6 +45,8 @@ class Server:
         self._server: asyncio.Server | None = None
         self._fake: FakeProvider | None = None
         self.gateway: Gateway | None = None
+        self.admission: Admission | None = None
+        self._previous_handler: Any = None
         self._closed = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -65,10 +75,11 @@ class Server:
         self.gateway = gateway
         limits = self.config.limits
         loop = asyncio.get_running_loop()
+        admission = self.admission = self._admission(loop)
 
-        def factory() -> HTTPConnection:
-            return HTTPConnection(gateway.handle, limits, gateway.on_protocol_error, loop,
-                                  gateway.admit_head)
+        def factory() -> AdmittedConnection:
+            return AdmittedConnection(admission, gateway.handle, limits,
+                                      gateway.on_protocol_error, loop, gateway.admit_head)
 
         server = self.config.server
         if self._sock is not None:
@@ -81,6 +92,16 @@ class Server:
         logger.info("sseserver listening on %s (providers: %s)", self.url,
                     ", ".join(sorted(providers)) or "none")
         gateway.log_routing()
+
+    def _admission(self, loop: asyncio.AbstractEventLoop) -> Admission:
+        """Connection limits, and the log of accepts failing for lack of descriptors."""
+        settings = self.config.server
+        fd_limit = open_file_limit()
+        log = refusal_log(loop.time)
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(accept_error_handler(log, self._previous_handler))
+        return Admission(settings.max_client_connections or default_max_connections(fd_limit),
+                         settings.max_connections_per_address, fd_limit, log)
 
     async def _providers(self) -> dict[str, Provider]:
         if self.config.server.demo:
@@ -116,6 +137,9 @@ class Server:
         await self.close()
 
     async def close(self) -> None:
+        if self.admission is not None:
+            asyncio.get_running_loop().set_exception_handler(self._previous_handler)
+            self.admission = None
         if self._server is not None:
             self._server.close()
             if hasattr(self._server, "close_clients"):

@@ -10,6 +10,9 @@ from sseserver.events import NormalizedEvent
 class Formatter(Protocol):
     content_type: str
     heartbeat: bytes  # written whenever the stream is idle; must be invisible to clients
+    # What every response body of this format starts with, fresh or resumed, before any
+    # frame (SSE: the ``retry:`` field line); b"" for none. Not an event, no id.
+    preamble: bytes
 
     def start(self, metadata: dict[str, Any]) -> bytes:
         """The first frame, sent when the stream commits (DESIGN.md §4)."""

@@ -2,8 +2,10 @@
 
 Framing rule: a blank line only ever ends an event that carries data. httpx-sse and the
 openai/anthropic SDK decoders emit an empty event for any blank line once an ``id:`` or
-``retry:`` was seen, so ``retry:`` rides in the first event's block and the heartbeat
-is a bare comment line.
+``retry:`` was seen, so the heartbeat is a bare comment line, and ``retry:`` is a field
+line alone at the very start of every response (fresh or resumed): a field line ends no
+event (WHATWG 9.2.6: only a blank line dispatches), so it joins the block of whatever
+event comes first, and a client cut before that event has still been told the delay.
 
 Frames are built with one bytes format each: orjson output never contains CR or LF
 (JSON escapes them), and the event names are constants, so no line splitting or
@@ -35,19 +37,19 @@ class SSEFormatter:
 
     content_type = "text/event-stream"
     heartbeat = HEARTBEAT
-    __slots__ = ("last_id", "retry_ms")
+    __slots__ = ("last_id", "preamble", "retry_ms")
 
     def __init__(self, retry_ms: int = 3000, first_id: int = 0) -> None:
         self.retry_ms = retry_ms
         self.last_id = first_id
+        self.preamble = b"retry: %d\n" % retry_ms
 
     def __repr__(self) -> str:
         return f"<SSEFormatter last_id={self.last_id}>"
 
     def start(self, metadata: dict[str, Any]) -> bytes:
         self.last_id += 1
-        return b"retry: %d\nid: %d\nevent: metadata\ndata: %b\n\n" % (
-            self.retry_ms, self.last_id, _dumps(metadata))
+        return b"id: %d\nevent: metadata\ndata: %b\n\n" % (self.last_id, _dumps(metadata))
 
     def text(self, content: str) -> bytes:
         self.last_id += 1

@@ -88,7 +88,9 @@ def test_heartbeats_while_waiting_for_the_first_token(stack: Stack) -> None:
     response, body = raw_stream(stack, request_body({"tokens": 2, "ttfb_ms": 700}))
     assert response.status_code == 200
     assert time.monotonic() - started >= 0.6
-    head, _, _rest = body.decode().partition("retry: ")
+    preamble, _, rest = body.decode().partition(": ping\n")
+    assert preamble == "retry: 3000\n", body
+    head, _, _rest = (": ping\n" + rest).partition("id: 1\n")
     assert head.count(": ping\n") >= 2, body
     assert set(head.split("\n")) <= {": ping", ""}
     assert "\n\n" not in head, "a heartbeat is a bare comment line"

@@ -13,9 +13,9 @@ from sseserver.formats.sse import HEARTBEAT, SSEFormatter
 
 def test_exact_frames() -> None:
     fmt = SSEFormatter(retry_ms=3000)
+    assert fmt.preamble == b"retry: 3000\n"
     assert fmt.start({"stream_id": "s", "provider": "p", "model": "m"}) == (
-        b'retry: 3000\nid: 1\nevent: metadata\ndata: {"stream_id":"s","provider":"p",'
-        b'"model":"m"}\n\n')
+        b'id: 1\nevent: metadata\ndata: {"stream_id":"s","provider":"p","model":"m"}\n\n')
     assert fmt.event(TextDelta("Hello")) == b'id: 2\ndata: {"content":"Hello"}\n\n'
     assert fmt.event(ReasoningDelta("hm")) == b'id: 3\nevent: reasoning\ndata: {"content":"hm"}\n\n'
     assert fmt.event(ToolCallDelta(0, "call_1", "f", "{")) == (
@@ -40,7 +40,7 @@ def test_error_without_status_omits_it() -> None:
 def test_parsers_get_back_every_delta_exactly(contents: list[str], beats: int) -> None:
     """Any text, including CR, LF and NUL, survives: JSON escapes them."""
     fmt = SSEFormatter()
-    wire = fmt.start({"stream_id": "s"}) + HEARTBEAT * beats
+    wire = fmt.preamble + HEARTBEAT * beats + fmt.start({"stream_id": "s"}) + HEARTBEAT * beats
     for content in contents:
         wire += fmt.event(TextDelta(content)) + HEARTBEAT * beats
     wire += fmt.end()
@@ -59,3 +59,40 @@ def test_text_is_the_text_delta_frame() -> None:
         assert frame == by_event.event(TextDelta(content))
         assert frame == b"id: %d\ndata: %b\n\n" % (number, orjson.dumps({"content": content}))
     assert by_text.last_id == by_event.last_id == 8
+
+
+def _decoded_by_httpx_sse(wire: bytes) -> list[tuple[str, str, str | None, int | None]]:
+    from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
+    decoder, lines = SSEDecoder(), SSELineDecoder()
+    events = []
+    for line in [*lines.decode(wire.decode()), *lines.flush()]:
+        sse = decoder.decode(line)
+        if sse is not None:
+            events.append((sse.event, sse.data, sse.id or None, sse.retry))
+    return events
+
+
+def test_the_preamble_alone_or_before_any_frame_makes_no_event() -> None:
+    """A response may start with ``retry:`` and then anything: a heartbeat, the
+    metadata event, or a replayed frame of a resumed stream. httpx-sse, our parser and
+    sseclient-py see the delay and never an empty event."""
+    import sseclient
+
+    fmt = SSEFormatter(retry_ms=1500, first_id=6)
+    starts = {
+        "fresh": fmt.preamble + HEARTBEAT + SSEFormatter(1500).start({"stream_id": "s"}),
+        "resumed": fmt.preamble + fmt.text("late") + HEARTBEAT + fmt.end(),
+        "alone": fmt.preamble + HEARTBEAT * 3,
+    }
+    for name, wire in starts.items():
+        decoded = _decoded_by_httpx_sse(wire)
+        assert all(data for _event, data, _id, _retry in decoded), (name, decoded)
+        ours = list(SSEParser().feed(wire))
+        assert [e.data for e in ours] == [data for _e, data, _i, _r in decoded]
+        py = [e for e in sseclient.SSEClient([wire]).events()]
+        assert [e.data for e in py] == [data for _e, data, _i, _r in decoded]
+        if decoded:
+            assert decoded[0][3] == 1500 and ours[0].retry == 1500, name
+    assert _decoded_by_httpx_sse(starts["alone"]) == []
+    assert [e[2] for e in _decoded_by_httpx_sse(starts["resumed"])] == ["7", "8"]
