@@ -29,13 +29,17 @@ def chunk(data: bytes) -> bytes:
 
 
 class Sink:
+    """Counts bytes as progress, as a sink of a plain body does."""
+
     def __init__(self) -> None:
         self.body: list[bytes] = []
+        self.progress = 0
         self.done: asyncio.Future[UpstreamError | None] = \
             asyncio.get_running_loop().create_future()
 
     def on_body(self, data: bytes) -> None:
         self.body.append(data)
+        self.progress += len(data)
 
     def on_body_end(self) -> None:
         self.done.set_result(None)
@@ -287,9 +291,11 @@ class Recorder:
         self.body: list[bytes] = []
         self.ended = False
         self.error: UpstreamError | None = None
+        self.progress = 0
 
     def on_body(self, data: bytes) -> None:
         self.body.append(data)
+        self.progress += len(data)
 
     def on_body_end(self) -> None:
         self.ended = True
