@@ -172,13 +172,13 @@ class Wire:
             return chunk(_data({"error": error}))
         return chunk(_event("error", {"type": "error", "error": error}))
 
-    def bad_index(self) -> bytes:
+    def bad_index(self, index: str = "x") -> bytes:
         """A tool call whose index is a string: JSON of the wrong type."""
         if self.kind == "openai":
             return chunk(_data({"choices": [{"index": 0, "delta": {"tool_calls": [
-                {"index": "x", "id": "call_1", "function": {"name": "f", "arguments": ""}}]}}]}))
+                {"index": index, "id": "call_1", "function": {"name": "f", "arguments": ""}}]}}]}))
         return chunk(_event("content_block_start", {
-            "type": "content_block_start", "index": "x",
+            "type": "content_block_start", "index": index,
             "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}}))
 
     def empty(self) -> bytes:
