@@ -36,7 +36,12 @@ import orjson
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
 from sseserver.aio.wheel import Deadline, wheel_for
-from sseserver.core.sse import MAX_BYTES_WITHOUT_EVENT, MAX_EVENT_BYTES, SSEParser
+from sseserver.core.sse import (
+    MAX_BYTES_WITHOUT_EVENT,
+    MAX_EVENT_BYTES,
+    MAX_LINE_BYTES,
+    SSEParser,
+)
 from sseserver.errors import (
     EventTooLarge,
     NoEvents,
@@ -67,6 +72,8 @@ class RelayState(enum.Enum):
 
 # The per-token test reads this one global rather than a global and its attribute.
 _COMMITTED = RelayState.COMMITTED
+# What a relay holds before its first body: never fed (a body comes with its own).
+_NO_BODY_YET = SSEParser()
 # An error type is an identifier; a provider's may be anything, and is cut to this.
 MAX_ERROR_TYPE_CHARS = 64
 # The seconds a client is asked to wait when a drain ends its stream before the head:
@@ -96,8 +103,7 @@ class RelayPolicy:
     redact: Redactor = field(default_factory=Redactor)
 
     def new_parser(self) -> SSEParser:
-        return SSEParser(max_event_bytes=self.max_event_bytes,
-                         max_bytes_without_event=self.max_bytes_without_event)
+        return SSEParser(MAX_LINE_BYTES, self.max_event_bytes, self.max_bytes_without_event)
 
 
 def new_stream_id() -> str:
@@ -131,7 +137,7 @@ class Relay:
         self._loop = asyncio.get_running_loop()
         self._upstream: UpstreamConnection | None = None
         self._target: Target | None = None
-        self._parser = policy.new_parser()
+        self._parser = _NO_BODY_YET  # each attempt's body gets a parser of its own
         self._adapter: StreamAdapter | None = None
         self._held: list[NormalizedEvent] = []  # non-content events before the commit
         self._position = 0  # the route's target being tried
@@ -625,6 +631,7 @@ class _Drain:
     # Long enough for the last chunk to follow [DONE], short enough not to hold a slot.
     GRACE = 1.0
     __slots__ = ("_conn", "_pool", "_timer")
+    progress = 0  # the grace timer bounds the wait, not the idle limit
 
     def __init__(self, conn: UpstreamConnection, pool: ConnectionPool,
                  loop: asyncio.AbstractEventLoop) -> None:

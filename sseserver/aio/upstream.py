@@ -195,8 +195,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.state = State.AWAITING_HEAD
         self._last_activity = self._loop.time()
         self._response_start = self.bytes_received
+        # Due by the head's deadline and within a step of the idle limit both: the
+        # head's arrival then needs no check of its own.
         timeouts = self._timeouts
-        self._schedule_check(min(timeouts.first_byte, timeouts.total))
+        self._schedule_check(min(timeouts.first_byte, self._idle_step(), timeouts.total))
 
     def head(self) -> asyncio.Future[ResponseHead]:
         """The response head, to await. Raises :class:`UpstreamError` (timeout, closed).
@@ -316,9 +318,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _on_head(self, head: ResponseHead) -> None:
         self.state = State.BODY
-        now = self._last_activity = self._loop.time()  # the idle limit starts here
-        self._schedule_check(min(self._idle_step(),
-                                 self._started + self._timeouts.total - now))
+        self._last_activity = self._loop.time()  # the idle limit starts here
         self._decoder = _body_decoder(head)
         self._keep_alive = head.http_version == "1.1" and \
             not isinstance(self._decoder, UntilCloseDecoder) and \
@@ -379,8 +379,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamTimeout(
                 f"no response head from the provider within {self._timeouts.first_byte:g} s "
                 "(first byte timeout)"))
-        else:
-            self._schedule_check(min(head_left, total_left))
+        else:  # within a step of the idle limit: the head may come first
+            self._schedule_check(min(head_left, total_left, self._idle_step()))
 
     def _check_progress(self, now: float, total_left: float) -> None:
         """In the body: silence is no progress of the sink's for the idle limit, while

@@ -109,7 +109,8 @@ class RawUpstream:
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError,
+                                     asyncio.CancelledError):  # cancelled: the test is over
                 await self._answer(reader, writer)
                 writer.close()  # one reply per connection; what was written is sent
                 await writer.wait_closed()

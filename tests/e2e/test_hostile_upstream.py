@@ -252,6 +252,19 @@ def _payload(chunks: bytes) -> bytes:
     return out
 
 
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.kind)
+def test_the_last_chunk_late_after_the_end_event_is_waited_for(
+        stack: Stack, upstream: RawUpstream, wire: Wire, loop_errors: list[str]) -> None:
+    """The provider said its last word; the end of the HTTP body follows a little later
+    (the connection is kept to be reused): the stream completes cleanly."""
+    last_word = wire.done[:-len(LAST_CHUNK)]
+    upstream.answer([head(), wire.start, wire.token("a"), last_word, 0.2, LAST_CHUNK])
+    answer = post(stack, wire)
+    assert answer.texts == ["a"] and answer.events[-1]["data"] == "[DONE]"
+    assert not [e for e in answer.events if e.get("event") == "error"]
+    assert loop_errors == []
+
+
 # -- 9. a 200 that is no event stream ---------------------------------------------------
 
 QUOTA = orjson.dumps({"error": {

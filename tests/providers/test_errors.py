@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from sseserver.providers.base import UpstreamRequest
 from sseserver.providers.errors import error_kind, is_event_stream, status_error
 
 
@@ -73,3 +74,9 @@ def test_no_retry_cures_an_empty_quota_whatever_the_status_says() -> None:
     # the provider's own word comes first
     assert status_error("p", 429, {"x-should-retry": "true"}, quota, None).retryable
     assert not status_error("p", 503, {"x-should-retry": "false"}, b"", None).retryable
+
+
+def test_an_upstream_request_shows_no_header_value() -> None:
+    request = UpstreamRequest("POST", "https://api.example/v1/x",
+                              (("authorization", "Bearer sk-secret-0123456789"),), b"{}")
+    assert "sk-secret" not in repr(request) and "authorization" in repr(request)
