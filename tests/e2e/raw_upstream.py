@@ -37,10 +37,15 @@ class Flood:
 Step = bytes | float | Flood
 
 
+# Each reply ends the connection, and says so: a client that kept it for the next
+# request would race the close.
+CLOSE = "Connection: close"
+
+
 def head(status: str = "200 OK", content_type: str | None = "text/event-stream",
          *fields: str) -> bytes:
     """A chunked response head."""
-    lines = [f"HTTP/1.1 {status}", "Transfer-Encoding: chunked", *fields]
+    lines = [f"HTTP/1.1 {status}", "Transfer-Encoding: chunked", CLOSE, *fields]
     if content_type is not None:
         lines.append(f"Content-Type: {content_type}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -53,7 +58,7 @@ def chunk(data: bytes) -> bytes:
 def whole(status: str, content_type: str, body: bytes, *fields: str) -> bytes:
     """A complete response with a Content-Length body."""
     lines = [f"HTTP/1.1 {status}", f"Content-Type: {content_type}",
-             f"Content-Length: {len(body)}", *fields]
+             f"Content-Length: {len(body)}", CLOSE, *fields]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
