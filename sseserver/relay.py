@@ -43,16 +43,14 @@ from sseserver.core.sse import (
     SSEParser,
 )
 from sseserver.errors import (
-    EventTooLarge,
-    NoEvents,
     ProviderError,
     RequestError,
     ShuttingDown,
     SSEServerError,
     UpstreamError,
-    UpstreamTimeout,
 )
 from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDelta, Usage
+from sseserver.failures import DRAIN_RETRY_AFTER, body_fault, client_status, typed_error
 from sseserver.formats.base import Formatter
 from sseserver.output import Output
 from sseserver.providers.base import Provider, StreamAdapter, UpstreamRequest
@@ -76,9 +74,6 @@ _COMMITTED = RelayState.COMMITTED
 _NO_BODY_YET = SSEParser()
 # An error type is an identifier; a provider's may be anything, and is cut to this.
 MAX_ERROR_TYPE_CHARS = 64
-# The seconds a client is asked to wait when a drain ends its stream before the head:
-# what /readyz and a refused request say while draining.
-DRAIN_RETRY_AFTER = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,23 +365,12 @@ class Relay:
             self._settle(None)
 
     def _body_fault(self, exc: Exception) -> UpstreamError:
-        """The error that ends a body which could not be relayed. The same bytes would
-        fail again: none is retryable (but a provider's own error event says)."""
-        if isinstance(exc, UpstreamError):
-            return exc
-        if isinstance(exc, SSEServerError):
-            error = ProviderError(str(exc), retryable=False)
-            if isinstance(exc, EventTooLarge):
-                error.error_type = "upstream_event_too_large"
-            elif isinstance(exc, NoEvents):
-                error.error_type = "upstream_no_events"
-            return error
-        target = self._target
-        logger.warning("stream %s: an event from %s could not be read: %s", self.id,
-                       target.provider.settings.name if target else None,
-                       describe_exception(exc, self._policy.redact))
-        return ProviderError(f"provider sent an event that cannot be read "
-                             f"({type(exc).__name__})", retryable=False)
+        if not isinstance(exc, SSEServerError):  # the adapter met data of a wrong shape
+            target = self._target
+            logger.warning("stream %s: an event from %s could not be read: %s", self.id,
+                           target.provider.settings.name if target else None,
+                           describe_exception(exc, self._policy.redact))
+        return body_fault(exc)
 
     def _frames(self, events: list[NormalizedEvent], frames: list[bytes]) -> None:
         if not events:
@@ -516,11 +500,11 @@ class Relay:
 
     def cancel(self, message: str = "the stream was cancelled") -> None:
         """Stop generating (the stop button): readers get a ``cancelled`` error."""
-        self._stop_with(_typed("cancelled", message), status="cancelled")
+        self._stop_with(typed_error("cancelled", message), status="cancelled")
 
     def _overflow(self) -> None:
         # the stream reached its memory bound: end it rather than grow (DESIGN.md §5)
-        self._stop_with(_typed("stream_too_large", "the stream passed its size limit"))
+        self._stop_with(typed_error("stream_too_large", "the stream passed its size limit"))
 
     def _end(self) -> None:
         self.state = RelayState.ENDED
@@ -563,7 +547,7 @@ class Relay:
             self._write_frame = self._output.write_frame
 
     def _respond_error(self, error: UpstreamError, error_type: str, message: str) -> None:
-        status, headers = _client_status(error)
+        status, headers = client_status(error)
         self._output.respond_error(status, headers, {"error": {
             "type": error_type, "message": message}})
 
@@ -651,27 +635,3 @@ class _Drain:
     def on_body_error(self, error: UpstreamError | None) -> None:
         self._timer.cancel()
         self._pool.discard(self._conn)
-
-
-def _typed(error_type: str, message: str) -> UpstreamError:
-    error = UpstreamError(message, retryable=False)
-    error.error_type = error_type
-    return error
-
-
-def _client_status(error: UpstreamError) -> tuple[int, list[tuple[str, str]]]:
-    """The status a client gets for a failure known before the response head."""
-    headers: list[tuple[str, str]] = []
-    if isinstance(error, UpstreamTimeout):
-        return 504, headers
-    if isinstance(error, ShuttingDown):  # README, draining: 503 with Retry-After
-        headers.append(("retry-after", str(DRAIN_RETRY_AFTER)))
-        return 503, headers
-    status = error.status
-    if status == 429 and error.retryable:  # an empty quota is no reason to come back
-        retry_after = error.retry_after if error.retry_after is not None else 1.0
-        headers.append(("retry-after", str(max(1, round(retry_after)))))
-        return 429, headers
-    if status in (400, 404, 413, 422):
-        return status, headers
-    return 502, headers
