@@ -394,7 +394,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._last_activity = now
         limit = self._timeouts.idle
         if self._last_activity + limit <= now:
-            self._fail(UpstreamTimeout(f"no next chunk from the provider within {limit:g} s"))
+            self._fail(UpstreamTimeout(f"no next event from the provider within {limit:g} s"))
         else:
             self._schedule_check(min(total_left, self._idle_step()))
 

@@ -129,7 +129,7 @@ def test_idle_timeout_between_chunks() -> None:
         sink = Sink()
         conn.stream(sink)
         error = await sink.done
-        assert isinstance(error, UpstreamTimeout) and "next chunk" in str(error)
+        assert isinstance(error, UpstreamTimeout) and "next event" in str(error)
         assert sink.body == [b"data: 1\n\n"]
 
     run(script, test)
@@ -152,7 +152,7 @@ def test_each_limit_applies_in_its_own_phase() -> None:
         sink = Sink()
         conn.stream(sink)
         error = await sink.done
-        assert isinstance(error, UpstreamTimeout) and "next chunk" in str(error)
+        assert isinstance(error, UpstreamTimeout) and "next event" in str(error)
         assert 0.15 < asyncio.get_running_loop().time() - started < 1.0
 
     run(slow_head, idle_after_a_slow_head)
@@ -496,7 +496,7 @@ def test_only_the_sinks_progress_keeps_a_body_alive() -> None:
         sink = EventCounter()
         conn.stream(sink)
         error = await sink.done
-        assert isinstance(error, UpstreamTimeout) and "next chunk" in str(error)
+        assert isinstance(error, UpstreamTimeout) and "next event" in str(error)
         # never before the limit, at most a quarter of it late (and a tick)
         assert 0.3 <= asyncio.get_running_loop().time() - started < 0.6
 

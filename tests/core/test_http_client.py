@@ -434,6 +434,8 @@ REFUSED_HEADS = [
     (f"HTTP/1.1 200 OK\r\nContent-Length: 1, {SECRET}\r\n\r\n", "Content-Length", None),
     (f"HTTP/1.1 200 OK\r\nTransfer-Encoding: {SECRET}\r\n\r\n", "Transfer-Encoding", None),
     (f"\x16\x03{SECRET}\r\n\r\n", "not an HTTP message", 0),
+    (f"HTTP/1.1 200 OK\r\n{'X: ' + SECRET + chr(13) + chr(10)}" * 500, "head longer than",
+     16384),
 ]
 
 

@@ -155,7 +155,7 @@ def test_comments_alone_do_not_keep_a_stream_alive(stack: Stack, upstream: RawUp
     upstream.answer([head(), wire.start, wire.token("a"), *comments, wire.done])
     answer = post(stack, wire)
     assert_ended_with(answer, "upstream_timeout", retryable=True)
-    assert "next chunk" in answer.error["message"] and answer.texts == ["a"]
+    assert "next event" in answer.error["message"] and answer.texts == ["a"]
     assert answer.seconds < 2.0  # the idle limit (0.5 s) and a margin, not the 4 s
 
 
