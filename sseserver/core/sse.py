@@ -97,15 +97,16 @@ class SSEParser:
 
     Memory and work are bounded, each by a limit: the feed methods raise
     :class:`EventTooLarge` when an unfinished line grows past ``max_line_bytes`` or the
-    data of an unfinished event past ``max_event_bytes`` (characters, as decoded), and
-    :class:`NoEvents` when more than ``max_bytes_without_event`` bytes that carry no
-    event arrive between two events. An event or line that arrives whole in one read
-    is bounded by that read instead: the shortcuts that take such reads count nothing,
-    so the per-token read pays for none of this.
+    data of an unfinished event past ``max_event_bytes``, and :class:`NoEvents` when
+    lines that carry no event (comments, blank lines, fields other than data) pass
+    ``max_bytes_without_event`` between two events; both count decoded characters, and
+    are judged after each read. An event or line that arrives whole in one read is
+    bounded by that read instead: the shortcuts that take such reads count nothing, and
+    a data line costs nothing more, so a token pays for none of this.
     """
 
-    __slots__ = ("_at_boundary", "_buffer", "_data", "_data_size", "_event", "_id",
-                 "_max_event", "_max_line", "_max_without_event", "_pending_cr", "_started",
+    __slots__ = ("_at_boundary", "_buffer", "_data", "_event", "_id", "_max_event",
+                 "_max_line", "_max_without_event", "_pending_cr", "_started",
                  "_without_event", "last_event_id", "retry")
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES,
@@ -114,8 +115,7 @@ class SSEParser:
         self._max_line = max_line_bytes
         self._max_event = max_event_bytes
         self._max_without_event = max_bytes_without_event
-        self._data_size = 0  # characters in _data, a line break each included
-        self._without_event = 0  # bytes of lines that carried no event since the last
+        self._without_event = 0  # characters of lines that carried no event, since one
         self._buffer = bytearray()  # bytes of an incomplete line
         self._pending_cr = False  # the last chunk ended in CR: a leading LF is its pair
         self._started = False  # the BOM check is done (§2.1: only at stream start)
@@ -171,9 +171,7 @@ class SSEParser:
                 return [event]
         self._at_boundary = False  # until the general path is through (it may raise)
         events = self._feed_lines(chunk)
-        if self._without_event > self._max_without_event:
-            self._without_event = 0
-            raise NoEvents(f"more than {self._max_without_event} bytes without an event")
+        self._check_bounds()
         # A read after lines that carried no event takes this path too, whose next
         # event clears their count: the shortcuts need not keep it.
         self._at_boundary = self._started and not self._buffer and not self._data and \
@@ -204,7 +202,7 @@ class SSEParser:
         events: list[ServerSentEvent] = []
         # Lines are decoded whole, so a character split across reads is already joined.
         for line in lines:
-            self._line(_decode(line), len(line) + 1, events)
+            self._line(_decode(line), events)
         return events
 
     @staticmethod
@@ -238,6 +236,17 @@ class SSEParser:
         return ServerSentEvent(name, _decode(value[1:] if value[:1] == b" " else value),
                                self._id, self.retry)
 
+    def _check_bounds(self) -> None:
+        if self._without_event > self._max_without_event:
+            self._without_event = 0
+            raise NoEvents(f"more than {self._max_without_event} bytes without an event")
+        # summed once a read, and only while an event is unfinished: a data line pays
+        # nothing, and the sum stops growing at the bound
+        data = self._data
+        if data and sum(map(len, data)) + len(data) > self._max_event:
+            self._data = []
+            raise EventTooLarge(f"event-stream event longer than {self._max_event} bytes")
+
     def _check_line_length(self) -> None:
         if len(self._buffer) > self._max_line:
             self._buffer = bytearray()
@@ -247,7 +256,7 @@ class SSEParser:
         """End of stream: a partial line and an unterminated event are dropped (§2.6)."""
         self._buffer = bytearray()
         self._data = []
-        self._data_size = self._without_event = 0
+        self._without_event = 0
         self._event = ""
         self._id = self.last_event_id  # an unfinished block's id is discarded (§2.6)
         self._pending_cr = False
@@ -264,22 +273,22 @@ class SSEParser:
         self._buffer = bytearray()
         return head[3:] if head.startswith(b"\xef\xbb\xbf") else head
 
-    def _line(self, line: str, size: int, events: list[ServerSentEvent]) -> None:
-        """One whole line, of ``size`` bytes with its line ending."""
+    def _line(self, line: str, events: list[ServerSentEvent]) -> None:
         if not line:
-            if not self._dispatch(events):
-                self._without_event += size
+            if not self._data:
+                self._without_event += 1  # a blank line that ends no event
+            self._dispatch(events)
             return
         if line[0] == ":":
-            self._without_event += size
+            self._without_event += len(line) + 1
             return  # §2.3: a comment
         name, colon, value = line.partition(":")
         if colon and value[:1] == " ":
             value = value[1:]  # §2.3: exactly one leading space is removed
         if name == "data":
-            self._add_data(value)
+            self._data.append(value)
             return
-        self._without_event += size
+        self._without_event += len(line) + 1
         if name == "event":
             self._event = value
         elif name == "id":
@@ -288,26 +297,16 @@ class SSEParser:
         elif name == "retry" and value.isascii() and value.isdigit():
             self.retry = int(value)
 
-    def _add_data(self, value: str) -> None:
-        self._data_size += len(value) + 1
-        if self._data_size > self._max_event:
-            self._data, self._data_size = [], 0
-            raise EventTooLarge(f"event-stream event longer than {self._max_event} bytes")
-        self._data.append(value)
-
-    def _dispatch(self, events: list[ServerSentEvent]) -> bool:
-        """End the event under way; whether it fired one."""
+    def _dispatch(self, events: list[ServerSentEvent]) -> None:
         # §2.5: the id buffer becomes the last event ID even when nothing fires; an
         # empty data buffer fires nothing, and the event type is cleared either way
         self.last_event_id = self._id
-        name, self._event = self._event, ""
-        if not self._data:
-            return False
-        events.append(ServerSentEvent(name or "message", "\n".join(self._data), self._id,
-                                      self.retry))
-        self._data = []
-        self._data_size = self._without_event = 0
-        return True
+        if self._data:
+            events.append(ServerSentEvent(self._event or "message", "\n".join(self._data),
+                                          self._id, self.retry))
+            self._data = []
+            self._without_event = 0
+        self._event = ""
 
 
 def _decode(line: bytes) -> str:
