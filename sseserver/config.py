@@ -110,6 +110,12 @@ class UpstreamSettings:
     # so this caps concurrent streams per provider: keep it at server.max_connections.
     max_connections_per_origin: int = 10000
     pool_idle_timeout: float = 30.0
+    # The data of one event, as the line cap (core/sse.py): a provider's event is one
+    # JSON chunk, well under 64 KiB even with big tool-call arguments.
+    max_event_bytes: int = 1 * MiB
+    # Bytes that carry no event (comments, blank lines) between two events: far above
+    # keep-alive comments within any idle limit, ended within a millisecond of a flood.
+    max_bytes_without_event: int = 1 * MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +338,10 @@ def _validate(config: Config) -> None:
     for key, value in (("server.workers", server.workers),
                        ("server.max_connections", server.max_connections),
                        ("limits.max_head_bytes", limits.max_head_bytes),
-                       ("limits.max_body_bytes", limits.max_body_bytes)):
+                       ("limits.max_body_bytes", limits.max_body_bytes),
+                       ("upstream.max_event_bytes", config.upstream.max_event_bytes),
+                       ("upstream.max_bytes_without_event",
+                        config.upstream.max_bytes_without_event)):
         if value < 1:
             raise ConfigError(f"{key}: must be a positive integer, got {value}")
     if not limits.write_low_water < limits.write_high_water <= limits.max_write_buffer:

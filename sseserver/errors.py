@@ -19,12 +19,18 @@ class ProtocolError(SSEServerError):
     """An HTTP or SSE protocol violation.
 
     ``status_hint`` is the HTTP status a server should answer with when the error is
-    the peer's fault.
+    the peer's fault. ``offset`` is where the fault lies, counted from the first byte
+    given to the call that raised (negative: among bytes an earlier call gave), or None
+    when no single byte is at fault; a caller that knows where that call's bytes sit in
+    the message turns it into the message's offset. Messages never quote the peer's
+    bytes: they may carry a secret, and they reach logs and clients.
     """
 
-    def __init__(self, message: str, status_hint: int = 400) -> None:
+    def __init__(self, message: str, status_hint: int = 400, offset: int | None = None
+                 ) -> None:
         super().__init__(message)
         self.status_hint = status_hint
+        self.offset = offset
 
 
 class LocalProtocolError(ProtocolError):
@@ -98,6 +104,20 @@ class ProviderError(UpstreamError):
     """The provider's stream carried an error, or a chunk we could not understand."""
 
     error_type = "provider_error"
+
+
+class EventTooLarge(RemoteProtocolError):
+    """An event-stream event (or line) grew past its bound before it ended."""
+
+
+class NoEvents(RemoteProtocolError):
+    """An event stream sent more bytes than its bound without completing an event."""
+
+
+class ShuttingDown(UpstreamError):
+    """The server is draining and ran out of time: asking again (elsewhere) will do."""
+
+    error_type = "shutdown"
 
 
 class StreamError(SSEServerError):

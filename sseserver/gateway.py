@@ -34,6 +34,7 @@ from sseserver.formats.base import Formatter
 from sseserver.formats.sse import SSEFormatter
 from sseserver.output import CollectingOutput, DirectOutput, Output, ShapedOutput
 from sseserver.providers.base import Provider
+from sseserver.redact import Redactor
 from sseserver.relay import Relay, RelayPolicy, RelayState, Target
 from sseserver.schema import GenerationRequest, parse_generation_request
 from sseserver.streams.memory import MemoryStore
@@ -64,6 +65,9 @@ class Gateway:
                 connect=upstream.connect_timeout, first_byte=upstream.first_byte_timeout,
                 idle=upstream.idle_timeout,
                 total=min(upstream.total_timeout, streams.max_stream_duration)),
+            max_event_bytes=upstream.max_event_bytes,
+            max_bytes_without_event=upstream.max_bytes_without_event,
+            redact=Redactor(provider.api_key for provider in config.providers),
         )
         self.pool = ConnectionPool(self.policy.timeouts, upstream.max_connections_per_origin,
                                    upstream.pool_idle_timeout)

@@ -13,6 +13,11 @@ arrive as callbacks. Its state is one enum:
 
 Before COMMITTED a failure may be retried or fall back; after it, a failure is an
 ``error`` event followed by the end frame (DESIGN.md §4).
+
+Whatever a provider sends, it cannot break the relay: an exception from parsing or
+mapping its body ends the stream (frames produced before it sent first), and every
+error text a provider had a hand in leaves for the client and the log through one
+function, :meth:`Relay._public`, which redacts every configured key.
 """
 
 from __future__ import annotations
@@ -31,18 +36,26 @@ import orjson
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
 from sseserver.aio.wheel import Deadline, wheel_for
-from sseserver.core.sse import SSEParser
+from sseserver.core.sse import (
+    MAX_BYTES_WITHOUT_EVENT,
+    MAX_EVENT_BYTES,
+    MAX_LINE_BYTES,
+    SSEParser,
+)
 from sseserver.errors import (
     ProviderError,
     RequestError,
+    ShuttingDown,
     SSEServerError,
     UpstreamError,
-    UpstreamTimeout,
 )
 from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDelta, Usage
+from sseserver.failures import DRAIN_RETRY_AFTER, body_fault, client_status, typed_error
 from sseserver.formats.base import Formatter
 from sseserver.output import Output
 from sseserver.providers.base import Provider, StreamAdapter, UpstreamRequest
+from sseserver.providers.errors import is_event_stream
+from sseserver.redact import Redactor, describe_exception
 from sseserver.schema import GenerationRequest
 
 logger = logging.getLogger("sseserver.streams")
@@ -57,6 +70,10 @@ class RelayState(enum.Enum):
 
 # The per-token test reads this one global rather than a global and its attribute.
 _COMMITTED = RelayState.COMMITTED
+# What a relay holds before its first body: never fed (a body comes with its own).
+_NO_BODY_YET = SSEParser()
+# An error type is an identifier; a provider's may be anything, and is cut to this.
+MAX_ERROR_TYPE_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +91,14 @@ class RelayPolicy:
     # A Retry-After longer than this is not waited for (the SDKs cap it likewise).
     max_retry_after: float = 60.0
     timeouts: Timeouts = field(default_factory=Timeouts)
+    max_event_bytes: int = MAX_EVENT_BYTES
+    max_bytes_without_event: int = MAX_BYTES_WITHOUT_EVENT
+    # Built from every configured provider's key: any provider's error may reach any
+    # stream (a fallback chain), and a key-shaped text is redacted whoever sent it.
+    redact: Redactor = field(default_factory=Redactor)
+
+    def new_parser(self) -> SSEParser:
+        return SSEParser(MAX_LINE_BYTES, self.max_event_bytes, self.max_bytes_without_event)
 
 
 def new_stream_id() -> str:
@@ -86,9 +111,9 @@ class Relay:
     # attributes would be more memory to miss in the cache.
     __slots__ = ("_adapter", "_events_seen", "_formatter", "_heartbeat", "_held", "_loop",
                  "_on_end", "_output", "_parser", "_policy", "_pool", "_position", "_pumping",
-                 "_quiet_checks", "_request", "_route", "_target", "_task", "_tries",
-                 "_upstream", "_wheel", "_write_frame", "attempts", "events", "first_token_at",
-                 "id", "reason", "started", "state", "status", "usage")
+                 "_quiet_checks", "_request", "_route", "_silent_events", "_target", "_task",
+                 "_tries", "_upstream", "_wheel", "_write_frame", "attempts", "events",
+                 "first_token_at", "id", "reason", "started", "state", "status", "usage")
 
     def __init__(self, output: Output, request: GenerationRequest,
                  route: Sequence[Target], formatter: Formatter, policy: RelayPolicy,
@@ -107,7 +132,7 @@ class Relay:
         self._loop = asyncio.get_running_loop()
         self._upstream: UpstreamConnection | None = None
         self._target: Target | None = None
-        self._parser = SSEParser()
+        self._parser = _NO_BODY_YET  # each attempt's body gets a parser of its own
         self._adapter: StreamAdapter | None = None
         self._held: list[NormalizedEvent] = []  # non-content events before the commit
         self._position = 0  # the route's target being tried
@@ -121,6 +146,7 @@ class Relay:
         self.started = self._loop.time()
         self.first_token_at: float | None = None
         self.events = 0
+        self._silent_events = 0  # upstream events that made no frame (pings, held ones)
         self.attempts = 0
         self.status = "ok"
         self.reason = ""
@@ -129,6 +155,13 @@ class Relay:
     def __repr__(self) -> str:
         return (f"<Relay {self.id} state={self.state.value} attempts={self.attempts} "
                 f"events={self.events}>")
+
+    @property
+    def progress(self) -> int:
+        """Upstream events so far, for the upstream's idle limit: those that made a
+        frame (counted anyway, so a token pays nothing more) and those that made none.
+        Bytes that carry no event are no progress."""
+        return self.events + self._silent_events
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -232,7 +265,7 @@ class Relay:
                 self._advance(error)
             elif error is not None:
                 raise error
-            elif head.result().status == 200:
+            elif head.result().status == 200 and is_event_stream(head.result().headers):
                 self._start_pump(target, upstream)
             else:
                 self._spawn(self._status_error(target, upstream, head.result()))
@@ -252,7 +285,7 @@ class Relay:
     def _start_pump(self, target: Target, upstream: UpstreamConnection) -> None:
         """Let the body flow to the client; :meth:`_settle` hears how it ended."""
         self._open_response()
-        self._parser = SSEParser()
+        self._parser = self._policy.new_parser()
         self._adapter = target.provider.new_adapter()
         self._pumping = True
         self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)
@@ -272,7 +305,7 @@ class Relay:
             self._fail(error)
             return
         logger.info("stream %s: attempt %d on %s failed: %s", self.id, self.attempts,
-                    self._route[self._position].provider.settings.name, error)
+                    self._route[self._position].provider.settings.name, self._public(error)[1])
         if error.retryable and not self._retry_after_too_long(error) and \
                 self._tries <= self._policy.max_retries:
             self._try_target(self._backoff(self._tries, error))
@@ -285,7 +318,9 @@ class Relay:
             self._fail(error)
 
     def _internal_error(self, exc: Exception) -> None:
-        logger.error("relay %s failed", self.id, exc_info=exc)
+        # not exc_info: the message may hold provider text, and a key with it
+        logger.error("relay %s failed: %s", self.id,
+                     describe_exception(exc, self._policy.redact))
         self._drop_upstream()
         self._fail(ProviderError(f"internal error: {type(exc).__name__}", retryable=False))
 
@@ -321,16 +356,25 @@ class Relay:
                     self._frames(adapter.feed(sse.event, sse.data), frames)
                     if adapter.finished:
                         break
-        except SSEServerError as exc:
-            self._flush(frames)
-            self._settle(exc if isinstance(exc, UpstreamError)
-                         else ProviderError(str(exc), retryable=False))
+        except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
+            self._flush(frames)  # what came before the fault is the client's
+            self._settle(self._body_fault(exc))
             return
         self._flush(frames)
         if adapter.finished and self.state is not RelayState.ENDED:
             self._settle(None)
 
+    def _body_fault(self, exc: Exception) -> UpstreamError:
+        if not isinstance(exc, SSEServerError):  # the adapter met data of a wrong shape
+            target = self._target
+            logger.warning("stream %s: an event from %s could not be read: %s", self.id,
+                           target.provider.settings.name if target else None,
+                           describe_exception(exc, self._policy.redact))
+        return body_fault(exc)
+
     def _frames(self, events: list[NormalizedEvent], frames: list[bytes]) -> None:
+        if not events:
+            self._silent_events += 1
         for event in events:
             self._frame(event, frames)
 
@@ -342,6 +386,7 @@ class Relay:
         if self.state is not RelayState.COMMITTED:
             if not isinstance(event, CONTENT_EVENTS):
                 self._held.append(event)
+                self._silent_events += 1
                 return
             self._commit(frames)
         if type(event) is Usage:
@@ -399,9 +444,10 @@ class Relay:
         if self.state is RelayState.ENDED:
             return
         self.status = status
-        self.reason = str(error)
+        error_type, message = self._public(error)
+        self.reason = message
         if self.state is RelayState.STARTING:
-            self._respond_error(error)
+            self._respond_error(error, error_type, message)
             self._end()
             return
         frames: list[bytes] = []
@@ -411,7 +457,7 @@ class Relay:
         if self.usage is None and usage is not None:
             self._frame(usage, frames)  # a stream that ends early reports what it used
         frames.append(self._formatter.event(ErrorEvent(
-            type=error.error_type, message=str(error), retryable=error.retryable,
+            type=error_type, message=message, retryable=error.retryable,
             status=error.status)))
         self.events += 1
         self._finish(frames)
@@ -432,16 +478,14 @@ class Relay:
         self._finish(frames)
 
     def shutdown(self, message: str) -> None:
-        """The server is draining and out of time: end with a retryable error."""
-        self._stop_with("shutdown", message, retryable=True)
+        """The server is draining and out of time: end with a retryable error (a 503
+        with Retry-After, if the response has not begun)."""
+        self._stop_with(ShuttingDown(message, retry_after=DRAIN_RETRY_AFTER))
 
-    def _stop_with(self, error_type: str, message: str, retryable: bool,
-                   status: str = "error") -> None:
+    def _stop_with(self, error: UpstreamError, status: str = "error") -> None:
         self._cancel_task()
         self._drop_upstream()
         if self.state is not RelayState.ENDED:
-            error = UpstreamError(message, retryable=retryable)
-            error.error_type = error_type
             self._fail(error, status)
 
     def on_client_gone(self) -> None:
@@ -456,12 +500,11 @@ class Relay:
 
     def cancel(self, message: str = "the stream was cancelled") -> None:
         """Stop generating (the stop button): readers get a ``cancelled`` error."""
-        self._stop_with("cancelled", message, retryable=False, status="cancelled")
+        self._stop_with(typed_error("cancelled", message), status="cancelled")
 
     def _overflow(self) -> None:
         # the stream reached its memory bound: end it rather than grow (DESIGN.md §5)
-        self._stop_with("stream_too_large", "the stream passed its size limit",
-                        retryable=False)
+        self._stop_with(typed_error("stream_too_large", "the stream passed its size limit"))
 
     def _end(self) -> None:
         self.state = RelayState.ENDED
@@ -504,10 +547,17 @@ class Relay:
                               self._formatter.preamble)
             self._write_frame = self._output.write_frame
 
-    def _respond_error(self, error: UpstreamError) -> None:
-        status, headers = _client_status(error)
+    def _respond_error(self, error: UpstreamError, error_type: str, message: str) -> None:
+        status, headers = client_status(error)
         self._output.respond_error(status, headers, {"error": {
-            "type": error.error_type, "message": str(error)}})
+            "type": error_type, "message": message}})
+
+    def _public(self, error: UpstreamError) -> tuple[str, str]:
+        """The error's type and message as a client or the log may see them: every
+        configured key, and anything shaped like one, redacted (a provider writes some
+        of both). The one way error text leaves the relay."""
+        redact = self._policy.redact
+        return redact(error.error_type, MAX_ERROR_TYPE_CHARS), redact(str(error))
 
     # Heartbeats: a check every half interval sees whether an event went out since the
     # one before; two quiet checks in a row mean a heartbeat is due. No silence lasts
@@ -566,6 +616,7 @@ class _Drain:
     # Long enough for the last chunk to follow [DONE], short enough not to hold a slot.
     GRACE = 1.0
     __slots__ = ("_conn", "_pool", "_timer")
+    progress = 0  # the grace timer bounds the wait, not the idle limit
 
     def __init__(self, conn: UpstreamConnection, pool: ConnectionPool,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -585,18 +636,3 @@ class _Drain:
     def on_body_error(self, error: UpstreamError | None) -> None:
         self._timer.cancel()
         self._pool.discard(self._conn)
-
-
-def _client_status(error: UpstreamError) -> tuple[int, list[tuple[str, str]]]:
-    """The status a client gets for a failure known before the response head."""
-    headers: list[tuple[str, str]] = []
-    if isinstance(error, UpstreamTimeout):
-        return 504, headers
-    status = error.status
-    if status == 429:
-        retry_after = error.retry_after if error.retry_after is not None else 1.0
-        headers.append(("retry-after", str(max(1, round(retry_after)))))
-        return 429, headers
-    if status in (400, 404, 413, 422):
-        return status, headers
-    return 502, headers

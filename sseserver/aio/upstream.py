@@ -8,8 +8,13 @@ can be paused and resumed, which is how a slow client slows the provider down.
 Nothing here parses HTTP: core/http_client.py encodes the request and reads the
 response head, core/chunked.py decodes the body.
 
-Timeouts (connect, first byte, idle gap, total) run on one timer that is re-armed
-lazily: a chunk only records the time it arrived.
+Timeouts (connect, response head, idle gap, total) run on one timer per connection.
+The whole response head has one deadline, ``first_byte`` after the request went out
+(Go's ResponseHeaderTimeout): a head trickled a byte at a time does not move it. In
+the body only progress counts against the idle limit, and the sink says what progress
+is (the relay counts events: bytes that carry none, such as comment lines, do not keep
+a stream alive); a read touches no clock, and the timer asks the sink a few times per
+idle limit whether it moved on.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ from sseserver.errors import (
 
 # An error body is read only to show its message; more is never needed.
 MAX_ERROR_BODY = 64 * 1024
+# Checks of the sink's progress per idle limit: a silence ends within 1 + 1/4 of the
+# limit (never before it), for four timer callbacks per limit and stream.
+IDLE_CHECKS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,12 @@ class Timeouts:
 
 
 class BodySink(Protocol):
+    @property
+    def progress(self) -> int:
+        """A count that grows whenever the body makes progress that keeps the response
+        alive (the relay counts events; a sink of plain bytes counts bytes)."""
+        ...
+
     def on_body(self, data: bytes) -> None: ...
 
     def on_body_end(self) -> None: ...
@@ -67,9 +81,9 @@ class UpstreamConnection(asyncio.Protocol):
     # Slots: a token's read touches this object, one of thousands; a dict of its
     # attributes would be more memory to miss in the cache.
     __slots__ = ("_decoder", "_ended", "_error", "_head", "_head_parser", "_keep_alive",
-                 "_last_activity", "_loop", "_pending", "_sink", "_started", "_timeouts",
-                 "_timer", "_transport", "_wheel", "bytes_received", "idle_since", "origin",
-                 "requests", "state")
+                 "_last_activity", "_loop", "_pending", "_progress_seen", "_response_start",
+                 "_sink", "_started", "_timeouts", "_timer", "_transport", "_wheel",
+                 "bytes_received", "idle_since", "origin", "requests", "state")
 
     def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -95,7 +109,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._decoder: BodyDecoder | None = None
         self._keep_alive = False
         self._started = self._loop.time()
+        # the request going out, then the head's arrival, then the sink's progress
         self._last_activity = self._started
+        self._progress_seen = 0  # the sink's progress at the last check
+        self._response_start = self.bytes_received  # where this response's bytes begin
 
     def __repr__(self) -> str:
         return (f"<UpstreamConnection {self.origin} state={self.state.value} "
@@ -125,7 +142,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
-        self._last_activity = self._loop.time()
         self.bytes_received += len(data)
         decoder = self._decoder
         if decoder is not None:  # the body: first, as the commonest case
@@ -178,11 +194,11 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport.write(request)
         self.state = State.AWAITING_HEAD
         self._last_activity = self._loop.time()
-        # One check, due by the first byte and by the idle limit both: the head's
-        # arrival then needs no new one (a check that comes early re-arms for the rest,
-        # and while the head is awaited, never further than the idle limit ahead).
+        self._response_start = self.bytes_received
+        # Due by the head's deadline and within a step of the idle limit both: the
+        # head's arrival then needs no check of its own.
         timeouts = self._timeouts
-        self._schedule_check(min(timeouts.first_byte, timeouts.idle, timeouts.total))
+        self._schedule_check(min(timeouts.first_byte, self._idle_step(), timeouts.total))
 
     def head(self) -> asyncio.Future[ResponseHead]:
         """The response head, to await. Raises :class:`UpstreamError` (timeout, closed).
@@ -194,6 +210,7 @@ class UpstreamConnection(asyncio.Protocol):
     def stream(self, sink: BodySink) -> None:
         """Deliver the body to ``sink`` from now on (bytes that came early first)."""
         self._sink = sink
+        self._progress_seen = sink.progress
         pending, self._pending = self._pending, []
         for data in pending:
             sink.on_body(data)
@@ -203,14 +220,20 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_body_end()
 
     async def read_body(self, limit: int = MAX_ERROR_BODY) -> bytes:
-        """The whole (error) body, at most ``limit`` bytes; never raises."""
+        """The (error) body, its first ``limit`` bytes: once it has that many, the rest
+        is not waited for (the connection is not reused then). Never raises."""
         done: asyncio.Future[None] = self._loop.create_future()
         chunks: list[bytes] = []
 
         class _Collect:
+            progress = 0  # bytes: a plain body has no events
+
             def on_body(self, data: bytes) -> None:
-                if sum(map(len, chunks)) < limit:
+                if self.progress < limit:
                     chunks.append(data)
+                    self.progress += len(data)
+                    if self.progress >= limit:
+                        self.on_body_end()
 
             def on_body_end(self) -> None:
                 if not done.done():
@@ -251,7 +274,8 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             head = parser.feed(data)
         except RemoteProtocolError as exc:
-            self._fail(UpstreamClosed(f"provider sent invalid HTTP: {exc}", retryable=True))
+            self._fail(UpstreamClosed(f"provider sent invalid HTTP: {exc}"
+                                      f"{self._where(exc, data)}", retryable=True))
             return
         if head is not None:
             self._on_head(head)
@@ -265,7 +289,8 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             pieces = decoder.feed(data)
         except RemoteProtocolError as exc:
-            self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"))
+            self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"
+                                      f"{self._where(exc, data)}"))
             return
         for piece in pieces:
             sink = self._sink  # looked up each time: a sink may hand over to another
@@ -276,6 +301,14 @@ class UpstreamConnection(asyncio.Protocol):
         if decoder.done:
             self._on_end()
 
+    def _where(self, exc: RemoteProtocolError, data: bytes) -> str:
+        """Where in the response the fault lies: ``data`` is what the failed call got,
+        the last bytes received."""
+        if exc.offset is None:
+            return " (in the response head)" if self._decoder is None else ""
+        start = self.bytes_received - self._response_start - len(data)
+        return f" at byte {start + exc.offset} of the response"
+
     def _on_body_closed(self) -> None:
         if isinstance(self._decoder, UntilCloseDecoder):
             self._keep_alive = False
@@ -285,6 +318,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _on_head(self, head: ResponseHead) -> None:
         self.state = State.BODY
+        self._last_activity = self._loop.time()  # the idle limit starts here
         self._decoder = _body_decoder(head)
         self._keep_alive = head.http_version == "1.1" and \
             not isinstance(self._decoder, UntilCloseDecoder) and \
@@ -322,28 +356,47 @@ class UpstreamConnection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
+    def _idle_step(self) -> float:
+        return self._timeouts.idle / IDLE_CHECKS
+
     def _check_deadlines(self) -> None:
         self._timer = None
         now = self._loop.time()
-        total_left = self._started + self._timeouts.total - now
-        if self.state is State.AWAITING_HEAD:
-            limit, what = self._timeouts.first_byte, "first byte"
-        else:
-            limit, what = self._timeouts.idle, "next chunk"
-        reading = self._transport is not None and self._transport.is_reading()
-        idle_left = self._last_activity + limit - now if reading else limit
+        timeouts = self._timeouts
+        total_left = self._started + timeouts.total - now
         if total_left <= 0:
             self._fail(UpstreamTimeout(
-                f"provider stream exceeded the total timeout of {self._timeouts.total:g} s"))
-        elif idle_left <= 0:
-            self._fail(UpstreamTimeout(
-                f"no {what} from the provider within {limit:g} s"))
+                f"provider stream exceeded the total timeout of {timeouts.total:g} s"))
         elif self.state is State.AWAITING_HEAD:
-            # never further than the idle limit: the head may come first, and from then
-            # on the check must be due within the idle limit (the head adds none)
-            self._schedule_check(min(total_left, idle_left, self._timeouts.idle))
+            self._check_head(now, total_left)
         else:
-            self._schedule_check(min(total_left, idle_left))
+            self._check_progress(now, total_left)
+
+    def _check_head(self, now: float, total_left: float) -> None:
+        """The head has one deadline from the request: bytes of it do not move it."""
+        head_left = self._last_activity + self._timeouts.first_byte - now
+        if head_left <= 0:
+            self._fail(UpstreamTimeout(
+                f"no response head from the provider within {self._timeouts.first_byte:g} s "
+                "(first byte timeout)"))
+        else:  # within a step of the idle limit: the head may come first
+            self._schedule_check(min(head_left, total_left, self._idle_step()))
+
+    def _check_progress(self, now: float, total_left: float) -> None:
+        """In the body: silence is no progress of the sink's for the idle limit, while
+        reading (a pause is the client's doing, not the provider's)."""
+        sink = self._sink
+        if sink is not None and sink.progress != self._progress_seen:
+            self._progress_seen = sink.progress
+            self._last_activity = now  # at most one step late: never an early timeout
+        transport = self._transport
+        if transport is None or not transport.is_reading():
+            self._last_activity = now
+        limit = self._timeouts.idle
+        if self._last_activity + limit <= now:
+            self._fail(UpstreamTimeout(f"no next event from the provider within {limit:g} s"))
+        else:
+            self._schedule_check(min(total_left, self._idle_step()))
 
 
 def _body_decoder(head: ResponseHead) -> BodyDecoder:
@@ -382,7 +435,9 @@ def parse_url(url: str) -> Target:
     splitting one costs more than encoding the whole request."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UpstreamConnectError(f"unsupported upstream URL {url!r}", retryable=False)
+        # the URL is not quoted: it may carry credentials
+        raise UpstreamConnectError("unsupported upstream URL: http:// or https:// and a host "
+                                   "are needed", retryable=False)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(parts.scheme, parts.hostname, port, path, parts.netloc.rpartition("@")[2])

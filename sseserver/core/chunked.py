@@ -41,7 +41,8 @@ class ChunkedDecoder:
 
     :meth:`feed` raises :class:`RemoteProtocolError` for a malformed body, a trailer
     field h11 refuses (Content-Length and Transfer-Encoding rules included), and a
-    size line or trailer section still incomplete past ``max_line`` bytes.
+    size line or trailer section still incomplete past ``max_line`` bytes; its
+    ``offset`` is where the size line, chunk end or trailer section at fault begins.
     """
 
     __slots__ = ("_buffer", "_max_line", "_remaining", "_state", "done", "trailing")
@@ -74,44 +75,49 @@ class ChunkedDecoder:
         if self.done:
             self.trailing += data
             return []
+        buffered = len(self._buffer)
         buffer = self._buffer + data if self._buffer else data
         out: list[bytes] = []
         position = 0
         end = len(buffer)
-        while position < end:
-            state = self._state
-            if state is _DATA:
-                take = min(self._remaining, end - position)
-                out.append(buffer[position:position + take])
-                position += take
-                self._remaining -= take
-                if not self._remaining:
-                    self._state = _DATA_END
-            elif state is _SIZE:
-                line_end = buffer.find(b"\r\n", position)
-                if line_end < 0:
-                    self._check_line(end - position)
-                    break
-                self._start_chunk(buffer[position:line_end])
-                position = line_end + 2
-            elif state is _DATA_END:
-                if end - position < 2:
-                    if buffer[position:end] != b"\r"[:end - position]:
+        try:
+            while position < end:
+                state = self._state
+                if state is _DATA:
+                    take = min(self._remaining, end - position)
+                    out.append(buffer[position:position + take])
+                    position += take
+                    self._remaining -= take
+                    if not self._remaining:
+                        self._state = _DATA_END
+                elif state is _SIZE:
+                    line_end = buffer.find(b"\r\n", position)
+                    if line_end < 0:
+                        self._check_line(end - position)
+                        break
+                    self._start_chunk(buffer[position:line_end])
+                    position = line_end + 2
+                elif state is _DATA_END:
+                    if end - position < 2:
+                        if buffer[position:end] != b"\r"[:end - position]:
+                            raise RemoteProtocolError("chunk data not followed by CRLF")
+                        break
+                    if buffer[position:position + 2] != b"\r\n":
                         raise RemoteProtocolError("chunk data not followed by CRLF")
+                    position += 2
+                    self._state = _SIZE
+                else:  # the trailer section: judged whole, when its blank line is in (as h11)
+                    rest = self._trailer_section(buffer, position)
+                    if rest is None:
+                        self._check_line(end - position)
+                        break
+                    self.done = True
+                    self.trailing = buffer[rest:]
+                    position = end
                     break
-                if buffer[position:position + 2] != b"\r\n":
-                    raise RemoteProtocolError("chunk data not followed by CRLF")
-                position += 2
-                self._state = _SIZE
-            else:  # the trailer section: judged whole, when its blank line is in (as h11)
-                rest = self._trailer_section(buffer, position)
-                if rest is None:
-                    self._check_line(end - position)
-                    break
-                self.done = True
-                self.trailing = buffer[rest:]
-                position = end
-                break
+        except RemoteProtocolError as exc:
+            exc.offset = position - buffered  # where the element at fault begins
+            raise
         self._buffer = buffer[position:] if not self.done else b""
         return out
 
@@ -144,7 +150,8 @@ class ChunkedDecoder:
     def _start_chunk(self, line: bytes) -> None:
         match = _CHUNK_SIZE.fullmatch(line)
         if match is None:
-            raise RemoteProtocolError(f"malformed chunk size line {line[:40]!r}")
+            raise RemoteProtocolError("malformed chunk size line: not hex digits with "
+                                      "optional extensions")
         size = int(match.group(1), 16)
         if size:
             self._remaining = size

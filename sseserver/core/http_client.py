@@ -20,7 +20,7 @@ from sseserver.core.http_fields import (
     MAX_HEAD_SIZE,
     TEXT,
     TOKEN,
-    explain_field_lines,
+    field_lines_fault,
     find_head_end,
     parse_field_lines,
     resume_search_at,
@@ -149,19 +149,28 @@ class ResponseHeadParser:
         """The final head once complete, else None.
 
         Raises :class:`RemoteProtocolError` for a head h11 would refuse, an unsolicited
-        101, or a head over the size limit.
+        101, or a head over the size limit; its message names the rule and its
+        ``offset`` the byte at fault (see :class:`ProtocolError`), never quoting them.
         """
         if self.head is not None:
             self.rest += data
             return self.head
+        # where the buffer starts, counted from the start of data (interim heads move it)
+        start = -len(self._buffer)
         buffer = self._buffer + data if self._buffer else data
         while buffer:
-            end = self._find_end(buffer)
-            if end < 0:
-                self._buffer = buffer
-                return None
-            head = _parse_head(buffer[:end])
+            try:
+                end = self._find_end(buffer)
+                if end < 0:
+                    self._buffer = buffer
+                    return None
+                head = _parse_head(buffer[:end])
+            except RemoteProtocolError as exc:
+                if exc.offset is not None:
+                    exc.offset += start
+                raise
             buffer = buffer[end:]
+            start += end
             self._searched = 0
             if head is not None:
                 self.head, self.rest, self._buffer = head, buffer, b""
@@ -179,26 +188,52 @@ class ResponseHeadParser:
 
 
 def _parse_head(head: bytes) -> ResponseHead | None:
-    """The final head, or None for an interim 1xx one; raises if malformed."""
+    """The final head, or None for an interim 1xx one; raises if malformed (with the
+    offset in ``head`` of the fault, when one byte is at fault)."""
     text = head.decode("latin-1")
     match = _RESPONSE_HEAD.fullmatch(text)
     if match is None:
-        raise RemoteProtocolError(_explain_response(text))
+        message, offset = _explain_response(text)
+        raise RemoteProtocolError(message, offset=offset)
     http_version, status_code, reason, lines = match.groups()
     status = int(status_code)
     if status < 100:
-        raise RemoteProtocolError(f"invalid status code {status_code}")
+        raise RemoteProtocolError("a status code below 100", offset=_STATUS_CODE_AT)
     if status == 101:  # RFC 9110 §15.2.2: a switch we never asked for with Upgrade
-        raise RemoteProtocolError("101 Switching Protocols without an Upgrade request")
+        raise RemoteProtocolError("101 Switching Protocols without an Upgrade request",
+                                  offset=_STATUS_CODE_AT)
     fields = parse_field_lines(lines)
     if status < 200:
         return None
     return ResponseHead(status, dict(fields), http_version, reason or "", fields)
 
 
-def _explain_response(text: str) -> str:
-    """Which line of a refused head is at fault (only on the error path)."""
-    status_line, _, rest = text.partition("\n")
+# RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]; the
+# version is 8 bytes, so the code starts at byte 9 and the reason at byte 13.
+_STATUS_CODE_AT = 9
+_VERSION = re.compile(r"HTTP/[0-9]\.[0-9] ")
+_CODE = re.compile(r"[0-9]{3}(?: |\r?$)")
+_REASON_CHAR = re.compile(TEXT)
+
+
+def _explain_response(text: str) -> tuple[str, int]:
+    """Which rule a refused head breaks and the offset of the fault (only on the error
+    path). Nothing of the head is quoted: it may carry a secret."""
+    status_line, newline, rest = text.partition("\n")
     if re.fullmatch(_STATUS_LINE, status_line + "\n") is None:
-        return f"malformed status line {status_line[:80]!r}"
-    return explain_field_lines(rest)
+        return _status_line_fault(status_line)
+    message, offset = field_lines_fault(rest)
+    return message, len(status_line) + len(newline) + offset
+
+
+def _status_line_fault(line: str) -> tuple[str, int]:
+    if not line.startswith("HTTP/"):
+        return "malformed status line: it does not start with HTTP/", 0
+    if _VERSION.match(line) is None:
+        return "malformed status line: the HTTP version is not digit.digit and a space", 5
+    if _CODE.match(line, _STATUS_CODE_AT) is None:
+        return "malformed status line: the status code is not three digits", _STATUS_CODE_AT
+    reason = line.removesuffix("\r")
+    valid = _REASON_CHAR.match(reason, _STATUS_CODE_AT + 4)
+    at = valid.end() if valid is not None else _STATUS_CODE_AT + 4
+    return "malformed status line: a forbidden control character in the reason phrase", at

@@ -42,6 +42,7 @@ _OBS_FOLD = re.compile(r"\r?\n[ \t]+")
 _CONTINUATION = re.compile(r"\n[ \t]")
 _FIELD_LINE = re.compile(rf"(?:{TOKEN}:|[ \t]){TEXT}")
 _DIGITS = re.compile(r"[0-9]+")
+_TOKEN = re.compile(TOKEN)
 
 
 def find_head_end(buffer: bytes | bytearray, start: int, max_size: int) -> int:
@@ -49,16 +50,19 @@ def find_head_end(buffer: bytes | bytearray, start: int, max_size: int) -> int:
     while it has not ended; the empty line is not in ``buffer`` before ``start``.
 
     Raises :class:`RemoteProtocolError` for a first byte no start line begins with, and
-    (status hint 431) for a head longer than ``max_size`` bytes (see MAX_HEAD_SIZE).
+    (status hint 431) for a head longer than ``max_size`` bytes (see MAX_HEAD_SIZE); its
+    ``offset`` counts from the start of ``buffer``.
     """
     # h11 refuses at once a head whose first byte is a control or space: no start line
     # begins so (a TLS record, or an empty line, is the usual culprit).
     if buffer[0] < 0x21:
-        raise RemoteProtocolError(f"not an HTTP message: {bytes(buffer[:20])!r}")
+        raise RemoteProtocolError("not an HTTP message: it starts with a control character "
+                                  "or a space", offset=0)
     blank = _BLANK_LINE.search(buffer, start)
     # Measured up to the head's last byte, or all of it while it has not ended.
     if (len(buffer) if blank is None else blank.end() - 1) > max_size:
-        raise RemoteProtocolError(f"head longer than {max_size} bytes", HEAD_TOO_LARGE_STATUS)
+        raise RemoteProtocolError(f"head longer than {max_size} bytes", HEAD_TOO_LARGE_STATUS,
+                                  offset=max_size)
     return -1 if blank is None else blank.end()
 
 
@@ -82,7 +86,8 @@ def normalize_fields(lines: Iterable[str]) -> list[tuple[str, str]]:
     copies of one Content-Length kept once, Transfer-Encoding lower-cased.
 
     Raises :class:`RemoteProtocolError` at the first line that breaks a rule, with
-    h11's status hint: 501 for a Transfer-Encoding, 400 for the rest.
+    h11's status hint: 501 for a Transfer-Encoding, 400 for the rest. The message
+    names the rule, never the value (a peer's bytes may carry a secret).
     """
     fields: list[tuple[str, str]] = []
     content_length: str | None = None
@@ -111,10 +116,11 @@ def _content_length(value: str) -> str:
     # RFC 9110 §8.6: a list of identical lengths ("5, 5") may be taken as one.
     lengths = {length.strip(" \t") for length in value.split(",")}
     if len(lengths) != 1:
-        raise RemoteProtocolError(f"conflicting Content-Length values {value!r}")
+        raise RemoteProtocolError("conflicting Content-Length values in one header")
     length = lengths.pop()
     if _DIGITS.fullmatch(length) is None or len(length) > MAX_CONTENT_LENGTH_DIGITS:
-        raise RemoteProtocolError(f"invalid Content-Length {value!r}")
+        raise RemoteProtocolError("invalid Content-Length: not a number of at most "
+                                  f"{MAX_CONTENT_LENGTH_DIGITS} digits")
     return length
 
 
@@ -125,15 +131,32 @@ def _transfer_encoding(value: str, seen: bool) -> str:
                                   UNSUPPORTED_CODING_STATUS)
     value = value.lower()
     if value != "chunked":
-        raise RemoteProtocolError(f"unsupported Transfer-Encoding {value!r}",
+        raise RemoteProtocolError("unsupported Transfer-Encoding: only chunked is read",
                                   UNSUPPORTED_CODING_STATUS)
     return value
 
 
 def explain_field_lines(lines: str) -> str:
     """Which field line of a refused head is at fault (only on the error path)."""
-    for line in lines.split("\n"):
-        line = line.removesuffix("\r")
-        if line and _FIELD_LINE.fullmatch(line) is None:
-            return f"malformed header line {line[:80]!r}"
-    return "a continuation line before the first header"
+    return field_lines_fault(lines)[0]
+
+
+def field_lines_fault(lines: str) -> tuple[str, int]:
+    """Which rule the field lines of a refused head break, and the offset in ``lines``
+    of the line at fault. The line is named by its number, never quoted."""
+    offset = 0
+    for number, line in enumerate(lines.split("\n"), 1):
+        content = line.removesuffix("\r")
+        if content and _FIELD_LINE.fullmatch(content) is None:
+            return f"malformed header line {number}: {_field_line_rule(content)}", offset
+        offset += len(line) + 1
+    return "a continuation line before the first header", 0
+
+
+def _field_line_rule(line: str) -> str:
+    name, colon, _ = line.partition(":")
+    if not colon:
+        return "no colon"
+    if _TOKEN.fullmatch(name) is None:
+        return "the name is not a token"
+    return "a forbidden control character in the value"

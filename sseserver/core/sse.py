@@ -8,12 +8,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sseserver.errors import LocalProtocolError, RemoteProtocolError
+from sseserver.errors import EventTooLarge, LocalProtocolError, NoEvents
 
 # A provider that never sends a line ending must not grow our memory without bound.
 # Real provider lines are one JSON chunk (well under 64 KiB even for big tool-call
 # arguments); 1 MiB leaves room for the largest we have seen with a wide margin.
 MAX_LINE_BYTES = 1024 * 1024
+# Nor one that sends data lines and never the blank line that ends the event: the
+# same bound, for the same reason (a provider's event is one JSON chunk on one line).
+MAX_EVENT_BYTES = 1024 * 1024
+# Bytes that carry no event (comments, blank lines, fields other than data) since the
+# last event: far above any keep-alive traffic (OpenRouter's ": OPENROUTER PROCESSING"
+# every few seconds is under 100 KiB in an hour), far below a flood's (an upstream
+# sending comments as fast as it can passes this in a millisecond).
+MAX_BYTES_WITHOUT_EVENT = 1024 * 1024
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _BAD_IN_FIELD = re.compile(r"[\r\n\x00]")
@@ -85,16 +93,29 @@ class SSEParser:
 
     Driving contract: call :meth:`feed` with each chunk as it arrives and handle the
     events it returns; call :meth:`close` at the end of the stream (a pending,
-    unterminated event is discarded, §2.6). Raises :class:`RemoteProtocolError` when an
-    unfinished line grows past ``max_line_bytes`` (a complete line is bounded by the
-    read that carried it).
+    unterminated event is discarded, §2.6).
+
+    Memory and work are bounded, each by a limit: the feed methods raise
+    :class:`EventTooLarge` when an unfinished line grows past ``max_line_bytes`` or the
+    data of an unfinished event past ``max_event_bytes``, and :class:`NoEvents` when
+    lines that carry no event (comments, blank lines, fields other than data) pass
+    ``max_bytes_without_event`` between two events; both count decoded characters, and
+    are judged after each read. An event or line that arrives whole in one read is
+    bounded by that read instead: the shortcuts that take such reads count nothing, and
+    a data line costs nothing more, so a token pays for none of this.
     """
 
-    __slots__ = ("_at_boundary", "_buffer", "_data", "_event", "_id", "_max_line",
-                 "_pending_cr", "_started", "last_event_id", "retry")
+    __slots__ = ("_at_boundary", "_buffer", "_data", "_event", "_id", "_max_event",
+                 "_max_line", "_max_without_event", "_pending_cr", "_started",
+                 "_without_event", "last_event_id", "retry")
 
-    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES,
+                 max_event_bytes: int = MAX_EVENT_BYTES,
+                 max_bytes_without_event: int = MAX_BYTES_WITHOUT_EVENT) -> None:
         self._max_line = max_line_bytes
+        self._max_event = max_event_bytes
+        self._max_without_event = max_bytes_without_event
+        self._without_event = 0  # characters of lines that carried no event, since one
         self._buffer = bytearray()  # bytes of an incomplete line
         self._pending_cr = False  # the last chunk ended in CR: a leading LF is its pair
         self._started = False  # the BOM check is done (§2.1: only at stream start)
@@ -150,8 +171,11 @@ class SSEParser:
                 return [event]
         self._at_boundary = False  # until the general path is through (it may raise)
         events = self._feed_lines(chunk)
+        self._check_bounds()
+        # A read after lines that carried no event takes this path too, whose next
+        # event clears their count: the shortcuts need not keep it.
         self._at_boundary = self._started and not self._buffer and not self._data and \
-            not self._event and not self._pending_cr
+            not self._event and not self._pending_cr and not self._without_event
         return events
 
     def _feed_lines(self, chunk: bytes) -> list[ServerSentEvent]:
@@ -212,15 +236,27 @@ class SSEParser:
         return ServerSentEvent(name, _decode(value[1:] if value[:1] == b" " else value),
                                self._id, self.retry)
 
+    def _check_bounds(self) -> None:
+        if self._without_event > self._max_without_event:
+            self._without_event = 0
+            raise NoEvents(f"more than {self._max_without_event} bytes without an event")
+        # summed once a read, and only while an event is unfinished: a data line pays
+        # nothing, and the sum stops growing at the bound
+        data = self._data
+        if data and sum(map(len, data)) + len(data) > self._max_event:
+            self._data = []
+            raise EventTooLarge(f"event-stream event longer than {self._max_event} bytes")
+
     def _check_line_length(self) -> None:
         if len(self._buffer) > self._max_line:
             self._buffer = bytearray()
-            raise RemoteProtocolError(f"event-stream line longer than {self._max_line} bytes")
+            raise EventTooLarge(f"event-stream line longer than {self._max_line} bytes")
 
     def close(self) -> list[ServerSentEvent]:
         """End of stream: a partial line and an unterminated event are dropped (§2.6)."""
         self._buffer = bytearray()
         self._data = []
+        self._without_event = 0
         self._event = ""
         self._id = self.last_event_id  # an unfinished block's id is discarded (§2.6)
         self._pending_cr = False
@@ -239,16 +275,21 @@ class SSEParser:
 
     def _line(self, line: str, events: list[ServerSentEvent]) -> None:
         if not line:
+            if not self._data:
+                self._without_event += 1  # a blank line that ends no event
             self._dispatch(events)
             return
         if line[0] == ":":
+            self._without_event += len(line) + 1
             return  # §2.3: a comment
         name, colon, value = line.partition(":")
         if colon and value[:1] == " ":
             value = value[1:]  # §2.3: exactly one leading space is removed
         if name == "data":
             self._data.append(value)
-        elif name == "event":
+            return
+        self._without_event += len(line) + 1
+        if name == "event":
             self._event = value
         elif name == "id":
             if "\x00" not in value:  # §2.4: an id containing NUL is ignored
@@ -264,6 +305,7 @@ class SSEParser:
             events.append(ServerSentEvent(self._event or "message", "\n".join(self._data),
                                           self._id, self.retry))
             self._data = []
+            self._without_event = 0
         self._event = ""
 
 

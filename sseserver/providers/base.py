@@ -25,6 +25,12 @@ class UpstreamRequest:
     headers: tuple[tuple[str, str], ...]
     body: bytes
 
+    def __repr__(self) -> str:
+        # header names only: the values carry the key, and a repr ends up in logs
+        names = ", ".join(name for name, _ in self.headers)
+        return f"<UpstreamRequest {self.method} {self.url} headers=[{names}] " \
+            f"body={len(self.body)} bytes>"
+
 
 class StreamAdapter(Protocol):
     def feed(self, event: str, data: str) -> list[NormalizedEvent]:

@@ -1,4 +1,5 @@
-"""Provider error responses: retry classification, Retry-After, safe messages."""
+"""Provider error responses: retry classification, Retry-After, safe messages, and a
+200 that is no event stream."""
 
 from __future__ import annotations
 
@@ -13,13 +14,51 @@ from sseserver.errors import UpstreamStatusError
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 # An error message is shown to clients; a provider's page-long HTML error is not.
 MAX_MESSAGE_CHARS = 200
+# What a provider's error `type` or `code` amounts to, whatever status it came with: a
+# proxy may wrap an error in a 200, and the status decides the retry and what the
+# client is told. OpenAI's and Anthropic's documented types and codes
+# (reference/openai-chat-stream.md §6, reference/anthropic-messages-stream.md).
+KIND_STATUSES: dict[str, int] = {
+    "invalid_request_error": 400, "context_length_exceeded": 400, "invalid_prompt": 400,
+    "authentication_error": 401, "invalid_api_key": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404, "model_not_found": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429, "rate_limit_exceeded": 429, "insufficient_quota": 429,
+    "api_error": 500, "server_error": 500,
+    "service_unavailable_error": 503, "server_is_overloaded": 503,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+# Kinds no new attempt cures, whatever their status says: OpenAI sends an exhausted
+# quota as a 429, and the account stays empty until someone pays.
+NEVER_RETRYABLE_KINDS = frozenset({"insufficient_quota", "billing_error",
+                                   "billing_hard_limit_reached"})
+# RFC 9110 §8.3.1: media types are case-insensitive, parameters follow a ";".
+EVENT_STREAM = "text/event-stream"
 
 
-def is_retryable(status: int, headers: dict[str, str]) -> bool:
+def is_retryable(status: int, headers: dict[str, str], kind: str | None = None) -> bool:
+    """Whether another attempt may help: the provider's ``x-should-retry`` first, then
+    the error's kind (its JSON ``type`` or ``code``), then the status."""
     override = headers.get("x-should-retry", "").strip().lower()
     if override in ("true", "false"):
         return override == "true"
+    if kind in NEVER_RETRYABLE_KINDS:
+        return False
     return status in RETRYABLE_STATUSES or status >= 500
+
+
+def is_event_stream(headers: dict[str, str]) -> bool:
+    """Whether a 200's body is the event stream asked for. A missing (or empty)
+    Content-Type is taken for one: the stream parser refuses a body that is not, and
+    the proxies and gateways that answer quota and error pages in place of a stream
+    all label them (application/json, text/html), so refusing the unlabelled would only
+    break minimal servers that stream well."""
+    value = headers.get("content-type", "")
+    media_type = value.partition(";")[0].strip().lower()
+    return not media_type or media_type == EVENT_STREAM
 
 
 def retry_after(headers: dict[str, str], now: float | None = None) -> float | None:
@@ -55,15 +94,33 @@ def _from_http_date(text: str, now: float | None) -> float | None:
 def body_message(body: bytes) -> str:
     """The message of a provider's error body: ``error.message`` of the JSON that both
     OpenAI and Anthropic send, or the body itself when it is something else."""
+    error = _error_object(body)
+    message = error.get("message") if error is not None else None
+    if message:
+        return str(message)
+    return body.decode("utf-8", "replace")
+
+
+def error_kind(body: bytes) -> str | None:
+    """The error's kind, when the body is a provider's JSON error: its ``code`` if that
+    is a kind we know (OpenAI puts the precise one there), else its ``type``."""
+    error = _error_object(body)
+    if error is None:
+        return None
+    code, kind = error.get("code"), error.get("type")
+    if isinstance(code, str) and code in KIND_STATUSES:
+        return code
+    return kind if isinstance(kind, str) and kind else None
+
+
+def _error_object(body: bytes) -> dict[str, object] | None:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace")
+        return None
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-        message = parsed["error"].get("message")
-        if message:
-            return str(message)
-    return body.decode("utf-8", "replace")
+        return parsed["error"]
+    return None
 
 
 def safe_message(message: str, secret: str | None) -> str:
@@ -78,8 +135,33 @@ def safe_message(message: str, secret: str | None) -> str:
 
 def status_error(provider: str, status: int, headers: dict[str, str], body: bytes,
                  secret: str | None) -> UpstreamStatusError:
-    """The error for a provider's non-2xx answer, safe to show a client."""
+    """The error for a provider's non-2xx answer, safe to show a client; or for a 2xx
+    answer that is not the event stream asked for (see :func:`not_a_stream_error`)."""
+    if 200 <= status < 300:
+        return not_a_stream_error(provider, status, headers, body, secret)
     text = safe_message(body_message(body), secret) or f"HTTP {status}"
     return UpstreamStatusError(
         f"{provider} answered {status}: {text}", status=status,
-        retryable=is_retryable(status, headers), retry_after=retry_after(headers))
+        retryable=is_retryable(status, headers, error_kind(body)),
+        retry_after=retry_after(headers))
+
+
+def not_a_stream_error(provider: str, status: int, headers: dict[str, str], body: bytes,
+                       secret: str | None) -> UpstreamStatusError:
+    """A 2xx whose body is no event stream: a quota or error page a proxy answered
+    with a 200, or a server that ignored ``stream``. A JSON error's kind gives the
+    status it amounts to (and so the retry, and what the client is told); anything
+    else is the provider's failure, not worth another attempt, and its body is not
+    shown (a page of HTML, or a whole completion, is no error message)."""
+    media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+    described = f"{provider} answered {status} with {media_type or 'a body'} instead of " \
+        "an event stream"
+    kind = error_kind(body)
+    if kind is None:
+        return UpstreamStatusError(described, retryable=False)
+    amounts_to = KIND_STATUSES.get(kind)
+    text = safe_message(body_message(body), secret)
+    return UpstreamStatusError(
+        f"{described}: {text}", status=amounts_to,
+        retryable=amounts_to is not None and is_retryable(amounts_to, headers, kind),
+        retry_after=retry_after(headers))

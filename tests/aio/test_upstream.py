@@ -29,13 +29,17 @@ def chunk(data: bytes) -> bytes:
 
 
 class Sink:
+    """Counts bytes as progress, as a sink of a plain body does."""
+
     def __init__(self) -> None:
         self.body: list[bytes] = []
+        self.progress = 0
         self.done: asyncio.Future[UpstreamError | None] = \
             asyncio.get_running_loop().create_future()
 
     def on_body(self, data: bytes) -> None:
         self.body.append(data)
+        self.progress += len(data)
 
     def on_body_end(self) -> None:
         self.done.set_result(None)
@@ -125,7 +129,7 @@ def test_idle_timeout_between_chunks() -> None:
         sink = Sink()
         conn.stream(sink)
         error = await sink.done
-        assert isinstance(error, UpstreamTimeout) and "next chunk" in str(error)
+        assert isinstance(error, UpstreamTimeout) and "next event" in str(error)
         assert sink.body == [b"data: 1\n\n"]
 
     run(script, test)
@@ -148,7 +152,7 @@ def test_each_limit_applies_in_its_own_phase() -> None:
         sink = Sink()
         conn.stream(sink)
         error = await sink.done
-        assert isinstance(error, UpstreamTimeout) and "next chunk" in str(error)
+        assert isinstance(error, UpstreamTimeout) and "next event" in str(error)
         assert 0.15 < asyncio.get_running_loop().time() - started < 1.0
 
     run(slow_head, idle_after_a_slow_head)
@@ -287,9 +291,11 @@ class Recorder:
         self.body: list[bytes] = []
         self.ended = False
         self.error: UpstreamError | None = None
+        self.progress = 0
 
     def on_body(self, data: bytes) -> None:
         self.body.append(data)
+        self.progress += len(data)
 
     def on_body_end(self) -> None:
         self.ended = True
@@ -439,3 +445,108 @@ def test_a_request_that_cannot_be_sent_sends_nothing(loop: asyncio.AbstractEvent
     with pytest.raises(LocalProtocolError):
         conn.send_request("POST", "/", "h", [("authorization", "Bearer k\r\n")], b"")
     assert transport.written == [] and conn.state is State.CONNECTING
+
+
+# -- deadlines that bytes cannot move ---------------------------------------------------
+
+
+def test_a_trickled_head_does_not_move_the_first_byte_deadline() -> None:
+    """A byte every 50 ms would finish the head in 4 s: the head has one deadline from
+    the request (as Go's ResponseHeaderTimeout)."""
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for byte in HEAD:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    async def test(url: str) -> None:
+        conn = await open_upstream(url, "POST", [], b"{}", Timeouts(first_byte=0.3, idle=5))
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(UpstreamTimeout, match=r"no response head .* within 0\.3 s"):
+            await conn.head()
+        assert 0.25 < asyncio.get_running_loop().time() - started < 1.0
+
+    run(script, test)
+
+
+class EventCounter(Sink):
+    """A sink that counts events (blank-line-ended blocks), as the relay does."""
+
+    def on_body(self, data: bytes) -> None:
+        self.body.append(data)
+        self.progress += data.count(b"\n\ndata:")
+
+
+def test_only_the_sinks_progress_keeps_a_body_alive() -> None:
+    """Comments every 50 ms for 2 s: to a sink that counts events they are silence
+    (timed out at the idle limit), to one that counts bytes they are progress."""
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(HEAD + chunk(b"data: 1\n\n"))
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            writer.write(chunk(b": keep-alive\n\n"))
+            await writer.drain()
+        writer.write(chunk(b"data: 2\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+
+    async def counting_events(url: str) -> None:
+        conn = await open_upstream(url, "POST", [], b"{}", Timeouts(idle=0.3))
+        await conn.head()
+        started = asyncio.get_running_loop().time()
+        sink = EventCounter()
+        conn.stream(sink)
+        error = await sink.done
+        assert isinstance(error, UpstreamTimeout) and "next event" in str(error)
+        # never before the limit, at most a quarter of it late (and a tick)
+        assert 0.3 <= asyncio.get_running_loop().time() - started < 0.6
+
+    async def counting_bytes(url: str) -> None:
+        conn = await open_upstream(url, "POST", [], b"{}", Timeouts(idle=0.3))
+        await conn.head()
+        sink = Sink()
+        conn.stream(sink)
+        assert await sink.done is None
+
+    run(script, counting_events)
+    run(script, counting_bytes)
+
+
+def test_an_endless_error_body_is_read_up_to_its_limit() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:
+            writer.write(chunk(b"x" * 1000))
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    async def test(url: str) -> None:
+        conn = await open_upstream(url, "POST", [], b"{}", Timeouts(idle=5, total=10))
+        await conn.head()
+        body = await asyncio.wait_for(conn.read_body(limit=5000), 2)
+        assert len(body) == 5000
+        conn.close()
+
+    run(script, test)
+
+
+def test_body_errors_say_where_in_the_response(loop: asyncio.AbstractEventLoop) -> None:
+    """Counted from the response's first byte, also on a recycled connection, and
+    whatever the reads; never quoting the bytes."""
+    conn, _ = connected(loop)
+    send(conn)
+    conn.data_received(RESPONSE)
+    loop.run_until_complete(conn.head())
+    conn.stream(Recorder())
+    assert conn.recycle()
+    send(conn)
+    bad = HEAD + chunk(b"data: 1\n\n") + b"sk-zzzz\r\n"
+    conn.data_received(bad[:50])
+    conn.data_received(bad[50:len(HEAD) + 5])
+    loop.run_until_complete(conn.head())
+    sink = Recorder()
+    conn.stream(sink)
+    conn.data_received(bad[len(HEAD) + 5:])
+    assert isinstance(sink.error, UpstreamClosed)
+    assert str(sink.error) == ("provider sent a malformed body: malformed chunk size line: "
+                               f"not hex digits with optional extensions at byte "
+                               f"{len(HEAD) + 14} of the response")

@@ -278,3 +278,26 @@ def test_one_chunk_per_read_matches_h11(chunks: list[bytes], position: int, byte
         body = body[:position] + byte + body[position + 1:]
     reads = chunk_boundaries(body)
     assert with_ours(body, reads) == with_h11(body, reads)
+
+
+SECRET = b"sk-proj-CANARY0123456789abcdefXYZ"
+
+
+@pytest.mark.parametrize(("body", "rule", "offset"), [
+    (b"5\r\nhello\r\n" + SECRET + b"\r\n", "malformed chunk size line", 10),
+    (b"5\r\nhello" + SECRET, "not followed by CRLF", 8),
+    (b"5\r\nhello\r\n0\r\n" + SECRET + b"\r\n\r\n", "malformed trailer line", 13),
+    (b"5\r\nhello\r\n0\r\nContent-Length: " + SECRET + b"\r\n\r\n", "Content-Length", 13),
+])
+def test_errors_name_the_rule_and_where_the_element_at_fault_begins(
+        body: bytes, rule: str, offset: int) -> None:
+    """Never the bytes (they may carry a key): the offset counts from the first byte
+    of the read that failed, negative when the element began in an earlier read."""
+    for cut in (len(body), 1, 4, 9):
+        decoder = ChunkedDecoder()
+        with pytest.raises(RemoteProtocolError) as caught:
+            for at in range(0, len(body), cut):
+                fed = at
+                decoder.feed(body[at:at + cut])
+        assert rule in str(caught.value) and b"CANARY" not in str(caught.value).encode()
+        assert caught.value.offset is not None and fed + caught.value.offset == offset, cut

@@ -115,7 +115,7 @@ def test_vector_with_trailing_data(number: int, reads: list[bytes], expected: Ex
 
 def test_long_line_in_small_reads() -> None:
     payload = b"x" * 3_000_000
-    parser = SSEParser(max_line_bytes=4_000_000)
+    parser = SSEParser(max_line_bytes=4_000_000, max_event_bytes=4_000_000)
     wire = b"data: " + payload + b"\n\n"
     events = [e for i in range(0, len(wire), 4096) for e in parser.feed(wire[i:i + 4096])]
     assert [len(e.data) for e in events] == [3_000_000]
@@ -309,8 +309,10 @@ def test_data_line_takes_only_the_simplest_read() -> None:
     for other in (b"data:x\n\n", b"data: a\ndata: b\n\n", b"data: a\r\n\r\n", b"data: a\n",
                   b"event: e\ndata: a\n\n", b": comment\n\n"):
         assert parser.feed_data_line(other) is None, other
-    parser.feed(b"id: 9\n")  # an id alone changes nothing here: the event takes it
-    assert parser.feed_data_line(b"data: next\n\n") == "next"
+    parser.feed(b"id: 9\n")  # a line with no event: the general path counts until one
+    assert parser.feed_data_line(b"data: next\n\n") is None
+    assert [(e.data, e.id) for e in parser.feed(b"data: next\n\n")] == [("next", "9")]
+    assert parser.feed_data_line(b"data: after\n\n") == "after"
     assert parser.last_event_id == "9"
     parser.feed(b"data: open\n")  # an open event: the next read belongs to it
     assert parser.feed_data_line(b"data: late\n\n") is None

@@ -104,7 +104,7 @@ def test_idle_timeout_mid_stream_is_an_error_event(stack: Stack) -> None:
     status, events, _ = stream(stack, request_body({"tokens": 5, "stall_after": 2}))
     assert status == 200
     error = orjson.loads(events[-2].data)
-    assert error["type"] == "upstream_timeout" and "next chunk" in error["message"]
+    assert error["type"] == "upstream_timeout" and "next event" in error["message"]
     assert events[-1].data == "[DONE]"
 
 

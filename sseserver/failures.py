@@ -1,0 +1,67 @@
+"""What a failure amounts to, decided without I/O.
+
+The relay meets failures; these pure functions say what each one is: the error that
+ends a body which could not be relayed, and the status (and headers) a client gets for
+a failure known before its response head. Tests drive them without a loop.
+"""
+
+from __future__ import annotations
+
+from sseserver.errors import (
+    EventTooLarge,
+    NoEvents,
+    ProviderError,
+    ShuttingDown,
+    SSEServerError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+
+# The seconds a client is asked to wait when a drain ends its stream before the head:
+# what /readyz and a refused request say while draining.
+DRAIN_RETRY_AFTER = 5
+# Statuses a client gets as the provider gave them: its request was at fault.
+_CLIENT_FAULTS = frozenset({400, 404, 413, 422})
+
+
+def body_fault(exc: Exception) -> UpstreamError:
+    """The error that ends a body which could not be relayed: the same bytes would
+    fail again, so none is retryable (a provider's own error event says for itself).
+    The message of an exception that is no :class:`SSEServerError` is not used: it
+    may quote the provider's data (``int("sk-...")``)."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, SSEServerError):  # the parser's bounds and refusals
+        error = ProviderError(str(exc), retryable=False)
+        if isinstance(exc, EventTooLarge):
+            error.error_type = "upstream_event_too_large"
+        elif isinstance(exc, NoEvents):
+            error.error_type = "upstream_no_events"
+        return error
+    return ProviderError(f"provider sent an event that cannot be read "
+                         f"({type(exc).__name__})", retryable=False)
+
+
+def typed_error(error_type: str, message: str) -> UpstreamError:
+    """A failure of the gateway's own (cancelled, too large): not worth a retry."""
+    error = UpstreamError(message, retryable=False)
+    error.error_type = error_type
+    return error
+
+
+def client_status(error: UpstreamError) -> tuple[int, list[tuple[str, str]]]:
+    """The status a client gets for a failure known before the response head."""
+    headers: list[tuple[str, str]] = []
+    if isinstance(error, UpstreamTimeout):
+        return 504, headers
+    if isinstance(error, ShuttingDown):  # README, draining: 503 with Retry-After
+        headers.append(("retry-after", str(DRAIN_RETRY_AFTER)))
+        return 503, headers
+    status = error.status
+    if status == 429 and error.retryable:  # an empty quota is no reason to come back
+        retry_after = error.retry_after if error.retry_after is not None else 1.0
+        headers.append(("retry-after", str(max(1, round(retry_after)))))
+        return 429, headers
+    if status in _CLIENT_FAULTS:
+        return status, headers
+    return 502, headers
