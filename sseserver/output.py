@@ -182,7 +182,7 @@ class CollectingOutput:
         self._conn.on_lost = None
         self._on_full = None
 
-    def open(self, stream_id: str, content_type: str) -> None:
+    def open(self, stream_id: str, content_type: str, preamble: bytes) -> None:
         self._stream_id = stream_id
 
     def write(self, frames: list[bytes]) -> None:

@@ -49,6 +49,7 @@ class Assembler:
 
     content_type = "application/json"
     heartbeat = b""  # a JSON answer has no room for one: the client just waits
+    preamble = b""
 
     def __init__(self, created: int) -> None:
         self.created = created

@@ -52,6 +52,7 @@ class AISDKFormatter:
 
     content_type = "text/event-stream"
     heartbeat = HEARTBEAT
+    preamble = b""  # its clients read no retry field: they reconnect by their own rules
     __slots__ = ("_open", "_runs", "_text_prefix", "_tools", "failed")
 
     def __init__(self) -> None:

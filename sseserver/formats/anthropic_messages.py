@@ -71,6 +71,7 @@ class AnthropicMessagesFormatter:
 
     content_type = "text/event-stream"
     heartbeat = PING
+    preamble = b""  # its clients read no retry field: they reconnect by their own rules
     __slots__ = ("_block", "_finish", "_kind", "_text_prefix", "_tools", "_usage", "failed")
 
     def __init__(self) -> None:

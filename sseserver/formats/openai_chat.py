@@ -59,6 +59,7 @@ class OpenAIChatFormatter:
 
     content_type = "text/event-stream"
     heartbeat = HEARTBEAT
+    preamble = b""  # its clients read no retry field: they reconnect by their own rules
     __slots__ = ("_finish", "_head", "_include_usage", "_saw_tool_call", "_tail",
                  "_text_prefix", "_text_suffix", "_usage", "created", "failed")
 
