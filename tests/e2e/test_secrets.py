@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import httpx
 import orjson
 import pytest
 
@@ -114,6 +115,36 @@ def test_no_key_reaches_a_client_or_a_log(wire: Wire, log_lines: list[str]) -> N
                                                for e in answer.events)
             assert told, (mode, answer.body)  # the failure was met, and said
             raw = f"{answer.status} {answer.headers}".encode() + answer.body
+            if leaks(raw.decode("latin-1")):
+                leaked.append(mode)
+    assert leaked == []
+    assert any("stream_end" in line for line in log_lines)  # the logs were captured
+    assert [line for line in log_lines if leaks(line)] == []
+
+
+# The compatible endpoints shape errors their own way (and the non-streaming one
+# answers them as a status): the same failures, through each.
+COMPAT_REQUESTS = {
+    "chat-completions-streamed": ("/v1/chat/completions", {"stream": True}),
+    "messages-whole": ("/v1/messages", {"stream": False, "max_tokens": 64}),
+}
+
+
+@pytest.mark.parametrize("endpoint", COMPAT_REQUESTS)
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.kind)
+def test_no_key_reaches_a_client_of_the_compatible_endpoints(
+        wire: Wire, endpoint: str, log_lines: list[str]) -> None:
+    path, fields = COMPAT_REQUESTS[endpoint]
+    body = {"model": f"raw{wire.kind}/m", "messages": [{"role": "user", "content": "hi"}],
+            **fields}
+    leaked: list[str] = []
+    with RawUpstream([]) as upstream, \
+            Stack(SETTINGS, toml=providers_toml(upstream.url, KEY, OTHER_KEY)) as stack:
+        for mode, reply in failures(wire).items():
+            upstream.answer(reply)
+            response = httpx.post(stack.url + path, json=body, timeout=15.0)
+            assert response.status_code != 200 or b"error" in response.content, mode
+            raw = f"{response.status_code} {response.headers}".encode() + response.content
             if leaks(raw.decode("latin-1")):
                 leaked.append(mode)
     assert leaked == []
