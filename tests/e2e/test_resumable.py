@@ -234,7 +234,9 @@ def test_a_stalled_subscriber_does_not_delay_another(stack: Stack) -> None:
     spread_shared = shared[-1] - shared[0]
     print(f"healthy subscriber: alone {spread_alone * 1000:.1f} ms, next to a stalled one "
           f"{spread_shared * 1000:.1f} ms for 50 frames of 100 KB at 200/s")
-    assert abs(spread_shared - spread_alone) < 0.05
+    # Held back by its peer, the healthy reader would wait for the slow-consumer
+    # eviction (seconds); a busy machine only adds scheduling noise to either run.
+    assert spread_shared < 2 * spread_alone + 0.25
 
 
 def test_cors_preflight_and_stream_headers(stack: Stack) -> None:
