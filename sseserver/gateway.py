@@ -135,9 +135,7 @@ class Gateway:
             self.error(conn, 405, f"method {request.method} not allowed on {request.path}",
                        [("allow", allow)])
             return
-        caller = self.gate.check(credential_of(request.headers, request.query),
-                                 self._needs.get(route, Need.NOTHING),
-                                 _stream_id_of(request.path), time.time())
+        caller = self._check_caller(request, route) if self.gate.enabled else None
         if isinstance(caller, Refusal):
             self._refuse(request.path, conn, caller)
             return
@@ -148,6 +146,11 @@ class Gateway:
             self.error(conn, exc.status, str(exc), exc.headers, error_type=exc.error_type)
         finally:
             self._caller = None
+
+    def _check_caller(self, request: HTTPRequest, route: Route) -> Caller | Refusal | None:
+        return self.gate.check(credential_of(request.headers, request.query),
+                               self._needs.get(route, Need.NOTHING),
+                               _stream_id_of(request.path), time.time())
 
     def _refuse(self, path: str, conn: HTTPConnection, refusal: Refusal) -> None:
         """A refusal of the gate, in the error shape of the endpoint called."""
@@ -571,6 +574,13 @@ CHAT_STREAM_SUFFIX = "/stream"
 COMPAT_APIS: dict[str, CompatAPI] = {"/v1/chat/completions": OPENAI_CHAT,
                                      "/v1/messages": ANTHROPIC_MESSAGES}
 
+NO_PROVIDER_HINT = ("set OPENAI_API_KEY or ANTHROPIC_API_KEY, add a [providers.NAME] "
+                    "table to the config file, or run with --demo")
+NO_PROVIDER_MESSAGE = f"no provider is configured: {NO_PROVIDER_HINT}"
+# Seconds. Providers are read at start, so only a restart helps: a minute spares the
+# server clients that would ask again at once, and is about the time of a redeploy.
+NO_PROVIDER_RETRY_AFTER = 60
+
 
 def _stream_id_of(path: str) -> str:
     """The stream (or useChat chat) id a path names, '' for other paths."""
@@ -579,12 +589,6 @@ def _stream_id_of(path: str) -> str:
     if path.startswith(CHAT_PREFIX) and path.endswith(CHAT_STREAM_SUFFIX):
         return unquote(path[len(CHAT_PREFIX):-len(CHAT_STREAM_SUFFIX)])
     return ""
-NO_PROVIDER_HINT = ("set OPENAI_API_KEY or ANTHROPIC_API_KEY, add a [providers.NAME] "
-                    "table to the config file, or run with --demo")
-NO_PROVIDER_MESSAGE = f"no provider is configured: {NO_PROVIDER_HINT}"
-# Seconds. Providers are read at start, so only a restart helps: a minute spares the
-# server clients that would ask again at once, and is about the time of a redeploy.
-NO_PROVIDER_RETRY_AFTER = 60
 
 
 @dataclass(frozen=True, slots=True)

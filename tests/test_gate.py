@@ -245,3 +245,13 @@ def test_token_mint_uses_the_configured_secret() -> None:
     assert status(gate().check(minted, Need.SUBSCRIBE, "S1", __import__("time").time())
                   ) == 200
     assert run_auth_command(args, {}, None, io.StringIO()) == 2
+
+
+@pytest.mark.parametrize("module", ["gate", "auth_settings", "tokens", "core/auth"])
+def test_the_gate_reads_no_clock_and_runs_no_loop(module: str) -> None:
+    from tests.test_layering import PACKAGE, imports_of
+
+    imported = imports_of(PACKAGE / f"{module}.py")
+    assert not imported & {"asyncio", "socket", "sseserver.aio"}
+    if module != "tokens":  # the public minting helper defaults now to the clock
+        assert "time" not in imported

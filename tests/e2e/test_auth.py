@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -22,6 +24,7 @@ from sseserver.core.auth import hash_key
 from sseserver.errors import ConfigError
 from sseserver.server import Server
 from tests.e2e.stack import Stack, request_body
+from tests.e2e.test_process import serve
 
 APP_KEY = "gw-app-Wq8Zcanary4Kd2Lp9Xe"
 NEXT_KEY = "gw-next-Hs5Tcanary7Ub3Rn1Ym"  # the rotation's new key, valid beside the old
@@ -354,3 +357,30 @@ def test_the_cli_refuses_a_public_bind_without_auth(capsys: pytest.CaptureFixtur
     assert main(["serve", "--host", "0.0.0.0", "--port", "0", "--demo"]) == 2
     error = capsys.readouterr().err
     assert "[auth]" in error and "--allow-unauthenticated" in error
+
+
+# -- the keys file, reread on SIGHUP by the real process ------------------------------------
+
+
+def test_sighup_rereads_the_keys_file(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text(f'[keys.one]\nhash = "{hash_key("first-key")}"\n')
+    config = tmp_path / "config.toml"
+    config.write_text(f'[auth]\nkeys_file = "{keys}"\n')
+    for workers in ("1", "2"):
+        with serve("--demo", "--config", str(config), "--workers", workers) as (process, url):
+            assert _models(url, "first-key") == 200
+            keys.write_text(f'[keys.two]\nhash = "{hash_key("second-key")}"\n')
+            process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and _models(url, "second-key") != 200:
+                time.sleep(0.05)
+            # every worker reloaded: new connections land on either
+            assert [_models(url, "second-key") for _ in range(8)] == [200] * 8
+            assert _models(url, "first-key") == 401
+            assert process.poll() is None
+        keys.write_text(f'[keys.one]\nhash = "{hash_key("first-key")}"\n')
+
+
+def _models(url: str, key: str) -> int:
+    return httpx.get(url + "/v1/models", headers={"x-api-key": key}, timeout=5).status_code
