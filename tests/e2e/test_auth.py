@@ -326,12 +326,17 @@ def test_no_key_or_token_reaches_a_log_line(log_lines: list[str]) -> None:
             sock.sendall(f"GET /v1/streams/x?token={read} HTTP/1.1\r\nhost: x\r\n"
                          f"authorization: Bearer {APP_KEY}\r\n\x00bad\r\n\r\n".encode())
             sock.recv(4096)
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+            sock.sendall(f"GET /?token={read} HTTP/1.1 x\r\nhost: x\r\n\r\n".encode())
+            sock.recv(4096)  # a malformed request line, with a token in its query
     text = "\n".join(log_lines)
     ends = [line for line in log_lines if '"stream_end"' in line]
     assert len(ends) >= 4 and all('"key":"app"' in line for line in ends)
     for secret in (APP_KEY, token, read, token.split(".")[2], read.split(".")[2], SECRET):
         assert secret not in text
     assert APP_KEY[:12] not in text
+    pieces = {minted[i:i + 12] for minted in (token, read) for i in range(5, len(minted) - 12)}
+    assert not [piece for piece in pieces if piece in text]
 
 
 # -- safe by default -------------------------------------------------------------------
