@@ -262,6 +262,9 @@ def _run(main: Coroutine[Any, Any, None], failure: str) -> int:
     except OSError as exc:
         print(f"sseserver: {failure}: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # the keys file went away since the start was checked
+        print(f"sseserver: configuration error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

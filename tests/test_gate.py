@@ -255,3 +255,27 @@ def test_the_gate_reads_no_clock_and_runs_no_loop(module: str) -> None:
     assert not imported & {"asyncio", "socket", "sseserver.aio"}
     if module != "tokens":  # the public minting helper defaults now to the clock
         assert "time" not in imported
+
+
+def test_the_opt_out_from_flag_environment_or_file() -> None:
+    from sseserver.cli import check_startable, config_from_args
+
+    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--allow-unauthenticated"])
+    check_startable(config_from_args(args, {}))
+    env = {"SSESERVER_SERVER_ALLOW_UNAUTHENTICATED": "1"}
+    check_startable(config_from_args(build_parser().parse_args(
+        ["serve", "--host", "0.0.0.0"]), env))
+    check_startable(load_config("[server]\nhost = '::'\nallow_unauthenticated = true\n"))
+    with pytest.raises(ConfigError, match="--allow-unauthenticated"):
+        check_startable(config_from_args(build_parser().parse_args(
+            ["serve", "--host", "::", "--demo"]), {}))
+
+
+def test_an_unreadable_keys_file_stops_the_start(tmp_path: Path) -> None:
+    from sseserver.cli import check_startable
+
+    config = load_config(env={"SSESERVER_AUTH_KEYS_FILE": str(tmp_path / "missing.toml")})
+    with pytest.raises(ConfigError, match="cannot read keys file"):
+        check_startable(config)
+    with pytest.raises(ConfigError, match="cannot be set from the environment"):
+        load_config(env={"SSESERVER_AUTH_KEYS": "a"})
