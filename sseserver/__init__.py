@@ -14,6 +14,10 @@ API is:
     ``sseserver.errors.ConfigError`` naming the bad setting.
 ``Config``
     The frozen settings, one section per table of ``docs/config.example.toml``.
+``mint_token(secret, key, *, ttl=300, stream_id=None, model=None, provider=None,
+max_tokens=None)``
+    A short-lived signed token for a browser: one generation, or one stream by id
+    (README, "Authentication").
 ``__version__``
     The installed version.
 
@@ -30,11 +34,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Config", "Server", "__version__", "load_config"]
+__all__ = ["Config", "Server", "__version__", "load_config", "mint_token"]
 
 if TYPE_CHECKING:
     from sseserver.config import Config, load_config
     from sseserver.server import Server
+    from sseserver.tokens import mint_token
 
 
 def __getattr__(name: str) -> Any:
@@ -43,6 +48,10 @@ def __getattr__(name: str) -> Any:
         from sseserver.server import Server
 
         return Server
+    if name == "mint_token":
+        from sseserver.tokens import mint_token
+
+        return mint_token
     if name in ("Config", "load_config"):
         from sseserver import config
 

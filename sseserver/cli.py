@@ -2,11 +2,16 @@
 
     sseserver serve [--config FILE] [--host H] [--port P] [--workers N] [--demo]
                     [--log-level L]
+                    [--allow-unauthenticated]
     sseserver fake-provider [--host H] [--port P] [--log-level L]
+    sseserver keys hash                 (the key from stdin, or a prompt)
+    sseserver token mint --key NAME [--ttl S] [--stream ID | --model M ...]
+    sseserver token secret
     sseserver --version
 
 The user's help is ``DESCRIPTION`` and the parsers' texts; this docstring is not shown.
 SIGTERM or SIGINT drains; a SIGINT during the drain stops at once (:class:`StopSignals`).
+SIGHUP reads the API keys again (``auth.keys_file``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from collections.abc import Coroutine, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from sseserver.auth_cli import add_auth_commands, run_auth_command
+from sseserver.auth_settings import all_keys, exposure_error
 from sseserver.config import Config, load_config, read_config_file
 from sseserver.errors import ConfigError
 from sseserver.stopping import (
@@ -73,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="route every model to the built-in fake provider (no key needed)")
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                        metavar="LEVEL", help=LOG_LEVEL_HELP)
+    serve.add_argument("--allow-unauthenticated", action="store_true", default=None,
+                       help="listen beyond loopback with no [auth] keys, on purpose")
     fake = commands.add_parser(
         "fake-provider", help="run the fake OpenAI/Anthropic-compatible provider",
         description="Run the scripted fake provider that tests and the demo use: "
@@ -82,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="port to bind (default 9000; 0 = any free)")
     fake.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                       metavar="LEVEL", help=LOG_LEVEL_HELP)
+    add_auth_commands(commands)
     return parser
 
 
@@ -99,7 +109,7 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> Config:
     path = args.config or env.get("SSESERVER_CONFIG")
     toml_text = read_config_file(path) if path else None
     overrides: dict[str, Any] = {}
-    for flag in ("host", "port", "workers", "demo"):
+    for flag in ("host", "port", "workers", "demo", "allow_unauthenticated"):
         value = getattr(args, flag)
         if value is not None:
             overrides[f"server.{flag}"] = value
@@ -108,6 +118,8 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("keys", "token"):  # print one value, start nothing
+        return run_auth_command(args, dict(os.environ))
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(message)s")
     # The format shows the message alone: skip gathering the caller, thread and process
@@ -119,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_fake(args.host, args.port)
     try:
         config = config_from_args(args, dict(os.environ))
+        check_startable(config)
     except ConfigError as exc:
         print(f"sseserver: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -127,6 +140,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_workers(config, functools.partial(_serve, worker=True))
     return _serve(config)
+
+
+def check_startable(config: Config) -> None:
+    """Refuse a start that would serve everyone unauthenticated, or with unreadable
+    keys. Raises :class:`ConfigError`."""
+    refused = exposure_error(config.server.host, config.auth,
+                             config.server.allow_unauthenticated)
+    if refused is not None:
+        raise ConfigError(refused)
+    all_keys(config.auth)
 
 
 def _install_uvloop() -> None:
@@ -145,6 +168,9 @@ def _serve(config: Config, *, worker: bool = False) -> int:
         await server.start()
         _tune_gc()
         stop = StopSignals.install(worker)
+        if server.gateway is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP,
+                                                          server.gateway.gate.reload)
         await stop.requested.wait()
         logger.info("draining: running streams get up to %g s; a second Ctrl-C stops "
                     "at once", config.streams.drain_timeout)
@@ -236,6 +262,9 @@ def _run(main: Coroutine[Any, Any, None], failure: str) -> int:
     except OSError as exc:
         print(f"sseserver: {failure}: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # the keys file went away since the start was checked
+        print(f"sseserver: configuration error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, get_type_hints
 
+from sseserver.auth_settings import AuthSettings, KeySettings, parse_keys, validate_auth
 from sseserver.errors import ConfigError
 
 MiB = 1024 * 1024
@@ -68,6 +69,9 @@ class ServerSettings:
     # Request header names always allowed; with credentials, the only way to allow a
     # credential-class name (authorization, cookie, x-api-key...).
     cors_allow_headers: tuple[str, ...] = ()
+    # Listen beyond loopback with no [auth] keys: off, since anyone who can reach the
+    # port could then stream from the paid providers (README, "Authentication").
+    allow_unauthenticated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +132,7 @@ class RoutingSettings:
 
 SECTIONS: dict[str, type] = {
     "server": ServerSettings, "limits": LimitsSettings, "streams": StreamSettings,
-    "upstream": UpstreamSettings, "routing": RoutingSettings,
+    "upstream": UpstreamSettings, "routing": RoutingSettings, "auth": AuthSettings,
 }
 
 
@@ -139,6 +143,7 @@ class Config:
     streams: StreamSettings = field(default_factory=StreamSettings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     providers: tuple[ProviderSettings, ...] = ()
 
     def provider(self, name: str) -> ProviderSettings | None:
@@ -197,7 +202,8 @@ def _merge_toml(data: dict[str, Any], raw: dict[str, dict[str, Any]],
             raise ConfigError(f"[{section}] must be a table")
         for name, value in values.items():
             _check_known(section, name, f"{section}.{name}")
-            raw[section][name] = value
+            raw[section][name] = parse_keys("auth.keys", value) if (
+                section, name) == ("auth", "keys") else value
 
 
 def _merge_toml_providers(values: Any, providers: dict[str, dict[str, Any]],
@@ -304,6 +310,9 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
             isinstance(v, list | tuple) and all(isinstance(s, str) for s in v)
             for v in value.values()):
         return MappingProxyType({k: tuple(v) for k, v in value.items()})
+    if kind == Mapping[str, KeySettings] and isinstance(value, Mapping) and \
+            all(isinstance(v, KeySettings) for v in value.values()):
+        return value  # built by parse_keys
     raise ConfigError(f"{key}: expected {_type_name(kind)}, got {value!r}")
 
 
@@ -350,6 +359,7 @@ def _validate(config: Config) -> None:
     if config.streams.heartbeat_interval <= 0:
         raise ConfigError("streams.heartbeat_interval: must be positive")
     _validate_cors(server)
+    validate_auth(config.auth)
     names = {p.name for p in config.providers}
     routing = config.routing
     targets = [*routing.aliases.items(),

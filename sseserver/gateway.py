@@ -32,6 +32,7 @@ from sseserver.fanout import LogOutput
 from sseserver.formats.ai_sdk import UI_MESSAGE_STREAM_HEADERS, AISDKFormatter
 from sseserver.formats.base import Formatter
 from sseserver.formats.sse import SSEFormatter
+from sseserver.gate import Caller, Gate, Need, Refusal, credential_of, metrics_lines
 from sseserver.output import CollectingOutput, DirectOutput, Output, ShapedOutput
 from sseserver.providers.base import Provider
 from sseserver.redact import Redactor
@@ -91,6 +92,21 @@ class Gateway:
         self._chat_stream_routes: dict[str, Route] = {"GET": self._resume_chat}
         self.store: MemoryStore[Resumable] = MemoryStore(config.streams.retention)
         self._sweeper: asyncio.TimerHandle | None = None
+        self.gate = Gate(config.auth)
+        self._needs = self._route_needs()
+        self._caller: Caller | None = None  # of the request being routed (synchronously)
+
+    def _route_needs(self) -> dict[Route, Need]:
+        """What each route asks of its caller when [auth] is configured."""
+        auth = self.config.auth
+        by_id = Need.SUBSCRIBE if auth.subscribe == "token" else Need.NOTHING
+        needs: dict[Route, Need] = {route: Need.CREATE for route in (
+            self._post_stream, self._post_streams, self._post_chat_completions,
+            self._post_messages, self._post_chat)}
+        needs.update({self._subscribe: by_id, self._cancel: by_id,
+                      self._resume_chat: Need.SUBSCRIBE, self._models: Need.ANY,
+                      self._metrics: Need.KEY if auth.metrics == "key" else Need.NOTHING})
+        return needs
 
     def __repr__(self) -> str:
         return (f"<Gateway providers={sorted(self.providers)} active={len(self.relays)} "
@@ -119,10 +135,33 @@ class Gateway:
             self.error(conn, 405, f"method {request.method} not allowed on {request.path}",
                        [("allow", allow)])
             return
+        caller = self._check_caller(request, route) if self.gate.enabled else None
+        if isinstance(caller, Refusal):
+            self._refuse(request.path, conn, caller)
+            return
+        self._caller = caller
         try:
             route(request, conn)
         except RequestError as exc:
             self.error(conn, exc.status, str(exc), exc.headers, error_type=exc.error_type)
+        finally:
+            self._caller = None
+
+    def _check_caller(self, request: HTTPRequest, route: Route) -> Caller | Refusal | None:
+        return self.gate.check(credential_of(request.headers, request.query),
+                               self._needs.get(route, Need.NOTHING),
+                               _stream_id_of(request.path), time.time())
+
+    def _refuse(self, path: str, conn: HTTPConnection, refusal: Refusal) -> None:
+        """A refusal of the gate, in the error shape of the endpoint called."""
+        api = COMPAT_APIS.get(path)
+        if api is None:
+            self.error(conn, refusal.status, refusal.message, refusal.headers,
+                       error_type=refusal.error_type)
+            return
+        self.counters["http_errors"] += 1
+        conn.respond_json(refusal.status, api.shape(refusal.status, {"error": {
+            "type": refusal.error_type, "message": refusal.message}}), refusal.headers)
 
     # Built from the settings at the first request, then kept (the settings are frozen).
     _cors: CORSPolicy | None = None
@@ -277,6 +316,10 @@ class Gateway:
         resumable.output.subscribe(conn, 0, resumable.headers)
 
     def _start(self, relay: Relay) -> None:
+        caller = self._caller
+        if caller is not None:
+            relay.key = caller.key
+            self.gate.stream_started(caller, time.time())
         self.relays.add(relay)
         self.counters["streams_started"] += 1
         relay.start()
@@ -355,6 +398,10 @@ class Gateway:
         key = {"ok": "streams_ok", "cancelled": "streams_cancelled"}.get(
             relay.status, "streams_error")
         self.counters[key] += 1
+        if relay.key is not None:
+            usage = relay.usage
+            self.gate.stream_ended(relay.key, usage.input_tokens if usage else 0,
+                                   usage.output_tokens if usage else 0)
 
     def _healthz(self, request: HTTPRequest, conn: HTTPConnection) -> None:
         conn.respond_json(200, {"status": "ok"})
@@ -400,6 +447,7 @@ class Gateway:
             "# HELP sseserver_draining 1 while the server drains.",
             "# TYPE sseserver_draining gauge",
             f"sseserver_draining {int(self.draining)}",
+            *metrics_lines(self.gate),
         ]
         return "\n".join(lines) + "\n"
 
@@ -410,8 +458,19 @@ class Gateway:
 
         Raises :class:`RequestError`: 400 for an unknown provider, or for a model that
         matches no route when several providers could serve it and none is the
-        default; 503 when no provider is configured at all.
+        default; 403 for a model, provider or max_tokens outside the caller's key or
+        token; 503 when no provider is configured at all.
         """
+        targets = self._targets(request)
+        refusal = self.gate.check_generation(
+            self._caller, request.model, [t.provider.settings.name for t in targets],
+            request.max_tokens)
+        if refusal is not None:
+            raise RequestError(refusal.message, refusal.status, refusal.error_type,
+                               refusal.headers)
+        return targets
+
+    def _targets(self, request: GenerationRequest) -> list[Target]:
         if request.provider is not None:
             return [Target(self._provider(request.provider), request.model)]
         routing = self.config.routing
@@ -512,12 +571,24 @@ def model_family(model: str) -> str | None:
 STREAMS_PREFIX = "/v1/streams/"
 CHAT_PREFIX = "/v1/chat/"  # GET /v1/chat/{id}/stream: where useChat resumes
 CHAT_STREAM_SUFFIX = "/stream"
+COMPAT_APIS: dict[str, CompatAPI] = {"/v1/chat/completions": OPENAI_CHAT,
+                                     "/v1/messages": ANTHROPIC_MESSAGES}
+
 NO_PROVIDER_HINT = ("set OPENAI_API_KEY or ANTHROPIC_API_KEY, add a [providers.NAME] "
                     "table to the config file, or run with --demo")
 NO_PROVIDER_MESSAGE = f"no provider is configured: {NO_PROVIDER_HINT}"
 # Seconds. Providers are read at start, so only a restart helps: a minute spares the
 # server clients that would ask again at once, and is about the time of a redeploy.
 NO_PROVIDER_RETRY_AFTER = 60
+
+
+def _stream_id_of(path: str) -> str:
+    """The stream (or useChat chat) id a path names, '' for other paths."""
+    if path.startswith(STREAMS_PREFIX):
+        return path[len(STREAMS_PREFIX):]
+    if path.startswith(CHAT_PREFIX) and path.endswith(CHAT_STREAM_SUFFIX):
+        return unquote(path[len(CHAT_PREFIX):-len(CHAT_STREAM_SUFFIX)])
+    return ""
 
 
 @dataclass(frozen=True, slots=True)

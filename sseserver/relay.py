@@ -113,7 +113,8 @@ class Relay:
                  "_on_end", "_output", "_parser", "_policy", "_pool", "_position", "_pumping",
                  "_quiet_checks", "_request", "_route", "_silent_events", "_target", "_task",
                  "_tries", "_upstream", "_wheel", "_write_frame", "attempts", "events",
-                 "first_token_at", "id", "reason", "started", "state", "status", "usage")
+                 "first_token_at", "id", "key", "reason", "started", "state", "status",
+                 "usage")
 
     def __init__(self, output: Output, request: GenerationRequest,
                  route: Sequence[Target], formatter: Formatter, policy: RelayPolicy,
@@ -151,6 +152,7 @@ class Relay:
         self.status = "ok"
         self.reason = ""
         self.usage: Usage | None = None
+        self.key: str | None = None  # the name of the API key it serves (never the key)
 
     def __repr__(self) -> str:
         return (f"<Relay {self.id} state={self.state.value} attempts={self.attempts} "
@@ -598,7 +600,7 @@ class Relay:
         now = self._loop.time()
         target = self._target
         record: dict[str, Any] = {
-            "event": "stream_end", "id": self.id, "status": self.status,
+            "event": "stream_end", "id": self.id, "key": self.key, "status": self.status,
             "provider": target.provider.settings.name if target else None,
             "model": target.model if target else self._request.model,
             "ttft_ms": round((self.first_token_at - self.started) * 1000, 2)

@@ -24,7 +24,9 @@ from sseserver.aio.admission import (
     open_file_limit,
     refusal_log,
 )
+from sseserver.auth_settings import exposure_error
 from sseserver.config import Config, ProviderSettings
+from sseserver.errors import ConfigError
 from sseserver.fake import FakeProvider
 from sseserver.gateway import Gateway
 from sseserver.providers.base import Provider
@@ -69,7 +71,14 @@ class Server:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        """Bind and start accepting. Raises OSError if the address is taken."""
+        """Bind and start accepting. Raises OSError if the address is taken,
+        :class:`ConfigError` for a non-loopback address with no [auth] keys (unless
+        ``server.allow_unauthenticated``) or an unreadable keys file."""
+        settings = self.config.server
+        refused = exposure_error(settings.host, self.config.auth,
+                                 settings.allow_unauthenticated)
+        if refused is not None and self._sock is None:
+            raise ConfigError(refused)
         providers = await self._providers()
         gateway = Gateway(self.config, providers)
         self.gateway = gateway

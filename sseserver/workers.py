@@ -26,6 +26,13 @@ logger = logging.getLogger("sseserver.workers")
 MIN_WORKER_LIFETIME = 1.0
 
 
+def _tell(children: dict[int, float], signum: int) -> None:
+    """Pass a signal on to every worker (SIGHUP: reload the API keys)."""
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
 def run_workers(config: Config, serve: Callable[[Config], int]) -> int:
     children: dict[int, float] = {}
     stage = StopStage.RUNNING
@@ -35,6 +42,7 @@ def run_workers(config: Config, serve: Callable[[Config], int]) -> int:
         if pid == 0:  # the worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker reloads on it
             os._exit(serve(config))
         children[pid] = time.monotonic()
 
@@ -49,6 +57,7 @@ def run_workers(config: Config, serve: Callable[[Config], int]) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: _tell(children, signal.SIGHUP))
     for _ in range(config.server.workers):
         spawn()
     exit_code = 0

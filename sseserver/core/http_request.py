@@ -332,5 +332,8 @@ def _explain_request(text: str) -> str:
     """Which line of a refused head is at fault (only on the error path)."""
     request_line, _, rest = text.partition("\n")
     if re.fullmatch(_REQUEST_LINE, request_line + "\n") is None:
-        return f"malformed request line {request_line[:80]!r}"
+        # quoted without its query, which may carry a credential (?token=)
+        shown, query_mark, _ = request_line.partition("?")
+        hidden = " (query not shown)" if query_mark else ""
+        return f"malformed request line {shown[:80]!r}{hidden}"
     return explain_field_lines(rest)

@@ -1,0 +1,274 @@
+"""The gate: one check per request, and the per-key state behind it.
+
+:meth:`Gate.check` takes what a request presents (the credential from
+``Authorization: Bearer``, ``x-api-key`` or ``?token=``), what the route needs and
+the wall-clock ``now``, and returns the :class:`Caller` or a :class:`Refusal` the
+gateway answers in the endpoint's error shape. The decisions themselves are in
+:mod:`sseserver.core.auth`; this holds the state they act on (token buckets, streams
+per key, used create tokens, the per-key counters) and reads no clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sseserver.auth_settings import AuthSettings, KeySettings, all_keys
+from sseserver.core.auth import (
+    Grant,
+    KeyDigest,
+    Scope,
+    TokenBucket,
+    TokenRefused,
+    decode_token,
+    generation_refusal,
+    identify_key,
+    is_token,
+)
+from sseserver.errors import ConfigError
+
+logger = logging.getLogger("sseserver.auth")
+
+BEARER = "bearer "
+# Seconds a client over its concurrency limit is told to wait: streams last seconds to
+# minutes, so a second is the shortest wait likely to find one ended.
+CONCURRENCY_RETRY_AFTER = 1
+WWW_AUTHENTICATE = ("www-authenticate", 'Bearer realm="sseserver"')
+
+
+class Need(enum.Enum):
+    """What a route asks of its caller."""
+
+    NOTHING = "nothing"  # open to all
+    CREATE = "create"  # starts a generation: a key, or a create token
+    SUBSCRIBE = "subscribe"  # one stream by id: a key, or a subscribe token for it
+    ANY = "any"  # a key or any token (e.g. /v1/models)
+    KEY = "key"  # an API key, no token (/metrics when it is closed)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key: str  # the key's name; the key itself is never kept
+    grant: Grant | None = None  # set when the caller came with a token
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    message: str
+    error_type: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class KeyCounters:
+    streams: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    refusals: int = 0
+
+
+def _unauthenticated(message: str) -> Refusal:
+    return Refusal(401, message, "authentication_error", [WWW_AUTHENTICATE])
+
+
+class Gate:
+    """Authentication and per-key limits for one server process."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        """Raises :class:`ConfigError` when the keys file cannot be read."""
+        self.settings = settings
+        self.enabled = settings.enabled
+        self._secret = settings.token_secret.encode() if settings.token_secret else None
+        self.keys: Mapping[str, KeySettings] = {}
+        self._digests: tuple[KeyDigest, ...] = ()
+        self._buckets: dict[str, TokenBucket] = {}
+        self.active: dict[str, int] = {}
+        self.counters: dict[str, KeyCounters] = {}
+        self.failures = 0  # refusals of no known key (401)
+        self._used: set[str] = set()
+        self._used_expiry: list[tuple[int, str]] = []
+        self._install(all_keys(settings))
+
+    def __repr__(self) -> str:
+        return (f"<Gate enabled={self.enabled} keys={sorted(self.keys)} "
+                f"active={sum(self.active.values())} failures={self.failures}>")
+
+    def _install(self, keys: Mapping[str, KeySettings]) -> None:
+        self.keys = keys
+        self._digests = tuple(KeyDigest(k.name, bytes.fromhex(k.hash)) for k in keys.values())
+        self._buckets = {name: bucket for name, bucket in self._buckets.items()
+                         if name in keys and bucket.per_minute == keys[name].requests_per_minute}
+        for name in keys:
+            self.counters.setdefault(name, KeyCounters())
+
+    def reload(self) -> None:
+        """Read the keys file again (SIGHUP). Keeps the old keys if it is bad."""
+        try:
+            keys = all_keys(self.settings)
+        except ConfigError as exc:
+            logger.error("keys not reloaded, the old ones stay: %s", exc)
+            return
+        self._install(keys)
+        logger.info("keys reloaded: %d configured", len(keys))
+
+    # -- the check -----------------------------------------------------------------
+
+    def check(self, credential: str | None, need: Need, stream_id: str, now: float
+              ) -> Caller | Refusal | None:
+        """The caller, a refusal, or None for a route open to all."""
+        if not self.enabled or need is Need.NOTHING:
+            return None
+        if not credential:
+            return self._fail(_unauthenticated("an API key or token is required"))
+        if is_token(credential):
+            caller = self._token_caller(credential, now)
+        else:
+            name = identify_key(self._digests, credential)
+            caller = Caller(name) if name else _unauthenticated("invalid API key")
+        if isinstance(caller, Refusal):
+            return self._fail(caller)
+        refusal = self._scope_refusal(caller, need, stream_id) or self._rate_refusal(
+            caller, need, now)
+        if refusal is not None:
+            self.counters[caller.key].refusals += 1
+            return refusal
+        return caller
+
+    def _fail(self, refusal: Refusal) -> Refusal:
+        self.failures += 1
+        return refusal
+
+    def _token_caller(self, token: str, now: float) -> Caller | Refusal:
+        if self._secret is None:
+            return _unauthenticated("tokens are not accepted: auth.token_secret is not set")
+        try:
+            grant = decode_token(self._secret, token, now)
+        except TokenRefused as exc:
+            return _unauthenticated(str(exc))
+        if grant.key not in self.keys or grant.expires - now > self.settings.max_token_ttl:
+            return _unauthenticated("token not accepted")
+        return Caller(grant.key, grant)
+
+    def _scope_refusal(self, caller: Caller, need: Need, stream_id: str) -> Refusal | None:
+        grant = caller.grant
+        if grant is None:
+            return None
+        if need is Need.KEY:
+            return Refusal(403, "this route needs an API key, not a token", "permission_error")
+        if need is Need.CREATE and grant.scope is not Scope.CREATE:
+            return Refusal(403, "this token may not start a generation", "permission_error")
+        if need is Need.SUBSCRIBE and (grant.scope is not Scope.SUBSCRIBE or
+                                       grant.stream_id != stream_id):
+            return Refusal(403, "this token is not for this stream", "permission_error")
+        if need is Need.CREATE and grant.nonce in self._used:
+            return Refusal(403, "this token was used already", "permission_error")
+        return None
+
+    def _rate_refusal(self, caller: Caller, need: Need, now: float) -> Refusal | None:
+        key = self.keys[caller.key]
+        if need is Need.CREATE and key.max_streams and \
+                self.active.get(caller.key, 0) >= key.max_streams:
+            return Refusal(429, f"too many streams at once for this key (at most "
+                           f"{key.max_streams})", "rate_limit_error",
+                           [("retry-after", str(CONCURRENCY_RETRY_AFTER))])
+        if key.requests_per_minute:
+            bucket = self._buckets.get(caller.key)
+            if bucket is None:
+                bucket = self._buckets[caller.key] = TokenBucket(key.requests_per_minute)
+            wait = bucket.take(now)
+            if wait > 0:
+                return Refusal(429, f"too many requests for this key (at most "
+                               f"{key.requests_per_minute} a minute)", "rate_limit_error",
+                               [("retry-after", str(max(1, math.ceil(round(wait, 6)))))])
+        return None
+
+    def check_generation(self, caller: Caller | None, model: str, providers: Sequence[str],
+                         max_tokens: int | None) -> Refusal | None:
+        """403 when a generation is outside the caller's key or token."""
+        if caller is None:
+            return None
+        key = self.keys.get(caller.key)
+        if key is None:  # removed by a reload since the check
+            return _unauthenticated("invalid API key")
+        why = generation_refusal(caller.grant, key.models, key.providers, key.max_tokens,
+                                 model, providers, max_tokens)
+        if why is None:
+            return None
+        self.counters[caller.key].refusals += 1
+        return Refusal(403, why, "permission_error")
+
+    # -- streams -------------------------------------------------------------------
+
+    def stream_started(self, caller: Caller, now: float) -> None:
+        name = caller.key
+        self.active[name] = self.active.get(name, 0) + 1
+        self.counters.setdefault(name, KeyCounters()).streams += 1
+        grant = caller.grant
+        if grant is not None and grant.scope is Scope.CREATE and grant.nonce:
+            self._use(grant, now)
+
+    def stream_ended(self, name: str, input_tokens: int, output_tokens: int) -> None:
+        left = self.active.get(name, 0) - 1
+        if left > 0:
+            self.active[name] = left
+        else:
+            self.active.pop(name, None)
+        counters = self.counters.setdefault(name, KeyCounters())
+        counters.input_tokens += input_tokens
+        counters.output_tokens += output_tokens
+
+    def _use(self, grant: Grant, now: float) -> None:
+        """Remember a create token until it expires, forgetting the expired ones."""
+        expiry = self._used_expiry
+        while expiry and expiry[0][0] <= now:
+            self._used.discard(heapq.heappop(expiry)[1])
+        self._used.add(grant.nonce)
+        heapq.heappush(expiry, (grant.expires, grant.nonce))
+
+
+def credential_of(headers: Mapping[str, str], query: str) -> str | None:
+    """The credential a request presents: ``Authorization: Bearer``, ``x-api-key``,
+    or a token in ``?token=`` (EventSource sets no headers; API keys never go there)."""
+    authorization = headers.get("authorization", "")
+    if authorization[:len(BEARER)].lower() == BEARER:
+        return authorization[len(BEARER):].strip()
+    api_key = headers.get("x-api-key")
+    if api_key:
+        return api_key.strip()
+    if "token=" in query:
+        from urllib.parse import parse_qs
+
+        token = parse_qs(query).get("token", [""])[0]
+        return token if is_token(token) else None
+    return None
+
+
+def metrics_lines(gate: Gate) -> list[str]:
+    """The per-key counters in Prometheus text; label values are configured key names
+    (checked against a safe pattern when loaded), so their number is bounded."""
+    if not gate.enabled:
+        return []
+    rows = sorted(gate.counters.items())
+    lines = ["# HELP sseserver_auth_failures_total Requests refused for a missing, wrong, "
+             "expired or forged credential (401).",
+             "# TYPE sseserver_auth_failures_total counter",
+             f"sseserver_auth_failures_total {gate.failures}"]
+    for metric, kind, help_text, value in (
+            ("key_streams_active", "gauge", "Generations in progress, by key.",
+             lambda name, c: gate.active.get(name, 0)),
+            ("key_streams_total", "counter", "Generations started, by key.",
+             lambda name, c: c.streams),
+            ("key_input_tokens_total", "counter", "Usage: input tokens, by key.",
+             lambda name, c: c.input_tokens),
+            ("key_output_tokens_total", "counter", "Usage: output tokens, by key.",
+             lambda name, c: c.output_tokens),
+            ("key_refusals_total", "counter", "Requests of a known key refused (403, 429).",
+             lambda name, c: c.refusals)):
+        lines += [f"# HELP sseserver_{metric} {help_text}", f"# TYPE sseserver_{metric} {kind}"]
+        lines += [f'sseserver_{metric}{{key="{name}"}} {value(name, c)}' for name, c in rows]
+    return lines
