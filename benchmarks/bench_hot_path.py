@@ -29,6 +29,7 @@ from sseserver.formats.sse import SSEFormatter
 from sseserver.output import DirectOutput
 from sseserver.providers.anthropic import AnthropicAdapter
 from sseserver.providers.openai import OpenAIAdapter, OpenAIProvider
+from sseserver.providers.openai_responses import ResponsesAdapter
 from sseserver.relay import Relay, RelayPolicy, RelayState, Target
 from sseserver.schema import GenerationRequest
 
@@ -77,6 +78,21 @@ def test_anthropic_adapter(benchmark: Any) -> None:
     adapter = AnthropicAdapter()
     data = ANTHROPIC_CHUNK.split(b"data: ", 1)[1].strip().decode()
     events = benchmark(adapter.feed, "content_block_delta", data)
+    assert events == [TextDelta("Hello")]
+
+
+# reference/openai-responses-stream.md §4, one text delta as it arrives in one read
+RESPONSES_CHUNK = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+    b'"sequence_number":4,"item_id":"msg_1","output_index":0,"content_index":0,'
+    b'"delta":"Hello","logprobs":[]}\n\n')
+
+
+def test_responses_adapter(benchmark: Any) -> None:
+    benchmark.group = "adapter"
+    adapter = ResponsesAdapter()
+    data = RESPONSES_CHUNK.split(b"data: ", 1)[1].strip().decode()
+    events = benchmark(adapter.feed, "response.output_text.delta", data)
     assert events == [TextDelta("Hello")]
 
 

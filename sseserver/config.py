@@ -18,7 +18,8 @@ from typing import Any, get_type_hints
 from sseserver.errors import ConfigError
 
 MiB = 1024 * 1024
-PROVIDER_KINDS = frozenset({"openai", "anthropic"})
+PROVIDER_KINDS = frozenset({"openai", "anthropic",
+                            "openai-responses"})
 ENV_PREFIX = "SSESERVER_"
 # Read by the CLI (the config file's path), not a setting.
 ENV_IGNORED = frozenset({"SSESERVER_CONFIG"})

@@ -19,6 +19,7 @@ from typing import Any, cast
 import h11
 import orjson
 
+from sseserver.fake.responses_wire import ResponsesWire, responses_input_text
 from sseserver.fake.script import (
     DEFAULT_REPLY,
     Script,
@@ -41,6 +42,7 @@ logger = logging.getLogger("sseserver.fake")
 # enough that thousands of concurrent streams all make progress.
 BATCH_TOKENS = 32
 MAX_REQUEST_BODY = 8 * 1024 * 1024
+EVENT_STREAM = "text/event-stream; charset=utf-8"
 
 
 @dataclass(slots=True)
@@ -194,6 +196,9 @@ class _Connection(asyncio.Protocol):
         elif path == "/v1/messages" and method == "POST":
             self.fake.counters.requests += 1
             self._generate("anthropic")
+        elif path == "/v1/responses" and method == "POST":
+            self.fake.counters.requests += 1
+            self._generate("openai-responses")
         else:
             self.respond(404, orjson.dumps({"error": {"message": f"no route {path}",
                                                       "type": "not_found_error"}}))
@@ -220,13 +225,12 @@ class _Connection(asyncio.Protocol):
     def _generate(self, kind: str) -> None:
         request = self.request
         assert request is not None
-        error_body = openai_error_body if kind == "openai" else anthropic_error_body
+        error_body = anthropic_error_body if kind == "anthropic" else openai_error_body
         try:
             body = orjson.loads(b"".join(self.body))
             if not isinstance(body, dict):
                 raise ScriptError("request body must be a JSON object")
-            script = parse_script(last_user_text(body.get("messages"))) or Script(
-                text=DEFAULT_REPLY)
+            script = parse_script(_script_text(kind, body)) or Script(text=DEFAULT_REPLY)
         except (orjson.JSONDecodeError, ScriptError) as exc:
             self.respond(400, error_body(400, str(exc)))
             return
@@ -236,7 +240,7 @@ class _Connection(asyncio.Protocol):
             self.respond(status, error_body(status, f"scripted failure {status}"), headers)
             return
         wire = _make_wire(kind, body)
-        if body.get("stream") is False:
+        if body.get("stream") is False and kind in ("openai", "anthropic"):
             self.respond(200, _whole_reply(kind, script, body))
             return
         self.generation = _Generation(self, script, wire)
@@ -269,8 +273,16 @@ class _Connection(asyncio.Protocol):
         self._next_cycle()
 
 
+def _script_text(kind: str, body: dict[str, Any]) -> str:
+    if kind == "openai-responses":
+        return responses_input_text(body.get("input"))
+    return last_user_text(body.get("messages"))
+
+
 def _make_wire(kind: str, body: dict[str, Any]) -> Wire:
     model = str(body.get("model") or "fake-model")
+    if kind == "openai-responses":
+        return ResponsesWire(model)
     if kind == "openai":
         options = body.get("stream_options")
         include = isinstance(options, dict) and bool(options.get("include_usage"))
@@ -322,7 +334,7 @@ class _Generation:
         self.handle = None
         conn = self.conn
         head = conn.h11.send(h11.Response(status_code=200, reason=b"OK", headers=[
-            ("content-type", "text/event-stream; charset=utf-8"),
+            ("content-type", getattr(self.wire, "content_type", EVENT_STREAM)),
             ("transfer-encoding", "chunked"), ("cache-control", "no-cache")]))
         thinking = [f"think{i} " for i in range(self.script.thinking)]
         self._write(head, self.wire.start() + self.wire.thinking(thinking))

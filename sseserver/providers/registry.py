@@ -9,10 +9,12 @@ from sseserver.errors import ConfigError
 from sseserver.providers.anthropic import AnthropicProvider
 from sseserver.providers.base import Provider
 from sseserver.providers.openai import OpenAIProvider
+from sseserver.providers.openai_responses import OpenAIResponsesProvider
 
 KINDS: dict[str, Callable[[ProviderSettings], Provider]] = {
     "openai": OpenAIProvider,
     "anthropic": AnthropicProvider,
+    "openai-responses": OpenAIResponsesProvider,
 }
 
 
