@@ -28,6 +28,7 @@ from sseserver.formats.openai_chat import OpenAIChatFormatter
 from sseserver.formats.sse import SSEFormatter
 from sseserver.output import DirectOutput
 from sseserver.providers.anthropic import AnthropicAdapter
+from sseserver.providers.azure import AzureAdapter
 from sseserver.providers.openai import OpenAIAdapter, OpenAIProvider
 from sseserver.providers.openai_responses import ResponsesAdapter
 from sseserver.relay import Relay, RelayPolicy, RelayState, Target
@@ -93,6 +94,23 @@ def test_responses_adapter(benchmark: Any) -> None:
     adapter = ResponsesAdapter()
     data = RESPONSES_CHUNK.split(b"data: ", 1)[1].strip().decode()
     events = benchmark(adapter.feed, "response.output_text.delta", data)
+    assert events == [TextDelta("Hello")]
+
+
+# the az_text_deployments recording's content chunk shape: filter results on the choice
+AZURE_DATA = (
+    '{"choices":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"},'
+    '"self_harm":{"filtered":false,"severity":"safe"},"sexual":{"filtered":false,'
+    '"severity":"safe"},"violence":{"filtered":false,"severity":"safe"}},"delta":'
+    '{"content":"Hello"},"finish_reason":null,"index":0,"logprobs":null}],"created":'
+    '1762402679,"id":"chatcmpl-1","model":"gpt-4o-mini-2024-07-18","obfuscation":"RCSc2e",'
+    '"object":"chat.completion.chunk"}')
+
+
+def test_azure_adapter(benchmark: Any) -> None:
+    benchmark.group = "adapter"
+    adapter = AzureAdapter()
+    events = benchmark(adapter.feed, "message", AZURE_DATA)
     assert events == [TextDelta("Hello")]
 
 

@@ -19,6 +19,7 @@ from typing import Any, cast
 import h11
 import orjson
 
+from sseserver.fake.azure_wire import AzureWire, azure_route
 from sseserver.fake.responses_wire import ResponsesWire, responses_input_text
 from sseserver.fake.script import (
     DEFAULT_REPLY,
@@ -199,6 +200,10 @@ class _Connection(asyncio.Protocol):
         elif path == "/v1/responses" and method == "POST":
             self.fake.counters.requests += 1
             self._generate("openai-responses")
+        elif azure_route(path) and method == "POST" and (
+                b"api-version=" in request.target or path.startswith("/openai/v1/")):
+            self.fake.counters.requests += 1
+            self._generate("azure-openai")
         else:
             self.respond(404, orjson.dumps({"error": {"message": f"no route {path}",
                                                       "type": "not_found_error"}}))
@@ -251,6 +256,7 @@ class _Connection(asyncio.Protocol):
         if script.require_key is not None:
             headers = {n.lower(): v for n, v in request.headers}
             given = headers.get(b"x-api-key", b"").decode() or \
+                headers.get(b"api-key", b"").decode() or \
                 headers.get(b"authorization", b"").decode().removeprefix("Bearer ")
             if given != script.require_key:
                 return 401, []
@@ -283,11 +289,16 @@ def _make_wire(kind: str, body: dict[str, Any]) -> Wire:
     model = str(body.get("model") or "fake-model")
     if kind == "openai-responses":
         return ResponsesWire(model)
+    if kind == "azure-openai":
+        return AzureWire(model, _includes_usage(body))
     if kind == "openai":
-        options = body.get("stream_options")
-        include = isinstance(options, dict) and bool(options.get("include_usage"))
-        return OpenAIWire(model, include)
+        return OpenAIWire(model, _includes_usage(body))
     return AnthropicWire(model, _input_tokens(body))
+
+
+def _includes_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
 def _input_tokens(body: dict[str, Any]) -> int:

@@ -19,12 +19,23 @@ from httpx_sse import connect_sse
 
 from tests.e2e.stack import Stack, request_body
 
-KINDS = ["responses"]
+KINDS = ["responses", "azure", "azure-v1"]
 TOML = """
 [providers.responses]
 kind = "openai-responses"
 base_url = "{fake}/v1"
 api_key = "sk-responses-test-key"
+
+[providers.azure]
+kind = "azure-openai"
+base_url = "{fake}"
+api_key = "azure-test-key-0123456789"
+deployment = "my-gpt"
+
+[providers.azure-v1]
+kind = "azure-openai"
+base_url = "{fake}/openai/v1"
+api_key = "azure-test-key-0123456789"
 """
 
 
@@ -152,6 +163,14 @@ def test_stall_after_meets_the_idle_limit(stack: Stack, provider: str) -> None:
     _, events = stream(stack, provider, {"tokens": 4, "stall_after": 2})
     assert text_of(events) == "tok0 tok1 "
     assert events[-2][0] == "error" and events[-2][1]["type"] == "upstream_timeout"
+
+
+@pytest.mark.parametrize("provider", KINDS)
+def test_the_key_goes_in_its_header(stack: Stack, provider: str) -> None:
+    key = "azure-test-key-0123456789" if provider.startswith("azure") else \
+        "sk-responses-test-key"
+    status, events = stream(stack, provider, {"tokens": 1, "require_key": key})
+    assert status == 200 and text_of(events) == "tok0 "
 
 
 @pytest.mark.parametrize("provider", KINDS)
