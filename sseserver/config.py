@@ -19,7 +19,7 @@ from sseserver.errors import ConfigError
 
 MiB = 1024 * 1024
 PROVIDER_KINDS = frozenset({"openai", "anthropic",
-                            "openai-responses", "azure-openai"})
+                            "openai-responses", "azure-openai", "ollama"})
 ENV_PREFIX = "SSESERVER_"
 # Read by the CLI (the config file's path), not a setting.
 ENV_IGNORED = frozenset({"SSESERVER_CONFIG"})
@@ -29,6 +29,8 @@ SDK_PROVIDERS = (
     ("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
     # the resource endpoint (https://NAME.openai.azure.com) has no default
     ("azure-openai", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", None),
+    # no key: the host variable alone enables it (ollama-python's, host:port accepted)
+    ("ollama", None, "OLLAMA_HOST", "http://127.0.0.1:11434"),
 )
 # Provider settings beyond the URL and key that an official SDK reads from a variable:
 # name, setting, variable (openai-python's AzureOpenAI reads OPENAI_API_VERSION).

@@ -1,4 +1,5 @@
-"""The fake provider: a real HTTP/1.1 server speaking the OpenAI and Anthropic streams.
+"""The fake provider: a real HTTP/1.1 server speaking the providers' streams (OpenAI,
+Anthropic, and each further kind's own wire format).
 
 Scripted per request by ``#fake {json}`` (see :mod:`sseserver.fake.script`). It honours
 TCP backpressure: a client that stops reading makes it stop producing, which is how
@@ -20,6 +21,7 @@ import h11
 import orjson
 
 from sseserver.fake.azure_wire import AzureWire, azure_route
+from sseserver.fake.ollama_wire import OllamaWire, ollama_error_body
 from sseserver.fake.responses_wire import ResponsesWire, responses_input_text
 from sseserver.fake.script import (
     DEFAULT_REPLY,
@@ -204,6 +206,9 @@ class _Connection(asyncio.Protocol):
                 b"api-version=" in request.target or path.startswith("/openai/v1/")):
             self.fake.counters.requests += 1
             self._generate("azure-openai")
+        elif path == "/api/chat" and method == "POST":
+            self.fake.counters.requests += 1
+            self._generate("ollama")
         else:
             self.respond(404, orjson.dumps({"error": {"message": f"no route {path}",
                                                       "type": "not_found_error"}}))
@@ -230,7 +235,8 @@ class _Connection(asyncio.Protocol):
     def _generate(self, kind: str) -> None:
         request = self.request
         assert request is not None
-        error_body = anthropic_error_body if kind == "anthropic" else openai_error_body
+        error_body = {"anthropic": anthropic_error_body, "ollama": ollama_error_body}.get(
+            kind, openai_error_body)
         try:
             body = orjson.loads(b"".join(self.body))
             if not isinstance(body, dict):
@@ -291,6 +297,8 @@ def _make_wire(kind: str, body: dict[str, Any]) -> Wire:
         return ResponsesWire(model)
     if kind == "azure-openai":
         return AzureWire(model, _includes_usage(body))
+    if kind == "ollama":
+        return OllamaWire(model)
     if kind == "openai":
         return OpenAIWire(model, _includes_usage(body))
     return AnthropicWire(model, _input_tokens(body))

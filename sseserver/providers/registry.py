@@ -9,6 +9,7 @@ from sseserver.errors import ConfigError
 from sseserver.providers.anthropic import AnthropicProvider
 from sseserver.providers.azure import AzureOpenAIProvider
 from sseserver.providers.base import Provider
+from sseserver.providers.ollama import OllamaProvider
 from sseserver.providers.openai import OpenAIProvider
 from sseserver.providers.openai_responses import OpenAIResponsesProvider
 
@@ -17,6 +18,7 @@ KINDS: dict[str, Callable[[ProviderSettings], Provider]] = {
     "anthropic": AnthropicProvider,
     "openai-responses": OpenAIResponsesProvider,
     "azure-openai": AzureOpenAIProvider,
+    "ollama": OllamaProvider,
 }
 
 

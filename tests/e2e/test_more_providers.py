@@ -19,8 +19,11 @@ from httpx_sse import connect_sse
 
 from tests.e2e.stack import Stack, request_body
 
-KINDS = ["responses", "azure", "azure-v1"]
+KINDS = ["responses", "azure", "azure-v1", "ollama"]
 TOML = """
+[routing.fallbacks]
+resilient = ["responses/gpt-4.1-mini", "azure/gpt-4o-mini", "ollama/llama3.2"]
+
 [providers.responses]
 kind = "openai-responses"
 base_url = "{fake}/v1"
@@ -36,7 +39,18 @@ deployment = "my-gpt"
 kind = "azure-openai"
 base_url = "{fake}/openai/v1"
 api_key = "azure-test-key-0123456789"
+
+[providers.ollama]
+kind = "ollama"
+base_url = "{fake}"
+
+[providers.ollama-cloud]
+kind = "ollama"
+base_url = "{fake}"
+api_key = "ollama-cloud-test-key-0123"
 """
+KEYS = {"responses": "sk-responses-test-key", "azure": "azure-test-key-0123456789",
+        "azure-v1": "azure-test-key-0123456789", "ollama-cloud": "ollama-cloud-test-key-0123"}
 
 
 @pytest.fixture(scope="module")
@@ -165,12 +179,12 @@ def test_stall_after_meets_the_idle_limit(stack: Stack, provider: str) -> None:
     assert events[-2][0] == "error" and events[-2][1]["type"] == "upstream_timeout"
 
 
-@pytest.mark.parametrize("provider", KINDS)
+@pytest.mark.parametrize("provider", sorted(KEYS))
 def test_the_key_goes_in_its_header(stack: Stack, provider: str) -> None:
-    key = "azure-test-key-0123456789" if provider.startswith("azure") else \
-        "sk-responses-test-key"
-    status, events = stream(stack, provider, {"tokens": 1, "require_key": key})
+    status, events = stream(stack, provider, {"tokens": 1, "require_key": KEYS[provider]})
     assert status == 200 and text_of(events) == "tok0 "
+    status, _ = stream(stack, provider, {"tokens": 1, "require_key": "another-key"})
+    assert status == 502  # the provider refused the gateway's own key
 
 
 @pytest.mark.parametrize("provider", KINDS)
@@ -179,3 +193,19 @@ def test_ttfb_delays_the_first_token(stack: Stack, provider: str) -> None:
     _, events = stream(stack, provider, {"tokens": 1, "ttfb_ms": 150})
     assert time.monotonic() - started >= 0.14
     assert text_of(events) == "tok0 "
+
+
+def test_a_fallback_chain_across_three_kinds(stack: Stack) -> None:
+    """Responses refuses (400: the next target at once), Azure is down (503 on each of
+    its three attempts), Ollama serves: the client sees one clean stream."""
+    stack.reset_fake()
+    body = request_body({"tokens": 2, "fail": [400, 503, 503, 503], "key": "chain"},
+                        model="resilient")
+    with httpx.Client(timeout=10) as client, \
+            connect_sse(client, "POST", stack.url + "/v1/stream", json=body) as source:
+        events = [(sse.event, sse.data) for sse in source.iter_sse()]
+    assert orjson.loads(events[0][1])["provider"] == "ollama"
+    assert orjson.loads(events[0][1])["model"] == "llama3.2"
+    assert "".join(orjson.loads(data)["content"] for event, data in events
+                   if event == "message" and data != "[DONE]") == "tok0 tok1 "
+    assert stack.stats()["requests"] == 5
