@@ -23,7 +23,7 @@ _SAME_FIELDS = ("model", "temperature", "top_p", "parallel_tool_calls", "metadat
 # the Responses API always reports usage.
 _DROPPED_FIELDS = frozenset({"messages", "stream", "stream_options", "tools", "tool_choice",
                              "max_tokens", "max_completion_tokens", "reasoning_effort",
-                             "n"})
+                             "n", "response_format"})
 
 
 def responses_body(chat: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +49,21 @@ def responses_body(chat: dict[str, Any]) -> dict[str, Any]:
         body["tool_choice"] = _tool_choice(chat["tool_choice"])
     if chat.get("reasoning_effort") is not None:
         body["reasoning"] = {"effort": chat["reasoning_effort"]}
+    if chat.get("response_format") is not None:
+        body["text"] = {"format": _text_format(chat["response_format"])}
     return body
+
+
+def _text_format(response_format: Any) -> dict[str, Any]:
+    """Chat Completions' ``response_format`` as the Responses API's ``text.format``: the
+    same types, a JSON schema's fields one level up."""
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind in ("text", "json_object"):
+        return {"type": kind}
+    schema = response_format.get("json_schema") if kind == "json_schema" else None
+    if not isinstance(schema, dict):
+        raise RequestError("'response_format' must be text, json_object or json_schema")
+    return {"type": "json_schema", **schema}
 
 
 def _input_items(messages: Any) -> tuple[list[str], list[dict[str, Any]]]:

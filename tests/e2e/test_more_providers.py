@@ -85,8 +85,7 @@ def test_text_and_usage(stack: Stack, provider: str) -> None:
     assert status == 200
     assert events[0] == ("metadata", {**events[0][1], "provider": provider})
     assert text_of(events) == "tok0 tok1 tok2 "
-    assert ("usage", {"input_tokens": 10, "output_tokens": 3}) in events or \
-        any(e == "usage" and d["output_tokens"] == 3 for e, d in events)
+    assert any(e == "usage" and d["output_tokens"] == 3 for e, d in events)
     assert events[-1] == ("end", None)
 
 
@@ -209,3 +208,24 @@ def test_a_fallback_chain_across_three_kinds(stack: Stack) -> None:
     assert "".join(orjson.loads(data)["content"] for event, data in events
                    if event == "message" and data != "[DONE]") == "tok0 tok1 "
     assert stack.stats()["requests"] == 5
+
+
+@pytest.mark.parametrize("provider", KINDS)
+def test_the_openai_sdk_through_the_compatible_endpoint(stack: Stack, provider: str) -> None:
+    """A Chat Completions client served by each kind: its request translated, the
+    answer as chat.completion.chunk objects."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=stack.url + "/v1", api_key="unused", max_retries=0)
+    script = {"tokens": 2, "tool_call": {"name": "f", "arguments": '{"a": 1}'}}
+    chunks = list(client.chat.completions.create(
+        model=f"{provider}/some-model", stream=True, stream_options={"include_usage": True},
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        messages=[{"role": "system", "content": "Be brief."},
+                  {"role": "user", "content": "#fake " + orjson.dumps(script).decode()}]))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(d.content or "" for d in deltas) == "tok0 tok1 "
+    calls = [call for d in deltas for call in d.tool_calls or ()]
+    assert calls[0].function.name == "f"
+    arguments = "".join(call.function.arguments or "" for call in calls)
+    assert orjson.loads(arguments) == {"a": 1}  # Ollama's object comes back compact
+    assert chunks[-1].usage is not None

@@ -166,8 +166,15 @@ def test_request_body_of_tool_turns_and_refusals() -> None:
         {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]
     assert body["tool_choice"] == {"type": "function", "name": "f"}
     assert body["reasoning"] == {"effort": "low"}
+    formats = [responses_body({"model": "m", "messages": [], "response_format": value})
+               for value in ({"type": "json_object"}, {"type": "json_schema", "json_schema": {
+                   "name": "n", "schema": {"type": "object"}, "strict": True}})]
+    assert [f["text"]["format"] for f in formats] == [
+        {"type": "json_object"},
+        {"type": "json_schema", "name": "n", "schema": {"type": "object"}, "strict": True}]
     for bad in ({"model": "m", "messages": [], "seed": 1},
                 {"model": "m", "messages": [], "n": 2},
+                {"model": "m", "messages": [], "response_format": {"type": "json_schema"}},
                 {"model": "m", "messages": [{"role": "user", "content": [
                     {"type": "input_audio"}]}]}):
         with pytest.raises(RequestError):
