@@ -21,6 +21,7 @@ from sseserver.config import LimitsSettings, ProviderSettings
 from sseserver.core.chunked import ChunkedDecoder
 from sseserver.core.http_client import ResponseHeadParser, encode_request
 from sseserver.core.http_request import END_OF_MESSAGE, RequestHead, RequestReader
+from sseserver.core.ndjson import NDJSONReader
 from sseserver.core.sse import SSEParser, encode_event
 from sseserver.events import TextDelta
 from sseserver.formats.anthropic_messages import AnthropicMessagesFormatter
@@ -28,7 +29,10 @@ from sseserver.formats.openai_chat import OpenAIChatFormatter
 from sseserver.formats.sse import SSEFormatter
 from sseserver.output import DirectOutput
 from sseserver.providers.anthropic import AnthropicAdapter
+from sseserver.providers.azure import AzureAdapter
+from sseserver.providers.ollama import OllamaAdapter, OllamaProvider
 from sseserver.providers.openai import OpenAIAdapter, OpenAIProvider
+from sseserver.providers.openai_responses import ResponsesAdapter
 from sseserver.relay import Relay, RelayPolicy, RelayState, Target
 from sseserver.schema import GenerationRequest
 
@@ -77,6 +81,50 @@ def test_anthropic_adapter(benchmark: Any) -> None:
     adapter = AnthropicAdapter()
     data = ANTHROPIC_CHUNK.split(b"data: ", 1)[1].strip().decode()
     events = benchmark(adapter.feed, "content_block_delta", data)
+    assert events == [TextDelta("Hello")]
+
+
+# reference/openai-responses-stream.md §4, one text delta as it arrives in one read
+RESPONSES_CHUNK = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+    b'"sequence_number":4,"item_id":"msg_1","output_index":0,"content_index":0,'
+    b'"delta":"Hello","logprobs":[]}\n\n')
+
+
+def test_responses_adapter(benchmark: Any) -> None:
+    benchmark.group = "adapter"
+    adapter = ResponsesAdapter()
+    data = RESPONSES_CHUNK.split(b"data: ", 1)[1].strip().decode()
+    events = benchmark(adapter.feed, "response.output_text.delta", data)
+    assert events == [TextDelta("Hello")]
+
+
+# the az_text_deployments recording's content chunk shape: filter results on the choice
+AZURE_DATA = (
+    '{"choices":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"},'
+    '"self_harm":{"filtered":false,"severity":"safe"},"sexual":{"filtered":false,'
+    '"severity":"safe"},"violence":{"filtered":false,"severity":"safe"}},"delta":'
+    '{"content":"Hello"},"finish_reason":null,"index":0,"logprobs":null}],"created":'
+    '1762402679,"id":"chatcmpl-1","model":"gpt-4o-mini-2024-07-18","obfuscation":"RCSc2e",'
+    '"object":"chat.completion.chunk"}')
+
+
+def test_azure_adapter(benchmark: Any) -> None:
+    benchmark.group = "adapter"
+    adapter = AzureAdapter()
+    events = benchmark(adapter.feed, "message", AZURE_DATA)
+    assert events == [TextDelta("Hello")]
+
+
+# the ol_emoji recording's content line, as one read
+OLLAMA_LINE = (b'{"model":"gemma3:1b","created_at":"2025-08-20T13:48:24.421331Z","message":'
+               b'{"role":"assistant","content":"Hello"},"done":false}\n')
+
+
+def test_ollama_adapter(benchmark: Any) -> None:
+    benchmark.group = "adapter"
+    adapter = OllamaAdapter()
+    events = benchmark(adapter.feed, "message", OLLAMA_LINE[:-1].decode())
     assert events == [TextDelta("Hello")]
 
 
@@ -327,10 +375,11 @@ def test_write_frame(benchmark: Any) -> None:
     loop.close()
 
 
-def our_token_path(loop: asyncio.AbstractEventLoop
+def our_token_path(loop: asyncio.AbstractEventLoop, ndjson: bool = False
                    ) -> tuple[Callable[[bytes], None], RecordingTransport]:
     """One committed stream, as after its first token: the upstream protocol's read
-    callback, and the client transport it writes to."""
+    callback, and the client transport it writes to. ``ndjson``: an Ollama stream, its
+    body read by the NDJSON line reader."""
     conn, writer, transport = streaming_client(loop)
     output = DirectOutput(conn, [])
     output._writer = writer
@@ -345,6 +394,11 @@ def our_token_path(loop: asyncio.AbstractEventLoop
     relay = loop.run_until_complete(committed_relay())
     relay.state = RelayState.COMMITTED  # as after the first token
     relay._adapter = OpenAIAdapter()
+    if ndjson:
+        relay._parser = NDJSONReader()
+        relay._adapter = OllamaAdapter()
+        relay._target = Target(OllamaProvider(ProviderSettings("bench", "ollama", "http://x")),
+                               "m")
     upstream = UpstreamConnection(Timeouts(), loop)
     upstream.connection_made(RecordingTransport())  # type: ignore[arg-type]
     upstream.state = State.BODY  # as after the response head
@@ -378,6 +432,17 @@ def test_upstream_read_to_client_write(benchmark: Any) -> None:
     benchmark.extra_info["writes"] = transport.writes
     assert sent_payload(transport) == {"content": "Hello"}
     assert transport.last.endswith(b"\n\n\r\n")
+    loop.close()
+
+
+def test_upstream_read_to_client_write_ollama(benchmark: Any) -> None:
+    """The same for an Ollama stream: one NDJSON line per read, through the line
+    reader instead of the SSE parser."""
+    benchmark.group = "per-token"
+    loop = asyncio.new_event_loop()
+    read, transport = our_token_path(loop, ndjson=True)
+    benchmark(read, b"%x\r\n%b\r\n" % (len(OLLAMA_LINE), OLLAMA_LINE))
+    assert sent_payload(transport) == {"content": "Hello"}
     loop.close()
 
 

@@ -19,7 +19,8 @@ from sseserver.auth_settings import AuthSettings, KeySettings, parse_keys, valid
 from sseserver.errors import ConfigError
 
 MiB = 1024 * 1024
-PROVIDER_KINDS = frozenset({"openai", "anthropic"})
+PROVIDER_KINDS = frozenset({"openai", "anthropic",
+                            "openai-responses", "azure-openai", "ollama"})
 ENV_PREFIX = "SSESERVER_"
 # Read by the CLI (the config file's path), not a setting.
 ENV_IGNORED = frozenset({"SSESERVER_CONFIG"})
@@ -27,7 +28,19 @@ SDK_PROVIDERS = (
     # name, key variable, base URL variable, default base URL (the official SDKs')
     ("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
     ("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+    # the resource endpoint (https://NAME.openai.azure.com) has no default
+    ("azure-openai", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", None),
+    # no key: the host variable alone enables it (ollama-python's, host:port accepted)
+    ("ollama", None, "OLLAMA_HOST", "http://127.0.0.1:11434"),
 )
+# Provider settings beyond the URL and key that an official SDK reads from a variable:
+# name, setting, variable (openai-python's AzureOpenAI reads OPENAI_API_VERSION).
+SDK_PROVIDER_OPTIONS = (
+    ("azure-openai", "api_version", "OPENAI_API_VERSION"),
+)
+# What a [providers.NAME] table may hold beyond kind, base_url and the key: Azure's
+# deployment (the model name when unset) and api-version (see providers/azure.py).
+PROVIDER_OPTIONS = ("api_version", "deployment")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +51,8 @@ class ProviderSettings:
     kind: str  # "openai" or "anthropic": which wire format it speaks
     base_url: str
     api_key: str | None = None
+    api_version: str | None = None
+    deployment: str | None = None
 
     def __repr__(self) -> str:  # never show the key
         return (f"ProviderSettings(name={self.name!r}, kind={self.kind!r}, "
@@ -213,7 +228,8 @@ def _merge_toml_providers(values: Any, providers: dict[str, dict[str, Any]],
     for name, table in values.items():
         if not isinstance(table, dict):
             raise ConfigError(f"[providers.{name}] must be a table")
-        unknown = set(table) - {"kind", "base_url", "api_key", "api_key_env"}
+        unknown = set(table) - {"kind", "base_url", "api_key", "api_key_env",
+                                *PROVIDER_OPTIONS}
         if unknown:
             raise ConfigError(f"unknown setting 'providers.{name}.{sorted(unknown)[0]}'")
         entry = {k: v for k, v in table.items() if k != "api_key_env"}
@@ -237,8 +253,9 @@ def _merge_env(env: Mapping[str, str], raw: dict[str, dict[str, Any]]) -> None:
 def _merge_sdk_providers(env: Mapping[str, str], providers: dict[str, dict[str, Any]]
                          ) -> None:
     for name, key_var, url_var, default_url in SDK_PROVIDERS:
-        key, url = env.get(key_var), env.get(url_var)
-        if key is None and name not in providers:
+        key = env.get(key_var) if key_var else None
+        url = env.get(url_var)
+        if (key if key_var else url) is None and name not in providers:
             continue
         entry = providers.setdefault(name, {"kind": name, "base_url": default_url})
         entry.setdefault("kind", name)
@@ -246,7 +263,26 @@ def _merge_sdk_providers(env: Mapping[str, str], providers: dict[str, dict[str, 
         if key is not None:
             entry["api_key"] = key
         if url:
-            entry["base_url"] = url
+            entry["base_url"] = _SDK_URL_FORMS.get(name, str)(url)
+    for name, setting, variable in SDK_PROVIDER_OPTIONS:
+        value = env.get(variable)
+        if value and name in providers:
+            providers[name].setdefault(setting, value)
+
+
+def _ollama_host(value: str) -> str:
+    """``OLLAMA_HOST`` as ollama-python reads it: a URL as it is (its scheme's port),
+    or ``host[:port]`` over http, the port 11434 when none is given."""
+    host = value.strip()
+    if "://" in host:
+        return host
+    if host.rpartition("]")[2].count(":") != 1:  # the port follows an IPv6 literal's ]
+        head, slash, path = host.partition("/")
+        host = f"{head}:11434{slash}{path}"
+    return f"http://{host}"
+
+
+_SDK_URL_FORMS = {"ollama": _ollama_host}
 
 
 # -- typing and validation -----------------------------------------------------------
@@ -332,12 +368,21 @@ def _provider(name: str, values: dict[str, Any]) -> ProviderSettings:
         raise ConfigError(f"providers.{name}.kind: must be one of "
                           f"{', '.join(sorted(PROVIDER_KINDS))}, got {kind!r}")
     base_url = values.get("base_url")
+    variable = next((url for sdk, _, url, _ in SDK_PROVIDERS if sdk == name), None)
+    if base_url is None and variable:
+        raise ConfigError(f"providers.{name}.base_url: required (set {variable})")
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"providers.{name}.base_url: must start with http:// or https://")
     key = values.get("api_key")
     if key is not None and not isinstance(key, str):
         raise ConfigError(f"providers.{name}.api_key: must be a string")
-    return ProviderSettings(name, kind, base_url.rstrip("/"), key or None)
+    options = {}
+    for option in PROVIDER_OPTIONS:
+        value = values.get(option)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"providers.{name}.{option}: must be a non-empty string")
+        options[option] = value
+    return ProviderSettings(name, kind, base_url.rstrip("/"), key or None, **options)
 
 
 def _validate(config: Config) -> None:

@@ -36,6 +36,7 @@ import orjson
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
 from sseserver.aio.wheel import Deadline, wheel_for
+from sseserver.core.ndjson import NDJSONReader
 from sseserver.core.sse import (
     MAX_BYTES_WITHOUT_EVENT,
     MAX_EVENT_BYTES,
@@ -53,7 +54,7 @@ from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDe
 from sseserver.failures import DRAIN_RETRY_AFTER, body_fault, client_status, typed_error
 from sseserver.formats.base import Formatter
 from sseserver.output import Output
-from sseserver.providers.base import Provider, StreamAdapter, UpstreamRequest
+from sseserver.providers.base import NDJSON, SSE, Provider, StreamAdapter, UpstreamRequest
 from sseserver.providers.errors import is_event_stream
 from sseserver.redact import Redactor, describe_exception
 from sseserver.schema import GenerationRequest
@@ -97,7 +98,10 @@ class RelayPolicy:
     # stream (a fallback chain), and a key-shaped text is redacted whoever sent it.
     redact: Redactor = field(default_factory=Redactor)
 
-    def new_parser(self) -> SSEParser:
+    def new_parser(self, framing: str = SSE) -> SSEParser | NDJSONReader:
+        """The reader of one attempt's body, for the framing its provider names."""
+        if framing == NDJSON:
+            return NDJSONReader(self.max_event_bytes, self.max_bytes_without_event)
         return SSEParser(MAX_LINE_BYTES, self.max_event_bytes, self.max_bytes_without_event)
 
 
@@ -133,7 +137,9 @@ class Relay:
         self._loop = asyncio.get_running_loop()
         self._upstream: UpstreamConnection | None = None
         self._target: Target | None = None
-        self._parser = _NO_BODY_YET  # each attempt's body gets a parser of its own
+        # each attempt's body gets a reader of its own: an SSE parser, or for a provider
+        # that streams NDJSON a line reader, which takes every read by the shortcuts
+        self._parser: SSEParser | NDJSONReader = _NO_BODY_YET
         self._adapter: StreamAdapter | None = None
         self._held: list[NormalizedEvent] = []  # non-content events before the commit
         self._position = 0  # the route's target being tried
@@ -267,7 +273,8 @@ class Relay:
                 self._advance(error)
             elif error is not None:
                 raise error
-            elif head.result().status == 200 and is_event_stream(head.result().headers):
+            elif head.result().status == 200 and \
+                    is_event_stream(head.result().headers, target.provider.framing):
                 self._start_pump(target, upstream)
             else:
                 self._spawn(self._status_error(target, upstream, head.result()))
@@ -287,7 +294,7 @@ class Relay:
     def _start_pump(self, target: Target, upstream: UpstreamConnection) -> None:
         """Let the body flow to the client; :meth:`_settle` hears how it ended."""
         self._open_response()
-        self._parser = self._policy.new_parser()
+        self._parser = self._policy.new_parser(target.provider.framing)
         self._adapter = target.provider.new_adapter()
         self._pumping = True
         self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)

@@ -1,4 +1,5 @@
-"""The fake provider: a real HTTP/1.1 server speaking the OpenAI and Anthropic streams.
+"""The fake provider: a real HTTP/1.1 server speaking the providers' streams (OpenAI,
+Anthropic, and each further kind's own wire format).
 
 Scripted per request by ``#fake {json}`` (see :mod:`sseserver.fake.script`). It honours
 TCP backpressure: a client that stops reading makes it stop producing, which is how
@@ -19,6 +20,9 @@ from typing import Any, cast
 import h11
 import orjson
 
+from sseserver.fake.azure_wire import AzureWire, azure_route
+from sseserver.fake.ollama_wire import OllamaWire, ollama_error_body
+from sseserver.fake.responses_wire import ResponsesWire, responses_input_text
 from sseserver.fake.script import (
     DEFAULT_REPLY,
     Script,
@@ -41,6 +45,7 @@ logger = logging.getLogger("sseserver.fake")
 # enough that thousands of concurrent streams all make progress.
 BATCH_TOKENS = 32
 MAX_REQUEST_BODY = 8 * 1024 * 1024
+EVENT_STREAM = "text/event-stream; charset=utf-8"
 
 
 @dataclass(slots=True)
@@ -194,6 +199,16 @@ class _Connection(asyncio.Protocol):
         elif path == "/v1/messages" and method == "POST":
             self.fake.counters.requests += 1
             self._generate("anthropic")
+        elif path == "/v1/responses" and method == "POST":
+            self.fake.counters.requests += 1
+            self._generate("openai-responses")
+        elif azure_route(path) and method == "POST" and (
+                b"api-version=" in request.target or path.startswith("/openai/v1/")):
+            self.fake.counters.requests += 1
+            self._generate("azure-openai")
+        elif path == "/api/chat" and method == "POST":
+            self.fake.counters.requests += 1
+            self._generate("ollama")
         else:
             self.respond(404, orjson.dumps({"error": {"message": f"no route {path}",
                                                       "type": "not_found_error"}}))
@@ -220,13 +235,13 @@ class _Connection(asyncio.Protocol):
     def _generate(self, kind: str) -> None:
         request = self.request
         assert request is not None
-        error_body = openai_error_body if kind == "openai" else anthropic_error_body
+        error_body = {"anthropic": anthropic_error_body, "ollama": ollama_error_body}.get(
+            kind, openai_error_body)
         try:
             body = orjson.loads(b"".join(self.body))
             if not isinstance(body, dict):
                 raise ScriptError("request body must be a JSON object")
-            script = parse_script(last_user_text(body.get("messages"))) or Script(
-                text=DEFAULT_REPLY)
+            script = parse_script(_script_text(kind, body)) or Script(text=DEFAULT_REPLY)
         except (orjson.JSONDecodeError, ScriptError) as exc:
             self.respond(400, error_body(400, str(exc)))
             return
@@ -236,7 +251,7 @@ class _Connection(asyncio.Protocol):
             self.respond(status, error_body(status, f"scripted failure {status}"), headers)
             return
         wire = _make_wire(kind, body)
-        if body.get("stream") is False:
+        if body.get("stream") is False and kind in ("openai", "anthropic"):
             self.respond(200, _whole_reply(kind, script, body))
             return
         self.generation = _Generation(self, script, wire)
@@ -247,6 +262,7 @@ class _Connection(asyncio.Protocol):
         if script.require_key is not None:
             headers = {n.lower(): v for n, v in request.headers}
             given = headers.get(b"x-api-key", b"").decode() or \
+                headers.get(b"api-key", b"").decode() or \
                 headers.get(b"authorization", b"").decode().removeprefix("Bearer ")
             if given != script.require_key:
                 return 401, []
@@ -269,13 +285,28 @@ class _Connection(asyncio.Protocol):
         self._next_cycle()
 
 
+def _script_text(kind: str, body: dict[str, Any]) -> str:
+    if kind == "openai-responses":
+        return responses_input_text(body.get("input"))
+    return last_user_text(body.get("messages"))
+
+
 def _make_wire(kind: str, body: dict[str, Any]) -> Wire:
     model = str(body.get("model") or "fake-model")
+    if kind == "openai-responses":
+        return ResponsesWire(model)
+    if kind == "azure-openai":
+        return AzureWire(model, _includes_usage(body))
+    if kind == "ollama":
+        return OllamaWire(model)
     if kind == "openai":
-        options = body.get("stream_options")
-        include = isinstance(options, dict) and bool(options.get("include_usage"))
-        return OpenAIWire(model, include)
+        return OpenAIWire(model, _includes_usage(body))
     return AnthropicWire(model, _input_tokens(body))
+
+
+def _includes_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
 def _input_tokens(body: dict[str, Any]) -> int:
@@ -322,7 +353,7 @@ class _Generation:
         self.handle = None
         conn = self.conn
         head = conn.h11.send(h11.Response(status_code=200, reason=b"OK", headers=[
-            ("content-type", "text/event-stream; charset=utf-8"),
+            ("content-type", getattr(self.wire, "content_type", EVENT_STREAM)),
             ("transfer-encoding", "chunked"), ("cache-control", "no-cache")]))
         thinking = [f"think{i} " for i in range(self.script.thinking)]
         self._write(head, self.wire.start() + self.wire.thinking(thinking))

@@ -17,6 +17,12 @@ from sseserver.events import NormalizedEvent, Usage
 from sseserver.providers.errors import status_error
 from sseserver.schema import GenerationRequest
 
+# How a provider frames its stream's body: server-sent events, or (Ollama) one JSON
+# object per line. The relay reads each attempt's body with the reader its provider's
+# framing names.
+SSE = "sse"
+NDJSON = "ndjson"
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
@@ -57,6 +63,7 @@ class StreamAdapter(Protocol):
 
 class Provider(Protocol):
     settings: ProviderSettings
+    framing: str  # SSE or NDJSON
 
     def build_request(self, request: GenerationRequest, model: str) -> UpstreamRequest: ...
 
@@ -67,6 +74,8 @@ class Provider(Protocol):
 
 class SettingsProvider:
     """What every provider shares: its settings, a key-free repr, error mapping."""
+
+    framing = SSE
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings

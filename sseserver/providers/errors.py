@@ -37,6 +37,9 @@ NEVER_RETRYABLE_KINDS = frozenset({"insufficient_quota", "billing_error",
                                    "billing_hard_limit_reached"})
 # RFC 9110 §8.3.1: media types are case-insensitive, parameters follow a ";".
 EVENT_STREAM = "text/event-stream"
+# Ollama labels its NDJSON stream application/x-ndjson, its cloud application/json
+# (the ol_cloud_thinking recording).
+NDJSON_MEDIA_TYPES = frozenset({"application/x-ndjson", "application/json"})
 
 
 def is_retryable(status: int, headers: dict[str, str], kind: str | None = None) -> bool:
@@ -50,7 +53,7 @@ def is_retryable(status: int, headers: dict[str, str], kind: str | None = None) 
     return status in RETRYABLE_STATUSES or status >= 500
 
 
-def is_event_stream(headers: dict[str, str]) -> bool:
+def is_event_stream(headers: dict[str, str], framing: str = "sse") -> bool:
     """Whether a 200's body is the event stream asked for. A missing (or empty)
     Content-Type is taken for one: the stream parser refuses a body that is not, and
     the proxies and gateways that answer quota and error pages in place of a stream
@@ -58,6 +61,8 @@ def is_event_stream(headers: dict[str, str]) -> bool:
     break minimal servers that stream well."""
     value = headers.get("content-type", "")
     media_type = value.partition(";")[0].strip().lower()
+    if framing == "ndjson":  # an error there is a line of its own, which the adapter reads
+        return not media_type or media_type in NDJSON_MEDIA_TYPES
     return not media_type or media_type == EVENT_STREAM
 
 

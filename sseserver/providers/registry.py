@@ -7,12 +7,18 @@ from collections.abc import Callable
 from sseserver.config import ProviderSettings
 from sseserver.errors import ConfigError
 from sseserver.providers.anthropic import AnthropicProvider
+from sseserver.providers.azure import AzureOpenAIProvider
 from sseserver.providers.base import Provider
+from sseserver.providers.ollama import OllamaProvider
 from sseserver.providers.openai import OpenAIProvider
+from sseserver.providers.openai_responses import OpenAIResponsesProvider
 
 KINDS: dict[str, Callable[[ProviderSettings], Provider]] = {
     "openai": OpenAIProvider,
     "anthropic": AnthropicProvider,
+    "openai-responses": OpenAIResponsesProvider,
+    "azure-openai": AzureOpenAIProvider,
+    "ollama": OllamaProvider,
 }
 
 
