@@ -18,7 +18,7 @@ from typing import Any, get_type_hints
 from sseserver.errors import ConfigError
 
 MiB = 1024 * 1024
-PROVIDER_KINDS = frozenset({"openai", "anthropic"})
+PROVIDER_KINDS = frozenset({"openai", "anthropic", "gemini"})
 ENV_PREFIX = "SSESERVER_"
 # Read by the CLI (the config file's path), not a setting.
 ENV_IGNORED = frozenset({"SSESERVER_CONFIG"})
@@ -26,6 +26,12 @@ SDK_PROVIDERS = (
     # name, key variable, base URL variable, default base URL (the official SDKs')
     ("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
     ("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+    # google-genai takes GOOGLE_API_KEY over GEMINI_API_KEY when both are set: the
+    # later row wins
+    ("gemini", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL",
+     "https://generativelanguage.googleapis.com"),
+    ("gemini", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL",
+     "https://generativelanguage.googleapis.com"),
 )
 
 
@@ -34,7 +40,7 @@ class ProviderSettings:
     """Where a provider lives and how to authenticate. ``base_url`` has no trailing /."""
 
     name: str
-    kind: str  # "openai" or "anthropic": which wire format it speaks
+    kind: str  # one of PROVIDER_KINDS: which wire format it speaks
     base_url: str
     api_key: str | None = None
 

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, cast
+from urllib.parse import unquote
 
 import h11
 import orjson
 
+from sseserver.fake.gemini_wire import GeminiWire, gemini_error_body, gemini_user_messages
 from sseserver.fake.script import (
     DEFAULT_REPLY,
     Script,
@@ -41,6 +43,11 @@ logger = logging.getLogger("sseserver.fake")
 # enough that thousands of concurrent streams all make progress.
 BATCH_TOKENS = 32
 MAX_REQUEST_BODY = 8 * 1024 * 1024
+EVENT_STREAM = "text/event-stream; charset=utf-8"
+GEMINI_PATH, GEMINI_METHOD = "/v1beta/models/", ":streamGenerateContent"
+_ERROR_BODIES: dict[str, Callable[[int, str], bytes]] = {
+    "openai": openai_error_body, "anthropic": anthropic_error_body,
+    "gemini": gemini_error_body}
 
 
 @dataclass(slots=True)
@@ -194,6 +201,10 @@ class _Connection(asyncio.Protocol):
         elif path == "/v1/messages" and method == "POST":
             self.fake.counters.requests += 1
             self._generate("anthropic")
+        elif path.startswith(GEMINI_PATH) and path.endswith(GEMINI_METHOD) and \
+                method == "POST":
+            self.fake.counters.requests += 1
+            self._generate("gemini", unquote(path[len(GEMINI_PATH):-len(GEMINI_METHOD)]))
         else:
             self.respond(404, orjson.dumps({"error": {"message": f"no route {path}",
                                                       "type": "not_found_error"}}))
@@ -217,14 +228,16 @@ class _Connection(asyncio.Protocol):
         else:
             self.transport.close() if self.transport else None
 
-    def _generate(self, kind: str) -> None:
+    def _generate(self, kind: str, model: str | None = None) -> None:
         request = self.request
         assert request is not None
-        error_body = openai_error_body if kind == "openai" else anthropic_error_body
+        error_body = _ERROR_BODIES[kind]
         try:
             body = orjson.loads(b"".join(self.body))
             if not isinstance(body, dict):
                 raise ScriptError("request body must be a JSON object")
+            if kind == "gemini":  # the model is in the path, the messages in contents
+                body = {**body, "model": model, "messages": gemini_user_messages(body)}
             script = parse_script(last_user_text(body.get("messages"))) or Script(
                 text=DEFAULT_REPLY)
         except (orjson.JSONDecodeError, ScriptError) as exc:
@@ -247,6 +260,7 @@ class _Connection(asyncio.Protocol):
         if script.require_key is not None:
             headers = {n.lower(): v for n, v in request.headers}
             given = headers.get(b"x-api-key", b"").decode() or \
+                headers.get(b"x-goog-api-key", b"").decode() or \
                 headers.get(b"authorization", b"").decode().removeprefix("Bearer ")
             if given != script.require_key:
                 return 401, []
@@ -275,6 +289,8 @@ def _make_wire(kind: str, body: dict[str, Any]) -> Wire:
         options = body.get("stream_options")
         include = isinstance(options, dict) and bool(options.get("include_usage"))
         return OpenAIWire(model, include)
+    if kind == "gemini":
+        return GeminiWire(model, _input_tokens(body))
     return AnthropicWire(model, _input_tokens(body))
 
 
@@ -322,7 +338,7 @@ class _Generation:
         self.handle = None
         conn = self.conn
         head = conn.h11.send(h11.Response(status_code=200, reason=b"OK", headers=[
-            ("content-type", "text/event-stream; charset=utf-8"),
+            ("content-type", getattr(self.wire, "content_type", EVENT_STREAM)),
             ("transfer-encoding", "chunked"), ("cache-control", "no-cache")]))
         thinking = [f"think{i} " for i in range(self.script.thinking)]
         self._write(head, self.wire.start() + self.wire.thinking(thinking))
@@ -412,4 +428,4 @@ class _Generation:
 
 
 def _input_guess(wire: Wire) -> int:
-    return wire.input_tokens if isinstance(wire, AnthropicWire) else 10
+    return wire.input_tokens if isinstance(wire, AnthropicWire | GeminiWire) else 10

@@ -8,11 +8,13 @@ from sseserver.config import ProviderSettings
 from sseserver.errors import ConfigError
 from sseserver.providers.anthropic import AnthropicProvider
 from sseserver.providers.base import Provider
+from sseserver.providers.gemini import GeminiProvider
 from sseserver.providers.openai import OpenAIProvider
 
 KINDS: dict[str, Callable[[ProviderSettings], Provider]] = {
     "openai": OpenAIProvider,
     "anthropic": AnthropicProvider,
+    "gemini": GeminiProvider,
 }
 
 
