@@ -18,7 +18,7 @@ from typing import Any, get_type_hints
 from sseserver.errors import ConfigError
 
 MiB = 1024 * 1024
-PROVIDER_KINDS = frozenset({"openai", "anthropic", "gemini"})
+PROVIDER_KINDS = frozenset({"openai", "anthropic", "gemini", "bedrock"})
 ENV_PREFIX = "SSESERVER_"
 # Read by the CLI (the config file's path), not a setting.
 ENV_IGNORED = frozenset({"SSESERVER_CONFIG"})
@@ -42,7 +42,16 @@ class ProviderSettings:
     name: str
     kind: str  # one of PROVIDER_KINDS: which wire format it speaks
     base_url: str
-    api_key: str | None = None
+    api_key: str | None = None  # for "bedrock": the AWS secret access key
+    # AWS (kind "bedrock"): the region signed for, and the rest of the credentials
+    region: str | None = None
+    access_key_id: str | None = None
+    session_token: str | None = None
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        """Every value that must never be shown (the redactor's list)."""
+        return self.api_key, self.session_token
 
     def __repr__(self) -> str:  # never show the key
         return (f"ProviderSettings(name={self.name!r}, kind={self.kind!r}, "
@@ -174,6 +183,7 @@ def load_config(toml_text: str | None = None, env: Mapping[str, str] | None = No
         _check_known(section, name, key)
         raw[section][name] = value
     _merge_sdk_providers(env, providers)
+    _merge_aws(env, providers)
     sections = {name: _build(cls, name, raw[name]) for name, cls in SECTIONS.items()}
     config = Config(**sections, providers=tuple(
         _provider(name, values) for name, values in providers.items()))
@@ -213,7 +223,8 @@ def _merge_toml_providers(values: Any, providers: dict[str, dict[str, Any]],
     for name, table in values.items():
         if not isinstance(table, dict):
             raise ConfigError(f"[providers.{name}] must be a table")
-        unknown = set(table) - {"kind", "base_url", "api_key", "api_key_env"}
+        unknown = set(table) - {"kind", "base_url", "api_key", "api_key_env", "region",
+                                "access_key_id"}
         if unknown:
             raise ConfigError(f"unknown setting 'providers.{name}.{sorted(unknown)[0]}'")
         entry = {k: v for k, v in table.items() if k != "api_key_env"}
@@ -247,6 +258,28 @@ def _merge_sdk_providers(env: Mapping[str, str], providers: dict[str, dict[str, 
             entry["api_key"] = key
         if url:
             entry["base_url"] = url
+
+
+def _merge_aws(env: Mapping[str, str], providers: dict[str, dict[str, Any]]) -> None:
+    """Bedrock providers take botocore's variables: the credentials (a table's own
+    ``api_key`` is the secret access key), the region, and so the default endpoint.
+    Complete credentials and a region in the environment enable provider ``bedrock``
+    when no Bedrock provider is configured."""
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY") and region \
+            and all(entry.get("kind") != "bedrock" for entry in providers.values()):
+        providers["bedrock"] = {"kind": "bedrock"}
+    for entry in providers.values():
+        if entry.get("kind") != "bedrock":
+            continue
+        entry.setdefault("region", region)
+        if "api_key" not in entry:
+            entry["api_key"] = env.get("AWS_SECRET_ACCESS_KEY")
+        entry.setdefault("access_key_id", env.get("AWS_ACCESS_KEY_ID"))
+        entry.setdefault("session_token", env.get("AWS_SESSION_TOKEN"))
+        if isinstance(entry["region"], str):
+            entry.setdefault("base_url",
+                             f"https://bedrock-runtime.{entry['region']}.amazonaws.com")
 
 
 # -- typing and validation -----------------------------------------------------------
@@ -328,13 +361,32 @@ def _provider(name: str, values: dict[str, Any]) -> ProviderSettings:
     if kind not in PROVIDER_KINDS:
         raise ConfigError(f"providers.{name}.kind: must be one of "
                           f"{', '.join(sorted(PROVIDER_KINDS))}, got {kind!r}")
+    if kind == "bedrock" and values.get("region") is None:
+        raise ConfigError(f"providers.{name}.region: needed (or AWS_REGION), "
+                          "like \"us-east-1\"")
     base_url = values.get("base_url")
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"providers.{name}.base_url: must start with http:// or https://")
     key = values.get("api_key")
     if key is not None and not isinstance(key, str):
         raise ConfigError(f"providers.{name}.api_key: must be a string")
+    if kind == "bedrock":
+        return _aws_provider(name, values, base_url.rstrip("/"), key)
     return ProviderSettings(name, kind, base_url.rstrip("/"), key or None)
+
+
+def _aws_provider(name: str, values: dict[str, Any], base_url: str,
+                  secret: str | None) -> ProviderSettings:
+    region = values.get("region")
+    if not isinstance(region, str) or not re.fullmatch(r"[a-z0-9-]+", region):
+        raise ConfigError(f"providers.{name}.region: needed (or AWS_REGION), "
+                          "like \"us-east-1\"")
+    key_id, token = values.get("access_key_id"), values.get("session_token")
+    if not secret or not isinstance(key_id, str) or not key_id:
+        raise ConfigError(f"providers.{name}: needs AWS_ACCESS_KEY_ID and "
+                          "AWS_SECRET_ACCESS_KEY in the environment")
+    return ProviderSettings(name, "bedrock", base_url, secret, region, key_id,
+                            token if isinstance(token, str) and token else None)
 
 
 def _validate(config: Config) -> None:

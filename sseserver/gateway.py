@@ -67,7 +67,8 @@ class Gateway:
                 total=min(upstream.total_timeout, streams.max_stream_duration)),
             max_event_bytes=upstream.max_event_bytes,
             max_bytes_without_event=upstream.max_bytes_without_event,
-            redact=Redactor(provider.api_key for provider in config.providers),
+            redact=Redactor(secret for provider in config.providers
+                            for secret in provider.secrets),
         )
         self.pool = ConnectionPool(self.policy.timeouts, upstream.max_connections_per_origin,
                                    upstream.pool_idle_timeout)

@@ -54,7 +54,7 @@ from sseserver.failures import DRAIN_RETRY_AFTER, body_fault, client_status, typ
 from sseserver.formats.base import Formatter
 from sseserver.output import Output
 from sseserver.providers.base import Provider, StreamAdapter, UpstreamRequest
-from sseserver.providers.errors import is_event_stream
+from sseserver.providers.errors import EVENT_STREAM, is_event_stream
 from sseserver.redact import Redactor, describe_exception
 from sseserver.schema import GenerationRequest
 
@@ -265,7 +265,8 @@ class Relay:
                 self._advance(error)
             elif error is not None:
                 raise error
-            elif head.result().status == 200 and is_event_stream(head.result().headers):
+            elif head.result().status == 200 and is_event_stream(
+                    head.result().headers, getattr(target.provider, "media_type", EVENT_STREAM)):
                 self._start_pump(target, upstream)
             else:
                 self._spawn(self._status_error(target, upstream, head.result()))
@@ -285,7 +286,10 @@ class Relay:
     def _start_pump(self, target: Target, upstream: UpstreamConnection) -> None:
         """Let the body flow to the client; :meth:`_settle` hears how it ended."""
         self._open_response()
-        self._parser = self._policy.new_parser()
+        # a provider whose body is not SSE names its own reader (providers/base.py)
+        new_reader = getattr(target.provider, "new_body_reader", None)
+        self._parser = new_reader(self._policy.max_event_bytes) if new_reader is not None \
+            else self._policy.new_parser()
         self._adapter = target.provider.new_adapter()
         self._pumping = True
         self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)

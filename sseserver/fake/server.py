@@ -1,4 +1,5 @@
-"""The fake provider: a real HTTP/1.1 server speaking the OpenAI and Anthropic streams.
+"""The fake provider: a real HTTP/1.1 server speaking the OpenAI, Anthropic, Gemini and
+Bedrock streams.
 
 Scripted per request by ``#fake {json}`` (see :mod:`sseserver.fake.script`). It honours
 TCP backpressure: a client that stops reading makes it stop producing, which is how
@@ -20,6 +21,12 @@ from urllib.parse import unquote
 import h11
 import orjson
 
+from sseserver.fake.bedrock_wire import (
+    BedrockWire,
+    bedrock_error_body,
+    bedrock_error_headers,
+    signed_with,
+)
 from sseserver.fake.gemini_wire import GeminiWire, gemini_error_body, gemini_user_messages
 from sseserver.fake.script import (
     DEFAULT_REPLY,
@@ -45,9 +52,10 @@ BATCH_TOKENS = 32
 MAX_REQUEST_BODY = 8 * 1024 * 1024
 EVENT_STREAM = "text/event-stream; charset=utf-8"
 GEMINI_PATH, GEMINI_METHOD = "/v1beta/models/", ":streamGenerateContent"
+BEDROCK_METHOD = "/converse-stream"
 _ERROR_BODIES: dict[str, Callable[[int, str], bytes]] = {
     "openai": openai_error_body, "anthropic": anthropic_error_body,
-    "gemini": gemini_error_body}
+    "gemini": gemini_error_body, "bedrock": bedrock_error_body}
 
 
 @dataclass(slots=True)
@@ -205,6 +213,10 @@ class _Connection(asyncio.Protocol):
                 method == "POST":
             self.fake.counters.requests += 1
             self._generate("gemini", unquote(path[len(GEMINI_PATH):-len(GEMINI_METHOD)]))
+        elif path.startswith("/model/") and path.endswith(BEDROCK_METHOD) and \
+                method == "POST":
+            self.fake.counters.requests += 1
+            self._generate("bedrock", unquote(path[len("/model/"):-len(BEDROCK_METHOD)]))
         else:
             self.respond(404, orjson.dumps({"error": {"message": f"no route {path}",
                                                       "type": "not_found_error"}}))
@@ -243,9 +255,11 @@ class _Connection(asyncio.Protocol):
         except (orjson.JSONDecodeError, ScriptError) as exc:
             self.respond(400, error_body(400, str(exc)))
             return
-        failure = self._scripted_failure(script, request)
+        failure = self._scripted_failure(script, request, kind)
         if failure is not None:
             status, headers = failure
+            if kind == "bedrock":
+                headers = [*headers, *bedrock_error_headers(status)]
             self.respond(status, error_body(status, f"scripted failure {status}"), headers)
             return
         wire = _make_wire(kind, body)
@@ -255,9 +269,14 @@ class _Connection(asyncio.Protocol):
         self.generation = _Generation(self, script, wire)
         self.generation.begin()
 
-    def _scripted_failure(self, script: Script, request: h11.Request
+    def _scripted_failure(self, script: Script, request: h11.Request, kind: str
                           ) -> tuple[int, list[tuple[str, str]]] | None:
-        if script.require_key is not None:
+        if script.require_key is not None and kind == "bedrock":
+            headers_read = {n.decode().lower(): v.decode() for n, v in request.headers}
+            if not signed_with(script.require_key, request.method.decode(),
+                               request.target.decode(), headers_read, b"".join(self.body)):
+                return 403, []  # Bedrock's answer to a bad signature
+        elif script.require_key is not None:
             headers = {n.lower(): v for n, v in request.headers}
             given = headers.get(b"x-api-key", b"").decode() or \
                 headers.get(b"x-goog-api-key", b"").decode() or \
@@ -291,6 +310,8 @@ def _make_wire(kind: str, body: dict[str, Any]) -> Wire:
         return OpenAIWire(model, include)
     if kind == "gemini":
         return GeminiWire(model, _input_tokens(body))
+    if kind == "bedrock":
+        return BedrockWire(_input_tokens(body))
     return AnthropicWire(model, _input_tokens(body))
 
 
@@ -428,4 +449,5 @@ class _Generation:
 
 
 def _input_guess(wire: Wire) -> int:
-    return wire.input_tokens if isinstance(wire, AnthropicWire | GeminiWire) else 10
+    return wire.input_tokens if isinstance(wire, AnthropicWire | GeminiWire | BedrockWire) \
+        else 10

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sseserver.config import ProviderSettings
+from sseserver.core.sse import ServerSentEvent
 from sseserver.errors import UpstreamError
 from sseserver.events import NormalizedEvent, Usage
 from sseserver.providers.errors import status_error
@@ -53,6 +54,27 @@ class StreamAdapter(Protocol):
     def usage_so_far(self) -> Usage | None:
         """The usage the provider reported so far, for a stream that ends early."""
         ...
+
+
+class BodyReader:
+    """A body framing other than SSE, for a provider that names one: it has
+    ``media_type`` (the Content-Type its 200 must carry) and
+    ``new_body_reader(max_event_bytes)``, which the relay calls once per attempt in
+    place of its SSE parser. ``feed(bytes)`` gives the events a read completed, each
+    with ``.event`` and ``.data`` as an SSE event has, for the adapter's ``feed``; the
+    SSE parser's two per-token shortcuts never apply to such a body, so they take
+    nothing here."""
+
+    __slots__ = ()
+
+    def feed_data_line(self, chunk: bytes) -> str | None:
+        return None
+
+    def feed_data_lines(self, chunk: bytes) -> list[str] | None:
+        return None
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        raise NotImplementedError
 
 
 class Provider(Protocol):

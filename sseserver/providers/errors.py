@@ -50,15 +50,16 @@ def is_retryable(status: int, headers: dict[str, str], kind: str | None = None) 
     return status in RETRYABLE_STATUSES or status >= 500
 
 
-def is_event_stream(headers: dict[str, str]) -> bool:
-    """Whether a 200's body is the event stream asked for. A missing (or empty)
+def is_event_stream(headers: dict[str, str], media_type: str = EVENT_STREAM) -> bool:
+    """Whether a 200's body is the event stream asked for (``media_type``: a provider
+    whose body is no SSE names its own). A missing (or empty)
     Content-Type is taken for one: the stream parser refuses a body that is not, and
     the proxies and gateways that answer quota and error pages in place of a stream
     all label them (application/json, text/html), so refusing the unlabelled would only
     break minimal servers that stream well."""
     value = headers.get("content-type", "")
-    media_type = value.partition(";")[0].strip().lower()
-    return not media_type or media_type == EVENT_STREAM
+    given = value.partition(";")[0].strip().lower()
+    return not given or given == media_type
 
 
 def retry_after(headers: dict[str, str], now: float | None = None) -> float | None:

@@ -8,6 +8,7 @@ from sseserver.config import ProviderSettings
 from sseserver.errors import ConfigError
 from sseserver.providers.anthropic import AnthropicProvider
 from sseserver.providers.base import Provider
+from sseserver.providers.bedrock import BedrockProvider
 from sseserver.providers.gemini import GeminiProvider
 from sseserver.providers.openai import OpenAIProvider
 
@@ -15,6 +16,7 @@ KINDS: dict[str, Callable[[ProviderSettings], Provider]] = {
     "openai": OpenAIProvider,
     "anthropic": AnthropicProvider,
     "gemini": GeminiProvider,
+    "bedrock": BedrockProvider,
 }
 
 

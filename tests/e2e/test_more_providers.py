@@ -1,4 +1,4 @@
-"""Gemini through the gateway: the fake provider speaks its wire format, and every
+"""Gemini and Bedrock through the gateway: the fake provider speaks its wire format, and every
 fake knob (fail, drop_after, stall_after, error_after, malformed_after, tool_call,
 usage, thinking, ttfb_ms) comes out of /v1/stream as it does for OpenAI."""
 
@@ -15,14 +15,24 @@ from httpx_sse import connect_sse
 
 from tests.e2e.stack import Stack, request_body
 
-KEYS = {"gemini": "AIzaFakeGeminiKey0123456789abcdefghij"}
+KEYS = {"gemini": "AIzaFakeGeminiKey0123456789abcdefghij",
+        "bedrock": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYFAKESECRET"}
+# what each provider answers a wrong key with
+REFUSED = {"gemini": 401, "bedrock": 403}
 TOML = f"""
 [providers.gemini]
 kind = "gemini"
 base_url = "{{fake}}"
 api_key = "{KEYS['gemini']}"
+
+[providers.bedrock]
+kind = "bedrock"
+base_url = "{{fake}}"
+region = "eu-west-3"
+access_key_id = "AKIDFAKEEXAMPLE"
+api_key = "{KEYS['bedrock']}"
 """
-KINDS = ["gemini"]
+KINDS = ["gemini", "bedrock"]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +109,8 @@ def test_a_wrong_key_is_refused_and_never_shown(stack: Stack, kind: str) -> None
     body = request_body({"require_key": "another-key"}, provider=kind)
     response = httpx.post(stack.url + "/v1/stream", json=body, timeout=10)
     # the gateway's own key was refused: the gateway's failure, not the client's
-    assert response.status_code == 502 and "401" in response.json()["error"]["message"]
+    assert response.status_code == 502
+    assert str(REFUSED[kind]) in response.json()["error"]["message"]
     assert KEYS[kind] not in response.text
 
 
