@@ -288,8 +288,9 @@ class Relay:
         self._open_response()
         # a provider whose body is not SSE names its own reader (providers/base.py)
         new_reader = getattr(target.provider, "new_body_reader", None)
-        self._parser = new_reader(self._policy.max_event_bytes) if new_reader is not None \
-            else self._policy.new_parser()
+        policy = self._policy
+        self._parser = new_reader(policy.max_event_bytes, policy.max_bytes_without_event) \
+            if new_reader is not None else policy.new_parser()
         self._adapter = target.provider.new_adapter()
         self._pumping = True
         self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sseserver.errors import EventTooLarge, RemoteProtocolError
@@ -30,17 +31,24 @@ MAX_HEADERS_BYTES = 128 * 1024
 
 _U32_PAIR = struct.Struct(">II")
 _U32 = struct.Struct(">I")
+_PRELUDE = struct.Struct(">III")
 # header value type -> fixed size; the two variable types (6 bytes, 7 string) carry a
 # u16 length. Type 0 and 1 are the booleans true and false, with no value bytes.
 _FIXED_SIZES = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
 _BYTES, _STRING = 6, 7
 
 HeaderValue = bool | int | bytes | str
+# A stream repeats a handful of header blocks (one per event type), byte for byte: each
+# is parsed once and its mapping shared (read-only by contract: a mapping proxy would
+# cost every look-up on the per-token path). Bounded, so a stream of ever new
+# headers costs parsing, never memory.
+MAX_HEADER_BLOCKS_KEPT = 256
+_HEADERS_SEEN: dict[bytes, Mapping[str, HeaderValue]] = {}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventStreamMessage:
-    headers: dict[str, HeaderValue]
+    headers: Mapping[str, HeaderValue]  # read-only: shared by equal header blocks
     payload: bytes
 
 
@@ -61,21 +69,42 @@ class EventStreamDecoder:
         """Bytes of a message not yet whole (a body that ends with some was cut)."""
         return len(self._buffer)
 
+    def feed_whole(self, data: bytes) -> EventStreamMessage | None:
+        """If ``data`` is exactly one whole message with nothing pending before it (a
+        provider's commonest read), that message; otherwise None, and nothing taken."""
+        if self._buffer or len(data) < MIN_MESSAGE_BYTES:
+            return None
+        total, headers_length, prelude_crc = _PRELUDE.unpack_from(data)
+        if total != len(data) or total > self._max_message or \
+                headers_length > total - MIN_MESSAGE_BYTES or \
+                headers_length > MAX_HEADERS_BYTES or zlib.crc32(data[:8]) != prelude_crc:
+            return None  # feed() reads it, and says what is wrong
+        return _message(data, headers_length)
+
     def feed(self, data: bytes) -> list[EventStreamMessage]:
         buffer = self._buffer
-        buffer += data
+        # a read that starts a message is read in place (the common case: one whole
+        # message a read); only the part of a message it leaves unfinished is kept
+        source: bytes | bytearray = data
+        if buffer:
+            buffer += data
+            source = buffer
         messages: list[EventStreamMessage] = []
-        start = 0
-        while len(buffer) - start >= PRELUDE_BYTES:
-            total = self._message_length(buffer, start)
-            if len(buffer) - start < total:
+        start, size = 0, len(source)
+        while size - start >= PRELUDE_BYTES:
+            total = self._message_length(source, start)
+            if size - start < total:
                 break
-            messages.append(_message(memoryview(bytes(buffer[start:start + total]))))
+            (headers_length,) = _U32.unpack_from(source, start + 4)
+            messages.append(_message(bytes(source[start:start + total]), headers_length))
             start += total
-        del buffer[:start]
+        if source is buffer:
+            del buffer[:start]
+        elif start < size:
+            buffer += memoryview(data)[start:]
         return messages
 
-    def _message_length(self, buffer: bytearray, start: int) -> int:
+    def _message_length(self, buffer: bytes | bytearray, start: int) -> int:
         total, headers_length = _U32_PAIR.unpack_from(buffer, start)
         (prelude_crc,) = _U32.unpack_from(buffer, start + 8)
         if zlib.crc32(buffer[start:start + 8]) != prelude_crc:
@@ -90,14 +119,18 @@ class EventStreamDecoder:
         return int(total)
 
 
-def _message(frame: memoryview) -> EventStreamMessage:
+def _message(frame: bytes, headers_length: int) -> EventStreamMessage:
     (crc,) = _U32.unpack_from(frame, len(frame) - CRC_BYTES)
-    if zlib.crc32(frame[:-CRC_BYTES]) != crc:
+    if zlib.crc32(memoryview(frame)[:-CRC_BYTES]) != crc:
         raise RemoteProtocolError("event stream: a message failed its CRC")
-    (headers_length,) = _U32.unpack_from(frame, 4)
     headers_end = PRELUDE_BYTES + headers_length
-    return EventStreamMessage(_headers(frame[PRELUDE_BYTES:headers_end]),
-                              bytes(frame[headers_end:-CRC_BYTES]))
+    raw = frame[PRELUDE_BYTES:headers_end]
+    headers = _HEADERS_SEEN.get(raw)
+    if headers is None:
+        headers = _headers(memoryview(raw))
+        if len(_HEADERS_SEEN) < MAX_HEADER_BLOCKS_KEPT:
+            _HEADERS_SEEN[raw] = headers
+    return EventStreamMessage(headers, frame[headers_end:-CRC_BYTES])
 
 
 def _headers(data: memoryview) -> dict[str, HeaderValue]:

@@ -59,11 +59,11 @@ class StreamAdapter(Protocol):
 class BodyReader:
     """A body framing other than SSE, for a provider that names one: it has
     ``media_type`` (the Content-Type its 200 must carry) and
-    ``new_body_reader(max_event_bytes)``, which the relay calls once per attempt in
-    place of its SSE parser. ``feed(bytes)`` gives the events a read completed, each
-    with ``.event`` and ``.data`` as an SSE event has, for the adapter's ``feed``; the
-    SSE parser's two per-token shortcuts never apply to such a body, so they take
-    nothing here."""
+    ``new_body_reader(max_event_bytes, max_bytes_without_event)`` (the relay's bounds),
+    which the relay calls once per attempt in place of its SSE parser. ``feed(bytes)``
+    gives the events a read completed, each with ``.event`` and ``.data`` as an SSE
+    event has, for the adapter's ``feed``; the SSE parser's two per-token shortcuts
+    never apply to such a body, so they take nothing here."""
 
     __slots__ = ()
 

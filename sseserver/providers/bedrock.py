@@ -45,6 +45,7 @@ from sseserver.providers.shapes import (
 )
 from sseserver.schema import GenerationRequest
 
+_loads = orjson.loads
 MEDIA_TYPE = "application/vnd.amazon.eventstream"
 SERVICE = "bedrock"  # the signing name of bedrock-runtime
 # Bedrock's stop reasons in the normalized vocabulary (OpenAI's finish reasons).
@@ -89,8 +90,9 @@ class BedrockProvider(SettingsProvider):
                                   settings.region or "", SERVICE, when)
         return UpstreamRequest("POST", url, tuple(headers), body)
 
-    def new_body_reader(self, max_event_bytes: int) -> EventStreamReader:
-        return EventStreamReader(max_event_bytes)
+    def new_body_reader(self, max_event_bytes: int, max_bytes_without_event: int
+                        ) -> EventStreamReader:
+        return EventStreamReader(max_event_bytes)  # every message is an event
 
     def new_adapter(self) -> BedrockAdapter:
         return BedrockAdapter()
@@ -172,12 +174,27 @@ def _tool_spec(tool: dict[str, Any]) -> dict[str, Any]:
 class EventStreamReader(BodyReader):
     """The body as (event name, data) pairs: an event's name is its ``:event-type``;
     an exception is ``exception:<:exception-type>``, an error message
-    ``error:<:error-code>`` with ``{"message"}``; the data is the JSON payload."""
+    ``error:<:error-code>`` with ``{"message"}``; the data is the JSON payload.
+
+    The per-token read, one whole contentBlockDelta message, goes the relay's data-line
+    way: :meth:`feed_data_line` gives its payload alone, which the adapter's
+    ``feed_message`` reads as a contentBlockDelta."""
 
     __slots__ = ("_decoder",)
 
     def __init__(self, max_event_bytes: int) -> None:
         self._decoder = EventStreamDecoder(max_event_bytes)
+
+    def feed_data_line(self, chunk: bytes) -> str | None:
+        message = self._decoder.feed_whole(chunk)
+        if message is None:
+            return None
+        headers = message.headers
+        if headers.get(":event-type") != "contentBlockDelta" or \
+                headers.get(":message-type") != "event":
+            # not taken: feed() reads the same bytes again, for the few such a stream has
+            return None
+        return message.payload.decode("utf-8", "replace")
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         return [_event(message.headers, message.payload)
@@ -211,16 +228,29 @@ class BedrockAdapter:
         return self._usage
 
     def feed_message(self, data: str) -> str | list[NormalizedEvent]:
-        return self.feed("message", data)  # every event of this wire format is named
+        """:meth:`feed` for a contentBlockDelta, the one event the reader hands over
+        bare (:class:`EventStreamReader`); a text delta comes back as its bare text."""
+        try:
+            payload = _loads(data)
+        except orjson.JSONDecodeError:
+            payload = loads_after_error(data)
+        if type(payload) is dict and type(delta := payload.get("delta")) is dict and \
+                type(text := delta.get("text")) is str and text:
+            return text
+        return self.feed("contentBlockDelta", data)
 
     def feed(self, event: str, data: str) -> list[NormalizedEvent]:
         try:
-            payload = orjson.loads(data)
+            payload = _loads(data)
         except orjson.JSONDecodeError:
             payload = loads_after_error(data)
         if type(payload) is not dict:
             raise malformed("an event", "a JSON object")
         if event == "contentBlockDelta":
+            # the per-token event, its checks written out; _delta reads the rest
+            delta = payload.get("delta")
+            if type(delta) is dict and type(text := delta.get("text")) is str:
+                return [TextDelta(text)] if text else []
             return self._delta(payload)
         handler = _HANDLERS.get(event)
         if handler is not None:
@@ -231,10 +261,7 @@ class BedrockAdapter:
 
     def _delta(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
         delta = optional_object(payload.get("delta"), "contentBlockDelta.delta") or {}
-        text = delta.get("text")
-        if type(text) is str:  # the per-token event: its check written out
-            return [TextDelta(text)] if text else []
-        optional_text(text, "delta.text")
+        optional_text(delta.get("text"), "delta.text")  # a text string took the shortcut
         reasoning = optional_object(delta.get("reasoningContent"), "delta.reasoningContent")
         if reasoning is not None:  # signature and redactedContent carry nothing to show
             thought = optional_text(reasoning.get("text"), "reasoningContent.text")

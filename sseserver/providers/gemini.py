@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import orjson
 
+from sseserver.core.sse import MAX_LINE_BYTES
+from sseserver.core.sse_crlf import CRLFEventParser
 from sseserver.errors import RequestError
 from sseserver.events import (
     ErrorEvent,
@@ -66,6 +68,12 @@ class GeminiProvider(SettingsProvider):
             headers.append(("x-goog-api-key", self.settings.api_key))
         return UpstreamRequest("POST", stream_url(self.settings.base_url, model),
                                tuple(headers), orjson.dumps(gemini_body(request)))
+
+    def new_body_reader(self, max_event_bytes: int, max_bytes_without_event: int
+                        ) -> CRLFEventParser:
+        """Gemini frames its events with CRLF: a parser whose per-token shortcut takes
+        that framing (the base parser reads it too, line by line)."""
+        return CRLFEventParser(MAX_LINE_BYTES, max_event_bytes, max_bytes_without_event)
 
     def new_adapter(self) -> GeminiAdapter:
         return GeminiAdapter()
