@@ -496,7 +496,7 @@ class Gateway:
 MODEL_FAMILIES: tuple[tuple[str, str], ...] = (
     ("claude-", "anthropic"),
     ("gpt-", "openai"), ("chatgpt-", "openai"), ("o1", "openai"), ("o3", "openai"),
-    ("o4", "openai"), ("codex-", "openai"),
+    ("o4", "openai"), ("codex-", "openai"), ("gemini-", "gemini"),
 )
 
 
@@ -513,8 +513,9 @@ def model_family(model: str) -> str | None:
 STREAMS_PREFIX = "/v1/streams/"
 CHAT_PREFIX = "/v1/chat/"  # GET /v1/chat/{id}/stream: where useChat resumes
 CHAT_STREAM_SUFFIX = "/stream"
-NO_PROVIDER_HINT = ("set OPENAI_API_KEY or ANTHROPIC_API_KEY, add a [providers.NAME] "
-                    "table to the config file, or run with --demo")
+NO_PROVIDER_HINT = ("set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or the AWS_* "
+                    "variables, add a [providers.NAME] table to the config file, or run "
+                    "with --demo")
 NO_PROVIDER_MESSAGE = f"no provider is configured: {NO_PROVIDER_HINT}"
 # Seconds. Providers are read at start, so only a restart helps: a minute spares the
 # server clients that would ask again at once, and is about the time of a redeploy.

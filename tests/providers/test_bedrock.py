@@ -168,3 +168,12 @@ def test_a_200_must_be_an_event_stream_of_its_own_media_type() -> None:
     assert not is_event_stream({"content-type": "text/event-stream"}, provider.media_type)
     assert not is_event_stream({"content-type": "application/json"}, provider.media_type)
     assert is_event_stream({"content-type": "text/event-stream; charset=utf-8"})
+
+
+def test_the_gateway_redacts_the_secret_key_and_the_session_token() -> None:
+    from tests.test_routing import gateway
+
+    gw = gateway({"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": SECRET,
+                  "AWS_SESSION_TOKEN": TOKEN, "AWS_REGION": "us-east-1"})
+    text = gw.policy.redact(f"signed with {SECRET} and {TOKEN}")
+    assert SECRET not in text and TOKEN not in text and "[redacted]" in text

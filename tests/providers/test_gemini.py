@@ -151,3 +151,11 @@ def test_config_from_the_sdk_variables() -> None:
     both = load_config(env={"GEMINI_API_KEY": "a" * 12, "GOOGLE_API_KEY": "b" * 12})
     assert both.providers[0].api_key == "b" * 12  # google-genai's precedence
     assert type(make_provider(gemini)) is GeminiProvider
+
+
+def test_gemini_model_names_reach_the_gemini_provider_without_a_routing_table() -> None:
+    from tests.test_routing import gateway, route
+
+    gw = gateway({"OPENAI_API_KEY": "sk-test", "GEMINI_API_KEY": "gm-test-key-1234"})
+    assert route(gw, "gemini-2.5-flash") == [("gemini", "gemini-2.5-flash")]
+    assert route(gw, "gpt-4o-mini") == [("openai", "gpt-4o-mini")]
