@@ -17,7 +17,7 @@ import orjson
 
 from sseserver.core.sse import MAX_LINE_BYTES
 from sseserver.core.sse_crlf import CRLFEventParser
-from sseserver.errors import RequestError
+from sseserver.errors import ProviderError, RequestError
 from sseserver.events import (
     ErrorEvent,
     Finish,
@@ -156,7 +156,12 @@ class GeminiAdapter:
         self._tool_calls = 0
 
     def usage_so_far(self) -> Usage | None:
-        return _usage(self._usage) if self._usage is not None else None
+        if self._usage is None:
+            return None
+        try:
+            return _usage(self._usage)
+        except ProviderError:  # counts of a wrong type: no usage known
+            return None
 
     def feed(self, event: str, data: str) -> list[NormalizedEvent]:
         result = self.feed_message(data)  # every event of this wire format is unnamed
@@ -174,7 +179,7 @@ class GeminiAdapter:
             if type(candidates) is list and candidates:
                 candidate = candidates[0]
                 if type(candidate) is dict and candidate.get("finishReason") is None \
-                        and candidate.get("index", 0) == 0 \
+                        and (index := candidate.get("index", 0)) == 0 and type(index) is int \
                         and type(content := candidate.get("content")) is dict \
                         and type(parts := content.get("parts")) is list and len(parts) == 1 \
                         and type(part := parts[0]) is dict and len(part) == 1 \

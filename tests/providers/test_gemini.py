@@ -74,6 +74,15 @@ def test_text_thought_and_function_call_parts() -> None:
     assert not adapter.finished
 
 
+def test_a_stream_cut_after_bad_counts_reports_no_usage() -> None:
+    adapter = GeminiAdapter()
+    adapter.feed_message(orjson.dumps({"candidates": [{"content": {"parts": [{"text": "a"}]}}],
+                                       "usageMetadata": {"promptTokenCount": "4"}}).decode())
+    assert adapter.usage_so_far() is None
+    with pytest.raises(ProviderError):
+        adapter.feed_message(chunk([{"text": "b"}], index=False))
+
+
 def test_finish_and_usage_with_thoughts() -> None:
     adapter = GeminiAdapter()
     adapter.feed_message(orjson.dumps({"candidates": [{"content": {"parts": [{"text": "a"}]}}],
