@@ -33,7 +33,12 @@ from sseserver.events import (
     Usage,
 )
 from sseserver.providers.base import BodyReader, SettingsProvider, UpstreamRequest
-from sseserver.providers.errors import is_retryable, retry_after, safe_message
+from sseserver.providers.errors import (
+    is_retryable,
+    not_a_stream_error,
+    retry_after,
+    safe_message,
+)
 from sseserver.providers.shapes import (
     loads_after_error,
     malformed,
@@ -99,7 +104,11 @@ class BedrockProvider(SettingsProvider):
 
     def map_error(self, status: int, headers: dict[str, str], body: bytes
                   ) -> UpstreamStatusError:
-        """``{"message"}`` with the exception named in ``x-amzn-errortype``."""
+        """``{"message"}`` with the exception named in ``x-amzn-errortype``; a 2xx
+        that is no event stream as every provider's (its body is not shown)."""
+        if 200 <= status < 300:
+            return not_a_stream_error(self.settings.name, status, headers, body,
+                                      self.settings.api_key)
         kind = headers.get("x-amzn-errortype", "").partition(":")[0].lower() or None
         message = _body_message(body) or f"HTTP {status}"
         retryable = kind in RETRYABLE_EXCEPTIONS if kind in EXCEPTION_STATUSES else \
