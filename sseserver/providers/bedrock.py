@@ -39,6 +39,7 @@ from sseserver.providers.errors import (
     retry_after,
     safe_message,
 )
+from sseserver.providers.native import request_fields
 from sseserver.providers.shapes import (
     loads_after_error,
     malformed,
@@ -131,7 +132,8 @@ def _body_message(body: bytes) -> str | None:
 
 
 def converse_body(request: GenerationRequest) -> dict[str, Any]:
-    system = [request.system] if request.system else []
+    fields = request_fields(request, "Bedrock")
+    system = list(fields.system)
     messages: list[dict[str, Any]] = []
     for message in request.messages:
         if message.role in ("system", "developer"):
@@ -148,12 +150,12 @@ def converse_body(request: GenerationRequest) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if request.max_tokens is not None:
         config["maxTokens"] = request.max_tokens
-    if request.temperature is not None:
-        config["temperature"] = request.temperature
+    if fields.temperature is not None:
+        config["temperature"] = fields.temperature
     if config:
         body["inferenceConfig"] = config
-    if request.tools:
-        body["toolConfig"] = {"tools": [{"toolSpec": _tool_spec(t)} for t in request.tools]}
+    if fields.tools:
+        body["toolConfig"] = {"tools": [{"toolSpec": _tool_spec(t)} for t in fields.tools]}
     return body
 
 

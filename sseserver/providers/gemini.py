@@ -29,6 +29,7 @@ from sseserver.events import (
 )
 from sseserver.providers.base import SettingsProvider, UpstreamRequest
 from sseserver.providers.errors import RETRYABLE_STATUSES
+from sseserver.providers.native import request_fields
 from sseserver.providers.shapes import (
     json_text,
     loads_after_error,
@@ -91,7 +92,8 @@ def stream_url(base_url: str, model: str) -> str:
 
 def gemini_body(request: GenerationRequest) -> dict[str, Any]:
     """The request body: roles user/model, system text as ``systemInstruction``."""
-    system = [request.system] if request.system else []
+    fields = request_fields(request, "Gemini")
+    system = list(fields.system)
     contents: list[dict[str, Any]] = []
     for message in request.messages:
         if message.role in ("system", "developer"):
@@ -108,12 +110,12 @@ def gemini_body(request: GenerationRequest) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if request.max_tokens is not None:
         config["maxOutputTokens"] = request.max_tokens
-    if request.temperature is not None:
-        config["temperature"] = request.temperature
+    if fields.temperature is not None:
+        config["temperature"] = fields.temperature
     if config:
         body["generationConfig"] = config
-    if request.tools:
-        body["tools"] = [{"functionDeclarations": [gemini_function(t) for t in request.tools]}]
+    if fields.tools:
+        body["tools"] = [{"functionDeclarations": [gemini_function(t) for t in fields.tools]}]
     return body
 
 

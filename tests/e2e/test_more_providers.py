@@ -155,3 +155,23 @@ def test_ttfb_ms_below_the_timeout_streams(stack: Stack, kind: str) -> None:
     status, events, _ = stream(stack, kind, {"tokens": 1, "ttfb_ms": 100})
     assert status == 200 and events[-1].data == "[DONE]"
     assert time.monotonic() - started >= 0.1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_compatible_endpoints_reach_the_provider(stack: Stack, kind: str) -> None:
+    script = "#fake " + orjson.dumps({"tokens": 2, "require_key": KEYS[kind]}).decode()
+    body = {"model": f"{kind}/some-model", "stream": True, "temperature": 0.2,
+            "messages": [{"role": "system", "content": "Be terse."},
+                         {"role": "user", "content": script}],
+            "tools": [{"type": "function", "function": {"name": "w", "parameters": {}}}]}
+    with httpx.Client(timeout=10) as client, connect_sse(
+            client, "POST", stack.url + "/v1/chat/completions", json=body) as source:
+        assert source.response.status_code == 200
+        chunks = [orjson.loads(e.data) for e in source.iter_sse() if e.data != "[DONE]"]
+    text = "".join(c["choices"][0]["delta"].get("content") or ""
+                   for c in chunks if c.get("choices"))
+    assert text == "tok0 tok1 "
+    message = {"model": f"{kind}/some-model", "max_tokens": 50,
+               "messages": [{"role": "user", "content": script}]}
+    answer = httpx.post(stack.url + "/v1/messages", json=message, timeout=10).json()
+    assert answer["content"] == [{"type": "text", "text": "tok0 tok1 "}]
