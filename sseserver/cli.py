@@ -50,8 +50,10 @@ A Server-Sent Events gateway for AI provider streams: clients POST a chat reques
 get one standard SSE stream, relayed from OpenAI- or Anthropic-style providers.
 """
 SERVE_EPILOG = """\
-providers: OPENAI_API_KEY and/or ANTHROPIC_API_KEY (with OPENAI_BASE_URL /
-ANTHROPIC_BASE_URL), or [providers.NAME] tables in the config file; --demo needs none.
+providers: OPENAI_API_KEY, ANTHROPIC_API_KEY (with OPENAI_BASE_URL /
+ANTHROPIC_BASE_URL), GEMINI_API_KEY or GOOGLE_API_KEY, AWS_ACCESS_KEY_ID +
+AWS_SECRET_ACCESS_KEY + AWS_REGION (Bedrock), or [providers.NAME] tables in the config
+file; --demo needs none.
 Settings: TOML file < SSESERVER_<SECTION>_<KEY> variables < these flags.
 Ctrl-C or SIGTERM drains (running streams get up to streams.drain_timeout seconds);
 a second Ctrl-C stops at once.

@@ -19,8 +19,8 @@ from sseserver.auth_settings import AuthSettings, KeySettings, parse_keys, valid
 from sseserver.errors import ConfigError
 
 MiB = 1024 * 1024
-PROVIDER_KINDS = frozenset({"openai", "anthropic",
-                            "openai-responses", "azure-openai", "ollama"})
+PROVIDER_KINDS = frozenset({"openai", "anthropic", "openai-responses", "azure-openai",
+                            "ollama", "gemini", "bedrock"})
 ENV_PREFIX = "SSESERVER_"
 # Read by the CLI (the config file's path), not a setting.
 ENV_IGNORED = frozenset({"SSESERVER_CONFIG"})
@@ -32,6 +32,12 @@ SDK_PROVIDERS = (
     ("azure-openai", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", None),
     # no key: the host variable alone enables it (ollama-python's, host:port accepted)
     ("ollama", None, "OLLAMA_HOST", "http://127.0.0.1:11434"),
+    # google-genai takes GOOGLE_API_KEY over GEMINI_API_KEY when both are set: the
+    # later row wins
+    ("gemini", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL",
+     "https://generativelanguage.googleapis.com"),
+    ("gemini", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL",
+     "https://generativelanguage.googleapis.com"),
 )
 # Provider settings beyond the URL and key that an official SDK reads from a variable:
 # name, setting, variable (openai-python's AzureOpenAI reads OPENAI_API_VERSION).
@@ -48,11 +54,21 @@ class ProviderSettings:
     """Where a provider lives and how to authenticate. ``base_url`` has no trailing /."""
 
     name: str
-    kind: str  # "openai" or "anthropic": which wire format it speaks
+    kind: str  # one of PROVIDER_KINDS: which wire format it speaks
     base_url: str
-    api_key: str | None = None
+    api_key: str | None = None  # for "bedrock": the AWS secret access key
+    # AWS (kind "bedrock"): the region signed for, and the rest of the credentials
+    region: str | None = None
+    access_key_id: str | None = None
+    session_token: str | None = None
+    # Azure (kind "azure-openai"): the api-version sent, and the deployment to call
     api_version: str | None = None
     deployment: str | None = None
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        """Every value that must never be shown (the redactor's list)."""
+        return self.api_key, self.session_token
 
     def __repr__(self) -> str:  # never show the key
         return (f"ProviderSettings(name={self.name!r}, kind={self.kind!r}, "
@@ -188,6 +204,7 @@ def load_config(toml_text: str | None = None, env: Mapping[str, str] | None = No
         _check_known(section, name, key)
         raw[section][name] = value
     _merge_sdk_providers(env, providers)
+    _merge_aws(env, providers)
     sections = {name: _build(cls, name, raw[name]) for name, cls in SECTIONS.items()}
     config = Config(**sections, providers=tuple(
         _provider(name, values) for name, values in providers.items()))
@@ -228,8 +245,8 @@ def _merge_toml_providers(values: Any, providers: dict[str, dict[str, Any]],
     for name, table in values.items():
         if not isinstance(table, dict):
             raise ConfigError(f"[providers.{name}] must be a table")
-        unknown = set(table) - {"kind", "base_url", "api_key", "api_key_env",
-                                *PROVIDER_OPTIONS}
+        unknown = set(table) - {"kind", "base_url", "api_key", "api_key_env", "region",
+                                "access_key_id", *PROVIDER_OPTIONS}
         if unknown:
             raise ConfigError(f"unknown setting 'providers.{name}.{sorted(unknown)[0]}'")
         entry = {k: v for k, v in table.items() if k != "api_key_env"}
@@ -283,6 +300,28 @@ def _ollama_host(value: str) -> str:
 
 
 _SDK_URL_FORMS = {"ollama": _ollama_host}
+
+
+def _merge_aws(env: Mapping[str, str], providers: dict[str, dict[str, Any]]) -> None:
+    """Bedrock providers take botocore's variables: the credentials (a table's own
+    ``api_key`` is the secret access key), the region, and so the default endpoint.
+    Complete credentials and a region in the environment enable provider ``bedrock``
+    when no Bedrock provider is configured."""
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY") and region \
+            and all(entry.get("kind") != "bedrock" for entry in providers.values()):
+        providers["bedrock"] = {"kind": "bedrock"}
+    for entry in providers.values():
+        if entry.get("kind") != "bedrock":
+            continue
+        entry.setdefault("region", region)
+        if "api_key" not in entry:
+            entry["api_key"] = env.get("AWS_SECRET_ACCESS_KEY")
+        entry.setdefault("access_key_id", env.get("AWS_ACCESS_KEY_ID"))
+        entry.setdefault("session_token", env.get("AWS_SESSION_TOKEN"))
+        if isinstance(entry["region"], str):
+            entry.setdefault("base_url",
+                             f"https://bedrock-runtime.{entry['region']}.amazonaws.com")
 
 
 # -- typing and validation -----------------------------------------------------------
@@ -367,6 +406,9 @@ def _provider(name: str, values: dict[str, Any]) -> ProviderSettings:
     if kind not in PROVIDER_KINDS:
         raise ConfigError(f"providers.{name}.kind: must be one of "
                           f"{', '.join(sorted(PROVIDER_KINDS))}, got {kind!r}")
+    if kind == "bedrock" and values.get("region") is None:
+        raise ConfigError(f"providers.{name}.region: needed (or AWS_REGION), "
+                          "like \"us-east-1\"")
     base_url = values.get("base_url")
     variable = next((url for sdk, _, url, _ in SDK_PROVIDERS if sdk == name), None)
     if base_url is None and variable:
@@ -376,6 +418,8 @@ def _provider(name: str, values: dict[str, Any]) -> ProviderSettings:
     key = values.get("api_key")
     if key is not None and not isinstance(key, str):
         raise ConfigError(f"providers.{name}.api_key: must be a string")
+    if kind == "bedrock":
+        return _aws_provider(name, values, base_url.rstrip("/"), key)
     options = {}
     for option in PROVIDER_OPTIONS:
         value = values.get(option)
@@ -383,6 +427,21 @@ def _provider(name: str, values: dict[str, Any]) -> ProviderSettings:
             raise ConfigError(f"providers.{name}.{option}: must be a non-empty string")
         options[option] = value
     return ProviderSettings(name, kind, base_url.rstrip("/"), key or None, **options)
+
+
+def _aws_provider(name: str, values: dict[str, Any], base_url: str,
+                  secret: str | None) -> ProviderSettings:
+    region = values.get("region")
+    if not isinstance(region, str) or not re.fullmatch(r"[a-z0-9-]+", region):
+        raise ConfigError(f"providers.{name}.region: needed (or AWS_REGION), "
+                          "like \"us-east-1\"")
+    key_id, token = values.get("access_key_id"), values.get("session_token")
+    if not secret or not isinstance(key_id, str) or not key_id:
+        raise ConfigError(f"providers.{name}: needs AWS_ACCESS_KEY_ID and "
+                          "AWS_SECRET_ACCESS_KEY in the environment")
+    return ProviderSettings(name, "bedrock", base_url, secret, region=region,
+                            access_key_id=key_id,
+                            session_token=token if isinstance(token, str) and token else None)
 
 
 def _validate(config: Config) -> None:

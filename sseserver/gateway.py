@@ -68,7 +68,8 @@ class Gateway:
                 total=min(upstream.total_timeout, streams.max_stream_duration)),
             max_event_bytes=upstream.max_event_bytes,
             max_bytes_without_event=upstream.max_bytes_without_event,
-            redact=Redactor(provider.api_key for provider in config.providers),
+            redact=Redactor(secret for provider in config.providers
+                            for secret in provider.secrets),
         )
         self.pool = ConnectionPool(self.policy.timeouts, upstream.max_connections_per_origin,
                                    upstream.pool_idle_timeout)
@@ -554,7 +555,7 @@ class Gateway:
 MODEL_FAMILIES: tuple[tuple[str, str], ...] = (
     ("claude-", "anthropic"),
     ("gpt-", "openai"), ("chatgpt-", "openai"), ("o1", "openai"), ("o3", "openai"),
-    ("o4", "openai"), ("codex-", "openai"),
+    ("o4", "openai"), ("codex-", "openai"), ("gemini-", "gemini"),
 )
 
 
@@ -574,8 +575,9 @@ CHAT_STREAM_SUFFIX = "/stream"
 COMPAT_APIS: dict[str, CompatAPI] = {"/v1/chat/completions": OPENAI_CHAT,
                                      "/v1/messages": ANTHROPIC_MESSAGES}
 
-NO_PROVIDER_HINT = ("set OPENAI_API_KEY or ANTHROPIC_API_KEY, add a [providers.NAME] "
-                    "table to the config file, or run with --demo")
+NO_PROVIDER_HINT = ("set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or the AWS_* "
+                    "variables, add a [providers.NAME] table to the config file, or run "
+                    "with --demo")
 NO_PROVIDER_MESSAGE = f"no provider is configured: {NO_PROVIDER_HINT}"
 # Seconds. Providers are read at start, so only a restart helps: a minute spares the
 # server clients that would ask again at once, and is about the time of a redeploy.

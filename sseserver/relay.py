@@ -36,11 +36,9 @@ import orjson
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
 from sseserver.aio.wheel import Deadline, wheel_for
-from sseserver.core.ndjson import NDJSONReader
 from sseserver.core.sse import (
     MAX_BYTES_WITHOUT_EVENT,
     MAX_EVENT_BYTES,
-    MAX_LINE_BYTES,
     SSEParser,
 )
 from sseserver.errors import (
@@ -54,7 +52,7 @@ from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDe
 from sseserver.failures import DRAIN_RETRY_AFTER, body_fault, client_status, typed_error
 from sseserver.formats.base import Formatter
 from sseserver.output import Output
-from sseserver.providers.base import NDJSON, SSE, Provider, StreamAdapter, UpstreamRequest
+from sseserver.providers.base import EventReader, Provider, StreamAdapter, UpstreamRequest
 from sseserver.providers.errors import is_event_stream
 from sseserver.redact import Redactor, describe_exception
 from sseserver.schema import GenerationRequest
@@ -98,11 +96,6 @@ class RelayPolicy:
     # stream (a fallback chain), and a key-shaped text is redacted whoever sent it.
     redact: Redactor = field(default_factory=Redactor)
 
-    def new_parser(self, framing: str = SSE) -> SSEParser | NDJSONReader:
-        """The reader of one attempt's body, for the framing its provider names."""
-        if framing == NDJSON:
-            return NDJSONReader(self.max_event_bytes, self.max_bytes_without_event)
-        return SSEParser(MAX_LINE_BYTES, self.max_event_bytes, self.max_bytes_without_event)
 
 
 def new_stream_id() -> str:
@@ -139,7 +132,7 @@ class Relay:
         self._target: Target | None = None
         # each attempt's body gets a reader of its own: an SSE parser, or for a provider
         # that streams NDJSON a line reader, which takes every read by the shortcuts
-        self._parser: SSEParser | NDJSONReader = _NO_BODY_YET
+        self._parser: EventReader = _NO_BODY_YET
         self._adapter: StreamAdapter | None = None
         self._held: list[NormalizedEvent] = []  # non-content events before the commit
         self._position = 0  # the route's target being tried
@@ -274,7 +267,7 @@ class Relay:
             elif error is not None:
                 raise error
             elif head.result().status == 200 and \
-                    is_event_stream(head.result().headers, target.provider.framing):
+                    is_event_stream(head.result().headers, target.provider.media_types):
                 self._start_pump(target, upstream)
             else:
                 self._spawn(self._status_error(target, upstream, head.result()))
@@ -294,7 +287,9 @@ class Relay:
     def _start_pump(self, target: Target, upstream: UpstreamConnection) -> None:
         """Let the body flow to the client; :meth:`_settle` hears how it ended."""
         self._open_response()
-        self._parser = self._policy.new_parser(target.provider.framing)
+        policy = self._policy  # a provider whose body is no SSE names its own reader
+        self._parser = target.provider.new_body_reader(policy.max_event_bytes,
+                                                       policy.max_bytes_without_event)
         self._adapter = target.provider.new_adapter()
         self._pumping = True
         self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)

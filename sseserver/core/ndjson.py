@@ -14,7 +14,7 @@ shortcuts, and the SSE parser's general path is never asked for.
 
 from __future__ import annotations
 
-from sseserver.core.sse import MAX_BYTES_WITHOUT_EVENT, MAX_LINE_BYTES
+from sseserver.core.sse import MAX_BYTES_WITHOUT_EVENT, MAX_LINE_BYTES, ServerSentEvent
 from sseserver.errors import EventTooLarge, NoEvents
 
 
@@ -75,6 +75,11 @@ class NDJSONReader:
             self._without_event = 0
             raise NoEvents(f"more than {self._max_without_event} bytes without a JSON line")
         return texts
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """The general reading, for a caller that does not take the shortcuts: each
+        line as the data of one unnamed event."""
+        return [ServerSentEvent("message", text) for text in self.feed_data_lines(chunk)]
 
     def close(self) -> str | None:
         """End of the body: the text of a last line that had no LF, if any."""

@@ -1,5 +1,6 @@
 """The fake provider: a real HTTP/1.1 server speaking the providers' streams (OpenAI,
-Anthropic, and each further kind's own wire format).
+Anthropic, and each further kind's own wire format: OpenAI Responses, Azure OpenAI,
+Ollama, Gemini, Bedrock).
 
 Scripted per request by ``#fake {json}`` (see :mod:`sseserver.fake.script`). It honours
 TCP backpressure: a client that stops reading makes it stop producing, which is how
@@ -16,11 +17,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, cast
+from urllib.parse import unquote
 
 import h11
 import orjson
 
 from sseserver.fake.azure_wire import AzureWire, azure_route
+from sseserver.fake.bedrock_wire import (
+    BedrockWire,
+    bedrock_error_body,
+    bedrock_error_headers,
+    signed_with,
+)
+from sseserver.fake.gemini_wire import GeminiWire, gemini_error_body, gemini_user_messages
 from sseserver.fake.ollama_wire import OllamaWire, ollama_error_body
 from sseserver.fake.responses_wire import ResponsesWire, responses_input_text
 from sseserver.fake.script import (
@@ -46,6 +55,13 @@ logger = logging.getLogger("sseserver.fake")
 BATCH_TOKENS = 32
 MAX_REQUEST_BODY = 8 * 1024 * 1024
 EVENT_STREAM = "text/event-stream; charset=utf-8"
+GEMINI_PATH, GEMINI_METHOD = "/v1beta/models/", ":streamGenerateContent"
+BEDROCK_METHOD = "/converse-stream"
+_ERROR_BODIES: dict[str, Callable[[int, str], bytes]] = {
+    "openai": openai_error_body, "anthropic": anthropic_error_body,
+    "openai-responses": openai_error_body, "azure-openai": openai_error_body,
+    "ollama": ollama_error_body, "gemini": gemini_error_body,
+    "bedrock": bedrock_error_body}
 
 
 @dataclass(slots=True)
@@ -209,6 +225,14 @@ class _Connection(asyncio.Protocol):
         elif path == "/api/chat" and method == "POST":
             self.fake.counters.requests += 1
             self._generate("ollama")
+        elif path.startswith(GEMINI_PATH) and path.endswith(GEMINI_METHOD) and \
+                method == "POST":
+            self.fake.counters.requests += 1
+            self._generate("gemini", unquote(path[len(GEMINI_PATH):-len(GEMINI_METHOD)]))
+        elif path.startswith("/model/") and path.endswith(BEDROCK_METHOD) and \
+                method == "POST":
+            self.fake.counters.requests += 1
+            self._generate("bedrock", unquote(path[len("/model/"):-len(BEDROCK_METHOD)]))
         else:
             self.respond(404, orjson.dumps({"error": {"message": f"no route {path}",
                                                       "type": "not_found_error"}}))
@@ -232,22 +256,25 @@ class _Connection(asyncio.Protocol):
         else:
             self.transport.close() if self.transport else None
 
-    def _generate(self, kind: str) -> None:
+    def _generate(self, kind: str, model: str | None = None) -> None:
         request = self.request
         assert request is not None
-        error_body = {"anthropic": anthropic_error_body, "ollama": ollama_error_body}.get(
-            kind, openai_error_body)
+        error_body = _ERROR_BODIES[kind]
         try:
             body = orjson.loads(b"".join(self.body))
             if not isinstance(body, dict):
                 raise ScriptError("request body must be a JSON object")
+            if kind == "gemini":  # the model is in the path, the messages in contents
+                body = {**body, "model": model, "messages": gemini_user_messages(body)}
             script = parse_script(_script_text(kind, body)) or Script(text=DEFAULT_REPLY)
         except (orjson.JSONDecodeError, ScriptError) as exc:
             self.respond(400, error_body(400, str(exc)))
             return
-        failure = self._scripted_failure(script, request)
+        failure = self._scripted_failure(script, request, kind)
         if failure is not None:
             status, headers = failure
+            if kind == "bedrock":
+                headers = [*headers, *bedrock_error_headers(status)]
             self.respond(status, error_body(status, f"scripted failure {status}"), headers)
             return
         wire = _make_wire(kind, body)
@@ -257,12 +284,18 @@ class _Connection(asyncio.Protocol):
         self.generation = _Generation(self, script, wire)
         self.generation.begin()
 
-    def _scripted_failure(self, script: Script, request: h11.Request
+    def _scripted_failure(self, script: Script, request: h11.Request, kind: str
                           ) -> tuple[int, list[tuple[str, str]]] | None:
-        if script.require_key is not None:
+        if script.require_key is not None and kind == "bedrock":
+            headers_read = {n.decode().lower(): v.decode() for n, v in request.headers}
+            if not signed_with(script.require_key, request.method.decode(),
+                               request.target.decode(), headers_read, b"".join(self.body)):
+                return 403, []  # Bedrock's answer to a bad signature
+        elif script.require_key is not None:
             headers = {n.lower(): v for n, v in request.headers}
             given = headers.get(b"x-api-key", b"").decode() or \
                 headers.get(b"api-key", b"").decode() or \
+                headers.get(b"x-goog-api-key", b"").decode() or \
                 headers.get(b"authorization", b"").decode().removeprefix("Bearer ")
             if given != script.require_key:
                 return 401, []
@@ -301,6 +334,10 @@ def _make_wire(kind: str, body: dict[str, Any]) -> Wire:
         return OllamaWire(model)
     if kind == "openai":
         return OpenAIWire(model, _includes_usage(body))
+    if kind == "gemini":
+        return GeminiWire(model, _input_tokens(body))
+    if kind == "bedrock":
+        return BedrockWire(_input_tokens(body))
     return AnthropicWire(model, _input_tokens(body))
 
 
@@ -443,4 +480,5 @@ class _Generation:
 
 
 def _input_guess(wire: Wire) -> int:
-    return wire.input_tokens if isinstance(wire, AnthropicWire) else 10
+    return wire.input_tokens if isinstance(wire, AnthropicWire | GeminiWire | BedrockWire) \
+        else 10

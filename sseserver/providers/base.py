@@ -8,20 +8,16 @@ an error response to an :class:`UpstreamError`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
 from sseserver.config import ProviderSettings
+from sseserver.core.sse import MAX_LINE_BYTES, ServerSentEvent, SSEParser
 from sseserver.errors import UpstreamError
 from sseserver.events import NormalizedEvent, Usage
-from sseserver.providers.errors import status_error
+from sseserver.providers.errors import EVENT_STREAM, status_error
 from sseserver.schema import GenerationRequest
-
-# How a provider frames its stream's body: server-sent events, or (Ollama) one JSON
-# object per line. The relay reads each attempt's body with the reader its provider's
-# framing names.
-SSE = "sse"
-NDJSON = "ndjson"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +57,45 @@ class StreamAdapter(Protocol):
         ...
 
 
+class EventReader(Protocol):
+    """What the relay reads a body with: the SSE parser, or a provider's own reader."""
+
+    def feed_data_line(self, chunk: bytes) -> str | None: ...
+
+    def feed_data_lines(self, chunk: bytes) -> list[str] | None: ...
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]: ...
+
+
+class BodyReader:
+    """The base of a body reader for a framing other than SSE. A provider's
+    ``new_body_reader(max_event_bytes, max_bytes_without_event)`` (the relay's bounds)
+    gives the reader of one attempt's body, and its ``media_types`` the Content-Types
+    a 200 with such a body may carry. ``feed(bytes)`` gives the events a read
+    completed, each with ``.event`` and ``.data`` as an SSE event has, for the
+    adapter's ``feed``; the SSE parser's two per-token shortcuts take nothing here
+    unless a reader has a shortcut of its own."""
+
+    __slots__ = ()
+
+    def feed_data_line(self, chunk: bytes) -> str | None:
+        return None
+
+    def feed_data_lines(self, chunk: bytes) -> list[str] | None:
+        return None
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        raise NotImplementedError
+
+
 class Provider(Protocol):
     settings: ProviderSettings
-    framing: str  # SSE or NDJSON
+    media_types: Collection[str]  # of a 200's body: what new_body_reader reads
+
+    def new_body_reader(self, max_event_bytes: int, max_bytes_without_event: int
+                        ) -> EventReader:
+        """The reader of one attempt's body, within the relay's bounds."""
+        ...
 
     def build_request(self, request: GenerationRequest, model: str) -> UpstreamRequest: ...
 
@@ -75,10 +107,15 @@ class Provider(Protocol):
 class SettingsProvider:
     """What every provider shares: its settings, a key-free repr, error mapping."""
 
-    framing = SSE
+    media_types: Collection[str] = (EVENT_STREAM,)
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
+
+    def new_body_reader(self, max_event_bytes: int, max_bytes_without_event: int
+                        ) -> EventReader:
+        """Server-sent events, unless a provider reads another framing."""
+        return SSEParser(MAX_LINE_BYTES, max_event_bytes, max_bytes_without_event)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.settings.name} {self.settings.base_url}>"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from email.utils import parsedate_to_datetime
 
 import orjson
@@ -53,17 +54,18 @@ def is_retryable(status: int, headers: dict[str, str], kind: str | None = None) 
     return status in RETRYABLE_STATUSES or status >= 500
 
 
-def is_event_stream(headers: dict[str, str], framing: str = "sse") -> bool:
-    """Whether a 200's body is the event stream asked for. A missing (or empty)
+def is_event_stream(headers: dict[str, str],
+                    media_types: Collection[str] = (EVENT_STREAM,)) -> bool:
+    """Whether a 200's body is the stream asked for (``media_types``: those its
+    provider's body reader reads, server-sent events unless it names others). A
+    missing (or empty)
     Content-Type is taken for one: the stream parser refuses a body that is not, and
     the proxies and gateways that answer quota and error pages in place of a stream
     all label them (application/json, text/html), so refusing the unlabelled would only
     break minimal servers that stream well."""
     value = headers.get("content-type", "")
-    media_type = value.partition(";")[0].strip().lower()
-    if framing == "ndjson":  # an error there is a line of its own, which the adapter reads
-        return not media_type or media_type in NDJSON_MEDIA_TYPES
-    return not media_type or media_type == EVENT_STREAM
+    given = value.partition(";")[0].strip().lower()
+    return not given or given in media_types
 
 
 def retry_after(headers: dict[str, str], now: float | None = None) -> float | None:

@@ -1,8 +1,8 @@
 """Ollama's native chat API, ``POST /api/chat`` (reference/gemini-and-ollama-stream.md,
 Part 2).
 
-The stream is newline-delimited JSON, not SSE: the provider names its framing
-(:data:`NDJSON`) and the relay reads its body with :class:`NDJSONReader`; each line
+The stream is newline-delimited JSON, not SSE: the provider's body reader is an
+:class:`NDJSONReader`, and its 200 is labelled as NDJSON (or JSON); each line
 comes to :meth:`OllamaAdapter.feed_message` as an unnamed event's data would.
 ``message.content`` is text, ``message.thinking`` reasoning, each entry of
 ``message.tool_calls`` one whole tool call (its arguments an object), and the last
@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from sseserver.compat.upstream import openai_body
+from sseserver.core.ndjson import NDJSONReader
 from sseserver.errors import RequestError, UpstreamError
 from sseserver.events import (
     ErrorEvent,
@@ -28,8 +29,8 @@ from sseserver.events import (
     ToolCallDelta,
     Usage,
 )
-from sseserver.providers.base import NDJSON, UpstreamRequest
-from sseserver.providers.errors import status_error
+from sseserver.providers.base import UpstreamRequest
+from sseserver.providers.errors import NDJSON_MEDIA_TYPES, status_error
 from sseserver.providers.openai import OpenAIProvider
 from sseserver.providers.shapes import (
     json_text,
@@ -59,7 +60,11 @@ _OTHER_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "too
 class OllamaProvider(OpenAIProvider):
     """The Chat Completions body of :class:`OpenAIProvider`, sent as Ollama's."""
 
-    framing = NDJSON
+    media_types = NDJSON_MEDIA_TYPES
+
+    def new_body_reader(self, max_event_bytes: int, max_bytes_without_event: int
+                        ) -> NDJSONReader:
+        return NDJSONReader(max_event_bytes, max_bytes_without_event)
 
     def build_request(self, request: GenerationRequest, model: str) -> UpstreamRequest:
         chat = openai_body(request.native, model) if request.native is not None else \

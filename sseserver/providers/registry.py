@@ -9,6 +9,8 @@ from sseserver.errors import ConfigError
 from sseserver.providers.anthropic import AnthropicProvider
 from sseserver.providers.azure import AzureOpenAIProvider
 from sseserver.providers.base import Provider
+from sseserver.providers.bedrock import BedrockProvider
+from sseserver.providers.gemini import GeminiProvider
 from sseserver.providers.ollama import OllamaProvider
 from sseserver.providers.openai import OpenAIProvider
 from sseserver.providers.openai_responses import OpenAIResponsesProvider
@@ -19,6 +21,8 @@ KINDS: dict[str, Callable[[ProviderSettings], Provider]] = {
     "openai-responses": OpenAIResponsesProvider,
     "azure-openai": AzureOpenAIProvider,
     "ollama": OllamaProvider,
+    "gemini": GeminiProvider,
+    "bedrock": BedrockProvider,
 }
 
 

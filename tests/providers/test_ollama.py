@@ -17,7 +17,6 @@ from sseserver.config import ProviderSettings, load_config
 from sseserver.core.ndjson import NDJSONReader
 from sseserver.errors import ProviderError, RequestError
 from sseserver.events import ErrorEvent, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from sseserver.providers.base import NDJSON
 from sseserver.providers.errors import is_event_stream
 from sseserver.providers.ollama import OllamaAdapter, OllamaProvider, ollama_body
 from sseserver.providers.registry import make_provider
@@ -84,10 +83,12 @@ def test_ollama_host_enables_the_provider() -> None:
 
 
 def test_its_stream_is_ndjson_labelled_either_way() -> None:
-    assert provider().framing == NDJSON
-    assert is_event_stream({"content-type": "application/x-ndjson"}, NDJSON)
-    assert is_event_stream({"content-type": "application/json; charset=utf-8"}, NDJSON)
-    assert not is_event_stream({"content-type": "text/html"}, NDJSON)
+    ollama = provider()
+    assert isinstance(ollama.new_body_reader(1024, 1024), NDJSONReader)
+    assert is_event_stream({"content-type": "application/x-ndjson"}, ollama.media_types)
+    assert is_event_stream({"content-type": "application/json; charset=utf-8"},
+                           ollama.media_types)
+    assert not is_event_stream({"content-type": "text/html"}, ollama.media_types)
     assert not is_event_stream({"content-type": "application/x-ndjson"})
 
 
