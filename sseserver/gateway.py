@@ -172,6 +172,9 @@ class Gateway:
 
     def on_protocol_error(self, conn: HTTPConnection, status: int, message: str) -> None:
         # Refused before routing, and answered all the same: a request and an error.
+        request = conn.request_in_progress
+        if request is not None:  # a body refused (413, 408): a page may read why
+            conn.response_headers = self._cors_headers(request)
         counters = self.counters
         counters["requests"] += 1
         counters["http_refused"] += 1

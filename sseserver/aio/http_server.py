@@ -201,6 +201,11 @@ class HTTPConnection(asyncio.Protocol):
         return (f"<HTTPConnection peer={self.peer} phase={self.phase.value} "
                 f"served={self.requests_served} paused_writing={self.flow.paused}>")
 
+    @property
+    def request_in_progress(self) -> HTTPRequest | None:
+        """The request whose head was read and whose body is not complete yet."""
+        return self._request
+
     # -- asyncio callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
