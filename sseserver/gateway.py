@@ -91,6 +91,10 @@ class Gateway:
         self._stream_routes: dict[str, Route] = {"GET": self._subscribe,
                                                  "DELETE": self._cancel}
         self._chat_stream_routes: dict[str, Route] = {"GET": self._resume_chat}
+        # the routes that take a stream slot (refused with 503 while none is free)
+        self._stream_starts: tuple[Route, ...] = (
+            self._post_stream, self._post_streams, self._post_chat_completions,
+            self._post_messages, self._post_chat)
         self.store: MemoryStore[Resumable] = MemoryStore(config.streams.retention)
         self._sweeper: asyncio.TimerHandle | None = None
         self.gate = Gate(config.auth)
@@ -175,8 +179,7 @@ class Gateway:
         if methods is None and request.path.startswith(STREAMS_PREFIX):
             methods = self._stream_routes
         route = methods.get(request.method) if methods else None
-        starts_stream = route == self._post_stream or route == self._post_streams
-        if route is not None and not (starts_stream and (
+        if route is not None and not (route in self._stream_starts and (
                 self.draining or len(self.relays) >= self.config.server.max_connections)):
             return True
         self.handle(request, conn)  # answers as it would with the body
@@ -209,6 +212,9 @@ class Gateway:
 
     def on_protocol_error(self, conn: HTTPConnection, status: int, message: str) -> None:
         # Refused before routing, and answered all the same: a request and an error.
+        request = conn.request_in_progress
+        if request is not None:  # a body refused (413, 408): a page may read why
+            conn.response_headers = self._cors_headers(request)
         counters = self.counters
         counters["requests"] += 1
         counters["http_refused"] += 1

@@ -12,9 +12,12 @@ validating and framing were most of a stream's setup (benchmarks/bench_hot_path.
 
 Fairness: a connection reads at most ``_EVENTS_PER_TURN`` request events (heads,
 body pieces, ends; each request it dispatches is two at least) per turn of the event
-loop; then it stops reading and goes on at the next turn, so no client's input holds
-the loop (a body of one-byte chunks, a flood of pipelined requests) however fast it
-arrives.
+loop, and all connections together about ``_EVENTS_PER_LOOP_TURN`` as their input
+arrives, and as many from input left over: past either, a connection stops reading
+and waits in the loop's :class:`InputQueue`, where the one that has had the fewest
+events since it was last idle goes first. So no client's input holds the loop (a body of
+one-byte chunks, a flood of pipelined requests) however fast it arrives, nor do many
+such clients at once, and a fresh request goes ahead of their backlog.
 
 Backpressure: the transport's write-buffer limits call ``pause_writing`` and
 ``resume_writing``; a stream writer forwards them to the producer's ``pause`` and
@@ -34,8 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import heapq
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -76,6 +81,13 @@ logger = logging.getLogger("sseserver.http")
 # turn costs a connection ~10 ms of reading at worst whatever its client sends, and
 # answers four pipelined requests at most (a GET is a head and an end).
 _EVENTS_PER_TURN = 8
+# Reader events all connections together take per turn as their input arrives, and
+# again from input left over: with each taking its eight, 50 connections flooding
+# one-byte chunks made a turn, and /healthz, wait 3.4 s here (500 of them, 5 s). One
+# connection's share each, so a turn costs ~20 ms at worst whatever their number; the
+# loop goes on at once, so a backlog is read as fast as before, in smaller turns.
+_EVENTS_PER_LOOP_TURN = _EVENTS_PER_TURN
+_UNBOUNDED = 1 << 62  # a read no waiting connection limits
 # RFC 9110 §10.1.1: the interim answer a client that sent "Expect: 100-continue" waits
 # for before its body (curl waits 1 s for it, then sends anyway).
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -133,10 +145,11 @@ class HTTPConnection(asyncio.Protocol):
     """One client connection. Thin callbacks; decisions in small methods."""
 
     __slots__ = ("_admit", "_between_requests", "_body", "_body_timed",
-                 "_close_after_response", "_handler", "_head_only", "_http11", "_keep_alive",
-                 "_limits", "_loop", "_on_error", "_reader", "_reading_paused", "_request",
+                 "_close_after_response", "_handler", "_head_only", "_http11", "_inputs",
+                 "_keep_alive", "_limits", "_loop", "_on_error", "_reader", "_reading_paused",
+                 "_request",
                  "_response_started", "_slow_timer", "_timer", "_transport", "_turn_due",
-                 "_wheel", "flow", "on_lost", "peer", "phase", "requests_served",
+                 "_wheel", "attained", "flow", "on_lost", "peer", "phase", "requests_served",
                  "response_headers", "stream")
 
     def __init__(
@@ -163,7 +176,12 @@ class HTTPConnection(asyncio.Protocol):
         self._wheel = wheel_for(self._loop)
         self._timer: Deadline | None = None  # head, body or keep-alive timeout
         self._reading_paused = False
-        self._turn_due = False  # input is left for the next turn of the loop
+        self._turn_due = False  # input is left for a later turn (waits in _inputs)
+        self._inputs = input_queue(self._loop)
+        # events read since the connection was last idle (InputQueue's order): a
+        # pipelining client is never idle, a client sending one request at a time is
+        # between its requests
+        self.attained = 0
         self._close_after_response = False
         self._keep_alive = False  # the current request allows another one after it
         self._head_only = False  # a HEAD request: the response has no body
@@ -182,6 +200,11 @@ class HTTPConnection(asyncio.Protocol):
     def __repr__(self) -> str:
         return (f"<HTTPConnection peer={self.peer} phase={self.phase.value} "
                 f"served={self.requests_served} paused_writing={self.flow.paused}>")
+
+    @property
+    def request_in_progress(self) -> HTTPRequest | None:
+        """The request whose head was read and whose body is not complete yet."""
+        return self._request
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -202,7 +225,11 @@ class HTTPConnection(asyncio.Protocol):
                 self._between_requests = False
                 self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
             if not self._turn_due and not self.flow.paused:
-                self._process_events()
+                inputs = self._inputs
+                if inputs.reads_now(self.attained):
+                    inputs.spend(self._process_events(inputs.bound()))
+                else:
+                    self._next_turn()
                 return
         # Not to be read now: a response is in progress, earlier input waits for the
         # next turn, or the client is not reading our answers. Stop reading past the
@@ -218,7 +245,7 @@ class HTTPConnection(asyncio.Protocol):
             return False
         self._reader.feed_eof()
         if not self._turn_due:
-            self._process_events()
+            self._process_events(_UNBOUNDED)
         return True  # finish the response in progress, then close
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -245,40 +272,49 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- reading requests ----------------------------------------------------------
 
-    def _process_events(self) -> None:
-        """Read the client's input for one turn of the loop (see _EVENTS_PER_TURN)."""
+    def _process_events(self, bound: int) -> int:
+        """Read the client's input for one turn of the loop (see _EVENTS_PER_TURN),
+        until the connection has had more than ``bound`` events since it was idle;
+        the number of events read."""
         try:
-            self._read_events()
+            return self._read_events(bound)
         except Exception as exc:  # a bug must cost this connection, never log a traceback
             _log_read_failure("reading a request from %s failed: %s", self.peer,
                               type(exc).__name__)
             logger.debug("read failure", exc_info=True)
             self._answer_failure()
+            return 1
 
-    def _read_events(self) -> None:
+    def _read_events(self, bound: int) -> int:
         reader = self._reader
-        for _ in range(_EVENTS_PER_TURN):
+        for done in range(_EVENTS_PER_TURN):
+            if self.attained > bound:  # a connection that has had fewer events waits
+                break
             if self.phase is not Phase.IDLE and self.phase is not Phase.READING:
-                return
+                return done
             if self.flow.paused:  # no new work while our answers are not read:
-                return  # resume_writing goes on
+                return done  # resume_writing goes on
             try:
                 event = reader.next_event()
             except RemoteProtocolError as exc:
                 self._fail(exc.status_hint, f"malformed request: {exc}", close=True)
-                return
+                return done
             if event is NEED_DATA:
                 self._await_input()
-                return
+                return done
             if event is PAUSED:
                 self._pause_reading()
-                return
+                return done
+            self.attained += 1
             try:
                 self._handle_event(event)
             except HTTPError as exc:
                 self._fail(exc.status, str(exc), close=exc.close)
-                return
+                return done + 1
+        else:
+            done = _EVENTS_PER_TURN
         self._next_turn()
+        return done
 
     def _await_input(self) -> None:
         if self._request is not None and not self._body_timed:
@@ -294,11 +330,13 @@ class HTTPConnection(asyncio.Protocol):
         self._pause_reading()
         if not self._turn_due:
             self._turn_due = True
-            self._loop.call_soon(self._take_turn)
+            self._inputs.add(self)
 
-    def _take_turn(self) -> None:
+    def take_turn(self, bound: int) -> int:
+        """Called by :class:`InputQueue`: read on while the connection has had at most
+        ``bound`` events since it was idle; the number of events read."""
         self._turn_due = False
-        self._process_events()
+        return self._process_events(bound)
 
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, RequestHead):
@@ -512,7 +550,8 @@ class HTTPConnection(asyncio.Protocol):
             # at the next turn
             self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
             self._next_turn()
-        else:
+        else:  # all read and answered: idle
+            self.attained = 0
             self._resume_reading()
             self._between_requests = True
             self._arm_timer(self._limits.keepalive_timeout, self._on_keepalive_timeout)
@@ -576,3 +615,98 @@ class HTTPConnection(asyncio.Protocol):
         self._timer = None
         if self.phase is Phase.IDLE:
             self._close()
+
+
+class InputQueue:
+    """Reads as they arrive, and the connections with input left for a later turn.
+
+    A read is taken at once while this turn's budget lasts (``_EVENTS_PER_LOOP_TURN``
+    events) and no connection waits that has had fewer events since it was last idle;
+    else the connection waits here. Each turn the waiting are served fewest events
+    first, each until it has had more than the next one (least attained service: a
+    new request goes ahead of a flood's backlog, pipelined or a body, and 500 requests
+    arriving at once each get their head read before any gets its body), each at most
+    once, ``_EVENTS_PER_LOOP_TURN`` events in all.
+    """
+
+    __slots__ = ("_budget", "_later", "_loop", "_scheduled", "_sequence", "_turning",
+                 "_waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        # (events attained, arrival, connection): a heap, fewest events first
+        self._waiting: list[tuple[int, int, HTTPConnection]] = []
+        self._later: list[HTTPConnection] = []  # added during a turn: the next one
+        self._sequence = 0
+        self._budget = _EVENTS_PER_LOOP_TURN  # for reads as they arrive, this turn
+        self._scheduled = False
+        self._turning = False
+
+    def __repr__(self) -> str:
+        return f"<InputQueue waiting={len(self)} budget={self._budget}>"
+
+    def __len__(self) -> int:
+        return len(self._waiting) + len(self._later)
+
+    def reads_now(self, attained: int) -> bool:
+        """Whether a read for a connection that has had ``attained`` events since it
+        was idle is taken now."""
+        waiting = self._waiting
+        return self._budget > 0 and (not waiting or attained <= waiting[0][0])
+
+    def bound(self) -> int:
+        """The events the first waiting connection has had: a read now goes on while
+        its connection has had no more."""
+        waiting = self._waiting
+        return waiting[0][0] if waiting else _UNBOUNDED
+
+    def spend(self, events: int) -> None:
+        """Count events read as input arrived against this turn's budget."""
+        self._budget -= events
+        self._schedule()  # the next turn gives the budget back
+
+    def add(self, conn: HTTPConnection) -> None:
+        if self._turning:
+            self._later.append(conn)
+        else:
+            self._push(conn)
+        self._schedule()
+
+    def _push(self, conn: HTTPConnection) -> None:
+        self._sequence += 1
+        heapq.heappush(self._waiting, (conn.attained, self._sequence, conn))
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self._scheduled = False
+        self._turning = True
+        budget = _EVENTS_PER_LOOP_TURN
+        waiting = self._waiting
+        try:
+            while waiting and budget > 0:
+                conn = heapq.heappop(waiting)[2]
+                budget -= max(1, conn.take_turn(self.bound()))
+        finally:
+            self._turning = False
+        for conn in self._later:
+            self._push(conn)
+        self._later.clear()
+        self._budget = _EVENTS_PER_LOOP_TURN
+        if waiting:
+            self._schedule()
+
+
+_input_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InputQueue] = \
+    weakref.WeakKeyDictionary()
+
+
+def input_queue(loop: asyncio.AbstractEventLoop) -> InputQueue:
+    """The loop's input queue, made on first use."""
+    queue = _input_queues.get(loop)
+    if queue is None:
+        queue = _input_queues[loop] = InputQueue(loop)
+    return queue

@@ -7,8 +7,15 @@ import asyncio
 import dataclasses
 import socket
 
-from sseserver.aio.http_server import _EVENTS_PER_TURN, HTTPConnection, HTTPRequest, Phase
+from sseserver.aio.http_server import (
+    _EVENTS_PER_LOOP_TURN,
+    _EVENTS_PER_TURN,
+    HTTPConnection,
+    HTTPRequest,
+    Phase,
+)
 from sseserver.config import LimitsSettings
+from sseserver.core.http_request import CHUNKED_SLICE
 from tests.aio.test_http_server import (
     FAST,
     GET,
@@ -104,6 +111,47 @@ def test_a_body_of_tiny_chunks_is_read_a_few_slices_per_turn() -> None:
         turns = await turns_until(lambda: b"HTTP/1.1 200" in transport.written)
         assert turns >= 5
         assert transport.written.endswith(b'"body":"' + b"x" * 50_000 + b'"}')
+
+    asyncio.run(main())
+
+
+def test_many_connections_share_one_budget_per_turn() -> None:
+    """50 connections with bodies of tiny chunks: each read its eight events per turn,
+    so a turn cost all of them together (3.4 s for /healthz here)."""
+    limits = dataclasses.replace(FAST, max_body_bytes=1 << 20)
+    body = b"1\r\nx\r\n" * 20_000
+
+    async def main() -> None:
+        conns = [await connection(limits=limits) for _ in range(50)]
+        for conn, _ in conns:
+            conn.data_received(b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: "
+                               b"chunked\r\n\r\n" + body)
+        left = sum(conn._reader.buffered for conn, _ in conns)
+        for _ in range(20):
+            await asyncio.sleep(0)
+            now = sum(conn._reader.buffered for conn, _ in conns)
+            # a turn reads its budget, and the last connection read may finish its eight
+            assert left - now <= (_EVENTS_PER_LOOP_TURN + _EVENTS_PER_TURN) * CHUNKED_SLICE
+            left = now
+
+    asyncio.run(main())
+
+
+def test_a_fresh_request_goes_ahead_of_a_backlog() -> None:
+    """Least attained service: a connection that has had fewer events is read first."""
+    served: list[str] = []
+
+    def handler(request: HTTPRequest, conn: HTTPConnection) -> None:
+        served.append(request.path)
+        conn.respond(200, [], b"")
+
+    async def main() -> None:
+        flood, _ = await connection(handler)
+        fresh, _ = await connection(handler)
+        flood.data_received(GET * 500)  # takes this turn's budget
+        fresh.data_received(b"GET /fresh HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.sleep(0)
+        assert "/fresh" in served[:_EVENTS_PER_TURN // 2 + 1]
 
     asyncio.run(main())
 

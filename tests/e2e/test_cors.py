@@ -69,3 +69,22 @@ def test_with_credentials_authorization_is_not_reflected_unless_listed() -> None
         allowed = preflight.headers["access-control-allow-headers"].split(", ")
         assert "x-custom" in allowed
         assert "authorization" not in allowed and "cookie" not in allowed
+
+
+@pytest.mark.parametrize("request_head", [
+    # declared too large: refused before the body is read
+    b"POST /v1/stream HTTP/1.1\r\nHost: t\r\nOrigin: http://app.example\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 999999999\r\n\r\n",
+    # too large as sent: refused while the body is read
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nOrigin: http://app.example\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n800\r\n" + b"x" * 2048,
+])
+def test_a_body_refused_by_the_connection_carries_the_cors_headers(
+        request_head: bytes) -> None:
+    """A page posting a body over the limit saw a network error, not the 413: the
+    connection's own refusals had no CORS headers, which the page needs to read it."""
+    with Stack({"server.cors_origins": (APP,), "limits.max_body_bytes": 1024}) as small:
+        head = raw(small, request_head)
+    assert head.startswith(b"HTTP/1.1 413 Content Too Large\r\n"), head[:80]
+    assert b"\r\naccess-control-allow-origin: http://app.example\r\n" in head
+    assert b"\r\nvary: origin\r\n" in head

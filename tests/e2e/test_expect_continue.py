@@ -60,12 +60,16 @@ def test_a_request_refused_whatever_its_body_gets_its_status_at_once(
     assert b"connection: close" in response and b" 100 " not in response
 
 
-def test_no_room_for_a_stream_gets_503_at_once(stack: Stack) -> None:
+@pytest.mark.parametrize("path", ["/v1/stream", "/v1/streams", "/v1/chat/completions",
+                                  "/v1/messages", "/v1/chat"])
+def test_no_room_for_a_stream_gets_503_at_once(stack: Stack, path: str) -> None:
+    """Every route that starts a stream, the compatible ones too (they answered 100,
+    then 503 once the body had come)."""
     gateway = stack.server.gateway  # type: ignore[union-attr]
     assert gateway is not None
     stack.run_sync(lambda: setattr(gateway, "draining", True))
     try:
-        sock, answer = awaiting_continue(stack, "POST", "/v1/stream")
+        sock, answer = awaiting_continue(stack, "POST", path)
         response = read_to_close(sock, answer)
     finally:
         stack.run_sync(lambda: setattr(gateway, "draining", False))

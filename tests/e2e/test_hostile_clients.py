@@ -141,6 +141,38 @@ def test_a_body_of_one_byte_chunks_does_not_hold_the_loop() -> None:
         assert slowest < HEALTHZ_BOUND, f"/healthz waited {slowest:.3f} s"
 
 
+def test_many_connections_flooding_at_once_do_not_hold_the_loop() -> None:
+    """500 connections, each a body of one-byte chunks: each read its eight events per
+    turn, so a turn (and /healthz) waited for all of them (5 s here); the turn's
+    budget is shared now, and a fresh request goes ahead of their backlog.
+
+    Each is answered once before the flood: libuv (since 1.45) accepts one connection
+    per loop turn, so connections still in the listen backlog when the flood starts
+    would be accepted one per turn (~50 per second here), the probe's among them.
+    """
+    with server({"SSESERVER_LIMITS_MAX_BODY_BYTES": str(64 << 20)}) as served:
+        hostile = [served.connect() for _ in range(500)]
+        try:
+            for sock in hostile:
+                sock.sendall(HEALTHZ)
+            for sock in hostile:
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
+                sock.sendall(CHUNKED_POST)
+
+            def flood() -> None:
+                for sock in hostile:
+                    sock.sendall(b"1\r\nx\r\n" * 10_000)  # 60 KB each, 30 MB in all
+                time.sleep(2)  # the server reads on meanwhile
+
+            slowest = slowest_healthz_while(served, flood, 9)
+        finally:
+            for sock in hostile:
+                sock.close()
+        # 500 clients' reads share each turn with the probe's: a looser bound than one
+        # flooding client's, and still a tenth of what the stall was
+        assert slowest < 2 * HEALTHZ_BOUND, f"/healthz waited {slowest:.3f} s"
+
+
 def test_a_flood_of_pipelined_requests_does_not_hold_the_loop() -> None:
     """3 MB of pipelined /healthz, answers read as they come (7.2 s for 5 MB)."""
     with server() as served, served.connect() as hostile:
