@@ -22,13 +22,14 @@ from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import Timeouts
 from sseserver.compat.api import ANTHROPIC_MESSAGES, OPENAI_CHAT, CompatAPI
 from sseserver.compat.models import models_list
+from sseserver.compat.requests import parse_resume_options
 from sseserver.compat.ui_chat import parse_ui_chat
 from sseserver.config import Config
 from sseserver.core import cors
 from sseserver.core.cors import CORSPolicy
 from sseserver.core.stream_log import StreamLog, parse_last_event_id
 from sseserver.errors import RequestError
-from sseserver.fanout import LogOutput
+from sseserver.fanout import LogOutput, NumberedLogOutput
 from sseserver.formats.ai_sdk import UI_MESSAGE_STREAM_HEADERS, AISDKFormatter
 from sseserver.formats.base import Formatter
 from sseserver.formats.sse import SSEFormatter
@@ -188,7 +189,7 @@ class Gateway:
     def _post_stream(self, request: HTTPRequest, conn: HTTPConnection) -> None:
         generation = self._admit(request)
         if generation.resumable:
-            resumable = self._start_resumable(generation)
+            resumable = self._start_resumable_request(generation)
             conn.response_headers.append(("location", resumable.url))
             resumable.output.subscribe(conn, 0, resumable.headers)
             return
@@ -198,7 +199,7 @@ class Gateway:
         self._start(relay)
 
     def _post_streams(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        resumable = self._start_resumable(self._admit(request))
+        resumable = self._start_resumable_request(self._admit(request))
         conn.respond_json(201, {"id": resumable.relay.id, "url": resumable.url},
                           [("location", resumable.url)])
 
@@ -215,6 +216,7 @@ class Gateway:
         try:
             self._check_room()
             compat = api.parse(request.body)
+            resume = parse_resume_options(request.headers, compat.stream)
             route = self.resolve(compat.generation)
         except RequestError as exc:
             self.counters["http_errors"] += 1
@@ -222,6 +224,14 @@ class Gateway:
                 "type": exc.error_type, "message": str(exc)}}), exc.headers)
             return
         created = int(time.time())
+        if resume.resumable:
+            resumable = self._start_resumable(
+                compat.generation, api.formatter(compat, created), [],
+                cancel_when_alone=resume.cancel_when_alone, route=route,
+                output_type=NumberedLogOutput)
+            conn.response_headers.append(("location", resumable.url))
+            resumable.output.subscribe(conn, 0, resumable.headers)
+            return
         if compat.stream:
             formatter = api.formatter(compat, created)
             output: Output = ShapedOutput(conn, [], api.shape)
@@ -260,7 +270,7 @@ class Gateway:
         stream format, and stays resumable at GET /v1/chat/{id}/stream."""
         self._check_room()
         turn = parse_ui_chat(request.body)
-        resumable = self._start_resumable(turn.generation, turn.chat_id)
+        resumable = self._start_resumable_request(turn.generation, turn.chat_id)
         resumable.output.subscribe(conn, 0, resumable.headers)
 
     def _resume_chat(self, request: HTTPRequest, conn: HTTPConnection) -> None:
@@ -281,18 +291,27 @@ class Gateway:
         self.counters["streams_started"] += 1
         relay.start()
 
-    def _start_resumable(self, generation: GenerationRequest, chat_id: str | None = None
-                         ) -> Resumable:
-        route = self.resolve(generation)
+    def _start_resumable_request(self, generation: GenerationRequest,
+                                 chat_id: str | None = None) -> Resumable:
+        """A resumable stream of ``/v1/stream``, ``/v1/streams`` or ``/v1/chat``."""
+        return self._start_resumable(
+            generation, self._formatter(generation.format), format_headers(generation.format),
+            cancel_when_alone=generation.on_disconnect == "cancel", chat_id=chat_id)
+
+    def _start_resumable(self, generation: GenerationRequest, formatter: Formatter,
+                         headers: list[tuple[str, str]], *, cancel_when_alone: bool,
+                         route: list[Target] | None = None, chat_id: str | None = None,
+                         output_type: type[LogOutput] = LogOutput) -> Resumable:
+        """Start a generation into a stream log; readers subscribe to its output.
+        ``headers`` are the format's own response headers, on every reader's response."""
+        route = route if route is not None else self.resolve(generation)
         streams = self.config.streams
         loop = asyncio.get_running_loop()
-        output = LogOutput(StreamLog(streams.max_events, streams.max_bytes),
-                           cancel_when_alone=generation.on_disconnect == "cancel",
-                           now=loop.time)
-        relay = Relay(output, generation, route, self._formatter(generation.format),
-                      self.policy, self.pool, on_end=self._relay_ended)
-        resumable = Resumable(relay, output, f"{STREAMS_PREFIX}{relay.id}",
-                              format_headers(generation.format), chat_id)
+        output = output_type(StreamLog(streams.max_events, streams.max_bytes),
+                             cancel_when_alone=cancel_when_alone, now=loop.time)
+        relay = Relay(output, generation, route, formatter, self.policy, self.pool,
+                      on_end=self._relay_ended)
+        resumable = Resumable(relay, output, f"{STREAMS_PREFIX}{relay.id}", headers, chat_id)
         self.store.add(relay.id, resumable)
         self._start(relay)
         self._schedule_sweep()
