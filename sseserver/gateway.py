@@ -24,6 +24,7 @@ from sseserver.compat.api import ANTHROPIC_MESSAGES, OPENAI_CHAT, CompatAPI
 from sseserver.compat.models import models_list
 from sseserver.compat.requests import parse_resume_options
 from sseserver.compat.ui_chat import parse_ui_chat
+from sseserver.compat_routes import CompatRelay
 from sseserver.config import Config
 from sseserver.core import cors
 from sseserver.core.cors import CORSPolicy
@@ -239,8 +240,8 @@ class Gateway:
             formatter = assembler = api.assembler(created)
             output = CollectingOutput(conn, assembler, self.config.streams.max_bytes,
                                       api.shape)
-        self._start(Relay(output, compat.generation, route, formatter, self.policy,
-                          self.pool, on_end=self._relay_ended))
+        self._start(CompatRelay(api, output, compat.generation, route, formatter,
+                                self.policy, self.pool, on_end=self._relay_ended))
 
     def _models(self, request: HTTPRequest, conn: HTTPConnection) -> None:
         conn.respond_json(200, models_list(self.config.routing, self.providers,

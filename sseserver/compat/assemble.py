@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from sseserver.compat.errors import anthropic_error_body, openai_error_body
+from sseserver.compat.errors import anthropic_error_body, compat_status, openai_error_body
 from sseserver.events import (
     ErrorEvent,
     Finish,
@@ -126,10 +126,13 @@ class Assembler:
             self.blocks.append(block)
         block.parts.append(event.arguments)
 
+    api = ""  # the wire format of the answer: "openai" or "anthropic"
+
     def failure_status(self) -> int:
         assert self.error is not None
         status = FAILURE_STATUS.get(self.error.type, self.error.status or 502)
-        return status if 400 <= status <= 599 else 502
+        return compat_status(self.api, status, self.error.status) \
+            if 400 <= status <= 599 else 502
 
     def response(self) -> tuple[int, dict[str, Any]]:
         """The status and JSON body to answer with, once the relay ended the stream."""
@@ -137,6 +140,8 @@ class Assembler:
 
 
 class ChatCompletionAssembler(Assembler):
+    api = "openai"
+
     def response(self) -> tuple[int, dict[str, Any]]:
         if self.error is not None:
             status = self.failure_status()
@@ -162,6 +167,8 @@ class ChatCompletionAssembler(Assembler):
 
 
 class MessageAssembler(Assembler):
+    api = "anthropic"
+
     def response(self) -> tuple[int, dict[str, Any]]:
         if self.error is None:
             try:

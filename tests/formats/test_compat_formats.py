@@ -163,11 +163,12 @@ def test_message_assembled_in_block_order() -> None:
 
 
 def test_assembled_failures_are_error_statuses() -> None:
-    for assembler, shape in [(ChatCompletionAssembler(1), "error"),
-                             (MessageAssembler(1), "type")]:
+    # an overloaded provider (529) in each API's own status
+    for assembler, shape, expected in [(ChatCompletionAssembler(1), "error", 503),
+                                       (MessageAssembler(1), "type", 529)]:
         run(assembler, [TextDelta("a"), ErrorEvent("provider_error", "boom", False, 529)])
         status, body = assembler.response()
-        assert status == 529 and shape in body
+        assert status == expected and shape in body
     broken = MessageAssembler(1)
     run(broken, [ToolCallDelta(0, "t", "f", "{not json")])
     assert broken.response()[0] == 502
