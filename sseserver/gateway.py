@@ -3,7 +3,9 @@
 :class:`Gateway` is the HTTP handler: it routes each request, validates generation
 requests, resolves the model to a chain of provider targets and starts a
 :class:`~sseserver.relay.Relay` per stream. It also keeps the counters behind
-``/metrics`` and the draining flag behind ``/readyz``.
+``/metrics`` and the draining flag behind ``/readyz``. The handlers of the compatible
+endpoints (``/v1/chat/completions``, ``/v1/messages``, ``/v1/models``, ``/v1/chat``) are
+:class:`~sseserver.compat_routes.CompatRoutes`, which starts its streams here.
 """
 
 from __future__ import annotations
@@ -11,30 +13,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from sseserver.aio.http_server import HTTPConnection, HTTPRequest
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import Timeouts
-from sseserver.compat.api import ANTHROPIC_MESSAGES, OPENAI_CHAT, CompatAPI
-from sseserver.compat.models import models_list
-from sseserver.compat.requests import parse_resume_options
-from sseserver.compat.ui_chat import parse_ui_chat
-from sseserver.compat_routes import CompatRelay
+from sseserver.compat_routes import CHAT_PREFIX, CHAT_STREAM_SUFFIX, CompatRoutes
 from sseserver.config import Config
 from sseserver.core import cors
 from sseserver.core.cors import CORSPolicy
 from sseserver.core.stream_log import StreamLog, parse_last_event_id
 from sseserver.errors import RequestError
-from sseserver.fanout import LogOutput, NumberedLogOutput
+from sseserver.fanout import LogOutput
 from sseserver.formats.ai_sdk import UI_MESSAGE_STREAM_HEADERS, AISDKFormatter
 from sseserver.formats.base import Formatter
 from sseserver.formats.sse import SSEFormatter
-from sseserver.output import CollectingOutput, DirectOutput, Output, ShapedOutput
+from sseserver.output import DirectOutput
 from sseserver.providers.base import Provider
 from sseserver.redact import Redactor
 from sseserver.relay import Relay, RelayPolicy, RelayState, Target
@@ -73,13 +70,14 @@ class Gateway:
         )
         self.pool = ConnectionPool(self.policy.timeouts, upstream.max_connections_per_origin,
                                    upstream.pool_idle_timeout)
+        compat = CompatRoutes(self)
         self._routes: dict[str, dict[str, Route]] = {
             "/v1/stream": {"POST": self._post_stream},
             "/v1/streams": {"POST": self._post_streams},
-            "/v1/chat/completions": {"POST": self._post_chat_completions},
-            "/v1/messages": {"POST": self._post_messages},
-            "/v1/models": {"GET": self._models},
-            "/v1/chat": {"POST": self._post_chat},
+            "/v1/chat/completions": {"POST": compat.post_chat_completions},
+            "/v1/messages": {"POST": compat.post_messages},
+            "/v1/models": {"GET": compat.models},
+            "/v1/chat": {"POST": compat.post_chat},
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
             "/metrics": {"GET": self._metrics},
@@ -90,7 +88,7 @@ class Gateway:
                 methods["HEAD"] = methods["GET"]
         self._stream_routes: dict[str, Route] = {"GET": self._subscribe,
                                                  "DELETE": self._cancel}
-        self._chat_stream_routes: dict[str, Route] = {"GET": self._resume_chat}
+        self._chat_stream_routes: dict[str, Route] = {"GET": compat.resume_chat}
         self.store: MemoryStore[Resumable] = MemoryStore(config.streams.retention)
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -190,64 +188,21 @@ class Gateway:
     def _post_stream(self, request: HTTPRequest, conn: HTTPConnection) -> None:
         generation = self._admit(request)
         if generation.resumable:
-            resumable = self._start_resumable_request(generation)
+            resumable = self.start_resumable_request(generation)
             conn.response_headers.append(("location", resumable.url))
             resumable.output.subscribe(conn, 0, resumable.headers)
             return
         relay = Relay(DirectOutput(conn, format_headers(generation.format)), generation,
                       self.resolve(generation), self._formatter(generation.format),
-                      self.policy, self.pool, on_end=self._relay_ended)
-        self._start(relay)
+                      self.policy, self.pool, on_end=self.relay_ended)
+        self.start_relay(relay)
 
     def _post_streams(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        resumable = self._start_resumable_request(self._admit(request))
+        resumable = self.start_resumable_request(self._admit(request))
         conn.respond_json(201, {"id": resumable.relay.id, "url": resumable.url},
                           [("location", resumable.url)])
 
-    def _post_chat_completions(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        self._serve_compat(OPENAI_CHAT, request, conn)
-
-    def _post_messages(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        self._serve_compat(ANTHROPIC_MESSAGES, request, conn)
-
-    def _serve_compat(self, api: CompatAPI, request: HTTPRequest, conn: HTTPConnection
-                      ) -> None:
-        """An OpenAI- or Anthropic-compatible request: the same relay as /v1/stream,
-        with that API's formatter (streaming) or assembler (a whole answer)."""
-        try:
-            self._check_room()
-            compat = api.parse(request.body)
-            resume = parse_resume_options(request.headers, compat.stream)
-            route = self.resolve(compat.generation)
-        except RequestError as exc:
-            self.counters["http_errors"] += 1
-            conn.respond_json(exc.status, api.shape(exc.status, {"error": {
-                "type": exc.error_type, "message": str(exc)}}), exc.headers)
-            return
-        created = int(time.time())
-        if resume.resumable:
-            resumable = self._start_resumable(
-                compat.generation, api.formatter(compat, created), [],
-                cancel_when_alone=resume.cancel_when_alone, route=route,
-                output_type=NumberedLogOutput)
-            conn.response_headers.append(("location", resumable.url))
-            resumable.output.subscribe(conn, 0, resumable.headers)
-            return
-        if compat.stream:
-            formatter = api.formatter(compat, created)
-            output: Output = ShapedOutput(conn, [], api.shape)
-        else:
-            formatter = assembler = api.assembler(created)
-            output = CollectingOutput(conn, assembler, self.config.streams.max_bytes,
-                                      api.shape)
-        self._start(CompatRelay(api, output, compat.generation, route, formatter,
-                                self.policy, self.pool, on_end=self._relay_ended))
-
-    def _models(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        conn.respond_json(200, models_list(self.config.routing, self.providers,
-                                           "anthropic-version" in request.headers))
-
-    def _check_room(self) -> None:
+    def check_room(self) -> None:
         """Raises :class:`RequestError` (503) unless the server takes one more stream."""
         if self.draining:
             raise RequestError("server is draining", status=503, error_type="unavailable",
@@ -258,7 +213,7 @@ class Gateway:
 
     def _admit(self, request: HTTPRequest) -> GenerationRequest:
         """The request's generation, if the server takes one more stream now."""
-        self._check_room()
+        self.check_room()
         return parse_generation_request(request.body)
 
     def _formatter(self, output_format: str) -> Formatter:
@@ -266,40 +221,19 @@ class Gateway:
             return AISDKFormatter()
         return SSEFormatter(self.config.streams.retry_ms)
 
-    def _post_chat(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        """``useChat``'s DefaultChatTransport: the turn streams at once in the UI message
-        stream format, and stays resumable at GET /v1/chat/{id}/stream."""
-        self._check_room()
-        turn = parse_ui_chat(request.body)
-        resumable = self._start_resumable_request(turn.generation, turn.chat_id)
-        resumable.output.subscribe(conn, 0, resumable.headers)
-
-    def _resume_chat(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        """The chat's running turn, replayed from its start (the transport's
-        ``resumeStreamIsReplay``); 204 when none is running."""
-        # the transport sends the id through encodeURIComponent
-        chat_id = unquote(request.path[len(CHAT_PREFIX):-len(CHAT_STREAM_SUFFIX)])
-        running = [r for r in self.store.values() if r.chat_id == chat_id and
-                   r.relay.state is not RelayState.ENDED]
-        if not chat_id or not running:
-            conn.respond(204, [], b"")
-            return
-        resumable = max(running, key=lambda r: r.relay.started)
-        resumable.output.subscribe(conn, 0, resumable.headers)
-
-    def _start(self, relay: Relay) -> None:
+    def start_relay(self, relay: Relay) -> None:
         self.relays.add(relay)
         self.counters["streams_started"] += 1
         relay.start()
 
-    def _start_resumable_request(self, generation: GenerationRequest,
+    def start_resumable_request(self, generation: GenerationRequest,
                                  chat_id: str | None = None) -> Resumable:
         """A resumable stream of ``/v1/stream``, ``/v1/streams`` or ``/v1/chat``."""
-        return self._start_resumable(
+        return self.start_resumable(
             generation, self._formatter(generation.format), format_headers(generation.format),
             cancel_when_alone=generation.on_disconnect == "cancel", chat_id=chat_id)
 
-    def _start_resumable(self, generation: GenerationRequest, formatter: Formatter,
+    def start_resumable(self, generation: GenerationRequest, formatter: Formatter,
                          headers: list[tuple[str, str]], *, cancel_when_alone: bool,
                          route: list[Target] | None = None, chat_id: str | None = None,
                          output_type: type[LogOutput] = LogOutput) -> Resumable:
@@ -311,10 +245,10 @@ class Gateway:
         output = output_type(StreamLog(streams.max_events, streams.max_bytes),
                              cancel_when_alone=cancel_when_alone, now=loop.time)
         relay = Relay(output, generation, route, formatter, self.policy, self.pool,
-                      on_end=self._relay_ended)
+                      on_end=self.relay_ended)
         resumable = Resumable(relay, output, f"{STREAMS_PREFIX}{relay.id}", headers, chat_id)
         self.store.add(relay.id, resumable)
-        self._start(relay)
+        self.start_relay(relay)
         self._schedule_sweep()
         return resumable
 
@@ -368,7 +302,7 @@ class Gateway:
         if len(self.store):
             self._schedule_sweep()
 
-    def _relay_ended(self, relay: Relay) -> None:
+    def relay_ended(self, relay: Relay) -> None:
         self.relays.discard(relay)
         self.store.mark_ended(relay.id, asyncio.get_running_loop().time())
         self.counters["stream_events"] += relay.events
@@ -530,8 +464,6 @@ def model_family(model: str) -> str | None:
 
 
 STREAMS_PREFIX = "/v1/streams/"
-CHAT_PREFIX = "/v1/chat/"  # GET /v1/chat/{id}/stream: where useChat resumes
-CHAT_STREAM_SUFFIX = "/stream"
 NO_PROVIDER_HINT = ("set OPENAI_API_KEY or ANTHROPIC_API_KEY, add a [providers.NAME] "
                     "table to the config file, or run with --demo")
 NO_PROVIDER_MESSAGE = f"no provider is configured: {NO_PROVIDER_HINT}"
