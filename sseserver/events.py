@@ -20,6 +20,24 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningSignature:
+    """The provider's signature over the reasoning just streamed (Anthropic's
+    ``signature_delta``): opaque, and needed to send that reasoning back in a later
+    turn. It closes the reasoning it signs. Formats that take no reasoning back (the
+    default one among them) show nothing for it."""
+
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedReasoning:
+    """Reasoning the provider sent encrypted (Anthropic's ``redacted_thinking`` block):
+    nothing to show, opaque ``data`` to send back in a later turn."""
+
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """One fragment of a tool call; ``id`` and ``name`` come with the first fragment."""
 
@@ -37,9 +55,12 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """The provider said why generation stopped (``stop``, ``length``, ``tool_calls``...)."""
+    """The provider said why generation stopped (``stop``, ``length``, ``tool_calls``...);
+    ``stop_sequence`` is the caller's stop sequence that ended it, when the provider
+    says which (its reason is then ``stop``)."""
 
     reason: str
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +73,8 @@ class ErrorEvent:
     status: int | None = None
 
 
-NormalizedEvent = TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish | ErrorEvent
+NormalizedEvent = (TextDelta | ReasoningDelta | ReasoningSignature | RedactedReasoning |
+                   ToolCallDelta | Usage | Finish | ErrorEvent)
 
 # Events that commit a stream (DESIGN.md §4): once one reached the client, the gateway
 # may no longer retry or fall back.

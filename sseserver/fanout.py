@@ -130,6 +130,34 @@ class LogOutput:
             self._on_gone()
 
 
+class NumberedLogOutput(LogOutput):
+    """A log output for formats whose frames carry no ``id:`` of their own (the
+    compatible endpoints' streams): each frame is given its log position as its SSE id
+    when it is appended, so that ``Last-Event-ID`` means the same here as on
+    ``/v1/streams``. The log, not the formatter, numbers them: it alone knows which
+    frames it keeps."""
+
+    def write(self, frames: list[bytes]) -> None:
+        super().write(self._numbered(frames))
+
+    def finish(self, frames: list[bytes]) -> None:
+        super().finish(self._numbered(frames))
+
+    def _numbered(self, frames: list[bytes]) -> list[bytes]:
+        first = self.log.last_id + 1
+        return [with_event_id(frame, first + offset) for offset, frame in enumerate(frames)]
+
+
+def with_event_id(frame: bytes, event_id: int) -> bytes:
+    """``frame`` with an ``id:`` field in its last event (a field's place within its
+    event does not matter, WHATWG 9.2.6). The last one only: a reader cut inside a
+    frame of several events resumes at that frame and may see its first events twice,
+    rather than miss the rest. A frame that ends no event (none here) is kept as is."""
+    if not frame.endswith(b"\n\n"):
+        return frame
+    return b"%bid: %d\n\n" % (frame[:-1], event_id)
+
+
 class ReplayQueue:
     """The readers that are behind their log, served round robin, one slice each, at
     most REPLAY_BYTES_PER_TURN per loop turn, whatever the number of readers."""

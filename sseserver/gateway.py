@@ -3,7 +3,9 @@
 :class:`Gateway` is the HTTP handler: it routes each request, validates generation
 requests, resolves the model to a chain of provider targets and starts a
 :class:`~sseserver.relay.Relay` per stream. It also keeps the counters behind
-``/metrics`` and the draining flag behind ``/readyz``.
+``/metrics`` and the draining flag behind ``/readyz``. The handlers of the compatible
+endpoints (``/v1/chat/completions``, ``/v1/messages``, ``/v1/models``, ``/v1/chat``) are
+:class:`~sseserver.compat_routes.CompatRoutes`, which starts its streams here.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from sseserver.aio.http_server import HTTPConnection, HTTPRequest
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import Timeouts
 from sseserver.compat.api import ANTHROPIC_MESSAGES, OPENAI_CHAT, CompatAPI
-from sseserver.compat.models import models_list
-from sseserver.compat.ui_chat import parse_ui_chat
+from sseserver.compat_routes import CHAT_PREFIX, CHAT_STREAM_SUFFIX, CompatRoutes
 from sseserver.config import Config
 from sseserver.core import cors
 from sseserver.core.cors import CORSPolicy
@@ -33,7 +34,7 @@ from sseserver.formats.ai_sdk import UI_MESSAGE_STREAM_HEADERS, AISDKFormatter
 from sseserver.formats.base import Formatter
 from sseserver.formats.sse import SSEFormatter
 from sseserver.gate import Caller, Gate, Need, Refusal, credential_of, metrics_lines
-from sseserver.output import CollectingOutput, DirectOutput, Output, ShapedOutput
+from sseserver.output import DirectOutput
 from sseserver.providers.base import Provider
 from sseserver.redact import Redactor
 from sseserver.relay import Relay, RelayPolicy, RelayState, Target
@@ -73,13 +74,14 @@ class Gateway:
         )
         self.pool = ConnectionPool(self.policy.timeouts, upstream.max_connections_per_origin,
                                    upstream.pool_idle_timeout)
+        compat = CompatRoutes(self)
         self._routes: dict[str, dict[str, Route]] = {
             "/v1/stream": {"POST": self._post_stream},
             "/v1/streams": {"POST": self._post_streams},
-            "/v1/chat/completions": {"POST": self._post_chat_completions},
-            "/v1/messages": {"POST": self._post_messages},
-            "/v1/models": {"GET": self._models},
-            "/v1/chat": {"POST": self._post_chat},
+            "/v1/chat/completions": {"POST": compat.post_chat_completions},
+            "/v1/messages": {"POST": compat.post_messages},
+            "/v1/models": {"GET": compat.models},
+            "/v1/chat": {"POST": compat.post_chat},
             "/healthz": {"GET": self._healthz},
             "/readyz": {"GET": self._readyz},
             "/metrics": {"GET": self._metrics},
@@ -90,11 +92,12 @@ class Gateway:
                 methods["HEAD"] = methods["GET"]
         self._stream_routes: dict[str, Route] = {"GET": self._subscribe,
                                                  "DELETE": self._cancel}
-        self._chat_stream_routes: dict[str, Route] = {"GET": self._resume_chat}
+        self._chat_stream_routes: dict[str, Route] = {"GET": compat.resume_chat}
+        self._compat = compat
         # the routes that take a stream slot (refused with 503 while none is free)
         self._stream_starts: tuple[Route, ...] = (
-            self._post_stream, self._post_streams, self._post_chat_completions,
-            self._post_messages, self._post_chat)
+            self._post_stream, self._post_streams, compat.post_chat_completions,
+            compat.post_messages, compat.post_chat)
         self.store: MemoryStore[Resumable] = MemoryStore(config.streams.retention)
         self._sweeper: asyncio.TimerHandle | None = None
         self.gate = Gate(config.auth)
@@ -105,11 +108,10 @@ class Gateway:
         """What each route asks of its caller when [auth] is configured."""
         auth = self.config.auth
         by_id = Need.SUBSCRIBE if auth.subscribe == "token" else Need.NOTHING
-        needs: dict[Route, Need] = {route: Need.CREATE for route in (
-            self._post_stream, self._post_streams, self._post_chat_completions,
-            self._post_messages, self._post_chat)}
+        compat = self._compat
+        needs: dict[Route, Need] = {route: Need.CREATE for route in self._stream_starts}
         needs.update({self._subscribe: by_id, self._cancel: by_id,
-                      self._resume_chat: Need.SUBSCRIBE, self._models: Need.ANY,
+                      compat.resume_chat: Need.SUBSCRIBE, compat.models: Need.ANY,
                       self._metrics: Need.KEY if auth.metrics == "key" else Need.NOTHING})
         return needs
 
@@ -234,55 +236,21 @@ class Gateway:
     def _post_stream(self, request: HTTPRequest, conn: HTTPConnection) -> None:
         generation = self._admit(request)
         if generation.resumable:
-            resumable = self._start_resumable(generation)
+            resumable = self.start_resumable_request(generation)
             conn.response_headers.append(("location", resumable.url))
             resumable.output.subscribe(conn, 0, resumable.headers)
             return
         relay = Relay(DirectOutput(conn, format_headers(generation.format)), generation,
                       self.resolve(generation), self._formatter(generation.format),
-                      self.policy, self.pool, on_end=self._relay_ended)
-        self._start(relay)
+                      self.policy, self.pool, on_end=self.relay_ended)
+        self.start_relay(relay)
 
     def _post_streams(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        resumable = self._start_resumable(self._admit(request))
+        resumable = self.start_resumable_request(self._admit(request))
         conn.respond_json(201, {"id": resumable.relay.id, "url": resumable.url},
                           [("location", resumable.url)])
 
-    def _post_chat_completions(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        self._serve_compat(OPENAI_CHAT, request, conn)
-
-    def _post_messages(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        self._serve_compat(ANTHROPIC_MESSAGES, request, conn)
-
-    def _serve_compat(self, api: CompatAPI, request: HTTPRequest, conn: HTTPConnection
-                      ) -> None:
-        """An OpenAI- or Anthropic-compatible request: the same relay as /v1/stream,
-        with that API's formatter (streaming) or assembler (a whole answer)."""
-        try:
-            self._check_room()
-            compat = api.parse(request.body)
-            route = self.resolve(compat.generation)
-        except RequestError as exc:
-            self.counters["http_errors"] += 1
-            conn.respond_json(exc.status, api.shape(exc.status, {"error": {
-                "type": exc.error_type, "message": str(exc)}}), exc.headers)
-            return
-        created = int(time.time())
-        if compat.stream:
-            formatter = api.formatter(compat, created)
-            output: Output = ShapedOutput(conn, [], api.shape)
-        else:
-            formatter = assembler = api.assembler(created)
-            output = CollectingOutput(conn, assembler, self.config.streams.max_bytes,
-                                      api.shape)
-        self._start(Relay(output, compat.generation, route, formatter, self.policy,
-                          self.pool, on_end=self._relay_ended))
-
-    def _models(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        conn.respond_json(200, models_list(self.config.routing, self.providers,
-                                           "anthropic-version" in request.headers))
-
-    def _check_room(self) -> None:
+    def check_room(self) -> None:
         """Raises :class:`RequestError` (503) unless the server takes one more stream."""
         if self.draining:
             raise RequestError("server is draining", status=503, error_type="unavailable",
@@ -293,7 +261,7 @@ class Gateway:
 
     def _admit(self, request: HTTPRequest) -> GenerationRequest:
         """The request's generation, if the server takes one more stream now."""
-        self._check_room()
+        self.check_room()
         return parse_generation_request(request.body)
 
     def _formatter(self, output_format: str) -> Formatter:
@@ -301,28 +269,7 @@ class Gateway:
             return AISDKFormatter()
         return SSEFormatter(self.config.streams.retry_ms)
 
-    def _post_chat(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        """``useChat``'s DefaultChatTransport: the turn streams at once in the UI message
-        stream format, and stays resumable at GET /v1/chat/{id}/stream."""
-        self._check_room()
-        turn = parse_ui_chat(request.body)
-        resumable = self._start_resumable(turn.generation, turn.chat_id)
-        resumable.output.subscribe(conn, 0, resumable.headers)
-
-    def _resume_chat(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        """The chat's running turn, replayed from its start (the transport's
-        ``resumeStreamIsReplay``); 204 when none is running."""
-        # the transport sends the id through encodeURIComponent
-        chat_id = unquote(request.path[len(CHAT_PREFIX):-len(CHAT_STREAM_SUFFIX)])
-        running = [r for r in self.store.values() if r.chat_id == chat_id and
-                   r.relay.state is not RelayState.ENDED]
-        if not chat_id or not running:
-            conn.respond(204, [], b"")
-            return
-        resumable = max(running, key=lambda r: r.relay.started)
-        resumable.output.subscribe(conn, 0, resumable.headers)
-
-    def _start(self, relay: Relay) -> None:
+    def start_relay(self, relay: Relay) -> None:
         caller = self._caller
         if caller is not None:
             relay.key = caller.key
@@ -331,20 +278,29 @@ class Gateway:
         self.counters["streams_started"] += 1
         relay.start()
 
-    def _start_resumable(self, generation: GenerationRequest, chat_id: str | None = None
-                         ) -> Resumable:
-        route = self.resolve(generation)
+    def start_resumable_request(self, generation: GenerationRequest,
+                                 chat_id: str | None = None) -> Resumable:
+        """A resumable stream of ``/v1/stream``, ``/v1/streams`` or ``/v1/chat``."""
+        return self.start_resumable(
+            generation, self._formatter(generation.format), format_headers(generation.format),
+            cancel_when_alone=generation.on_disconnect == "cancel", chat_id=chat_id)
+
+    def start_resumable(self, generation: GenerationRequest, formatter: Formatter,
+                         headers: list[tuple[str, str]], *, cancel_when_alone: bool,
+                         route: list[Target] | None = None, chat_id: str | None = None,
+                         output_type: type[LogOutput] = LogOutput) -> Resumable:
+        """Start a generation into a stream log; readers subscribe to its output.
+        ``headers`` are the format's own response headers, on every reader's response."""
+        route = route if route is not None else self.resolve(generation)
         streams = self.config.streams
         loop = asyncio.get_running_loop()
-        output = LogOutput(StreamLog(streams.max_events, streams.max_bytes),
-                           cancel_when_alone=generation.on_disconnect == "cancel",
-                           now=loop.time)
-        relay = Relay(output, generation, route, self._formatter(generation.format),
-                      self.policy, self.pool, on_end=self._relay_ended)
-        resumable = Resumable(relay, output, f"{STREAMS_PREFIX}{relay.id}",
-                              format_headers(generation.format), chat_id)
+        output = output_type(StreamLog(streams.max_events, streams.max_bytes),
+                             cancel_when_alone=cancel_when_alone, now=loop.time)
+        relay = Relay(output, generation, route, formatter, self.policy, self.pool,
+                      on_end=self.relay_ended)
+        resumable = Resumable(relay, output, f"{STREAMS_PREFIX}{relay.id}", headers, chat_id)
         self.store.add(relay.id, resumable)
-        self._start(relay)
+        self.start_relay(relay)
         self._schedule_sweep()
         return resumable
 
@@ -398,7 +354,7 @@ class Gateway:
         if len(self.store):
             self._schedule_sweep()
 
-    def _relay_ended(self, relay: Relay) -> None:
+    def relay_ended(self, relay: Relay) -> None:
         self.relays.discard(relay)
         self.store.mark_ended(relay.id, asyncio.get_running_loop().time())
         self.counters["stream_events"] += relay.events
@@ -576,8 +532,6 @@ def model_family(model: str) -> str | None:
 
 
 STREAMS_PREFIX = "/v1/streams/"
-CHAT_PREFIX = "/v1/chat/"  # GET /v1/chat/{id}/stream: where useChat resumes
-CHAT_STREAM_SUFFIX = "/stream"
 COMPAT_APIS: dict[str, CompatAPI] = {"/v1/chat/completions": OPENAI_CHAT,
                                      "/v1/messages": ANTHROPIC_MESSAGES}
 

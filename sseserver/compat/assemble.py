@@ -17,12 +17,14 @@ from typing import Any
 
 import orjson
 
-from sseserver.compat.errors import anthropic_error_body, openai_error_body
+from sseserver.compat.errors import anthropic_error_body, compat_status, openai_error_body
 from sseserver.events import (
     ErrorEvent,
     Finish,
     NormalizedEvent,
     ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -38,10 +40,11 @@ FAILURE_STATUS = {"upstream_timeout": 504, "shutdown": 503, "stream_too_large": 
 
 @dataclass(slots=True)
 class _Block:
-    kind: str  # text, thinking, tool_use
+    kind: str  # text, thinking, redacted_thinking, tool_use
     parts: list[str] = field(default_factory=list)
     id: str | None = None
     name: str | None = None
+    signature: str | None = None  # a thinking block's, once it came (the block is whole)
 
 
 class Assembler:
@@ -58,6 +61,7 @@ class Assembler:
         self.blocks: list[_Block] = []
         self.tools: dict[int, _Block] = {}
         self.finish: str | None = None
+        self.stop_sequence: str | None = None
         self.usage: Usage | None = None
         self.error: ErrorEvent | None = None
         self.size = 0  # characters of content so far, for the output's bound
@@ -81,8 +85,13 @@ class Assembler:
             self._add("thinking", event.content)
         elif isinstance(event, ToolCallDelta):
             self._tool_call(event)
+        elif isinstance(event, ReasoningSignature):
+            self._sign(event.signature)
+        elif isinstance(event, RedactedReasoning):
+            self.blocks.append(_Block("redacted_thinking", [event.data]))
         elif isinstance(event, Finish):
             self.finish = event.reason
+            self.stop_sequence = event.stop_sequence
             return b""
         elif isinstance(event, Usage):
             self.usage = event
@@ -96,9 +105,18 @@ class Assembler:
 
     def _add(self, kind: str, content: str) -> None:
         self.size += len(content)
-        if not self.blocks or self.blocks[-1].kind != kind:
+        last = self.blocks[-1] if self.blocks else None
+        if last is None or last.kind != kind or last.signature is not None:
             self.blocks.append(_Block(kind))
         self.blocks[-1].parts.append(content)
+
+    def _sign(self, signature: str) -> None:
+        self.size += len(signature)
+        last = self.blocks[-1] if self.blocks else None
+        if last is None or last.kind != "thinking" or last.signature is not None:
+            last = _Block("thinking")  # a signature over no thinking text
+            self.blocks.append(last)
+        last.signature = signature
 
     def _tool_call(self, event: ToolCallDelta) -> None:
         self.size += len(event.arguments)
@@ -108,10 +126,13 @@ class Assembler:
             self.blocks.append(block)
         block.parts.append(event.arguments)
 
+    api = ""  # the wire format of the answer: "openai" or "anthropic"
+
     def failure_status(self) -> int:
         assert self.error is not None
         status = FAILURE_STATUS.get(self.error.type, self.error.status or 502)
-        return status if 400 <= status <= 599 else 502
+        return compat_status(self.api, status, self.error.status) \
+            if 400 <= status <= 599 else 502
 
     def response(self) -> tuple[int, dict[str, Any]]:
         """The status and JSON body to answer with, once the relay ended the stream."""
@@ -119,6 +140,8 @@ class Assembler:
 
 
 class ChatCompletionAssembler(Assembler):
+    api = "openai"
+
     def response(self) -> tuple[int, dict[str, Any]]:
         if self.error is not None:
             status = self.failure_status()
@@ -144,6 +167,8 @@ class ChatCompletionAssembler(Assembler):
 
 
 class MessageAssembler(Assembler):
+    api = "anthropic"
+
     def response(self) -> tuple[int, dict[str, Any]]:
         if self.error is None:
             try:
@@ -157,8 +182,8 @@ class MessageAssembler(Assembler):
         return 200, {
             "id": message_id(self.stream_id), "type": "message", "role": "assistant",
             "model": self.model, "content": content,
-            "stop_reason": stop_reason(self.finish, bool(self.tools)),
-            "stop_sequence": None,
+            "stop_reason": stop_reason(self.finish, bool(self.tools), self.stop_sequence),
+            "stop_sequence": self.stop_sequence,
             "usage": {"input_tokens": usage.input_tokens if usage else 0,
                       "output_tokens": usage.output_tokens if usage else 0}}
 
@@ -168,7 +193,9 @@ def _content_block(block: _Block) -> dict[str, Any]:
     if block.kind == "text":
         return {"type": "text", "text": joined}
     if block.kind == "thinking":
-        return {"type": "thinking", "thinking": joined, "signature": ""}
+        return {"type": "thinking", "thinking": joined, "signature": block.signature or ""}
+    if block.kind == "redacted_thinking":
+        return {"type": "redacted_thinking", "data": joined}
     try:
         arguments = orjson.loads(joined or "{}")
     except orjson.JSONDecodeError:

@@ -40,3 +40,22 @@ def reshape(api: str, status: int, payload: dict[str, Any]) -> dict[str, Any]:
     if api == "openai":
         return openai_error_body(status, message, kind)
     return anthropic_error_body(status, message, kind)
+
+
+# A provider that answered overloaded (Anthropic's 529) or unavailable (503) until every
+# retry was spent: the gateway says 502 for any provider failure, but each API has its
+# own word for this one, and its SDK a class a program catches to back off: Anthropic's
+# 529 overloaded_error (anthropic.OverloadedError), OpenAI's 503
+# (openai.InternalServerError, as OpenAI answers when it is overloaded).
+OVERLOADED_STATUSES = frozenset({503, 529})
+OVERLOADED_STATUS = {"anthropic": 529, "openai": 503}
+
+
+def compat_status(api: str, status: int, upstream_status: int | None) -> int:
+    """The status a client of ``api`` gets for a failure the gateway answers with
+    ``status``, when the provider answered ``upstream_status``. Only an overloaded
+    provider changes it: a provider refusing the gateway's own key (401, 403) stays
+    a 502, since the caller's credentials were never in question."""
+    if upstream_status in OVERLOADED_STATUSES and status in (502, upstream_status):
+        return OVERLOADED_STATUS[api]
+    return status

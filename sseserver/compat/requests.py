@@ -7,6 +7,7 @@ passed through or translated by the provider that serves the request.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,3 +121,39 @@ def _generation(raw: dict[str, Any], messages: tuple[Message, ...], wire: str,
         model=raw["model"], messages=messages,
         max_tokens=limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
         native=NativeRequest(wire, raw))
+
+
+# The compatible endpoints' resume options travel as request headers, not body fields:
+# the body goes on unchanged to a provider of its own wire format, which would refuse a
+# field it does not know, and both SDKs add headers to any call (``extra_headers``,
+# ``default_headers``). The names mirror ``/v1/stream``'s ``resumable`` and
+# ``on_disconnect``.
+RESUMABLE_HEADER = "x-resumable"
+ON_DISCONNECT_HEADER = "x-on-disconnect"
+_BOOLEANS = {"true": True, "false": False}
+ON_DISCONNECT_CHOICES = frozenset({"cancel", "continue"})
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeOptions:
+    resumable: bool
+    cancel_when_alone: bool  # stop generating when the last reader leaves
+
+
+def parse_resume_options(headers: Mapping[str, str], stream: bool) -> ResumeOptions:
+    """The ``X-Resumable`` and ``X-On-Disconnect`` request headers. Raises
+    :class:`RequestError` (400) for a value they do not take, or for a resumable
+    request that does not stream (a whole answer is one response, nothing to resume)."""
+    resumable = _BOOLEANS.get(headers.get(RESUMABLE_HEADER, "false").strip().lower())
+    if resumable is None:
+        raise RequestError("the X-Resumable header must be true or false")
+    on_disconnect = headers.get(ON_DISCONNECT_HEADER)
+    if on_disconnect is not None:
+        on_disconnect = on_disconnect.strip().lower()
+        if on_disconnect not in ON_DISCONNECT_CHOICES:
+            raise RequestError("the X-On-Disconnect header must be cancel or continue")
+        if not resumable:
+            raise RequestError("the X-On-Disconnect header needs X-Resumable: true")
+    if resumable and not stream:
+        raise RequestError("X-Resumable: true needs 'stream': true")
+    return ResumeOptions(resumable, on_disconnect == "cancel")

@@ -34,6 +34,7 @@ class Script:
     thinking: int = 0
     require_key: str | None = None
     stamp: bool = False  # each token is "t<monotonic ns> ": load benchmarks measure latency
+    stop_sequence: str | None = None  # the reply ends as if it met this stop sequence
     source: str = field(default="", compare=False)
 
     def reply_tokens(self) -> list[str]:
@@ -106,8 +107,9 @@ def _checked(raw: dict[str, Any]) -> dict[str, Any]:
                           'list of them (parallel calls)')
     if not isinstance(values.get("stamp", False), bool):
         raise ScriptError("#fake stamp must be true or false")
-    if values.get("text") is not None and not isinstance(values["text"], str):
-        raise ScriptError("#fake text must be a string")
+    for name in ("text", "stop_sequence"):
+        if values.get(name) is not None and not isinstance(values[name], str):
+            raise ScriptError(f"#fake {name} must be a string")
     return values
 
 

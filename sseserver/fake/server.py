@@ -453,7 +453,8 @@ class _Generation:
         usage = self.script.usage or {}
         input_tokens = int(usage.get("input_tokens", _input_guess(self.wire)))
         output_tokens = int(usage.get("output_tokens", self.sent))
-        return frames + self.wire.finish(reason, input_tokens, output_tokens)
+        return frames + self.wire.finish(reason, input_tokens, output_tokens,
+                                         self.script.stop_sequence)
 
     def _write(self, head: bytes, payload: bytes) -> None:
         transport = self.conn.transport

@@ -26,7 +26,8 @@ class Wire(Protocol):
     def token(self, text: str) -> bytes: ...
     def thinking(self, texts: list[str]) -> bytes: ...
     def tool_call(self, name: str, arguments: str) -> bytes: ...
-    def finish(self, reason: str, input_tokens: int, output_tokens: int) -> bytes: ...
+    def finish(self, reason: str, input_tokens: int, output_tokens: int,
+               stop_sequence: str | None = None) -> bytes: ...
     def stream_error(self) -> bytes: ...
     def malformed(self) -> bytes: ...
 
@@ -71,7 +72,9 @@ class OpenAIWire:
             "arguments": part}}]}) for part in split_arguments(arguments))
         return b"".join(frames)
 
-    def finish(self, reason: str, input_tokens: int, output_tokens: int) -> bytes:
+    def finish(self, reason: str, input_tokens: int, output_tokens: int,
+               stop_sequence: str | None = None) -> bytes:
+        # a stop sequence met is a plain "stop" here: this format does not say which
         frame = self._chunk({}, "tool_calls" if reason == "tool_calls" else "stop")
         if self.include_usage:
             usage = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
@@ -162,10 +165,15 @@ class AnthropicWire:
         frames.append(self._close())
         return b"".join(frames)
 
-    def finish(self, reason: str, input_tokens: int, output_tokens: int) -> bytes:
+    def finish(self, reason: str, input_tokens: int, output_tokens: int,
+               stop_sequence: str | None = None) -> bytes:
         stop = "tool_use" if reason == "tool_calls" else "end_turn"
+        if stop_sequence is not None and stop == "end_turn":
+            stop = "stop_sequence"
+        else:
+            stop_sequence = None
         return self._end_text() + self._event("message_delta", {
-            "delta": {"stop_reason": stop, "stop_sequence": None},
+            "delta": {"stop_reason": stop, "stop_sequence": stop_sequence},
             "usage": {"output_tokens": output_tokens}}) + self._event("message_stop", {})
 
     def stream_error(self) -> bytes:

@@ -21,6 +21,8 @@ from sseserver.events import (
     Finish,
     NormalizedEvent,
     ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -89,7 +91,7 @@ class AISDKFormatter:
         if isinstance(event, ErrorEvent):
             self.failed = True
             return self._end_run() + _part({"type": "error", "errorText": event.message})
-        if isinstance(event, Finish | Usage):
+        if isinstance(event, Finish | Usage | ReasoningSignature | RedactedReasoning):
             return b""  # the UI message stream has no place for them
         raise TypeError(f"not a normalized event: {event!r}")
 

@@ -20,6 +20,8 @@ from sseserver.events import (
     Finish,
     NormalizedEvent,
     ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -40,10 +42,16 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                403: "permission_error", 404: "not_found_error", 413: "request_too_large",
                429: "rate_limit_error", 503: "overloaded_error", 504: "timeout_error",
                529: "overloaded_error"}
+# The kind of an open thinking block whose signature came: its block stays open (the
+# next block closes it), but more thinking opens a new one.
+SIGNED = "signed_thinking"
 KNOWN_ERROR_TYPES = frozenset({*ERROR_TYPES.values(), "api_error", "billing_error"})
 
 
-def stop_reason(reason: str | None, saw_tool_call: bool) -> str:
+def stop_reason(reason: str | None, saw_tool_call: bool, stop_sequence: str | None = None
+                ) -> str:
+    if stop_sequence is not None:
+        return "stop_sequence"
     if reason is None:
         return "tool_use" if saw_tool_call else "end_turn"
     return STOP_REASONS.get(reason, "end_turn")
@@ -72,7 +80,8 @@ class AnthropicMessagesFormatter:
     content_type = "text/event-stream"
     heartbeat = PING
     preamble = b""  # its clients read no retry field: they reconnect by their own rules
-    __slots__ = ("_block", "_finish", "_kind", "_text_prefix", "_tools", "_usage", "failed")
+    __slots__ = ("_block", "_finish", "_kind", "_stop_sequence", "_text_prefix", "_tools",
+                 "_usage", "failed")
 
     def __init__(self) -> None:
         self._block = -1  # the open block's index; -1 before the first
@@ -80,6 +89,7 @@ class AnthropicMessagesFormatter:
         self._tools: dict[int, int] = {}  # tool-call index -> its block index
         self._text_prefix = b""
         self._finish: str | None = None
+        self._stop_sequence: str | None = None
         self._usage: Usage | None = None
         self.failed = False
 
@@ -105,14 +115,20 @@ class AnthropicMessagesFormatter:
         if type(event) is TextDelta:
             return self.text(event.content)
         if isinstance(event, ReasoningDelta):
-            opened = b"" if self._kind == "thinking" else self._open(
-                {"type": "thinking", "thinking": "", "signature": ""})
-            return opened + self._delta(self._block, {"type": "thinking_delta",
-                                                      "thinking": event.content})
+            return self._thinking() + self._delta(self._block, {
+                "type": "thinking_delta", "thinking": event.content})
         if isinstance(event, ToolCallDelta):
             return self._tool_call(event)
+        if isinstance(event, ReasoningSignature):
+            frames = self._thinking() + self._delta(self._block, {
+                "type": "signature_delta", "signature": event.signature})
+            self._kind = SIGNED  # signed, it is whole: more thinking is another block
+            return frames
+        if isinstance(event, RedactedReasoning):
+            return self._open({"type": "redacted_thinking", "data": event.data})
         if isinstance(event, Finish):
             self._finish = event.reason
+            self._stop_sequence = event.stop_sequence
         elif isinstance(event, Usage):
             self._usage = event
         elif isinstance(event, ErrorEvent):
@@ -120,6 +136,12 @@ class AnthropicMessagesFormatter:
             return _event(b"error", _dumps({"type": "error", "error": {
                 "type": error_type(event.type, event.status), "message": event.message}}))
         return b""
+
+    def _thinking(self) -> bytes:
+        """Open a thinking block unless one is open (b"" then)."""
+        if self._kind == "thinking":
+            return b""
+        return self._open({"type": "thinking", "thinking": "", "signature": ""})
 
     def _tool_call(self, event: ToolCallDelta) -> bytes:
         frames = b""
@@ -158,8 +180,8 @@ class AnthropicMessagesFormatter:
             return b""  # the error event was the stream's last word
         usage = self._usage
         delta = {"type": "message_delta", "delta": {
-            "stop_reason": stop_reason(self._finish, bool(self._tools)),
-            "stop_sequence": None}, "usage": {
+            "stop_reason": stop_reason(self._finish, bool(self._tools), self._stop_sequence),
+            "stop_sequence": self._stop_sequence}, "usage": {
             "input_tokens": usage.input_tokens if usage else 0,
             "output_tokens": usage.output_tokens if usage else 0}}
         return self._close() + _event(b"message_delta", _dumps(delta)) + \

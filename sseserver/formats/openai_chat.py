@@ -21,6 +21,8 @@ from sseserver.events import (
     Finish,
     NormalizedEvent,
     ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -110,6 +112,8 @@ class OpenAIChatFormatter:
         if isinstance(event, ErrorEvent):
             self.failed = True
             return b"data: %b\n\n" % _dumps({"error": openai_error(event)})
+        if isinstance(event, ReasoningSignature | RedactedReasoning):
+            return b""  # Chat Completions takes no reasoning back
         raise TypeError(f"not a normalized event: {event!r}")
 
     def _tool_call(self, event: ToolCallDelta) -> dict[str, Any]:

@@ -23,12 +23,18 @@ from sseserver.events import (
     Finish,
     NormalizedEvent,
     ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
 
 HEARTBEAT = b": ping\n"
+# Events this format has no event for: the stop reason, and what only serves to send
+# reasoning back to the provider that signed or encrypted it (DESIGN.md §2 lists the
+# events; these never change it).
+_NOT_SHOWN = frozenset({Finish, ReasoningSignature, RedactedReasoning})
 _dumps = orjson.dumps
 
 
@@ -58,7 +64,7 @@ class SSEFormatter:
     def event(self, event: NormalizedEvent) -> bytes:
         if type(event) is TextDelta:  # the per-token case first
             return self.text(event.content)
-        if type(event) is Finish:
+        if type(event) in _NOT_SHOWN:
             return b""
         name, payload = _named(event)
         self.last_id += 1

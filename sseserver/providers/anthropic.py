@@ -13,6 +13,8 @@ from sseserver.events import (
     Finish,
     NormalizedEvent,
     ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -157,6 +159,9 @@ class AnthropicAdapter:
             if fragment and ordinal is not None:
                 self._unstreamed.pop(index, None)
                 return [ToolCallDelta(ordinal, None, None, fragment)]
+        elif kind == "signature_delta":
+            signature = optional_text(delta.get("signature"), "signature_delta.signature")
+            return [ReasoningSignature(signature)] if signature else []
         return []
 
     def _message_start(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
@@ -170,7 +175,11 @@ class AnthropicAdapter:
     def _block_start(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
         index = _block_index(payload, "content_block_start.index")
         block = optional_object(payload.get("content_block"), "content_block") or {}
-        if block.get("type") != "tool_use":
+        kind = block.get("type")
+        if kind == "redacted_thinking":
+            data = optional_text(block.get("data"), "redacted_thinking.data")
+            return [RedactedReasoning(data)] if data else []
+        if kind != "tool_use":
             return []
         call_id = optional_text(block.get("id"), "content_block.id")
         name = optional_text(block.get("name"), "content_block.name")
@@ -203,7 +212,12 @@ class AnthropicAdapter:
         reason = optional_text(delta.get("stop_reason"), "message_delta.delta.stop_reason")
         if not reason:
             return []
-        return [Finish(_STOP_REASONS.get(reason) or wire_token(reason, "other"))]
+        normalized = _STOP_REASONS.get(reason) or wire_token(reason, "other")
+        if reason == "stop_sequence":  # which one: the caller may have given several
+            matched = optional_text(delta.get("stop_sequence"),
+                                    "message_delta.delta.stop_sequence")
+            return [Finish(normalized, matched or "")]
+        return [Finish(normalized)]
 
     def _message_stop(self, payload: dict[str, Any]) -> list[NormalizedEvent]:
         self.finished = True

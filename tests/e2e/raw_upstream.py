@@ -68,6 +68,7 @@ class RawUpstream:
     def __init__(self, *replies: Sequence[Step]) -> None:
         self.replies: list[Sequence[Step]] = list(replies)
         self.requests = 0
+        self.bodies: list[bytes] = []  # each request's body, in order
         self.bytes_written = 0
         self.seconds_flooded = 0.0
         self._loop = asyncio.new_event_loop()
@@ -129,7 +130,7 @@ class RawUpstream:
         request_head = await reader.readuntil(b"\r\n\r\n")
         length = next((int(line.split(b":")[1]) for line in request_head.split(b"\r\n")
                        if line.lower().startswith(b"content-length:")), 0)
-        await reader.readexactly(length)
+        self.bodies.append(await reader.readexactly(length))
         reply = self.replies[min(self.requests, len(self.replies) - 1)]
         self.requests += 1
         for step in reply:

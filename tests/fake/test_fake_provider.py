@@ -46,7 +46,8 @@ def test_script_parsing() -> None:
     assert script is not None and script.reply_tokens() == ["tok0 ", "tok1 ", "tok2 "]
     assert script.fail == (429,)
     for bad in ("#fake {", "#fake []", '#fake {"tokenz": 1}', '#fake {"tokens": -1}',
-                '#fake {"fail": [200]}', '#fake {"rate": "fast"}'):
+                '#fake {"fail": [200]}', '#fake {"rate": "fast"}',
+                '#fake {"stop_sequence": 1}'):
         with pytest.raises(ScriptError):
             parse_script(bad)
     assert "".join(split_tokens(" a  b\nc ")) == " a  b\nc "
@@ -80,6 +81,16 @@ def test_anthropic_stream_shape(fake_url: str) -> None:
     assert "".join(d.get("partial_json", "") for d in deltas) == '{"a": 1}'
     stop = orjson.loads(received[-2].data)
     assert stop["delta"]["stop_reason"] == "tool_use" and stop["usage"]["output_tokens"] == 2
+
+
+def test_stop_sequence_knob(fake_url: str) -> None:
+    received = events(fake_url + "/v1/messages", anthropic_body({"tokens": 1,
+                                                                 "stop_sequence": "END"}))
+    assert orjson.loads(received[-2].data)["delta"] == {"stop_reason": "stop_sequence",
+                                                        "stop_sequence": "END"}
+    chunks = events(fake_url + "/v1/chat/completions", openai_body({"tokens": 1,
+                                                                    "stop_sequence": "END"}))
+    assert orjson.loads(chunks[-3].data)["choices"][0]["finish_reason"] == "stop"
 
 
 def test_rate_and_ttfb(fake_url: str) -> None:

@@ -12,12 +12,16 @@ from sseserver.events import (
     Finish,
     NormalizedEvent,
     ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
+from sseserver.formats.ai_sdk import AISDKFormatter
 from sseserver.formats.anthropic_messages import AnthropicMessagesFormatter
 from sseserver.formats.openai_chat import OpenAIChatFormatter
+from sseserver.formats.sse import SSEFormatter
 
 META = {"stream_id": "S1", "provider": "p", "model": "m"}
 TOOL_TURN: list[NormalizedEvent] = [
@@ -159,11 +163,66 @@ def test_message_assembled_in_block_order() -> None:
 
 
 def test_assembled_failures_are_error_statuses() -> None:
-    for assembler, shape in [(ChatCompletionAssembler(1), "error"),
-                             (MessageAssembler(1), "type")]:
+    # an overloaded provider (529) in each API's own status
+    for assembler, shape, expected in [(ChatCompletionAssembler(1), "error", 503),
+                                       (MessageAssembler(1), "type", 529)]:
         run(assembler, [TextDelta("a"), ErrorEvent("provider_error", "boom", False, 529)])
         status, body = assembler.response()
-        assert status == 529 and shape in body
+        assert status == expected and shape in body
     broken = MessageAssembler(1)
     run(broken, [ToolCallDelta(0, "t", "f", "{not json")])
     assert broken.response()[0] == 502
+
+
+# Two signed thinking blocks around a redacted one, then text stopped by a stop sequence.
+SIGNED_TURN: list[NormalizedEvent] = [
+    ReasoningDelta("a"), ReasoningDelta("b"), ReasoningSignature("sig1"),
+    RedactedReasoning("opaque=="), ReasoningDelta("c"), ReasoningSignature("sig2"),
+    TextDelta("Hi"), Finish("stop", "END"), Usage(5, 7)]
+
+
+def test_anthropic_signatures_redacted_blocks_and_the_stop_sequence() -> None:
+    events = anthropic_events(run(AnthropicMessagesFormatter(), SIGNED_TURN))
+    shape = [(name, p.get("index"), (p.get("content_block") or p.get("delta") or {}).get("type"))
+             for name, p in events]
+    assert shape == [
+        ("message_start", None, None),
+        ("content_block_start", 0, "thinking"), ("content_block_delta", 0, "thinking_delta"),
+        ("content_block_delta", 0, "thinking_delta"),
+        ("content_block_delta", 0, "signature_delta"), ("content_block_stop", 0, None),
+        ("content_block_start", 1, "redacted_thinking"), ("content_block_stop", 1, None),
+        ("content_block_start", 2, "thinking"), ("content_block_delta", 2, "thinking_delta"),
+        ("content_block_delta", 2, "signature_delta"), ("content_block_stop", 2, None),
+        ("content_block_start", 3, "text"), ("content_block_delta", 3, "text_delta"),
+        ("content_block_stop", 3, None), ("message_delta", None, None),
+        ("message_stop", None, None)]
+    assert events[4][1]["delta"] == {"type": "signature_delta", "signature": "sig1"}
+    assert events[6][1]["content_block"] == {"type": "redacted_thinking", "data": "opaque=="}
+    assert events[-2][1]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "END"}
+
+
+def test_message_assembled_with_signatures_and_the_stop_sequence() -> None:
+    assembler = MessageAssembler(9)
+    run(assembler, SIGNED_TURN)
+    status, body = assembler.response()
+    assert status == 200
+    assert body["content"] == [
+        {"type": "thinking", "thinking": "ab", "signature": "sig1"},
+        {"type": "redacted_thinking", "data": "opaque=="},
+        {"type": "thinking", "thinking": "c", "signature": "sig2"},
+        {"type": "text", "text": "Hi"}]
+    assert (body["stop_reason"], body["stop_sequence"]) == ("stop_sequence", "END")
+
+
+def test_formats_that_take_no_reasoning_back_show_nothing_for_it() -> None:
+    """The default format's wire is unchanged; Chat Completions gets the plain stop."""
+    opaque = [ReasoningSignature("sig"), RedactedReasoning("data")]
+    for formatter in (SSEFormatter(), OpenAIChatFormatter(1, False), AISDKFormatter()):
+        formatter.start(META)
+        assert [formatter.event(event) for event in opaque] == [b"", b""]
+    assert SSEFormatter().event(Finish("stop", "END")) == b""
+    chunks = openai_chunks(run(OpenAIChatFormatter(1, False), SIGNED_TURN))
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    chat = ChatCompletionAssembler(1)
+    run(chat, SIGNED_TURN)
+    assert chat.response()[1]["choices"][0]["message"]["reasoning_content"] == "abc"

@@ -7,7 +7,16 @@ import pytest
 
 from sseserver.config import ProviderSettings
 from sseserver.errors import ProviderError, RequestError
-from sseserver.events import ErrorEvent, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from sseserver.events import (
+    ErrorEvent,
+    Finish,
+    ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from sseserver.providers.anthropic import AnthropicAdapter, AnthropicProvider
 from sseserver.schema import parse_generation_request
 from tests.providers.golden import run_fixture
@@ -35,8 +44,33 @@ def test_tool_use_stream() -> None:
 def test_thinking_stream() -> None:
     adapter = AnthropicAdapter()
     assert run_fixture("anthropic_thinking.sse", adapter) == [
-        ReasoningDelta("Let me work through this step by step...")]
+        ReasoningDelta("Let me work through this step by step..."),
+        ReasoningSignature("EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds...")]
     assert not adapter.finished
+
+
+def test_redacted_thinking_block_is_its_data() -> None:
+    adapter = AnthropicAdapter()
+    start = b'{"type":"content_block_start","index":0,"content_block":' \
+        b'{"type":"redacted_thinking","data":"EqkE=="}}'
+    assert adapter.feed("content_block_start", start.decode()) == [RedactedReasoning("EqkE==")]
+
+
+@pytest.mark.parametrize(("delta", "finish"), [
+    ('{"stop_reason":"stop_sequence","stop_sequence":"END"}', Finish("stop", "END")),
+    ('{"stop_reason":"stop_sequence","stop_sequence":null}', Finish("stop", "")),
+    ('{"stop_reason":"end_turn","stop_sequence":null}', Finish("stop")),
+])
+def test_stop_sequence_is_kept(delta: str, finish: Finish) -> None:
+    data = '{"type":"message_delta","delta":' + delta + ',"usage":{"output_tokens":3}}'
+    assert AnthropicAdapter().feed("message_delta", data) == [finish]
+
+
+def test_signature_of_the_wrong_type_is_a_provider_error() -> None:
+    data = '{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta",' \
+        '"signature":7}}'
+    with pytest.raises(ProviderError):
+        AnthropicAdapter().feed("content_block_delta", data)
 
 
 def test_overloaded_mid_stream() -> None:

@@ -24,6 +24,8 @@ from sseserver.events import (
     Finish,
     NormalizedEvent,
     ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -88,8 +90,13 @@ ANTHROPIC_STREAM: list[Any] = [
     {"type": "content_block_start", "index": 3, "content_block": {
         "type": "tool_use", "id": "toolu_2", "name": "now", "input": {}}},
     {"type": "content_block_stop", "index": 3},
+    {"type": "content_block_start", "index": 4,
+     "content_block": {"type": "redacted_thinking", "data": "EqkE"}},
+    {"type": "content_block_stop", "index": 4},
     {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
      "usage": {"output_tokens": 89, "input_tokens": 25}},
+    {"type": "message_delta", "delta": {"stop_reason": "stop_sequence",
+                                        "stop_sequence": "END"}},
     {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
     {"type": "message_stop"},
 ]
@@ -165,6 +172,13 @@ def assert_documented(events: list[NormalizedEvent]) -> None:
             assert type(event.output_tokens) is int and event.output_tokens >= 0
         elif type(event) is Finish:
             assert TOKEN.fullmatch(event.reason)
+            assert event.stop_sequence is None or type(event.stop_sequence) is str
+            orjson.dumps(event.stop_sequence)
+        elif type(event) in (ReasoningSignature, RedactedReasoning):
+            opaque = event.signature if type(event) is ReasoningSignature else \
+                event.data  # type: ignore[union-attr]
+            assert type(opaque) is str and opaque
+            orjson.dumps(opaque)  # encodable: no lone surrogate
         else:
             assert type(event) is ErrorEvent
             assert TOKEN.fullmatch(event.type)

@@ -1,0 +1,133 @@
+"""The compatible endpoints' routes: OpenAI Chat Completions, Anthropic Messages, the
+models list, and the AI SDK's ``useChat`` (README, "OpenAI- and Anthropic-compatible
+endpoints" and "The AI SDK").
+
+:class:`CompatRoutes` is held by the :class:`~sseserver.gateway.Gateway`, which routes
+requests to it and runs the streams it starts: the same relay, admission, routing and
+stream store as ``/v1/stream``, with each API's own request parser, formatter, whole
+answer and error shape.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from sseserver.aio.http_server import HTTPConnection, HTTPRequest
+from sseserver.compat.api import ANTHROPIC_MESSAGES, OPENAI_CHAT, CompatAPI
+from sseserver.compat.errors import compat_status
+from sseserver.compat.models import models_list
+from sseserver.compat.requests import CompatRequest, ResumeOptions, parse_resume_options
+from sseserver.compat.ui_chat import parse_ui_chat
+from sseserver.errors import RequestError, UpstreamError
+from sseserver.failures import client_status
+from sseserver.fanout import NumberedLogOutput
+from sseserver.output import CollectingOutput, Output, ShapedOutput
+from sseserver.relay import Relay, RelayState, Target
+
+if TYPE_CHECKING:
+    from sseserver.gateway import Gateway
+
+CHAT_PREFIX = "/v1/chat/"  # GET /v1/chat/{id}/stream: where useChat resumes
+CHAT_STREAM_SUFFIX = "/stream"
+
+
+class CompatRelay(Relay):
+    """A relay whose failure before the response head takes the status the compatible
+    API gives it (an overloaded provider: Anthropic's 529, OpenAI's 503), so that each
+    SDK raises the class a program catches for it. Everything else is the relay's."""
+
+    __slots__ = ("api",)
+
+    def __init__(self, api: CompatAPI, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.api = api
+
+    def _respond_error(self, error: UpstreamError, error_type: str, message: str) -> None:
+        status, headers = client_status(error)
+        self._output.respond_error(
+            compat_status(self.api.name, status, error.status), headers,
+            {"error": {"type": error_type, "message": message}})
+
+
+class CompatRoutes:
+    """The route handlers of the compatible endpoints, for the gateway's route table."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def __repr__(self) -> str:
+        return f"<CompatRoutes of {self._gateway!r}>"
+
+    def post_chat_completions(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        self._serve(OPENAI_CHAT, request, conn)
+
+    def post_messages(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        self._serve(ANTHROPIC_MESSAGES, request, conn)
+
+    def models(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        gateway = self._gateway
+        conn.respond_json(200, models_list(gateway.config.routing, gateway.providers,
+                                           "anthropic-version" in request.headers))
+
+    def _serve(self, api: CompatAPI, request: HTTPRequest, conn: HTTPConnection) -> None:
+        """An OpenAI- or Anthropic-compatible request: the same relay as /v1/stream,
+        with that API's formatter (streaming) or assembler (a whole answer)."""
+        gateway = self._gateway
+        try:
+            gateway.check_room()
+            compat = api.parse(request.body)
+            resume = parse_resume_options(request.headers, compat.stream)
+            route = gateway.resolve(compat.generation)
+        except RequestError as exc:
+            gateway.counters["http_errors"] += 1
+            conn.respond_json(exc.status, api.shape(exc.status, {"error": {
+                "type": exc.error_type, "message": str(exc)}}), exc.headers)
+            return
+        created = int(time.time())
+        if resume.resumable:
+            self._serve_resumable(api, compat, resume, route, created, conn)
+            return
+        if compat.stream:
+            formatter = api.formatter(compat, created)
+            output: Output = ShapedOutput(conn, [], api.shape)
+        else:
+            formatter = assembler = api.assembler(created)
+            output = CollectingOutput(conn, assembler, gateway.config.streams.max_bytes,
+                                      api.shape)
+        gateway.start_relay(CompatRelay(api, output, compat.generation, route, formatter,
+                                        gateway.policy, gateway.pool,
+                                        on_end=gateway.relay_ended))
+
+    def _serve_resumable(self, api: CompatAPI, compat: CompatRequest, resume: ResumeOptions,
+                         route: list[Target], created: int, conn: HTTPConnection) -> None:
+        """``X-Resumable: true``: the stream goes into the log, each frame numbered, and
+        this response is its first reader."""
+        resumable = self._gateway.start_resumable(
+            compat.generation, api.formatter(compat, created), [],
+            cancel_when_alone=resume.cancel_when_alone, route=route,
+            output_type=NumberedLogOutput)
+        conn.response_headers.append(("location", resumable.url))
+        resumable.output.subscribe(conn, 0, resumable.headers)
+
+    def post_chat(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        """``useChat``'s DefaultChatTransport: the turn streams at once in the UI message
+        stream format, and stays resumable at GET /v1/chat/{id}/stream."""
+        self._gateway.check_room()
+        turn = parse_ui_chat(request.body)
+        resumable = self._gateway.start_resumable_request(turn.generation, turn.chat_id)
+        resumable.output.subscribe(conn, 0, resumable.headers)
+
+    def resume_chat(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        """The chat's running turn, replayed from its start (the transport's
+        ``resumeStreamIsReplay``); 204 when none is running."""
+        # the transport sends the id through encodeURIComponent
+        chat_id = unquote(request.path[len(CHAT_PREFIX):-len(CHAT_STREAM_SUFFIX)])
+        running = [r for r in self._gateway.store.values() if r.chat_id == chat_id and
+                   r.relay.state is not RelayState.ENDED]
+        if not chat_id or not running:
+            conn.respond(204, [], b"")
+            return
+        resumable = max(running, key=lambda r: r.relay.started)
+        resumable.output.subscribe(conn, 0, resumable.headers)
