@@ -77,7 +77,8 @@ class BedrockWire:
             "toolUse": {"input": part}}}) for part in split_arguments(arguments) if part)
         return b"".join(frames) + self._stop_block()
 
-    def finish(self, reason: str, input_tokens: int, output_tokens: int) -> bytes:
+    def finish(self, reason: str, input_tokens: int, output_tokens: int,
+               stop_sequence: str | None = None) -> bytes:
         stop = "tool_use" if reason == "tool_calls" else "end_turn"
         return self._end_text() + _event("messageStop", {"stopReason": stop}) + \
             _event("metadata", {"usage": {"inputTokens": input_tokens,

@@ -58,7 +58,8 @@ class GeminiWire:
         call = {"name": name, "args": args if isinstance(args, dict) else {}}
         return self._chunk([{"functionCall": call, "thoughtSignature": "ZmFrZQ=="}])
 
-    def finish(self, reason: str, input_tokens: int, output_tokens: int) -> bytes:
+    def finish(self, reason: str, input_tokens: int, output_tokens: int,
+               stop_sequence: str | None = None) -> bytes:
         # Gemini says STOP after a function call too
         return self._chunk([{"text": ""}], "STOP", {
             "promptTokenCount": input_tokens, "candidatesTokenCount": output_tokens,

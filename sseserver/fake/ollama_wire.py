@@ -40,7 +40,8 @@ class OllamaWire:
         return self._line({"tool_calls": [{"function": {
             "name": name, "arguments": orjson.loads(arguments) if arguments else {}}}]})
 
-    def finish(self, reason: str, input_tokens: int, output_tokens: int) -> bytes:
+    def finish(self, reason: str, input_tokens: int, output_tokens: int,
+               stop_sequence: str | None = None) -> bytes:
         return self._line({}, done=True, done_reason="stop", total_duration=171946792,
                           load_duration=38473250, prompt_eval_count=input_tokens,
                           prompt_eval_duration=27608250, eval_count=output_tokens,

@@ -119,7 +119,8 @@ class ResponsesWire:
         self._output.append(done)
         return b"".join(frames)
 
-    def finish(self, reason: str, input_tokens: int, output_tokens: int) -> bytes:
+    def finish(self, reason: str, input_tokens: int, output_tokens: int,
+               stop_sequence: str | None = None) -> bytes:
         usage = {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
                  "output_tokens": output_tokens,
                  "output_tokens_details": {"reasoning_tokens": 0},
