@@ -40,6 +40,7 @@ from sseserver.core.sse import (
     MAX_BYTES_WITHOUT_EVENT,
     MAX_EVENT_BYTES,
     MAX_LINE_BYTES,
+    NotAnEventStream,
     SSEParser,
 )
 from sseserver.errors import (
@@ -268,15 +269,14 @@ class Relay:
             elif head.result().status == 200 and is_event_stream(head.result().headers):
                 self._start_pump(target, upstream)
             else:
-                self._spawn(self._status_error(target, upstream, head.result()))
+                self._spawn(self._status_error(target, head.result(), upstream.read_body()))
         except Exception as exc:  # a bug must end this stream only, cleanly
             self._internal_error(exc)
 
-    async def _status_error(self, target: Target, upstream: UpstreamConnection,
-                            head: ResponseHead) -> None:
+    async def _status_error(self, target: Target, head: ResponseHead,
+                            body: asyncio.Future[bytes]) -> None:
         try:
-            body = await upstream.read_body()
-            self._advance(target.provider.map_error(head.status, head.headers, body))
+            self._advance(target.provider.map_error(head.status, head.headers, await body))
         except asyncio.CancelledError:
             pass
         except Exception as exc:
@@ -358,11 +358,25 @@ class Relay:
                         break
         except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
             self._flush(frames)  # what came before the fault is the client's
-            self._settle(self._body_fault(exc))
+            if type(exc) is NotAnEventStream:
+                self._not_a_stream(data)
+            else:
+                self._settle(self._body_fault(exc))
             return
         self._flush(frames)
         if adapter.finished and self.state is not RelayState.ENDED:
             self._settle(None)
+
+    def _not_a_stream(self, data: bytes) -> None:
+        """The 200 labelled an event stream is a JSON error or a page (its first read
+        says so): read on as an error body, of which ``data`` is the start, and judged
+        as one (a 200 of another content type is judged so too): the provider's own
+        kind of error decides, and a page is not retried (the same page would come)."""
+        upstream, target = self._upstream, self._target
+        assert upstream is not None and target is not None
+        self._pumping = False
+        self._spawn(self._status_error(target, upstream.head().result(),
+                                       upstream.read_body(start=data)))
 
     def _body_fault(self, exc: Exception) -> UpstreamError:
         if not isinstance(exc, SSEServerError):  # the adapter met data of a wrong shape

@@ -219,14 +219,17 @@ class UpstreamConnection(asyncio.Protocol):
         elif self._ended:
             sink.on_body_end()
 
-    async def read_body(self, limit: int = MAX_ERROR_BODY) -> bytes:
-        """The (error) body, its first ``limit`` bytes: once it has that many, the rest
-        is not waited for (the connection is not reused then). Never raises."""
-        done: asyncio.Future[None] = self._loop.create_future()
-        chunks: list[bytes] = []
+    def read_body(self, limit: int = MAX_ERROR_BODY, start: bytes = b"") -> asyncio.Future[bytes]:
+        """The (error) body, its first ``limit`` bytes, to await: once it has that many,
+        the rest is not waited for (the connection is not reused then). ``start``: body
+        bytes a sink already took (a 200 found to be no stream at its first read). The
+        body goes to the collector from this call on, so nothing after it reaches the
+        sink before. The future never fails."""
+        body: asyncio.Future[bytes] = self._loop.create_future()
+        chunks = [start]
 
         class _Collect:
-            progress = 0  # bytes: a plain body has no events
+            progress = len(start)  # bytes: a plain body has no events
 
             def on_body(self, data: bytes) -> None:
                 if self.progress < limit:
@@ -236,15 +239,14 @@ class UpstreamConnection(asyncio.Protocol):
                         self.on_body_end()
 
             def on_body_end(self) -> None:
-                if not done.done():
-                    done.set_result(None)
+                if not body.done():
+                    body.set_result(b"".join(chunks)[:limit])
 
             def on_body_error(self, error: UpstreamError) -> None:
                 self.on_body_end()
 
         self.stream(_Collect())
-        await done
-        return b"".join(chunks)[:limit]
+        return body
 
     def pause_reading(self) -> None:
         if self._transport is not None and self._transport.is_reading():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sseserver.errors import EventTooLarge, LocalProtocolError, NoEvents
+from sseserver.errors import EventTooLarge, LocalProtocolError, NoEvents, RemoteProtocolError
 
 # A provider that never sends a line ending must not grow our memory without bound.
 # Real provider lines are one JSON chunk (well under 64 KiB even for big tool-call
@@ -24,7 +24,15 @@ MAX_EVENT_BYTES = 1024 * 1024
 MAX_BYTES_WITHOUT_EVENT = 1024 * 1024
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+# What a body that is some other document begins with, blanks aside: a JSON object or
+# array, an HTML or XML page. No event stream does (a line is a field, a comment or
+# blank), and a proxy's quota page or a JSON error labelled text/event-stream does.
+_OTHER_DOCUMENT = re.compile(rb"[ \t\r\n]*[{\[<]")
 _BAD_IN_FIELD = re.compile(r"[\r\n\x00]")
+
+
+class NotAnEventStream(RemoteProtocolError):
+    """The body is some other document (JSON, HTML), whatever its label said."""
 
 
 @dataclass(slots=True)
@@ -271,7 +279,10 @@ class SSEParser:
             return b""
         self._started = True
         self._buffer = bytearray()
-        return head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+        body = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+        if _OTHER_DOCUMENT.match(body):
+            raise NotAnEventStream("the body is JSON or HTML, not an event stream", offset=0)
+        return body
 
     def _line(self, line: str, events: list[ServerSentEvent]) -> None:
         if not line:
