@@ -45,6 +45,7 @@ from sseserver.core.sse import (
 )
 from sseserver.errors import (
     ProviderError,
+    RemoteProtocolError,
     RequestError,
     ShuttingDown,
     SSEServerError,
@@ -99,7 +100,8 @@ class RelayPolicy:
     redact: Redactor = field(default_factory=Redactor)
 
     def new_parser(self) -> SSEParser:
-        return SSEParser(MAX_LINE_BYTES, self.max_event_bytes, self.max_bytes_without_event)
+        return SSEParser(MAX_LINE_BYTES, self.max_event_bytes, self.max_bytes_without_event,
+                         refuse_documents=True)
 
 
 def new_stream_id() -> str:
@@ -352,10 +354,16 @@ class Relay:
                     if adapter.finished:
                         break
             else:
-                for sse in self._parser.feed(data):
+                try:
+                    events, fault = self._parser.feed(data), None
+                except RemoteProtocolError as exc:  # a bound broke: the events before it go
+                    events, fault = exc.read_before, exc
+                for sse in events:
                     self._frames(adapter.feed(sse.event, sse.data), frames)
                     if adapter.finished:
                         break
+                if fault is not None and not adapter.finished:
+                    raise fault
         except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
             self._flush(frames)  # what came before the fault is the client's
             if type(exc) is NotAnEventStream:

@@ -291,17 +291,21 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             pieces = decoder.feed(data)
         except RemoteProtocolError as exc:
+            self._deliver(exc.read_before)  # the chunks before the fault go first
             self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"
                                       f"{self._where(exc, data)}"))
             return
+        self._deliver(pieces)
+        if decoder.done:
+            self._on_end()
+
+    def _deliver(self, pieces: list[bytes]) -> None:
         for piece in pieces:
             sink = self._sink  # looked up each time: a sink may hand over to another
             if sink is not None:
                 sink.on_body(piece)
             else:
                 self._pending.append(piece)
-        if decoder.done:
-            self._on_end()
 
     def _where(self, exc: RemoteProtocolError, data: bytes) -> str:
         """Where in the response the fault lies: ``data`` is what the failed call got,

@@ -12,9 +12,13 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.e2e.raw_upstream import WIRES, RawUpstream, Step, Wire, chunk, head, whole
+from tests.e2e import test_secrets as secrets_sweep
+from tests.e2e.raw_upstream import OPENAI, WIRES, RawUpstream, Step, Wire, chunk, head, whole
 from tests.e2e.stack import Stack
 from tests.e2e.test_hostile_upstream import SETTINGS, assert_ended_with, post, providers_toml
+from tests.e2e.test_secrets import KEY, OTHER_KEY, leaks
+
+log_lines = secrets_sweep.log_lines  # every log line, at DEBUG
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +91,133 @@ def test_a_compressed_event_stream_is_refused_without_a_retry(
     assert answer.status == 502, answer.body
     assert "compressed" in answer.error["message"]
     assert upstream.requests == 1
+
+
+# -- a key echoed encoded --------------------------------------------------------------
+
+
+def _percent(text: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in text.encode())
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.kind)
+def test_a_percent_encoded_key_reaches_no_client_and_no_log(
+        wire: Wire, log_lines: list[str]) -> None:
+    """A proxy quoting the request URL or a form field echoes the key percent-encoded:
+    in an error body (and its param and code), and in a mid-stream error event."""
+    encoded = _percent(KEY)
+    body = orjson.dumps({"error": {"message": f"bad key {encoded}", "type": "t",
+                                   "param": encoded, "code": KEY}})
+    replies: list[list[Step]] = [
+        [whole("400 Bad Request", "application/json", body)],
+        [whole("401 Unauthorized", "text/plain", f"key={encoded}".encode(),
+               f"WWW-Authenticate: Bearer {KEY}")],
+        [head("200 OK", "text/event-stream", f"X-Echo: {encoded}"), wire.start,
+         wire.token("a"), wire.error("invalid_api_key", f"Incorrect API key {encoded}")],
+    ]
+    told: list[bytes] = []
+    with RawUpstream([]) as raw, \
+            Stack(SETTINGS, toml=providers_toml(raw.url, KEY, OTHER_KEY)) as stack:
+        for reply in replies:
+            raw.answer(reply)
+            answer = post(stack, wire)
+            assert answer.status != 200 or answer.error
+            told.append(f"{answer.headers}".encode() + answer.body)
+    shown = b"".join(told).decode("latin-1") + "\n".join(log_lines)
+    assert encoded[6:40] not in shown and leaks(shown) == []
+    assert any("attempt 1" in line for line in log_lines)  # the logs were captured
+
+
+# -- an event just under and just past its bound, in many reads ------------------------
+
+MAX_EVENT = int(SETTINGS["upstream.max_event_bytes"])
+
+
+def _text_event(wire: Wire, data_bytes: int) -> bytes:
+    """The payload of one text event whose data is ``data_bytes`` long."""
+    bare = wire.token("")
+    payload = bare[bare.find(b"\r\n") + 2:-2]
+    data = len(payload) - payload.find(b"data: ") - len(b"data: \n\n")
+    padded = wire.token("z" * (data_bytes - data))
+    return padded[padded.find(b"\r\n") + 2:-2]
+
+
+def _in_reads(payload: bytes, size: int, pause: float) -> list[Step]:
+    steps: list[Step] = []
+    for at in range(0, len(payload), size):
+        steps += [chunk(payload[at:at + size]), pause]
+    return steps
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.kind)
+@pytest.mark.parametrize("read_size", [4096, 60_000])
+def test_an_event_just_past_its_bound_in_many_reads_is_refused(
+        stack: Stack, upstream: RawUpstream, wire: Wire, read_size: int) -> None:
+    """On one data line, its end in the read that completes it: the bound is the
+    event's, not only the unfinished part's at the end of a read."""
+    over = _text_event(wire, MAX_EVENT + 64)
+    upstream.answer([head(), wire.start, wire.token("a"), 0.02,
+                     *_in_reads(over, read_size, 0.002), wire.done])
+    answer = post(stack, wire)
+    assert_ended_with(answer, "upstream_event_too_large", retryable=False)
+    assert answer.texts == ["a"]
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.kind)
+def test_an_event_just_under_its_bound_in_many_reads_is_relayed(
+        stack: Stack, upstream: RawUpstream, wire: Wire) -> None:
+    under = _text_event(wire, MAX_EVENT - 64)
+    upstream.answer([head(), wire.start, *_in_reads(under, 4096, 0.002), wire.done])
+    answer = post(stack, wire)
+    assert answer.status == 200 and answer.events[-1]["data"] == "[DONE]"
+    assert len(answer.texts) == 1 and set(answer.texts[0]) == {"z"}
+    assert len(answer.texts[0]) > MAX_EVENT - 200
+
+
+def test_a_multi_line_event_past_its_bound_ended_in_one_read_is_refused(
+        stack: Stack, upstream: RawUpstream) -> None:
+    """Many data lines, the last ones and the blank line in the read that ends it."""
+    lines = b"data: " + b"y" * 1000 + b"\n"
+    count = MAX_EVENT // len(lines) + 2
+    reads: list[Step] = [chunk(lines * (count - 40)), 0.05, chunk(lines * 40 + b"\n")]
+    upstream.answer([head(), OPENAI.start, OPENAI.token("a"), *reads, OPENAI.done])
+    answer = post(stack, OPENAI)
+    assert_ended_with(answer, "upstream_event_too_large", retryable=False)
+    assert answer.texts == ["a"]
+
+
+# -- what came before a fault in the same read is relayed -----------------------------
+
+SMALL_BOUND = 16 * 1024
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.kind)
+def test_chunks_before_a_malformed_chunk_in_the_same_read_are_relayed(
+        stack: Stack, upstream: RawUpstream, wire: Wire) -> None:
+    """One write: the start, a token, then a chunk-size line that is no number. The
+    token is the client's; the framing fault ends the stream after it."""
+    upstream.answer([head(), wire.start + wire.token("a") + wire.token("b") + b"zz\r\n"])
+    answer = post(stack, wire)
+    assert answer.texts == ["a", "b"]
+    assert answer.error["type"] == "upstream_closed"
+    assert "malformed" in answer.error["message"]
+    assert upstream.requests == 1
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.kind)
+def test_events_before_a_comment_flood_in_the_same_read_are_relayed(wire: Wire) -> None:
+    """One chunk, one read: two tokens, then more comment bytes than the bound allows
+    (a bound below a read's size, so that one read passes it): the tokens reach the
+    client before the end."""
+    tokens = b"".join(_payload(wire.token(text)) for text in ("a", "b"))
+    flood = (b": " + b"c" * 998 + b"\n") * (SMALL_BOUND // 1000 + 8)
+    settings = {**SETTINGS, "upstream.max_bytes_without_event": SMALL_BOUND}
+    with RawUpstream([head(), wire.start, 0.02, chunk(tokens + flood), 1.0]) as raw, \
+            Stack(settings, toml=providers_toml(raw.url)) as small:
+        answer = post(small, wire)
+    assert_ended_with(answer, "upstream_no_events", retryable=False)
+    assert answer.texts == ["a", "b"]
+
+
+def _payload(one_chunk: bytes) -> bytes:
+    return one_chunk[one_chunk.find(b"\r\n") + 2:-2]
