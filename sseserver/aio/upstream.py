@@ -193,7 +193,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.requests += 1
         self._transport.write(request)
         self.state = State.AWAITING_HEAD
-        self._last_activity = self._loop.time()
+        # the total limit and the head's deadline count from here: a pooled connection
+        # was reset when it went idle, maybe long before
+        self._started = self._last_activity = self._loop.time()
         self._response_start = self.bytes_received
         # Due by the head's deadline and within a step of the idle limit both: the
         # head's arrival then needs no check of its own.

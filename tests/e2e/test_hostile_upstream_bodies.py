@@ -6,15 +6,17 @@ The loop's exception handler fails the test if anything escapes to it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
 from tests.e2e import test_secrets as secrets_sweep
 from tests.e2e.raw_upstream import OPENAI, WIRES, RawUpstream, Step, Wire, chunk, head, whole
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, request_body
 from tests.e2e.test_hostile_upstream import SETTINGS, assert_ended_with, post, providers_toml
 from tests.e2e.test_secrets import KEY, OTHER_KEY, leaks
 
@@ -221,3 +223,21 @@ def test_events_before_a_comment_flood_in_the_same_read_are_relayed(wire: Wire) 
 
 def _payload(one_chunk: bytes) -> bytes:
     return one_chunk[one_chunk.find(b"\r\n") + 2:-2]
+
+
+# -- a reused connection's deadlines count from its own request ------------------------
+
+
+def test_the_total_timeout_of_a_reused_connection_counts_from_its_request() -> None:
+    """A connection pooled after one stream serves the next: the next stream's total
+    limit counts from its own request, not from when the connection went idle."""
+    with Stack({"upstream.total_timeout": 1.0, "upstream.idle_timeout": 0.5,
+                "upstream.pool_idle_timeout": 30.0}) as fake:
+        first = httpx.post(fake.url + "/v1/stream", json=request_body({"tokens": 2}))
+        assert first.status_code == 200 and "tok1" in first.text
+        time.sleep(0.7)  # pooled meanwhile
+        second = httpx.post(fake.url + "/v1/stream", timeout=10,
+                            json=request_body({"tokens": 6, "rate": 10}))  # 0.6 s
+        assert "event: error" not in second.text, second.text
+        assert "tok5" in second.text
+        assert fake.stats()["connections"] == 1 + 1  # one reused, and this request
