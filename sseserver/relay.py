@@ -438,6 +438,16 @@ class Relay:
 
     def on_body_end(self) -> None:
         adapter = self._adapter
+        if adapter is not None and not adapter.finished and self._pumping:
+            frames: list[bytes] = []
+            try:  # the last event, if only its blank line is missing
+                for sse in self._parser.end():
+                    self._frames(adapter.feed(sse.event, sse.data), frames)
+            except Exception as exc:
+                self._flush(frames)
+                self._settle(self._body_fault(exc))
+                return
+            self._flush(frames)
         if adapter is not None and adapter.finished:
             self._settle(None)
         else:

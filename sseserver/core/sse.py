@@ -276,6 +276,17 @@ class SSEParser:
             self._buffer = bytearray()
             raise EventTooLarge(f"event-stream event longer than {self._max_event} bytes")
 
+    def end(self) -> list[ServerSentEvent]:
+        """End of a body that its HTTP framing ended (not a cut connection): an event
+        whose lines all came whole, with only the blank line after it missing, is
+        dispatched, where §2.6 would drop it. Anthropic's SDK fixtures end so, and
+        the SDKs read such a stream as complete. A partial line is still dropped."""
+        events: list[ServerSentEvent] = []
+        if not self._buffer and self._data:
+            self._dispatch(events)
+        self.close()
+        return events
+
     def close(self) -> list[ServerSentEvent]:
         """End of stream: a partial line and an unterminated event are dropped (§2.6)."""
         self._buffer = bytearray()

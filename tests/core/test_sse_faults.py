@@ -76,3 +76,18 @@ def test_a_document_is_refused_where_asked(body: bytes) -> None:
                                   b"\n", b"retry: 10\n"])
 def test_a_stream_is_not_refused(body: bytes) -> None:
     SSEParser(refuse_documents=True).feed(body)
+
+
+@pytest.mark.parametrize(("tail", "expected"), [
+    (b"event: message_stop\ndata: {}\n", [("message_stop", "{}")]),
+    (b"data: [DONE]\r\n", [("message", "[DONE]")]),
+    (b"data: [DONE]", []),  # a partial line: maybe cut, dropped
+    (b"data: a\n\n", []),  # dispatched already
+])
+def test_a_framed_end_dispatches_an_event_missing_only_its_blank_line(
+        tail: bytes, expected: list[tuple[str, str]]) -> None:
+    p = SSEParser()
+    p.feed(b": start\n")
+    p.feed(tail)
+    assert [(e.event, e.data) for e in p.end()] == expected
+    assert p.end() == []

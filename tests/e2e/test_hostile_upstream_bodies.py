@@ -18,6 +18,7 @@ from tests.e2e import test_secrets as secrets_sweep
 from tests.e2e.raw_upstream import OPENAI, WIRES, RawUpstream, Step, Wire, chunk, head, whole
 from tests.e2e.stack import Stack, request_body
 from tests.e2e.test_hostile_upstream import SETTINGS, assert_ended_with, post, providers_toml
+from tests.e2e.test_hostile_upstream import _payload as payload_of
 from tests.e2e.test_secrets import KEY, OTHER_KEY, leaks
 
 log_lines = secrets_sweep.log_lines  # every log line, at DEBUG
@@ -241,3 +242,30 @@ def test_the_total_timeout_of_a_reused_connection_counts_from_its_request() -> N
         assert "event: error" not in second.text, second.text
         assert "tok5" in second.text
         assert fake.stats()["connections"] == 1 + 1  # one reused, and this request
+
+
+# -- a body whose framing ended, its last event without the blank line -----------------
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.kind)
+def test_a_last_event_without_its_blank_line_ends_the_stream_well(
+        stack: Stack, upstream: RawUpstream, wire: Wire) -> None:
+    """The body ends (its last chunk came) right after the last event's data line, the
+    blank line missing, as the Anthropic SDK's own fixtures do: the event counts."""
+    body = payload_of(wire.done)  # the finish and the end event, then the last chunk
+    assert body.endswith(b"}\n\n") or body.endswith(b"[DONE]\n\n")
+    upstream.answer([head(), wire.start, wire.token("a"), chunk(body[:-1]), b"0\r\n\r\n"])
+    answer = post(stack, wire)
+    assert answer.texts == ["a"] and answer.events[-1]["data"] == "[DONE]"
+    assert not [e for e in answer.events if e.get("event") == "error"], answer.events
+    assert upstream.requests == 1
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.kind)
+def test_a_partial_last_line_is_still_a_stream_that_ended_early(
+        stack: Stack, upstream: RawUpstream, wire: Wire) -> None:
+    body = payload_of(wire.done)
+    upstream.answer([head(), wire.start, wire.token("a"), chunk(body[:-4]), b"0\r\n\r\n"])
+    answer = post(stack, wire)
+    assert answer.texts == ["a"]
+    assert "before it was complete" in answer.error["message"]
