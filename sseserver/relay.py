@@ -354,26 +354,39 @@ class Relay:
                     if adapter.finished:
                         break
             else:
-                try:
-                    events, fault = self._parser.feed(data), None
-                except RemoteProtocolError as exc:  # a bound broke: the events before it go
-                    events, fault = exc.read_before, exc
-                for sse in events:
+                for sse in self._parser.feed(data):
                     self._frames(adapter.feed(sse.event, sse.data), frames)
                     if adapter.finished:
                         break
-                if fault is not None and not adapter.finished:
-                    raise fault
         except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
-            self._flush(frames)  # what came before the fault is the client's
-            if type(exc) is NotAnEventStream:
-                self._not_a_stream(data)
-            else:
-                self._settle(self._body_fault(exc))
+            self._fault(exc, data, frames)
             return
         self._flush(frames)
         if adapter.finished and self.state is not RelayState.ENDED:
             self._settle(None)
+
+    def _fault(self, exc: Exception, data: bytes, frames: list[bytes]) -> None:
+        """A read could not be relayed whole: what came before the fault is the
+        client's (``frames``, and the events the parser completed before a bound broke),
+        then the stream ends, or the body is read as the error it is."""
+        adapter = self._adapter
+        assert adapter is not None
+        if isinstance(exc, RemoteProtocolError):
+            try:
+                for sse in exc.read_before:
+                    self._frames(adapter.feed(sse.event, sse.data), frames)
+                    if adapter.finished:
+                        break
+            except Exception as later:  # an event before the bound was malformed itself
+                exc = later
+        self._flush(frames)
+        if adapter.finished:
+            if self.state is not RelayState.ENDED:
+                self._settle(None)
+        elif type(exc) is NotAnEventStream:
+            self._not_a_stream(data)
+        else:
+            self._settle(self._body_fault(exc))
 
     def _not_a_stream(self, data: bytes) -> None:
         """The 200 labelled an event stream is a JSON error or a page (its first read
