@@ -49,6 +49,18 @@ def typed_error(error_type: str, message: str) -> UpstreamError:
     return error
 
 
+def collected_headers(status: int) -> list[tuple[str, str]]:
+    """The headers of a whole answer's failure status, decided once the stream had
+    begun (so by the error event, not by :func:`client_status`): a status that asks
+    the client to come back says when, as a drain's 503 and a rate limit's 429 do
+    before the stream begins (README, draining)."""
+    if status == 503:
+        return [("retry-after", str(DRAIN_RETRY_AFTER))]
+    if status == 429:
+        return [("retry-after", "1")]
+    return []
+
+
 def client_status(error: UpstreamError) -> tuple[int, list[tuple[str, str]]]:
     """The status a client gets for a failure known before the response head."""
     headers: list[tuple[str, str]] = []

@@ -6,6 +6,7 @@ The loop's exception handler fails the test if anything escapes to it."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -269,3 +270,29 @@ def test_a_partial_last_line_is_still_a_stream_that_ended_early(
     answer = post(stack, wire)
     assert answer.texts == ["a"]
     assert "before it was complete" in answer.error["message"]
+
+
+# -- a drain ends a whole answer already collecting with 503 and Retry-After ----------
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_a_drain_answers_a_whole_answer_with_tokens_collected_503(path: str) -> None:
+    reply: list[Step] = [head(), OPENAI.start, OPENAI.token("a"), 5.0]
+    body = {"model": "rawopenai/m", "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi"}]}
+    with RawUpstream(reply) as slow, \
+            Stack({"upstream.first_byte_timeout": 30.0}, toml=providers_toml(slow.url)) as s:
+        answers: list[httpx.Response] = []
+        client = threading.Thread(target=lambda: answers.append(
+            httpx.post(s.url + path, json=body, timeout=10)))
+        client.start()
+        deadline = time.monotonic() + 5
+        while not s.server.gateway.relays or \
+                next(iter(s.server.gateway.relays)).events == 0:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert s.server is not None
+        s.call(s.server.drain(0.2))
+        client.join(10)
+        assert answers[0].status_code == 503, answers[0].text
+        assert answers[0].headers["retry-after"] == "5"
