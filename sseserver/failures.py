@@ -51,13 +51,10 @@ def typed_error(error_type: str, message: str) -> UpstreamError:
 
 def collected_headers(status: int) -> list[tuple[str, str]]:
     """The headers of a whole answer's failure status, decided once the stream had
-    begun (so by the error event, not by :func:`client_status`): a status that asks
-    the client to come back says when, as a drain's 503 and a rate limit's 429 do
-    before the stream begins (README, draining)."""
+    begun (so by the error event, not by :func:`client_status`): a drain's 503 says
+    when to come back, as it does before the stream begins (README, draining)."""
     if status == 503:
         return [("retry-after", str(DRAIN_RETRY_AFTER))]
-    if status == 429:
-        return [("retry-after", "1")]
     return []
 
 
