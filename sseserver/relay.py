@@ -371,19 +371,18 @@ class Relay:
         then the stream ends, or the body is read as the error it is."""
         adapter = self._adapter
         assert adapter is not None
-        if isinstance(exc, RemoteProtocolError):
+        if isinstance(exc, RemoteProtocolError) and exc.read_before:
             try:
                 for sse in exc.read_before:
                     self._frames(adapter.feed(sse.event, sse.data), frames)
-                    if adapter.finished:
-                        break
+                    if adapter.finished:  # the provider's end came before the fault
+                        self._flush(frames)
+                        self._settle(None)
+                        return
             except Exception as later:  # an event before the bound was malformed itself
                 exc = later
         self._flush(frames)
-        if adapter.finished:
-            if self.state is not RelayState.ENDED:
-                self._settle(None)
-        elif type(exc) is NotAnEventStream:
+        if type(exc) is NotAnEventStream:
             self._not_a_stream(data)
         else:
             self._settle(self._body_fault(exc))

@@ -296,3 +296,18 @@ def test_a_drain_answers_a_whole_answer_with_tokens_collected_503(path: str) -> 
         client.join(10)
         assert answers[0].status_code == 503, answers[0].text
         assert answers[0].headers["retry-after"] == "5"
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=lambda w: w.kind)
+def test_the_providers_end_before_a_flood_in_the_same_read_completes_the_stream(
+        wire: Wire) -> None:
+    """The end event, then (in the same read) more comment bytes than the bound: the
+    provider had finished, so the stream completes."""
+    ending = payload_of(wire.token("a") + wire.done)
+    flood = (b": " + b"c" * 998 + b"\n") * (SMALL_BOUND // 1000 + 8)
+    settings = {**SETTINGS, "upstream.max_bytes_without_event": SMALL_BOUND}
+    with RawUpstream([head(), wire.start, 0.02, chunk(ending + flood), 1.0]) as raw, \
+            Stack(settings, toml=providers_toml(raw.url)) as small:
+        answer = post(small, wire)
+    assert answer.texts == ["a"] and answer.events[-1]["data"] == "[DONE]"
+    assert not [e for e in answer.events if e.get("event") == "error"], answer.events
