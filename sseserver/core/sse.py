@@ -307,8 +307,13 @@ class SSEParser:
         self._started = True
         self._buffer = bytearray()
         body = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
-        if self._refuse_documents and _OTHER_DOCUMENT.match(body):
-            raise NotAnEventStream("the body is JSON or HTML, not an event stream", offset=0)
+        if self._refuse_documents:
+            if _OTHER_DOCUMENT.match(body):
+                raise NotAnEventStream("the body is JSON or HTML, not an event stream",
+                                       offset=0)
+            if not body.strip(b" \t\r\n"):  # blanks alone say nothing yet (and are none)
+                self._started = False
+                return b""
         return body
 
     def _line(self, line: str, events: list[ServerSentEvent]) -> None:

@@ -91,3 +91,16 @@ def test_a_framed_end_dispatches_an_event_missing_only_its_blank_line(
     p.feed(tail)
     assert [(e.event, e.data) for e in p.end()] == expected
     assert p.end() == []
+
+
+def test_a_document_after_blank_reads_is_refused() -> None:
+    p = SSEParser(refuse_documents=True)
+    assert p.feed(b"\r\n") == [] and p.feed(b" \n") == []
+    with pytest.raises(NotAnEventStream):
+        p.feed(b"{")
+
+
+def test_a_stream_after_blank_reads_is_read() -> None:
+    p = SSEParser(refuse_documents=True)
+    assert p.feed(b"\n") == [] and p.feed(b"\r") == []
+    assert [e.data for e in p.feed(b"\ndata: a\n\n")] == ["a"]

@@ -67,11 +67,13 @@ HTML = b"\r\n  <html><body><h1>Quota exceeded</h1></body></html>"
     ([whole("200 OK", "text/event-stream", QUOTA)], 1, "exceeded your current quota"),
     ([head(), chunk(b"\n" + QUOTA[:20]), 0.05, chunk(QUOTA[20:]), chunk(b""), ], 1,
      "exceeded your current quota"),
+    ([head(), chunk(b"\r\n"), 0.02, *[chunk(bytes([byte])) for byte in QUOTA], chunk(b"")],
+     1, "exceeded your current quota"),
     ([whole("200 OK", "text/event-stream", HTML)], 1, "JSON or HTML body"),
     # the provider's kind decides, as for a 200 labelled JSON: a rate limit is retried
     ([whole("200 OK", "text/event-stream; charset=utf-8", RATE_LIMITED)], 2,
      "Rate limit reached"),
-], ids=["json", "json-in-pieces", "html", "rate-limit"])
+], ids=["json", "json-in-pieces", "json-trickled", "html", "rate-limit"])
 def test_an_event_stream_that_is_json_or_html_is_the_providers_error(
         stack: Stack, upstream: RawUpstream, wire: Wire, reply: list[Step], requests: int,
         says: str) -> None:
