@@ -6,6 +6,8 @@ h11, OSError, ssl and the like are translated into these at the module that met 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SSEServerError(Exception):
     """Root of every sseserver exception."""
@@ -23,7 +25,9 @@ class ProtocolError(SSEServerError):
     given to the call that raised (negative: among bytes an earlier call gave), or None
     when no single byte is at fault; a caller that knows where that call's bytes sit in
     the message turns it into the message's offset. Messages never quote the peer's
-    bytes: they may carry a secret, and they reach logs and clients.
+    bytes: they may carry a secret, and they reach logs and clients. ``read_before``
+    is what the call read whole before the fault (a parser's events, a decoder's body
+    pieces), for the caller to pass on first: nothing good is lost to a later fault.
     """
 
     def __init__(self, message: str, status_hint: int = 400, offset: int | None = None
@@ -31,6 +35,7 @@ class ProtocolError(SSEServerError):
         super().__init__(message)
         self.status_hint = status_hint
         self.offset = offset
+        self.read_before: list[Any] = []
 
 
 class LocalProtocolError(ProtocolError):

@@ -49,6 +49,15 @@ def typed_error(error_type: str, message: str) -> UpstreamError:
     return error
 
 
+def collected_headers(status: int) -> list[tuple[str, str]]:
+    """The headers of a whole answer's failure status, decided once the stream had
+    begun (so by the error event, not by :func:`client_status`): a drain's 503 says
+    when to come back, as it does before the stream begins (README, draining)."""
+    if status == 503:
+        return [("retry-after", str(DRAIN_RETRY_AFTER))]
+    return []
+
+
 def client_status(error: UpstreamError) -> tuple[int, list[tuple[str, str]]]:
     """The status a client gets for a failure known before the response head."""
     headers: list[tuple[str, str]] = []

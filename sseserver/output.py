@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import orjson
 
 from sseserver.aio.http_server import HTTPConnection, StreamWriter
+from sseserver.failures import collected_headers
 
 # Response headers of every stream (DESIGN.md §2), besides the content type.
 STREAM_HEADERS = (("cache-control", "no-cache, no-store"), ("x-accel-buffering", "no"))
@@ -198,7 +199,7 @@ class CollectingOutput:
 
     def finish(self, frames: list[bytes]) -> None:
         status, payload = self._assembled.response()
-        self._respond(status, [], payload)
+        self._respond(status, collected_headers(status), payload)
 
     def respond_error(self, status: int, headers: list[tuple[str, str]],
                       payload: dict[str, Any]) -> None:

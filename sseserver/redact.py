@@ -11,6 +11,7 @@ Sans-IO, and only on error paths: nothing here runs per token.
 
 from __future__ import annotations
 
+import base64
 import re
 import traceback
 from collections.abc import Callable, Iterable
@@ -58,13 +59,14 @@ class Redactor:
     Never raises. Holds the secrets, so its repr counts them and shows none.
     """
 
-    __slots__ = ("_secrets",)
+    __slots__ = ("_encoded", "_secrets")
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        keys = {secret for secret in secrets if secret and len(secret) >= MIN_SECRET_CHARS}
         # longest first: a key that contains another is redacted whole
-        self._secrets = tuple(sorted(
-            {secret for secret in secrets if secret and len(secret) >= MIN_SECRET_CHARS},
-            key=len, reverse=True))
+        self._secrets = tuple(sorted(keys, key=len, reverse=True))
+        self._encoded = tuple(sorted({form for key in keys for form in _encodings(key)},
+                                     key=len, reverse=True))
 
     def __repr__(self) -> str:
         return f"<Redactor secrets={len(self._secrets)}>"
@@ -75,6 +77,9 @@ class Redactor:
                 text = text.replace(secret, REDACTED)
         if self._secrets:
             text = _RUN.sub(self._fragment, text)
+            for form in self._encoded:
+                if form in text:
+                    text = text.replace(form, REDACTED)
         text = _PREFIXED_KEY.sub(REDACTED, text)
         text = _NAMED_CREDENTIAL.sub(lambda match: match.group(1) + REDACTED, text)
         text = _LONG_RUN.sub(_random_looking, text)
@@ -83,6 +88,22 @@ class Redactor:
     def _fragment(self, match: re.Match[str]) -> str:
         run = match.group()
         return REDACTED if any(run in secret for secret in self._secrets) else run
+
+
+def _encodings(key: str) -> list[str]:
+    """``key`` as a provider or proxy may echo it encoded: percent-encoded byte by byte
+    (a URL or form field quoting it), and in base64 (an ``Authorization: Basic``
+    header echoed, ``user:key`` included). Of base64, for each of the three places the
+    key may start within a 3-byte group, the characters made of its bytes alone, so
+    that it is found inside any longer base64 text."""
+    raw = key.encode()
+    forms = ["".join(f"%{byte:02X}" for byte in raw), "".join(f"%{byte:02x}" for byte in raw)]
+    for shift in range(3):
+        start, end = -(-8 * shift // 6), 8 * (shift + len(raw)) // 6
+        padded = bytes(shift) + raw
+        forms.append(base64.b64encode(padded).decode()[start:end])
+        forms.append(base64.urlsafe_b64encode(padded).decode()[start:end])
+    return forms
 
 
 def _random_looking(match: re.Match[str]) -> str:

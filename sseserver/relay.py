@@ -39,10 +39,12 @@ from sseserver.aio.wheel import Deadline, wheel_for
 from sseserver.core.sse import (
     MAX_BYTES_WITHOUT_EVENT,
     MAX_EVENT_BYTES,
+    NotAnEventStream,
     SSEParser,
 )
 from sseserver.errors import (
     ProviderError,
+    RemoteProtocolError,
     RequestError,
     ShuttingDown,
     SSEServerError,
@@ -270,15 +272,14 @@ class Relay:
                     is_event_stream(head.result().headers, target.provider.media_types):
                 self._start_pump(target, upstream)
             else:
-                self._spawn(self._status_error(target, upstream, head.result()))
+                self._spawn(self._status_error(target, head.result(), upstream.read_body()))
         except Exception as exc:  # a bug must end this stream only, cleanly
             self._internal_error(exc)
 
-    async def _status_error(self, target: Target, upstream: UpstreamConnection,
-                            head: ResponseHead) -> None:
+    async def _status_error(self, target: Target, head: ResponseHead,
+                            body: asyncio.Future[bytes]) -> None:
         try:
-            body = await upstream.read_body()
-            self._advance(target.provider.map_error(head.status, head.headers, body))
+            self._advance(target.provider.map_error(head.status, head.headers, await body))
         except asyncio.CancelledError:
             pass
         except Exception as exc:
@@ -361,12 +362,44 @@ class Relay:
                     if adapter.finished:
                         break
         except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
-            self._flush(frames)  # what came before the fault is the client's
-            self._settle(self._body_fault(exc))
+            self._fault(exc, data, frames)
             return
         self._flush(frames)
         if adapter.finished and self.state is not RelayState.ENDED:
             self._settle(None)
+
+    def _fault(self, exc: Exception, data: bytes, frames: list[bytes]) -> None:
+        """A read could not be relayed whole: what came before the fault is the
+        client's (``frames``, and the events the parser completed before a bound broke),
+        then the stream ends, or the body is read as the error it is."""
+        adapter = self._adapter
+        assert adapter is not None
+        if isinstance(exc, RemoteProtocolError) and exc.read_before:
+            try:
+                for sse in exc.read_before:
+                    self._frames(adapter.feed(sse.event, sse.data), frames)
+                    if adapter.finished:  # the provider's end came before the fault
+                        self._flush(frames)
+                        self._settle(None)
+                        return
+            except Exception as later:  # an event before the bound was malformed itself
+                exc = later
+        self._flush(frames)
+        if type(exc) is NotAnEventStream:
+            self._not_a_stream(data)
+        else:
+            self._settle(self._body_fault(exc))
+
+    def _not_a_stream(self, data: bytes) -> None:
+        """The 200 labelled an event stream is a JSON error or a page (its first read
+        says so): read on as an error body, of which ``data`` is the start, and judged
+        as one (a 200 of another content type is judged so too): the provider's own
+        kind of error decides, and a page is not retried (the same page would come)."""
+        upstream, target = self._upstream, self._target
+        assert upstream is not None and target is not None
+        self._pumping = False
+        self._spawn(self._status_error(target, upstream.head().result(),
+                                       upstream.read_body(start=data)))
 
     def _body_fault(self, exc: Exception) -> UpstreamError:
         if not isinstance(exc, SSEServerError):  # the adapter met data of a wrong shape
@@ -420,6 +453,16 @@ class Relay:
 
     def on_body_end(self) -> None:
         adapter = self._adapter
+        if adapter is not None and not adapter.finished and self._pumping:
+            frames: list[bytes] = []
+            try:  # the last event, if only its blank line is missing
+                for sse in self._parser.end():
+                    self._frames(adapter.feed(sse.event, sse.data), frames)
+            except Exception as exc:
+                self._flush(frames)
+                self._settle(self._body_fault(exc))
+                return
+            self._flush(frames)
         if adapter is not None and adapter.finished:
             self._settle(None)
         else:

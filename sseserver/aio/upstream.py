@@ -193,7 +193,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.requests += 1
         self._transport.write(request)
         self.state = State.AWAITING_HEAD
-        self._last_activity = self._loop.time()
+        # the total limit and the head's deadline count from here: a pooled connection
+        # was reset when it went idle, maybe long before
+        self._started = self._last_activity = self._loop.time()
         self._response_start = self.bytes_received
         # Due by the head's deadline and within a step of the idle limit both: the
         # head's arrival then needs no check of its own.
@@ -219,14 +221,17 @@ class UpstreamConnection(asyncio.Protocol):
         elif self._ended:
             sink.on_body_end()
 
-    async def read_body(self, limit: int = MAX_ERROR_BODY) -> bytes:
-        """The (error) body, its first ``limit`` bytes: once it has that many, the rest
-        is not waited for (the connection is not reused then). Never raises."""
-        done: asyncio.Future[None] = self._loop.create_future()
-        chunks: list[bytes] = []
+    def read_body(self, limit: int = MAX_ERROR_BODY, start: bytes = b"") -> asyncio.Future[bytes]:
+        """The (error) body, its first ``limit`` bytes, to await: once it has that many,
+        the rest is not waited for (the connection is not reused then). ``start``: body
+        bytes a sink already took (a 200 found to be no stream at its first read). The
+        body goes to the collector from this call on, so nothing after it reaches the
+        sink before. The future never fails."""
+        body: asyncio.Future[bytes] = self._loop.create_future()
+        chunks = [start]
 
         class _Collect:
-            progress = 0  # bytes: a plain body has no events
+            progress = len(start)  # bytes: a plain body has no events
 
             def on_body(self, data: bytes) -> None:
                 if self.progress < limit:
@@ -236,15 +241,14 @@ class UpstreamConnection(asyncio.Protocol):
                         self.on_body_end()
 
             def on_body_end(self) -> None:
-                if not done.done():
-                    done.set_result(None)
+                if not body.done():
+                    body.set_result(b"".join(chunks)[:limit])
 
             def on_body_error(self, error: UpstreamError) -> None:
                 self.on_body_end()
 
         self.stream(_Collect())
-        await done
-        return b"".join(chunks)[:limit]
+        return body
 
     def pause_reading(self) -> None:
         if self._transport is not None and self._transport.is_reading():
@@ -289,17 +293,21 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             pieces = decoder.feed(data)
         except RemoteProtocolError as exc:
+            self._deliver(exc.read_before)  # the chunks before the fault go first
             self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"
                                       f"{self._where(exc, data)}"))
             return
+        self._deliver(pieces)
+        if decoder.done:
+            self._on_end()
+
+    def _deliver(self, pieces: list[bytes]) -> None:
         for piece in pieces:
             sink = self._sink  # looked up each time: a sink may hand over to another
             if sink is not None:
                 sink.on_body(piece)
             else:
                 self._pending.append(piece)
-        if decoder.done:
-            self._on_end()
 
     def _where(self, exc: RemoteProtocolError, data: bytes) -> str:
         """Where in the response the fault lies: ``data`` is what the failed call got,

@@ -117,6 +117,7 @@ class ChunkedDecoder:
                     break
         except RemoteProtocolError as exc:
             exc.offset = position - buffered  # where the element at fault begins
+            exc.read_before = out  # the chunks before the fault are the provider's words
             raise
         self._buffer = buffer[position:] if not self.done else b""
         return out

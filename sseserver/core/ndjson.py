@@ -81,6 +81,11 @@ class NDJSONReader:
         line as the data of one unnamed event."""
         return [ServerSentEvent("message", text) for text in self.feed_data_lines(chunk)]
 
+    def end(self) -> list[ServerSentEvent]:
+        """The body's HTTP framing ended it: a last line without its LF is whole."""
+        last = self.close()
+        return [ServerSentEvent("message", last)] if last is not None else []
+
     def close(self) -> str | None:
         """End of the body: the text of a last line that had no LF, if any."""
         rest, self._buffer = bytes(self._buffer).strip(), bytearray()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sseserver.errors import EventTooLarge, LocalProtocolError, NoEvents
+from sseserver.errors import EventTooLarge, LocalProtocolError, NoEvents, RemoteProtocolError
 
 # A provider that never sends a line ending must not grow our memory without bound.
 # Real provider lines are one JSON chunk (well under 64 KiB even for big tool-call
@@ -24,7 +24,15 @@ MAX_EVENT_BYTES = 1024 * 1024
 MAX_BYTES_WITHOUT_EVENT = 1024 * 1024
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+# What a body that is some other document begins with, blanks aside: a JSON object or
+# array, an HTML or XML page. No event stream does (a line is a field, a comment or
+# blank), and a proxy's quota page or a JSON error labelled text/event-stream does.
+_OTHER_DOCUMENT = re.compile(rb"[ \t\r\n]*[{\[<]")
 _BAD_IN_FIELD = re.compile(r"[\r\n\x00]")
+
+
+class NotAnEventStream(RemoteProtocolError):
+    """The body is some other document (JSON, HTML), whatever its label said."""
 
 
 @dataclass(slots=True)
@@ -100,18 +108,26 @@ class SSEParser:
     data of an unfinished event past ``max_event_bytes``, and :class:`NoEvents` when
     lines that carry no event (comments, blank lines, fields other than data) pass
     ``max_bytes_without_event`` between two events; both count decoded characters, and
-    are judged after each read. An event or line that arrives whole in one read is
-    bounded by that read instead: the shortcuts that take such reads count nothing, and
-    a data line costs nothing more, so a token pays for none of this.
+    are judged after each read, and an event also when it ends. An event or line that
+    arrives whole in one read is bounded by that read instead: the shortcuts that take
+    such reads count nothing, and a data line costs nothing more, so a token pays for
+    none of this. Events a read completed before a bound broke are the error's
+    ``read_before``.
+
+    With ``refuse_documents``, a stream that begins (blanks aside) like JSON or HTML
+    raises :class:`NotAnEventStream`: each of its lines would be a field no one reads,
+    and a provider's body that looks so is its error page.
     """
 
     __slots__ = ("_at_boundary", "_buffer", "_data", "_event", "_id", "_max_event",
-                 "_max_line", "_max_without_event", "_pending_cr", "_started",
-                 "_without_event", "last_event_id", "retry")
+                 "_max_line", "_max_without_event", "_pending_cr", "_refuse_documents",
+                 "_started", "_without_event", "last_event_id", "retry")
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES,
                  max_event_bytes: int = MAX_EVENT_BYTES,
-                 max_bytes_without_event: int = MAX_BYTES_WITHOUT_EVENT) -> None:
+                 max_bytes_without_event: int = MAX_BYTES_WITHOUT_EVENT,
+                 refuse_documents: bool = False) -> None:
+        self._refuse_documents = refuse_documents
         self._max_line = max_line_bytes
         self._max_event = max_event_bytes
         self._max_without_event = max_bytes_without_event
@@ -170,15 +186,20 @@ class SSEParser:
             if event is not None:
                 return [event]
         self._at_boundary = False  # until the general path is through (it may raise)
-        events = self._feed_lines(chunk)
-        self._check_bounds()
+        events: list[ServerSentEvent] = []
+        try:
+            self._feed_lines(chunk, events)
+            self._check_bounds()
+        except RemoteProtocolError as fault:  # the events before it are still relayed
+            fault.read_before = events
+            raise
         # A read after lines that carried no event takes this path too, whose next
         # event clears their count: the shortcuts need not keep it.
         self._at_boundary = self._started and not self._buffer and not self._data and \
             not self._event and not self._pending_cr and not self._without_event
         return events
 
-    def _feed_lines(self, chunk: bytes) -> list[ServerSentEvent]:
+    def _feed_lines(self, chunk: bytes, events: list[ServerSentEvent]) -> None:
         if self._pending_cr:
             self._pending_cr = False
             if chunk[:1] == b"\n":  # §2.2: CR then LF across reads is ONE line ending
@@ -186,24 +207,22 @@ class SSEParser:
         if not self._started:
             chunk = self._strip_bom(chunk)
             if not self._started:
-                return []
+                return
         if self._buffer:
             if 10 not in chunk and 13 not in chunk:  # no LF, no CR
                 self._buffer += chunk  # a long line in small reads: no quadratic copying
                 self._check_line_length()
-                return []
+                return
             chunk = bytes(self._buffer) + chunk
             self._buffer = bytearray()
         if chunk.endswith(b"\r"):
             self._pending_cr = True
         lines = _LINE_BREAK.split(chunk) if 13 in chunk else chunk.split(b"\n")
         self._buffer = bytearray(lines.pop())
-        self._check_line_length()
-        events: list[ServerSentEvent] = []
         # Lines are decoded whole, so a character split across reads is already joined.
         for line in lines:
             self._line(_decode(line), events)
-        return events
+        self._check_line_length()  # after the whole lines: their events come first
 
     @staticmethod
     def _ends_an_event(chunk: bytes) -> bool:
@@ -248,9 +267,25 @@ class SSEParser:
             raise EventTooLarge(f"event-stream event longer than {self._max_event} bytes")
 
     def _check_line_length(self) -> None:
-        if len(self._buffer) > self._max_line:
+        length = len(self._buffer)
+        if length > self._max_line:
             self._buffer = bytearray()
             raise EventTooLarge(f"event-stream line longer than {self._max_line} bytes")
+        # an unfinished data line is the data of an unfinished event: the same bound
+        if length > self._max_event + 5 and self._buffer.startswith(b"data"):
+            self._buffer = bytearray()
+            raise EventTooLarge(f"event-stream event longer than {self._max_event} bytes")
+
+    def end(self) -> list[ServerSentEvent]:
+        """End of a body that its HTTP framing ended (not a cut connection): an event
+        whose lines all came whole, with only the blank line after it missing, is
+        dispatched, where §2.6 would drop it. Anthropic's SDK fixtures end so, and
+        the SDKs read such a stream as complete. A partial line is still dropped."""
+        events: list[ServerSentEvent] = []
+        if not self._buffer and self._data:
+            self._dispatch(events)
+        self.close()
+        return events
 
     def close(self) -> list[ServerSentEvent]:
         """End of stream: a partial line and an unterminated event are dropped (§2.6)."""
@@ -271,7 +306,15 @@ class SSEParser:
             return b""
         self._started = True
         self._buffer = bytearray()
-        return head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+        body = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+        if self._refuse_documents:
+            if _OTHER_DOCUMENT.match(body):
+                raise NotAnEventStream("the body is JSON or HTML, not an event stream",
+                                       offset=0)
+            if not body.strip(b" \t\r\n"):  # blanks alone say nothing yet (and are none)
+                self._started = False
+                return b""
+        return body
 
     def _line(self, line: str, events: list[ServerSentEvent]) -> None:
         if not line:
@@ -302,9 +345,13 @@ class SSEParser:
         # empty data buffer fires nothing, and the event type is cleared either way
         self.last_event_id = self._id
         if self._data:
-            events.append(ServerSentEvent(self._event or "message", "\n".join(self._data),
-                                          self._id, self.retry))
+            data = "\n".join(self._data)
             self._data = []
+            if len(data) > self._max_event:  # its last lines came in the read that ended it
+                self._event = ""
+                raise EventTooLarge(f"event-stream event longer than {self._max_event} bytes")
+            events.append(ServerSentEvent(self._event or "message", data, self._id,
+                                          self.retry))
             self._without_event = 0
         self._event = ""
 

@@ -66,6 +66,10 @@ class EventReader(Protocol):
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]: ...
 
+    def end(self) -> list[ServerSentEvent]:
+        """The body's HTTP framing ended it: what a last, unterminated event holds."""
+        ...
+
 
 class BodyReader:
     """The base of a body reader for a framing other than SSE. A provider's
@@ -86,6 +90,9 @@ class BodyReader:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         raise NotImplementedError
+
+    def end(self) -> list[ServerSentEvent]:
+        return []  # a framing of whole messages leaves nothing half-read to take
 
 
 class Provider(Protocol):
@@ -115,7 +122,8 @@ class SettingsProvider:
     def new_body_reader(self, max_event_bytes: int, max_bytes_without_event: int
                         ) -> EventReader:
         """Server-sent events, unless a provider reads another framing."""
-        return SSEParser(MAX_LINE_BYTES, max_event_bytes, max_bytes_without_event)
+        return SSEParser(MAX_LINE_BYTES, max_event_bytes, max_bytes_without_event,
+                         refuse_documents=True)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.settings.name} {self.settings.base_url}>"

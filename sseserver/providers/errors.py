@@ -65,7 +65,13 @@ def is_event_stream(headers: dict[str, str],
     break minimal servers that stream well."""
     value = headers.get("content-type", "")
     given = value.partition(";")[0].strip().lower()
-    return not given or given in media_types
+    return (not given or given in media_types) and not _is_encoded(headers)
+
+
+def _is_encoded(headers: dict[str, str]) -> bool:
+    """A body compressed (gzip, br) though no encoding was asked for: RFC 9110 §12.5.3
+    lets a server pick one then, and an event stream that is one is unreadable here."""
+    return headers.get("content-encoding", "").strip().lower() not in ("", "identity")
 
 
 def retry_after(headers: dict[str, str], now: float | None = None) -> float | None:
@@ -161,8 +167,13 @@ def not_a_stream_error(provider: str, status: int, headers: dict[str, str], body
     else is the provider's failure, not worth another attempt, and its body is not
     shown (a page of HTML, or a whole completion, is no error message)."""
     media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
-    described = f"{provider} answered {status} with {media_type or 'a body'} instead of " \
-        "an event stream"
+    if _is_encoded(headers):
+        what = "a compressed body (Content-Encoding)"
+    elif not media_type or media_type == EVENT_STREAM:  # labelled a stream, and none
+        what = "a JSON or HTML body"
+    else:
+        what = media_type
+    described = f"{provider} answered {status} with {what} instead of an event stream"
     kind = error_kind(body)
     if kind is None:
         return UpstreamStatusError(described, retryable=False)

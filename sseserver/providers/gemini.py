@@ -74,7 +74,8 @@ class GeminiProvider(SettingsProvider):
                         ) -> CRLFEventParser:
         """Gemini frames its events with CRLF: a parser whose per-token shortcut takes
         that framing (the base parser reads it too, line by line)."""
-        return CRLFEventParser(MAX_LINE_BYTES, max_event_bytes, max_bytes_without_event)
+        return CRLFEventParser(MAX_LINE_BYTES, max_event_bytes, max_bytes_without_event,
+                               refuse_documents=True)
 
     def new_adapter(self) -> GeminiAdapter:
         return GeminiAdapter()
