@@ -192,7 +192,7 @@ def test_generation_goes_on_without_subscribers_then_idles_out(stack: Stack) -> 
     events = read(stack, url)
     assert len([e for e in events if e.event == "message"]) == 11
     slow = start(stack, {"tokens": 1000, "rate": 20})
-    time.sleep(1.0)  # detached_idle_timeout 0.5 s with nobody reading
+    time.sleep(2.5)  # detached_idle_timeout 0.5 s, swept every 0.75 s, nobody reading
     events = read(stack, slow)
     assert orjson.loads(events[-2].data)["type"] == "cancelled"
 
