@@ -2,7 +2,7 @@
 recording read through the NDJSON reader, cut at random points, against an
 accumulation written from the reference (reference/gemini-and-ollama-stream.md,
 Part 2: content and thinking concatenated, tool calls whole, the done line's
-done_reason and eval counts). No Ollama SDK is installed to be the oracle."""
+done_reason and eval counts). test_ollama_sdk.py holds them to the official client."""
 
 from __future__ import annotations
 
