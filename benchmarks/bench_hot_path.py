@@ -19,10 +19,12 @@ from sseserver.aio.http_server import HTTPConnection, StreamWriter
 from sseserver.aio.upstream import State, Timeouts, UpstreamConnection
 from sseserver.config import LimitsSettings, ProviderSettings
 from sseserver.core.chunked import ChunkedDecoder
+from sseserver.core.eventstream import encode_message
 from sseserver.core.http_client import ResponseHeadParser, encode_request
 from sseserver.core.http_request import END_OF_MESSAGE, RequestHead, RequestReader
 from sseserver.core.ndjson import NDJSONReader
 from sseserver.core.sse import SSEParser, encode_event
+from sseserver.core.sse_crlf import CRLFEventParser
 from sseserver.events import TextDelta
 from sseserver.formats.anthropic_messages import AnthropicMessagesFormatter
 from sseserver.formats.openai_chat import OpenAIChatFormatter
@@ -30,6 +32,8 @@ from sseserver.formats.sse import SSEFormatter
 from sseserver.output import DirectOutput
 from sseserver.providers.anthropic import AnthropicAdapter
 from sseserver.providers.azure import AzureAdapter
+from sseserver.providers.bedrock import BedrockAdapter, EventStreamReader
+from sseserver.providers.gemini import GeminiAdapter
 from sseserver.providers.ollama import OllamaAdapter, OllamaProvider
 from sseserver.providers.openai import OpenAIAdapter, OpenAIProvider
 from sseserver.providers.openai_responses import ResponsesAdapter
@@ -481,3 +485,57 @@ def test_floor_read_to_client_write_interleaved(benchmark: Any) -> None:
     benchmark.pedantic(lambda: [read(FIRST_CHUNK) for read in reads], rounds=20)
     assert all(sent_payload(client) == {"content": "Hello"} for _, client in paths)
     benchmark.extra_info["streams"] = INTERLEAVED_STREAMS
+
+
+# -- each provider kind's body reading, next to OpenAI's ------------------------------
+# One upstream read of one text token to its normalized event: framing (SSE parser, or
+# the event-stream decoder) and adapter together, as the relay runs them; the workloads
+# are one token each as the live APIs send it (the gm_* and br_* recordings' shapes).
+
+OPENAI_READ = (
+    b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1727346172,'
+    b'"model":"gpt-4o-mini","system_fingerprint":"fp_1","choices":[{"index":0,"delta":'
+    b'{"content":"Hello"},"logprobs":null,"finish_reason":null}]}\n\n')
+GEMINI_READ = (
+    b'data: {"candidates": [{"content": {"parts": [{"text": "Hello"}],"role": "model"},'
+    b'"index": 0}],"usageMetadata": {"promptTokenCount": 15,"totalTokenCount": 15,'
+    b'"promptTokensDetails": [{"modality": "TEXT","tokenCount": 15}]},'
+    b'"modelVersion": "gemini-2.5-flash","responseId": "w1peaMz6INOvnvgPgYfPiQY"}\r\n\r\n')
+BEDROCK_READ = encode_message(
+    {":event-type": "contentBlockDelta", ":content-type": "application/json",
+     ":message-type": "event"},
+    b'{"contentBlockIndex":0,"delta":{"text":"Hello"},"p":"abcdefghijklmnopqrstuvwxyzAB"}')
+GROUP = "provider read to event"
+
+
+def test_openai_read_to_event(benchmark: Any) -> None:
+    benchmark.group = GROUP
+    parser, adapter = SSEParser(), OpenAIAdapter()
+
+    def read() -> Any:
+        line = parser.feed_data_line(OPENAI_READ)
+        return adapter.feed_message(line) if line is not None else None
+
+    assert benchmark(read) == "Hello"
+
+
+def test_gemini_read_to_event(benchmark: Any) -> None:
+    benchmark.group = GROUP
+    parser, adapter = CRLFEventParser(), GeminiAdapter()
+
+    def read() -> Any:
+        line = parser.feed_data_line(GEMINI_READ)
+        return adapter.feed_message(line) if line is not None else None
+
+    assert benchmark(read) == "Hello"
+
+
+def test_bedrock_read_to_event(benchmark: Any) -> None:
+    benchmark.group = GROUP
+    reader, adapter = EventStreamReader(1 << 20), BedrockAdapter()
+
+    def read() -> Any:
+        line = reader.feed_data_line(BEDROCK_READ)
+        return adapter.feed_message(line) if line is not None else None
+
+    assert benchmark(read) == "Hello"
