@@ -39,7 +39,7 @@ from sseserver.providers.errors import (
     retry_after,
     safe_message,
 )
-from sseserver.providers.native import request_fields
+from sseserver.providers.native import content_text, flat_tool, request_fields
 from sseserver.providers.shapes import (
     loads_after_error,
     malformed,
@@ -137,10 +137,10 @@ def converse_body(request: GenerationRequest) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     for message in request.messages:
         if message.role in ("system", "developer"):
-            system.append(_text(message.content))
+            system.append(content_text(message.content))
         elif message.role in ("user", "assistant"):
             messages.append({"role": message.role,
-                             "content": [{"text": _text(message.content)}]})
+                             "content": [{"text": content_text(message.content)}]})
         else:
             raise RequestError(f"role {message.role!r} is not supported by Bedrock "
                                "providers yet")
@@ -159,26 +159,12 @@ def converse_body(request: GenerationRequest) -> dict[str, Any]:
     return body
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p["text"] for p in content
-                       if isinstance(p, dict) and isinstance(p.get("text"), str))
-    raise RequestError("message content must be a string or a list of text parts")
-
-
 def _tool_spec(tool: dict[str, Any]) -> dict[str, Any]:
-    if tool.get("type") == "function" and isinstance(tool.get("function"), dict):
-        tool = tool["function"]
-    if not isinstance(tool.get("name"), str):
-        raise RequestError("each tool needs a 'name'")
-    spec: dict[str, Any] = {"name": tool["name"]}
-    if "description" in tool:
-        spec["description"] = tool["description"]
-    schema = tool.get("parameters", tool.get("input_schema")) or {"type": "object",
-                                                                  "properties": {}}
-    spec["inputSchema"] = {"json": schema}
+    name, description, schema = flat_tool(tool)
+    spec: dict[str, Any] = {"name": name}
+    if description is not None:
+        spec["description"] = description
+    spec["inputSchema"] = {"json": schema or {"type": "object", "properties": {}}}
     return spec
 
 

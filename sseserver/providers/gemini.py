@@ -29,7 +29,7 @@ from sseserver.events import (
 )
 from sseserver.providers.base import SettingsProvider, UpstreamRequest
 from sseserver.providers.errors import RETRYABLE_STATUSES
-from sseserver.providers.native import request_fields
+from sseserver.providers.native import content_text, flat_tool, request_fields
 from sseserver.providers.shapes import (
     json_text,
     loads_after_error,
@@ -98,10 +98,10 @@ def gemini_body(request: GenerationRequest) -> dict[str, Any]:
     contents: list[dict[str, Any]] = []
     for message in request.messages:
         if message.role in ("system", "developer"):
-            system.append(_text(message.content))
+            system.append(content_text(message.content))
         elif message.role in _ROLES:
             contents.append({"role": _ROLES[message.role],
-                             "parts": [{"text": _text(message.content)}]})
+                             "parts": [{"text": content_text(message.content)}]})
         else:
             raise RequestError(f"role {message.role!r} is not supported by Gemini "
                                "providers yet")
@@ -120,25 +120,12 @@ def gemini_body(request: GenerationRequest) -> dict[str, Any]:
     return body
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p["text"] for p in content
-                       if isinstance(p, dict) and isinstance(p.get("text"), str))
-    raise RequestError("message content must be a string or a list of text parts")
-
-
 def gemini_function(tool: dict[str, Any]) -> dict[str, Any]:
     """A function declaration from OpenAI's {type: function, function} or a flat tool."""
-    if tool.get("type") == "function" and isinstance(tool.get("function"), dict):
-        tool = tool["function"]
-    if not isinstance(tool.get("name"), str):
-        raise RequestError("each tool needs a 'name'")
-    declaration: dict[str, Any] = {"name": tool["name"]}
-    if "description" in tool:
-        declaration["description"] = tool["description"]
-    schema = tool.get("parameters", tool.get("input_schema"))
+    name, description, schema = flat_tool(tool)
+    declaration: dict[str, Any] = {"name": name}
+    if description is not None:
+        declaration["description"] = description
     if schema is not None:
         declaration["parameters"] = schema
     return declaration

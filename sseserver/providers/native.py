@@ -61,3 +61,27 @@ def _refuse_tool_history(messages: Any, provider_kind: str) -> None:
                 isinstance(part, dict) and part.get("type") in _TOOL_PARTS for part in parts):
             raise RequestError(f"tool calls in the conversation are not supported by "
                                f"{provider_kind} providers yet")
+
+
+def content_text(content: Any) -> str:
+    """A message's text: the string, or its text parts joined (Gemini and Bedrock take
+    text turns; images and other parts have no mapping there yet)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content
+                       if isinstance(p, dict) and isinstance(p.get("text"), str))
+    raise RequestError("message content must be a string or a list of text parts")
+
+
+def flat_tool(tool: dict[str, Any]) -> tuple[str, str | None, Any]:
+    """A tool's name, description and parameter schema (None where absent), from
+    OpenAI's ``{type: function, function}`` or the flat ``{name, parameters}`` shape.
+
+    Raises :class:`RequestError` for a tool without a name."""
+    if tool.get("type") == "function" and isinstance(tool.get("function"), dict):
+        tool = tool["function"]
+    if not isinstance(tool.get("name"), str):
+        raise RequestError("each tool needs a 'name'")
+    return tool["name"], tool.get("description"), tool.get("parameters",
+                                                           tool.get("input_schema"))
