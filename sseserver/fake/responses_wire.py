@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from sseserver.fake.script import last_user_text
 from sseserver.fake.wire import CREATED, split_arguments
 
 _ids = itertools.count(1)
@@ -139,18 +140,6 @@ class ResponsesWire:
 
 
 def responses_input_text(value: Any) -> str:
-    """The text of the last user input of a Responses request body's ``input``."""
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, list):
-        return ""
-    for item in reversed(value):
-        if isinstance(item, dict) and item.get("role") == "user":
-            content = item.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return "".join(p.get("text", "") for p in content
-                               if isinstance(p, dict) and isinstance(p.get("text"), str))
-            return ""
-    return ""
+    """The text of the last user input of a Responses request body's ``input``: the
+    string itself, or the last user item's text, as a Chat Completions body's."""
+    return value if isinstance(value, str) else last_user_text(value)
