@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="worker processes sharing the port (default 1)")
     serve.add_argument("--demo", action="store_true", default=None,
                        help="route every model to the built-in fake provider (no key needed)")
-    serve.add_argument("--log-level", default="info", choices=LOG_LEVELS,
+    serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, type=str.lower,
                        metavar="LEVEL", help=LOG_LEVEL_HELP)
     serve.add_argument("--allow-unauthenticated", action="store_true", default=None,
                        help="listen beyond loopback with no [auth] keys, on purpose")
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     fake.add_argument("--port", type=int, default=9000,
                       help="port to bind (default 9000; 0 = any free)")
-    fake.add_argument("--log-level", default="info", choices=LOG_LEVELS,
+    fake.add_argument("--log-level", default="info", choices=LOG_LEVELS, type=str.lower,
                       metavar="LEVEL", help=LOG_LEVEL_HELP)
     add_auth_commands(commands)
     return parser

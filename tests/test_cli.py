@@ -79,3 +79,9 @@ def _parser_for(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Ar
 
 def _help_of(parser: argparse.ArgumentParser, argv: list[str]) -> str:
     return _parser_for(parser, argv).format_help()
+
+
+def test_the_log_level_is_taken_in_any_case() -> None:
+    from sseserver.cli import build_parser
+
+    assert build_parser().parse_args(["serve", "--log-level", "DEBUG"]).log_level == "debug"
