@@ -11,17 +11,15 @@ answer and error shape.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from sseserver.aio.http_server import HTTPConnection, HTTPRequest
 from sseserver.compat.api import ANTHROPIC_MESSAGES, OPENAI_CHAT, CompatAPI
-from sseserver.compat.errors import compat_status
 from sseserver.compat.models import models_list
 from sseserver.compat.requests import CompatRequest, ResumeOptions, parse_resume_options
 from sseserver.compat.ui_chat import parse_ui_chat
-from sseserver.errors import RequestError, UpstreamError
-from sseserver.failures import client_status
+from sseserver.errors import RequestError
 from sseserver.fanout import NumberedLogOutput
 from sseserver.output import CollectingOutput, Output, ShapedOutput
 from sseserver.relay import Relay, RelayState, Target
@@ -31,24 +29,6 @@ if TYPE_CHECKING:
 
 CHAT_PREFIX = "/v1/chat/"  # GET /v1/chat/{id}/stream: where useChat resumes
 CHAT_STREAM_SUFFIX = "/stream"
-
-
-class CompatRelay(Relay):
-    """A relay whose failure before the response head takes the status the compatible
-    API gives it (an overloaded provider: Anthropic's 529, OpenAI's 503), so that each
-    SDK raises the class a program catches for it. Everything else is the relay's."""
-
-    __slots__ = ("api",)
-
-    def __init__(self, api: CompatAPI, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.api = api
-
-    def _respond_error(self, error: UpstreamError, error_type: str, message: str) -> None:
-        status, headers = client_status(error)
-        self._output.respond_error(
-            compat_status(self.api.name, status, error.status), headers,
-            {"error": {"type": error_type, "message": message}})
 
 
 class CompatRoutes:
@@ -91,14 +71,13 @@ class CompatRoutes:
             return
         if compat.stream:
             formatter = api.formatter(compat, created)
-            output: Output = ShapedOutput(conn, [], api.shape)
+            output: Output = ShapedOutput(conn, [], api.error_answer)
         else:
             formatter = assembler = api.assembler(created)
             output = CollectingOutput(conn, assembler, gateway.config.streams.max_bytes,
-                                      api.shape)
-        gateway.start_relay(CompatRelay(api, output, compat.generation, route, formatter,
-                                        gateway.policy, gateway.pool,
-                                        on_end=gateway.relay_ended))
+                                      api.error_answer)
+        gateway.start_relay(Relay(output, compat.generation, route, formatter,
+                                  gateway.policy, gateway.pool, on_end=gateway.relay_ended))
 
     def _serve_resumable(self, api: CompatAPI, compat: CompatRequest, resume: ResumeOptions,
                          route: list[Target], created: int, conn: HTTPConnection) -> None:

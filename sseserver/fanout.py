@@ -96,7 +96,7 @@ class LogOutput:
             subscriber.pump()
 
     def respond_error(self, status: int, headers: list[tuple[str, str]],
-                      payload: dict[str, Any]) -> None:
+                      payload: dict[str, Any], upstream_status: int | None = None) -> None:
         # never reached: a resumable stream is open from its start, so a failure is an
         # error event in the log, which every reader (and every later resume) sees
         raise AssertionError("a resumable stream has no response of its own")

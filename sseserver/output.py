@@ -55,7 +55,7 @@ class Output(Protocol):
         ...
 
     def respond_error(self, status: int, headers: list[tuple[str, str]],
-                      payload: dict[str, Any]) -> None: ...
+                      payload: dict[str, Any], upstream_status: int | None = None) -> None: ...
 
     def attach_flow(self, pause: Callable[[], None], resume: Callable[[], None]) -> None: ...
 
@@ -111,7 +111,7 @@ class DirectOutput:
             self._writer.close(b"".join(frames))  # the end travels with the last chunk
 
     def respond_error(self, status: int, headers: list[tuple[str, str]],
-                      payload: dict[str, Any]) -> None:
+                      payload: dict[str, Any], upstream_status: int | None = None) -> None:
         self._conn.respond_json(status, payload, [*headers, *self._extra_headers])
 
     def attach_flow(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
@@ -125,7 +125,9 @@ def _unsent(frame: bytes) -> None:
     """Where frames go before the response opened: nowhere (nothing may precede the head)."""
 
 
-ErrorShape = Callable[[int, dict[str, Any]], dict[str, Any]]
+# A failure's status (and the provider's, when it answered one) and our JSON error, to
+# the status and error body of the API a compatible endpoint speaks.
+ErrorShape = Callable[[int, int | None, dict[str, Any]], tuple[int, dict[str, Any]]]
 
 
 class ShapedOutput(DirectOutput):
@@ -140,8 +142,9 @@ class ShapedOutput(DirectOutput):
         self._shape = shape
 
     def respond_error(self, status: int, headers: list[tuple[str, str]],
-                      payload: dict[str, Any]) -> None:
-        super().respond_error(status, headers, self._shape(status, payload))
+                      payload: dict[str, Any], upstream_status: int | None = None) -> None:
+        status, payload = self._shape(status, upstream_status, payload)
+        super().respond_error(status, headers, payload)
 
 
 class Collected(Protocol):
@@ -202,8 +205,9 @@ class CollectingOutput:
         self._respond(status, collected_headers(status), payload)
 
     def respond_error(self, status: int, headers: list[tuple[str, str]],
-                      payload: dict[str, Any]) -> None:
-        self._respond(status, headers, self._shape(status, payload))
+                      payload: dict[str, Any], upstream_status: int | None = None) -> None:
+        status, payload = self._shape(status, upstream_status, payload)
+        self._respond(status, headers, payload)
 
     def _respond(self, status: int, headers: list[tuple[str, str]],
                  payload: dict[str, Any]) -> None:

@@ -597,7 +597,7 @@ class Relay:
     def _respond_error(self, error: UpstreamError, error_type: str, message: str) -> None:
         status, headers = client_status(error)
         self._output.respond_error(status, headers, {"error": {
-            "type": error_type, "message": message}})
+            "type": error_type, "message": message}}, error.status)
 
     def _public(self, error: UpstreamError) -> tuple[str, str]:
         """The error's type and message as a client or the log may see them: every

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sseserver.compat.assemble import Assembler, ChatCompletionAssembler, MessageAssembler
-from sseserver.compat.errors import reshape
+from sseserver.compat.errors import compat_status, reshape
 from sseserver.compat.requests import CompatRequest, parse_chat_request, parse_messages_request
 from sseserver.formats.anthropic_messages import AnthropicMessagesFormatter
 from sseserver.formats.base import Formatter
@@ -28,6 +28,14 @@ class CompatAPI:
 
     def shape(self, status: int, payload: dict[str, Any]) -> dict[str, Any]:
         return reshape(self.name, status, payload)
+
+    def error_answer(self, status: int, upstream_status: int | None,
+                     payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A failure the gateway answers with ``status`` (the provider having answered
+        ``upstream_status``) as this API answers it: the status its SDK maps to the
+        right exception class, and its error shape."""
+        status = compat_status(self.name, status, upstream_status)
+        return status, reshape(self.name, status, payload)
 
 
 OPENAI_CHAT = CompatAPI("openai", parse_chat_request, ChatCompletionAssembler)
