@@ -29,12 +29,15 @@ class Served:
 
 
 @contextmanager
-def served(env: dict[str, str] | None = None, preexec: object = None) -> Iterator[Served]:
+def serve(*args: str, env: dict[str, str] | None = None, preexec: object = None
+          ) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``sseserver serve --port 0 *args`` with the test's provider variables cleared,
+    once it says where it listens; killed on the way out."""
     environment = {k: v for k, v in os.environ.items()
                    if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
     environment.update(env or {})
     process = subprocess.Popen(
-        [sys.executable, "-m", "sseserver", "serve", "--demo", "--port", "0"],
+        [sys.executable, "-m", "sseserver", "serve", "--port", "0", *args],
         env=environment, stderr=subprocess.PIPE, text=True,
         preexec_fn=preexec)  # type: ignore[arg-type]
     try:
@@ -49,14 +52,21 @@ def served(env: dict[str, str] | None = None, preexec: object = None) -> Iterato
             elif not line and process.poll() is not None:
                 break
         assert url, "the server did not start"
-        server = Served(process, url, int(url.rsplit(":", 1)[1]))
-        threading.Thread(target=lambda: server.log.extend(process.stderr),  # type: ignore[arg-type]
-                         daemon=True).start()
-        yield server
+        yield process, url
     finally:
         if process.poll() is None:
             process.kill()
         process.wait(10)
+
+
+@contextmanager
+def served(env: dict[str, str] | None = None, preexec: object = None) -> Iterator[Served]:
+    """The demo server, its log read on as it comes."""
+    with serve("--demo", env=env, preexec=preexec) as (process, url):
+        server = Served(process, url, int(url.rsplit(":", 1)[1]))
+        threading.Thread(target=lambda: server.log.extend(process.stderr),  # type: ignore[arg-type]
+                         daemon=True).start()
+        yield server
 
 
 class HealthProbe:

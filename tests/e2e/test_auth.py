@@ -23,8 +23,8 @@ from sseserver.config import load_config
 from sseserver.core.auth import hash_key
 from sseserver.errors import ConfigError
 from sseserver.server import Server
+from tests.e2e.served import serve
 from tests.e2e.stack import Stack, request_body
-from tests.e2e.test_process import serve
 
 APP_KEY = "gw-app-Wq8Zcanary4Kd2Lp9Xe"
 NEXT_KEY = "gw-next-Hs5Tcanary7Ub3Rn1Ym"  # the rotation's new key, valid beside the old

@@ -9,42 +9,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import orjson
 from httpx_sse import connect_sse
 
+from tests.e2e.served import serve
 from tests.e2e.stack import request_body
-
-
-@contextmanager
-def serve(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str],
-                                                                         str]]:
-    environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
-    environment.update(env or {})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sseserver", "serve", "--port", "0", *args],
-        env=environment, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stderr is not None
-        deadline = time.monotonic() + 15
-        url = ""
-        while time.monotonic() < deadline and not url:
-            line = process.stderr.readline()
-            match = re.search(r"listening on (http://\S+)", line)
-            if match:
-                url = match.group(1)
-            elif not line and process.poll() is not None:
-                break
-        assert url, "the server did not start"
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
 
 
 def test_demo_server_streams_and_sigterm_drains_with_exit_0() -> None:
