@@ -38,13 +38,18 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 
 # Micro benchmarks, then the load benchmark against the peers (server on CPU 0, load
 # on CPU 1); the table goes to stdout, JSON and the plot to benchmarks/results/.
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench node_modules/.package-lock.json
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-group-by=group
 	$(BIN)/python -m benchmarks.load --streams 100 1000 5000 --tokens 40 --rate 20 \
 		--contenders sseserver sseserver-chat floor aiohttp --repeat 3 \
 		--json benchmarks/results/realistic.json --plot benchmarks/results/realistic.png
 	$(BIN)/python -m benchmarks.load --streams 100 1000 --tokens 40 --rate 20 \
 		--contenders starlette --json benchmarks/results/realistic-starlette.json
+	# Saturation: every stream's tokens as fast as the fake sends them, so reads carry
+	# several events each (bursts), against the floor and the Node/Express relay.
+	$(BIN)/python -m benchmarks.load --streams 1000 --tokens 100 --rate 0 \
+		--contenders sseserver floor express --repeat 3 \
+		--json benchmarks/results/saturation.json
 	$(BIN)/python -m benchmarks.ttft --requests 300
 
 lint: $(VENV)/.installed-test

@@ -4,7 +4,8 @@
     python -m benchmarks.load --contenders sseserver floor starlette aiohttp --plot out.png
 
 For each contender (sseserver, and peers doing the same job: the floor, a minimal
-hand-written uvloop relay; uvicorn + sse-starlette + httpx; aiohttp + aiohttp-sse) it
+hand-written uvloop relay; uvicorn + sse-starlette + httpx; aiohttp + aiohttp-sse;
+Node.js + Express, benchmarks/peers/express_relay.mjs) it
 starts the fake provider and the server as separate processes, the server pinned to
 CPU 0 and the fake provider and this load generator to CPU 1 (`taskset`), opens N
 streams at once over raw sockets and reports: events/s delivered, events per
@@ -42,7 +43,9 @@ CONTENT_MARKER = b'data: {"content"'
 CHAT_CONTENT_MARKER = b'"delta":{"content"'
 DONE_MARKER = b"data: [DONE]"
 STAMP = re.compile(rb"t(\d{6,}) ")
-CONTENDERS = ("sseserver", "sseserver-chat", "floor", "starlette", "aiohttp")
+CONTENDERS = ("sseserver", "sseserver-chat", "floor", "starlette", "aiohttp", "express")
+# The Node/Express peer runs from the repository's npm packages (`npm ci`).
+EXPRESS_RELAY = Path(__file__).resolve().parent / "peers" / "express_relay.mjs"
 # Contenders that stream another endpoint than /v1/stream: the same server, its
 # OpenAI-compatible endpoint (the same relay with the chat.completion.chunk formatter).
 CHAT_PATH = "/v1/chat/completions"
@@ -248,6 +251,11 @@ def contender_argv(name: str, fake_port: int, workers: int) -> tuple[list[str], 
                  "SSESERVER_SERVER_MAX_CONNECTIONS": "100000",
                  # every stream comes from 127.0.0.1, as through a reverse proxy
                  "SSESERVER_SERVER_MAX_CONNECTIONS_PER_ADDRESS": "0"})
+    if name == "express":
+        node = shutil.which("node")
+        if node is None:
+            raise SystemExit("the express contender needs Node.js and `npm ci`")
+        return [node, str(EXPRESS_RELAY), str(free_port()), str(fake_port)], {}
     module = {"floor": "floor", "starlette": "starlette_app", "aiohttp": "aiohttp_app"}[name]
     return ([sys.executable, "-m", f"benchmarks.peers.{module}", str(free_port()),
              str(fake_port)], {})
