@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -75,6 +76,8 @@ class Peers:
         self._closing = False
         self._control = Channel(place.control, self._loop, self._on_control,
                                 self._on_parent_gone, "to the parent")
+        logger.info("worker %d of %d (pid %d, started %d times before)", place.slot,
+                    place.workers, os.getpid(), place.incarnation)
 
     def __repr__(self) -> str:
         up = sum(peer.up for peer in self._peers.values())
@@ -125,7 +128,9 @@ class Peers:
         if owner is None or owner.slot == self._place.slot:
             return None
         peer = self._peers.get(owner.slot)
-        return peer if peer is not None and peer.owner == owner else None
+        if peer is None or peer.owner != owner or peer.channel.other_end_gone():
+            return None
+        return peer
 
     def _hand_over(self, peer: Peer, request: HTTPRequest, conn: HTTPConnection) -> bool:
         first_input = request_bytes(request) + conn.unconsumed()

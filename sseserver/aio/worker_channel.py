@@ -142,6 +142,21 @@ class Channel:
             self._flush()
         return True
 
+    def other_end_gone(self) -> bool:
+        """Whether the other end has closed (its process died), even before the loop
+        has read the end: asked before a descriptor goes out that would be lost."""
+        if self.closed:
+            return True
+        try:
+            gone = not self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            gone = True
+        if gone:
+            self.close()
+        return gone
+
     def close(self) -> None:
         if self.closed:
             return
