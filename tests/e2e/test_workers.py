@@ -246,3 +246,30 @@ def check_streams(server: Workers, lost: list[str], kept: list[str]) -> None:
             assert answer.status_code == 404 and "expired" in answer.text
         for url in kept:
             assert read(server, url, limit=1)
+
+
+def test_one_kept_alive_connection_goes_from_worker_to_worker_with_its_requests(
+        server: Workers) -> None:
+    """Each request on the connection about the other worker's stream moves the
+    connection there: neither side's giving it up resets or ends it."""
+    urls: list[str] = []
+    while {u.split("/")[-1][0] for u in urls} != {"0", "1"}:
+        assert len(urls) < 40
+        urls.append(start(server, tokens=2))
+    time.sleep(0.3)  # ended: each answer is whole
+    by_worker = {worker: next(u for u in urls if u.split("/")[-1][0] == worker)
+                 for worker in "01"}
+    out_before, _ = server.handoffs()
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(10)
+        for turn in range(8):
+            url = by_worker["01"[turn % 2]]
+            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            answer = b""
+            while not answer.endswith(b"0\r\n\r\n"):  # the chunked body's end
+                chunk = sock.recv(65536)
+                assert chunk, f"the connection ended at request {turn}"
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 OK") and b"data: [DONE]" in answer
+    assert server.handoffs()[0] - out_before >= 7
