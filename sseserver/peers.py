@@ -150,7 +150,8 @@ class Peers:
         running = [a for a in answers if isinstance(a.get("age"), int | float)]
         youngest = min(running, key=lambda a: a["age"], default=None)
         peer = self._peers.get(youngest["slot"]) if youngest is not None else None
-        if peer is not None and self._hand_over(peer, request, conn):
+        if peer is not None and not peer.channel.other_end_gone():
+            self._hand_over(peer, request, conn)
             return
         request.extra[_DECIDED_HERE] = True  # no turn anywhere: the route's own 204
         self._gateway.handle(request, conn)
