@@ -74,15 +74,15 @@ def wait_for(predicate: Any, timeout: float, message: str) -> None:
 
 
 @contextmanager
-def workers() -> Iterator[Workers]:
+def workers(count: int = WORKERS) -> Iterator[Workers]:
     with socket.socket() as probe:  # one port for all (port 0 would give each its own)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with serve("--demo", "--workers", str(WORKERS), "--port", str(port)) as (process, url):
+    with serve("--demo", "--workers", str(count), "--port", str(port)) as (process, url):
         served = Workers(process, url)
         threading.Thread(target=lambda: served.log.extend(process.stderr),  # type: ignore[arg-type]
                          daemon=True).start()
-        wait_for(lambda: len(served.pids()) == WORKERS, 20, "the workers did not start")
+        wait_for(lambda: len(served.pids()) == count, 20, "the workers did not start")
         served.wait_ready()
         yield served
     assert not [line for line in served.log if "Traceback" in line]
@@ -273,3 +273,19 @@ def test_one_kept_alive_connection_goes_from_worker_to_worker_with_its_requests(
                 answer += chunk
             assert answer.startswith(b"HTTP/1.1 200 OK") and b"data: [DONE]" in answer
     assert server.handoffs()[0] - out_before >= 7
+
+
+def test_three_workers_each_reach_the_other_two() -> None:
+    with workers(3) as server:
+        urls = [start(server, tokens=2 + number % 5, rate=20) for number in range(30)]
+        assert {url.split("/")[-1].split(".")[0] for url in urls} == {"0", "1", "2"}
+        with ThreadPoolExecutor(10) as pool:
+            readings = list(pool.map(lambda url: read(server, url), urls))
+        for number, events in enumerate(readings):
+            assert texts(events) == [f"tok{i} " for i in range(2 + number % 5)]
+        values = server.metrics()
+        assert values["sseserver_streams_started_total"] == 30
+        assert values["sseserver_workers"] == 3 and values["sseserver_workers_missing"] == 0
+        handed_in = {worker: values[f'sseserver_worker_handoffs_total{{worker="{worker}",'
+                                    f'direction="in"}}'] for worker in "012"}
+        assert sum(handed_in.values()) >= 5 and sum(v > 0 for v in handed_in.values()) >= 2
