@@ -76,7 +76,7 @@ class Peers:
         self._closing = False
         self._control = Channel(place.control, self._loop, self._on_control,
                                 self._on_parent_gone, "to the parent")
-        logger.info("worker %d of %d (pid %d, started %d times before)", place.slot,
+        logger.info("worker %d of %d (pid %d, restarted %d times)", place.slot,
                     place.workers, os.getpid(), place.incarnation)
 
     def __repr__(self) -> str:
@@ -267,7 +267,7 @@ class Peers:
     def _on_peer_gone(self, peer: Peer) -> None:
         if self._peers.get(peer.owner.slot) is peer:
             del self._peers[peer.owner.slot]
-            if not self._closing:
+            if not (self._closing or self._gateway.draining):  # no news in a stop
                 logger.info("worker %s is gone, and its streams with it", peer.owner)
         for future, slot in list(self._asks.values()):
             if slot == peer.owner.slot:
