@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import gc
 import logging
 import os
@@ -40,6 +39,7 @@ from sseserver.stopping import (
 )
 
 if TYPE_CHECKING:
+    from sseserver.aio.worker_channel import WorkerPlace
     from sseserver.server import Server
 
 logger = logging.getLogger("sseserver")
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.server.workers > 1:
         from sseserver.workers import run_workers
 
-        return run_workers(config, functools.partial(_serve, worker=True))
+        return run_workers(config, lambda config, place: _serve(config, worker=place))
     return _serve(config)
 
 
@@ -162,14 +162,15 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def _serve(config: Config, *, worker: bool = False) -> int:
+def _serve(config: Config, *, worker: WorkerPlace | None = None) -> int:
+    """Serve until signalled: the whole server, or one worker of ``--workers N``."""
     from sseserver.server import Server
 
     async def run() -> None:
-        server = Server(config)
+        server = Server(config, worker=worker)
         await server.start()
         _tune_gc()
-        stop = StopSignals.install(worker)
+        stop = StopSignals.install(worker is not None)
         if server.gateway is not None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP,
                                                           server.gateway.gate.reload)

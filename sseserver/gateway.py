@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
 
+from sseserver import metrics
 from sseserver.aio.http_server import HTTPConnection, HTTPRequest
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import Timeouts
@@ -40,6 +42,9 @@ from sseserver.redact import Redactor
 from sseserver.relay import Relay, RelayPolicy, RelayState, Target
 from sseserver.schema import GenerationRequest, parse_generation_request
 from sseserver.streams.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from sseserver.peers import Peers
 
 logger = logging.getLogger("sseserver.gateway")
 
@@ -103,6 +108,8 @@ class Gateway:
         self.gate = Gate(config.auth)
         self._needs = self._route_needs()
         self._caller: Caller | None = None  # of the request being routed (synchronously)
+        # the other workers of a --workers server (peers.py): None in a single process
+        self.peers: Peers | None = None
 
     def _route_needs(self) -> dict[Route, Need]:
         """What each route asks of its caller when [auth] is configured."""
@@ -122,6 +129,8 @@ class Gateway:
     # -- the HTTP handler ----------------------------------------------------------
 
     def handle(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        if self.peers is not None and self.peers.route(request, conn):
+            return  # the worker that holds its stream answers it (and counts it)
         self.counters["requests"] += 1
         conn.response_headers = self._cors_headers(request)
         methods = self._routes.get(request.path)
@@ -370,49 +379,37 @@ class Gateway:
         conn.respond_json(200, {"status": "ok"})
 
     def _readyz(self, request: HTTPRequest, conn: HTTPConnection) -> None:
+        peers = self.peers
         if self.draining:
             conn.respond_json(503, {"status": "draining"}, [("retry-after", "5")])
+        elif peers is not None and not peers.all_up:  # a worker is down or starting
+            conn.respond_json(503, {"status": "workers_missing",
+                                    "workers_up": peers.workers_up,
+                                    "workers": self.config.server.workers},
+                              [("retry-after", "1")])
         else:
             conn.respond_json(200, {"status": "ready", "streams": len(self.relays)})
 
+    # -- metrics -------------------------------------------------------------------
+
     def _metrics(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        conn.respond(200, [("content-type", "text/plain; version=0.0.4")],
-                     self.metrics_text().encode())
+        if self.peers is None:
+            _send_metrics(conn, self.metrics_text())
+        else:  # the whole server's: every worker's counters summed
+            self.peers.whole_server_metrics(self.metrics_text(),
+                                            functools.partial(_send_metrics, conn))
 
     def _index(self, request: HTTPRequest, conn: HTTPConnection) -> None:
         conn.respond(200, [("content-type", "text/html; charset=utf-8"),
                            ("cache-control", "no-cache")], _demo_page())
 
     def metrics_text(self) -> str:
-        c = self.counters
-        lines = [
-            "# HELP sseserver_streams_active Streams in progress.",
-            "# TYPE sseserver_streams_active gauge",
-            f"sseserver_streams_active {len(self.relays)}",
-            "# HELP sseserver_streams_total Streams ended, by status.",
-            "# TYPE sseserver_streams_total counter",
-            *(f'sseserver_streams_total{{status="{s}"}} {c["streams_" + s]}'
-              for s in ("ok", "error", "cancelled")),
-            "# HELP sseserver_stream_events_total Events sent on ended streams.",
-            "# TYPE sseserver_stream_events_total counter",
-            f"sseserver_stream_events_total {c['stream_events']}",
-            "# HELP sseserver_http_requests_total HTTP requests: routed, or refused before "
-            "routing.",
-            "# TYPE sseserver_http_requests_total counter",
-            f"sseserver_http_requests_total {c['requests']}",
-            "# HELP sseserver_http_refused_total Requests refused before routing "
-            "(malformed, too large, too slow); counted in requests and errors too.",
-            "# TYPE sseserver_http_refused_total counter",
-            f"sseserver_http_refused_total {c['http_refused']}",
-            "# HELP sseserver_http_errors_total Requests answered with an error status.",
-            "# TYPE sseserver_http_errors_total counter",
-            f"sseserver_http_errors_total {c['http_errors']}",
-            "# HELP sseserver_draining 1 while the server drains.",
-            "# TYPE sseserver_draining gauge",
-            f"sseserver_draining {int(self.draining)}",
-            *metrics_lines(self.gate),
-        ]
-        return "\n".join(lines) + "\n"
+        """This process's metrics (with --workers, one worker's)."""
+        extra = metrics_lines(self.gate)
+        if self.peers is not None:
+            extra += self.peers.metrics_lines()
+        return metrics.render(self.counters, active=len(self.relays),
+                              draining=self.draining, extra=extra)
 
     # -- model routing -------------------------------------------------------------
 
@@ -560,6 +557,10 @@ class Resumable:
     url: str
     headers: list[tuple[str, str]]  # the response headers of its format
     chat_id: str | None = None  # the useChat chat it answers (POST /v1/chat)
+
+
+def _send_metrics(conn: HTTPConnection, text: str) -> None:
+    conn.respond(200, [("content-type", "text/plain; version=0.0.4")], text.encode())
 
 
 def format_headers(output_format: str) -> list[tuple[str, str]]:

@@ -26,13 +26,13 @@ import asyncio
 import enum
 import logging
 import random
-import secrets
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from sseserver import stream_ids
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
 from sseserver.aio.wheel import Deadline, wheel_for
@@ -101,8 +101,7 @@ class RelayPolicy:
 
 
 def new_stream_id() -> str:
-    # 128 random bits: unguessable, so a stream id can serve as its own capability.
-    return secrets.token_urlsafe(16)
+    return stream_ids.new_stream_id()
 
 
 class Relay:

@@ -5,7 +5,8 @@
         await server.serve_forever()
 
 With ``config.server.demo`` the fake provider runs in-process on loopback and every
-model is routed to it through the real upstream client.
+model is routed to it through the real upstream client. As one worker of ``--workers
+N`` (``worker``), it serves with the others as one server (peers.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from sseserver.aio.admission import (
     open_file_limit,
     refusal_log,
 )
+from sseserver.aio.handoff import AdoptedConnection
+from sseserver.aio.worker_channel import WorkerPlace
 from sseserver.auth_settings import exposure_error
 from sseserver.config import Config, ProviderSettings
 from sseserver.errors import ConfigError
 from sseserver.fake import FakeProvider
 from sseserver.gateway import Gateway
+from sseserver.peers import Peers
 from sseserver.providers.base import Provider
 from sseserver.providers.registry import make_provider
 
@@ -40,10 +44,13 @@ DEMO_PROVIDER = "demo"
 class Server:
     """An sseserver bound to a socket. Use as an async context manager."""
 
-    def __init__(self, config: Config | None = None, *, sock: socket.socket | None = None
-                 ) -> None:
+    def __init__(self, config: Config | None = None, *, sock: socket.socket | None = None,
+                 worker: WorkerPlace | None = None) -> None:
         self.config = config or Config()
         self._sock = sock
+        self._worker = worker
+        self.peers: Peers | None = None
+        self._adoptions: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._fake: FakeProvider | None = None
         self.gateway: Gateway | None = None
@@ -101,6 +108,33 @@ class Server:
         logger.info("sseserver listening on %s (providers: %s)", self.url,
                     ", ".join(sorted(providers)) or "none")
         gateway.log_routing()
+        if self._worker is not None:  # now that it listens, the others may send to it
+            self.peers = gateway.peers = Peers(self._worker, gateway, self._adopt)
+
+    def _adopt(self, fd: int, first_input: bytes) -> None:
+        """Serve a connection another worker accepted and read ``first_input`` from."""
+        task = asyncio.get_running_loop().create_task(self._serve_adopted(fd, first_input))
+        self._adoptions.add(task)
+        task.add_done_callback(self._adoptions.discard)
+
+    async def _serve_adopted(self, fd: int, first_input: bytes) -> None:
+        gateway, admission = self.gateway, self.admission
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(fileno=fd)
+        if gateway is None or admission is None:  # closed meanwhile
+            sock.close()
+            return
+        limits = self.config.limits
+
+        def factory() -> AdoptedConnection:
+            return AdoptedConnection(first_input, admission, gateway.handle, limits,
+                                     gateway.on_protocol_error, loop, gateway.admit_head)
+
+        try:
+            await loop.connect_accepted_socket(factory, sock)
+        except OSError as exc:  # the client left while it was handed over
+            logger.debug("cannot serve a handed-over connection: %s", exc)
+            sock.close()
 
     def _admission(self, loop: asyncio.AbstractEventLoop) -> Admission:
         """Connection limits, and the log of accepts failing for lack of descriptors."""
@@ -153,6 +187,9 @@ class Server:
             self._server.close()
             if hasattr(self._server, "close_clients"):
                 self._server.close_clients()
+        if self.peers is not None:
+            self.peers.close()
+            self.peers = None
         if self.gateway is not None:
             for relay in list(self.gateway.relays):
                 relay.shutdown("server closed")

@@ -39,6 +39,7 @@ import asyncio
 import enum
 import heapq
 import logging
+import os
 import time
 import weakref
 from collections.abc import Callable
@@ -486,6 +487,22 @@ class HTTPConnection(asyncio.Protocol):
         """Called by :meth:`StreamWriter.close`: the body is complete."""
         self.stream = None
         self._finish_cycle()
+
+    def unconsumed(self) -> bytes:
+        """What the client sent after the request being answered: read from the
+        socket, and not yet taken as a request."""
+        return self._reader.unread
+
+    def detach(self) -> int:
+        """Give the connection up, unanswered, to be served elsewhere: a duplicate of
+        its socket's descriptor, the caller's to close. This side stops reading and
+        closes its copy, which leaves the TCP connection open (no reset, no FIN)."""
+        assert self._transport is not None
+        self._pause_reading()
+        sock = self._transport.get_extra_info("socket")
+        duplicate = os.dup(sock.fileno())
+        self._close()
+        return duplicate
 
     def abort(self) -> None:
         """Drop the connection at once (no more bytes are sent)."""
