@@ -83,7 +83,7 @@ class Gate:
         """Raises :class:`ConfigError` when the keys file cannot be read."""
         self.settings = settings
         self.enabled = settings.enabled
-        self._secret = settings.token_secret.encode() if settings.token_secret else None
+        self._secrets = tuple(secret.encode() for secret in settings.token_secret)
         self.keys: Mapping[str, KeySettings] = {}
         self._digests: tuple[KeyDigest, ...] = ()
         self._buckets: dict[str, TokenBucket] = {}
@@ -144,10 +144,10 @@ class Gate:
         return refusal
 
     def _token_caller(self, token: str, now: float) -> Caller | Refusal:
-        if self._secret is None:
+        if not self._secrets:
             return _unauthenticated("tokens are not accepted: auth.token_secret is not set")
         try:
-            grant = decode_token(self._secret, token, now)
+            grant = decode_token(self._secrets, token, now)
         except TokenRefused as exc:
             return _unauthenticated(str(exc))
         if grant.key not in self.keys or grant.expires - now > self.settings.max_token_ttl:

@@ -4,6 +4,7 @@ concurrency, the rate limit, single-use tokens, key reloads, the bind check."""
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,34 @@ def test_an_expired_token_is_401_at_the_boundary() -> None:
     minted = token(ttl=60)
     assert status(gate().check(minted, Need.CREATE, "", NOW + 59.9)) == 200
     assert status(gate().check(minted, Need.CREATE, "", NOW + 60)) == 401
+
+
+OLD_SECRET, NEW_SECRET = "o" * 32, "n" * 32
+
+
+def test_rotation_the_first_secret_signs_every_listed_one_verifies() -> None:
+    rotated = load_config(f'[auth]\ntoken_secret = ["{NEW_SECRET}", "{OLD_SECRET}"]\n'
+                          f'[auth.keys.app]\nhash = "{hash_key("app-key")}"\n').auth
+    the_gate = Gate(rotated)
+    before_rotation = mint_token(OLD_SECRET, "app", now=NOW)
+    assert status(the_gate.check(before_rotation, Need.CREATE, "", NOW)) == 200
+    assert status(the_gate.check(mint_token(NEW_SECRET, "app", now=NOW), Need.CREATE, "",
+                                 NOW)) == 200
+    out = io.StringIO()
+    args = build_parser().parse_args(["token", "mint", "--key", "app", "--stream", "S"])
+    env = {"SSESERVER_AUTH_TOKEN_SECRET": f"{NEW_SECRET},{OLD_SECRET}"}
+    assert run_auth_command(args, env, None, out) == 0
+    from sseserver.core.auth import decode_token
+
+    minted = out.getvalue().strip()
+    assert decode_token(NEW_SECRET.encode(), minted, time.time()).stream_id == "S"
+
+
+def test_a_token_of_a_removed_secret_is_401() -> None:
+    after = Gate(load_config(f'[auth]\ntoken_secret = "{NEW_SECRET}"\n'
+                             f'[auth.keys.app]\nhash = "{hash_key("app-key")}"\n').auth)
+    assert status(after.check(mint_token(OLD_SECRET, "app", now=NOW), Need.CREATE, "",
+                              NOW)) == 401
 
 
 def test_a_token_living_past_max_token_ttl_is_refused() -> None:
@@ -182,6 +211,7 @@ def test_keys_file_is_reloaded_and_a_bad_one_keeps_the_old_keys(tmp_path: Path) 
     ('[auth.keys.a]\nhash = "' + "a" * 64 + '"\nmax_streams = -1\n', "max_streams"),
     ('[auth.keys.a]\nhash = "' + "a" * 64 + '"\nsecret = 1\n', "auth.keys.a.secret"),
     ('[auth]\ntoken_secret = "short"\n', "auth.token_secret"),
+    ('[auth]\ntoken_secret = ["' + "s" * 32 + '", "short"]\n', "auth.token_secret"),
     ('[auth]\nsubscribe = "maybe"\n', "auth.subscribe"),
     ('[auth]\nmetrics = "never"\n', "auth.metrics"),
 ])
@@ -191,8 +221,8 @@ def test_bad_auth_settings_name_the_setting(toml: str, error: str) -> None:
 
 
 def test_the_token_secret_is_never_shown() -> None:
-    settings = load_config(f'[auth]\ntoken_secret = "{SECRET}"\n').auth
-    assert SECRET not in repr(settings)
+    settings = load_config(f'[auth]\ntoken_secret = ["{SECRET}", "{OLD_SECRET}"]\n').auth
+    assert SECRET not in repr(settings) and OLD_SECRET not in repr(settings)
 
 
 @pytest.mark.parametrize(("host", "loopback"), [
@@ -242,7 +272,7 @@ def test_token_mint_uses_the_configured_secret() -> None:
     args = build_parser().parse_args(["token", "mint", "--key", "app", "--stream", "S1"])
     assert run_auth_command(args, {"SSESERVER_AUTH_TOKEN_SECRET": SECRET}, None, out) == 0
     minted = out.getvalue().strip()
-    assert status(gate().check(minted, Need.SUBSCRIBE, "S1", __import__("time").time())
+    assert status(gate().check(minted, Need.SUBSCRIBE, "S1", time.time())
                   ) == 200
     assert run_auth_command(args, {}, None, io.StringIO()) == 2
 

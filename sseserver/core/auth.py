@@ -101,8 +101,9 @@ def encode_token(secret: bytes, grant: Grant) -> str:
     return f"{signed}.{_signature(secret, signed)}"
 
 
-def decode_token(secret: bytes, token: str, now: float) -> Grant:
-    """The grant of a token signed with ``secret`` and unexpired at ``now``.
+def decode_token(secret: bytes | Sequence[bytes], token: str, now: float) -> Grant:
+    """The grant of a token signed with ``secret`` (or any of several: a rotation
+    keeps the old secret verifying beside the new one) and unexpired at ``now``.
 
     Raises :class:`TokenRefused`.
     """
@@ -112,12 +113,22 @@ def decode_token(secret: bytes, token: str, now: float) -> Grant:
     prefix, _, body = signed.partition(".")
     if prefix != TOKEN_PREFIX or not body:
         raise TokenRefused("malformed token")
-    if not hmac.compare_digest(_signature(secret, signed).encode(), signature.encode()):
+    if not _signed_by_any((secret,) if isinstance(secret, bytes) else secret, signed,
+                          signature):
         raise TokenRefused("invalid token signature")
     grant = _grant(_payload(body))
     if now >= grant.expires:
         raise TokenRefused("token expired")
     return grant
+
+
+def _signed_by_any(secrets: Sequence[bytes], signed: str, signature: str) -> bool:
+    """Every secret is tried, matched or not (as in :func:`identify_key`): the time
+    taken says nothing about which secret signed."""
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(_signature(secret, signed).encode(), signature.encode())
+    return matched
 
 
 def _signature(secret: bytes, signed: str) -> str:
