@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Callable
 
+from sseserver import shared_ledger
 from sseserver.config import Config
 from sseserver.stopping import FORCING_SIGNALS, StopStage, next_stage
 
@@ -58,6 +59,7 @@ def run_workers(config: Config, serve: Callable[[Config], int]) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, lambda _signum, _frame: _tell(children, signal.SIGHUP))
+    shared_ledger.prepare_for_workers(config)  # before the fork: every worker maps it
     for _ in range(config.server.workers):
         spawn()
     exit_code = 0
@@ -69,6 +71,7 @@ def run_workers(config: Config, serve: Callable[[Config], int]) -> int:
         except InterruptedError:  # pragma: no cover - PEP 475 retries for us
             continue
         started = children.pop(pid, time.monotonic())
+        shared_ledger.worker_exited(pid)
         code = os.waitstatus_to_exitcode(status)
         if stage is not StopStage.RUNNING:
             exit_code = exit_code or (code if code > 0 else 0)

@@ -138,7 +138,7 @@ def test_used_tokens_are_forgotten_once_expired() -> None:
                             NOW + 20)
     assert isinstance(caller, Caller)
     the_gate.stream_started(caller, NOW + 20)
-    assert len(the_gate._used) == 1
+    assert the_gate.ledger.spent_count == 1  # type: ignore[attr-defined]
 
 
 def test_concurrency_limit_admits_exactly_the_limit() -> None:
@@ -309,3 +309,77 @@ def test_an_unreadable_keys_file_stops_the_start(tmp_path: Path) -> None:
         check_startable(config)
     with pytest.raises(ConfigError, match="cannot be set from the environment"):
         load_config(env={"SSESERVER_AUTH_KEYS": "a"})
+
+
+def test_a_hold_given_back_frees_the_stream_and_leaves_the_token_unspent() -> None:
+    the_gate, minted = gate("max_streams = 1\n"), token()
+    caller = the_gate.check(minted, Need.CREATE, "", NOW)
+    assert isinstance(caller, Caller) and caller.hold is not None
+    assert status(the_gate.check("app-key", Need.CREATE, "", NOW)) == 429  # held
+    the_gate.release_unstarted(caller)  # e.g. its body was refused
+    the_gate.release_unstarted(caller)  # once only
+    again = the_gate.check(minted, Need.CREATE, "", NOW)
+    assert isinstance(again, Caller)
+    the_gate.stream_started(again, NOW)
+    the_gate.release_unstarted(again)  # started: kept
+    assert status(the_gate.check(minted, Need.CREATE, "", NOW)) == 403
+    assert the_gate.ledger.active("app") == 1
+
+
+def test_a_look_takes_nothing() -> None:
+    the_gate, minted = gate("max_streams = 1\nrequests_per_minute = 1\n"), token()
+    for _ in range(3):
+        assert status(the_gate.check(minted, Need.CREATE, "", NOW, take=False)) == 200
+    assert status(the_gate.check(minted, Need.CREATE, "", NOW)) == 200
+
+
+def shared_gate(monkeypatch: pytest.MonkeyPatch, keys: str = "") -> Gate:
+    from sseserver import shared_ledger
+
+    monkeypatch.setattr(shared_ledger, "_shared", shared_ledger.SharedLedger(2))
+    return gate(keys)
+
+
+def test_the_shared_ledger_decides_as_the_local_one(monkeypatch: pytest.MonkeyPatch
+                                                     ) -> None:
+    the_gate = shared_gate(monkeypatch, "max_streams = 2\nrequests_per_minute = 3\n")
+    callers = [the_gate.check("app-key", Need.CREATE, "", NOW) for _ in range(3)]
+    assert [status(c) for c in callers] == [200, 200, 429]
+    the_gate.release_unstarted(callers[0])  # type: ignore[arg-type]
+    assert status(the_gate.check("app-key", Need.CREATE, "", NOW)) == 200
+    assert status(the_gate.check("app-key", Need.ANY, "", NOW)) == 429  # the bucket
+    assert status(the_gate.check("app-key", Need.ANY, "", NOW + 20)) == 200
+    the_gate.release_unstarted(callers[1])  # type: ignore[arg-type]
+    minted = token()
+    spent = the_gate.check(minted, Need.CREATE, "", NOW + 40)
+    assert isinstance(spent, Caller)
+    the_gate.stream_started(spent, NOW + 40)
+    assert status(the_gate.check(minted, Need.CREATE, "", NOW + 60)) == 403
+    assert status(the_gate.check(minted, Need.CREATE, "", NOW + 301)) == 401  # expired
+
+
+def test_a_dead_workers_column_is_released(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from sseserver import shared_ledger
+
+    the_gate = shared_gate(monkeypatch, "max_streams = 1\n")
+    assert status(the_gate.check("app-key", Need.CREATE, "", NOW)) == 200
+    assert status(the_gate.check("app-key", Need.CREATE, "", NOW)) == 429
+    shared_ledger.worker_exited(os.getpid())
+    assert status(the_gate.check("app-key", Need.CREATE, "", NOW)) == 200
+
+
+def test_a_full_token_bucket_refuses_rather_than_forgets(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    from sseserver import shared_ledger
+
+    monkeypatch.setattr(shared_ledger, "TOKEN_BUCKETS", 1)
+    the_gate = shared_gate(monkeypatch)
+    for _ in range(shared_ledger.TOKEN_BUCKET_SLOTS):
+        assert status(the_gate.check(token(), Need.CREATE, "", NOW)) == 200
+    refusal = the_gate.check(token(), Need.CREATE, "", NOW)
+    assert isinstance(refusal, Refusal) and refusal.status == 503
+    assert ("retry-after", "5") in refusal.headers
+    later = mint_token(SECRET, "app", now=NOW + 400)  # the first ones have expired
+    assert status(the_gate.check(later, Need.CREATE, "", NOW + 400)) == 200

@@ -11,6 +11,8 @@ Three decisions, each a pure function or a small value the caller drives:
   seconds) is an argument; a token is valid while ``now < expires``.
 - :class:`TokenBucket`: requests per minute, refilled continuously; ``take(now)``
   says how long to wait, 0 when the request may go.
+- :func:`admission`: whether a key's counted state (a spent token, streams at once,
+  its bucket) lets one more request in, whichever store holds that state.
 
 Token wire form: ``sst1.<payload>.<signature>``, both parts unpadded base64url; the
 signature covers ``sst1.<payload>`` exactly as sent, and is compared as text, so no
@@ -215,3 +217,34 @@ def generation_refusal(grant: Grant | None, allowed_models: Sequence[str],
     if ceilings and (max_tokens is None or max_tokens > min(ceilings)):
         return f"max_tokens must be set, at most {min(ceilings)}"
     return None
+
+
+# Seconds a client over its concurrency limit is told to wait: streams last seconds to
+# minutes, so a second is the shortest wait likely to find one ended.
+CONCURRENCY_RETRY_AFTER = 1.0
+
+
+class Outcome(enum.Enum):
+    ADMITTED = "admitted"
+    TOKEN_SPENT = "token_spent"  # a create token that started its generation already
+    TOO_MANY_STREAMS = "too_many_streams"
+    RATE_LIMITED = "rate_limited"
+    NO_ROOM = "no_room"  # the shared table has no room for one more token or key name
+
+
+def admission(*, spent: bool, stream: bool, active: int, max_streams: int,
+              bucket: TokenBucket | None, now: float) -> tuple[Outcome, float]:
+    """The outcome for one request of a key, and the seconds to wait when refused.
+
+    ``stream``: the request starts a generation (the concurrency limit applies);
+    ``bucket`` is taken from (the caller keeps or drops what it spent).
+    """
+    if spent:
+        return Outcome.TOKEN_SPENT, 0.0
+    if stream and max_streams and active >= max_streams:
+        return Outcome.TOO_MANY_STREAMS, CONCURRENCY_RETRY_AFTER
+    if bucket is not None:
+        wait = bucket.take(now)
+        if wait > 0:
+            return Outcome.RATE_LIMITED, wait
+    return Outcome.ADMITTED, 0.0

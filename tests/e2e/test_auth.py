@@ -389,3 +389,88 @@ def test_sighup_rereads_the_keys_file(tmp_path: Path) -> None:
 
 def _models(url: str, key: str) -> int:
     return httpx.get(url + "/v1/models", headers={"x-api-key": key}, timeout=5).status_code
+
+
+# -- Expect: 100-continue: the head alone decides ------------------------------------------
+
+
+def _head_awaiting_continue(port: int, path: str, headers: str, length: int
+                            ) -> tuple[socket.socket, bytes]:
+    """A head that awaits 100 and no body; what the server answers to it alone."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nhost: t\r\nexpect: 100-continue\r\n{headers}"
+                 f"content-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+                 .encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+        answer += chunk
+    return sock, answer
+
+
+def _to_close(sock: socket.socket, start: bytes) -> bytes:
+    while chunk := sock.recv(65536):
+        start += chunk
+    sock.close()
+    return start
+
+
+@pytest.mark.parametrize(("path", "headers", "status"), [
+    ("/v1/stream", "", b"401"),
+    ("/v1/streams", "authorization: Bearer wrong\r\n", b"401"),
+    ("/v1/chat/completions", "", b"401"),
+    ("/v1/messages", "x-api-key: wrong\r\n", b"401"),
+    ("/v1/chat", "", b"401"),
+    ("/v1/stream", f"authorization: Bearer {sseserver.mint_token(SECRET, 'app', stream_id='s')}"
+                   "\r\n", b"403"),
+])
+def test_a_refused_credential_is_answered_before_100_continue(
+        stack: Stack, path: str, headers: str, status: bytes) -> None:
+    sock, answer = _head_awaiting_continue(stack.port, path, headers, 50_000)
+    response = _to_close(sock, answer)  # the body is never sent: the server closes
+    assert response.startswith(b"HTTP/1.1 " + status + b" "), response[:80]
+    assert b" 100 " not in response.split(b"\r\n")[0]
+    if status == b"401":
+        assert b"www-authenticate: Bearer" in response
+    error = json.loads(response.split(b"\r\n\r\n", 1)[1])["error"]
+    assert error["type"] in ("authentication_error", "permission_error")
+
+
+def test_a_spent_token_and_a_spent_bucket_are_answered_before_100_continue() -> None:
+    extra = f'[auth.keys.slow]\nhash = "{hash_key("slow-key")}"\nrequests_per_minute = 1\n'
+    with Stack(SETTINGS, toml=auth_toml(extra)) as s:
+        assert post(s, "/v1/stream", request_body({"tokens": 1}), bearer("slow-key")
+                    ).status_code == 200
+        sock, answer = _head_awaiting_continue(s.port, "/v1/stream",
+                                               "x-api-key: slow-key\r\n", 100)
+        response = _to_close(sock, answer)
+        assert response.startswith(b"HTTP/1.1 429 ") and b"retry-after: " in response
+        token = sseserver.mint_token(SECRET, "app", ttl=60)
+        assert post(s, "/v1/stream", request_body({"tokens": 1}), bearer(token)
+                    ).status_code == 200
+        sock, answer = _head_awaiting_continue(s.port, "/v1/stream",
+                                               f"authorization: Bearer {token}\r\n", 100)
+        assert _to_close(sock, answer).startswith(b"HTTP/1.1 403 ")
+
+
+def test_a_create_token_gets_100_and_the_look_does_not_spend_it(stack: Stack) -> None:
+    token = sseserver.mint_token(SECRET, "app", ttl=60)
+    body = json.dumps(request_body({"tokens": 2})).encode()
+    sock, answer = _head_awaiting_continue(stack.port, "/v1/stream",
+                                           f"authorization: Bearer {token}\r\n", len(body))
+    assert answer == b"HTTP/1.1 100 Continue\r\n\r\n"
+    sock.sendall(body)
+    response = answer
+    while b"[DONE]" not in response and (chunk := sock.recv(65536)):
+        response += chunk
+    sock.close()
+    assert b"HTTP/1.1 200 OK\r\n" in response and b"[DONE]" in response
+
+
+def test_a_request_refused_after_its_check_leaves_its_token_unspent(stack: Stack) -> None:
+    token = sseserver.mint_token(SECRET, "app", ttl=60)
+    assert post(stack, "/v1/stream", {"model": "gpt-4o-mini"}, bearer(token)
+                ).status_code == 400  # no messages: no stream started
+    assert post(stack, "/v1/stream", request_body({"tokens": 1}), bearer(token)
+                ).status_code == 200
+    assert post(stack, "/v1/stream", request_body({"tokens": 1}), bearer(token)
+                ).status_code == 403
