@@ -9,7 +9,7 @@ A key table, inline as ``[auth.keys.NAME]`` or in ``auth.keys_file`` as
     requests_per_minute = 120   # 0 = no limit
     models = ["gpt-4o-mini"]    # empty = any
     providers = []              # empty = any
-    max_tokens = 4096           # a ceiling every request must state; 0 = none
+    max_tokens = 4096           # a ceiling: filled in when missing, 403 above; 0 = none
 """
 
 from __future__ import annotations

@@ -33,9 +33,11 @@ from sseserver.core.auth import (
     generation_refusal,
     identify_key,
     is_token,
+    max_tokens_ceiling,
 )
 from sseserver.errors import ConfigError
 from sseserver.key_ledger import Ledger, LocalLedger
+from sseserver.schema import GenerationRequest
 from sseserver.shared_ledger import shared_ledger
 
 logger = logging.getLogger("sseserver.auth")
@@ -206,6 +208,13 @@ class Gate:
         self.counters[caller.key].refusals += 1
         return Refusal(403, why, "permission_error")
 
+    def max_tokens_ceiling(self, caller: Caller | None) -> int | None:
+        """The most ``max_tokens`` the caller's key and token allow, None for no limit."""
+        key = self.keys.get(caller.key) if caller is not None else None
+        if caller is None or key is None:
+            return None
+        return max_tokens_ceiling(caller.grant, key.max_tokens)
+
     # -- streams -------------------------------------------------------------------
 
     def stream_started(self, caller: Caller, now: float) -> None:
@@ -230,6 +239,27 @@ class Gate:
         counters = self.counters.setdefault(name, KeyCounters())
         counters.input_tokens += input_tokens
         counters.output_tokens += output_tokens
+
+
+# Where each compatible API's body states its limit: a provider of the same wire gets
+# the body as sent, so the ceiling has to be in it (OpenAI's current name; the
+# Anthropic Messages API requires max_tokens, so its requests never lack one).
+NATIVE_LIMIT_FIELDS = {"openai": "max_completion_tokens", "anthropic": "max_tokens"}
+
+
+def with_max_tokens(generation: GenerationRequest, ceiling: int | None) -> GenerationRequest:
+    """A generation that states no ``max_tokens`` under a ceiling gets the ceiling: the
+    most its key may spend, where the provider's default (up to the model's whole
+    output) would bypass it. One that states more is refused (403) by
+    :meth:`Gate.check_generation`, not lowered: the client asked for that length, and
+    an answer cut short without a word would look like the model's choice."""
+    if ceiling is None or generation.max_tokens is not None:
+        return generation
+    native = generation.native
+    if native is not None:
+        field_name = NATIVE_LIMIT_FIELDS.get(native.format, "max_tokens")
+        native = replace(native, body={**native.body, field_name: ceiling})
+    return replace(generation, max_tokens=ceiling, native=native)
 
 
 def _retry_after(wait: float) -> list[tuple[str, str]]:

@@ -33,7 +33,15 @@ from sseserver.fanout import LogOutput
 from sseserver.formats.ai_sdk import UI_MESSAGE_STREAM_HEADERS, AISDKFormatter
 from sseserver.formats.base import Formatter
 from sseserver.formats.sse import SSEFormatter
-from sseserver.gate import Caller, Gate, Need, Refusal, credential_of, metrics_lines
+from sseserver.gate import (
+    Caller,
+    Gate,
+    Need,
+    Refusal,
+    credential_of,
+    metrics_lines,
+    with_max_tokens,
+)
 from sseserver.output import DirectOutput
 from sseserver.providers.base import Provider
 from sseserver.redact import Redactor
@@ -162,6 +170,10 @@ class Gateway:
                                self._needs.get(route, Need.NOTHING),
                                _stream_id_of(request.path), time.time(), take=take)
 
+    def within_ceiling(self, generation: GenerationRequest) -> GenerationRequest:
+        """The generation with its caller's max_tokens ceiling when it states none."""
+        return with_max_tokens(generation, self.gate.max_tokens_ceiling(self._caller))
+
     def _refuse(self, path: str, conn: HTTPConnection, refusal: Refusal) -> None:
         """A refusal of the gate, in the error shape of the endpoint called."""
         api = COMPAT_APIS.get(path)
@@ -280,7 +292,7 @@ class Gateway:
     def _admit(self, request: HTTPRequest) -> GenerationRequest:
         """The request's generation, if the server takes one more stream now."""
         self.check_room()
-        return parse_generation_request(request.body)
+        return self.within_ceiling(parse_generation_request(request.body))
 
     def _formatter(self, output_format: str) -> Formatter:
         if output_format == "ai-sdk":

@@ -383,3 +383,25 @@ def test_a_full_token_bucket_refuses_rather_than_forgets(monkeypatch: pytest.Mon
     assert ("retry-after", "5") in refusal.headers
     later = mint_token(SECRET, "app", now=NOW + 400)  # the first ones have expired
     assert status(the_gate.check(later, Need.CREATE, "", NOW + 400)) == 200
+
+
+def test_a_missing_max_tokens_takes_the_ceiling_a_stated_one_stays() -> None:
+    from sseserver.gate import with_max_tokens
+    from sseserver.schema import GenerationRequest, Message, NativeRequest
+
+    plain = GenerationRequest("m", (Message("user", "hi"),))
+    assert with_max_tokens(plain, 50).max_tokens == 50
+    assert with_max_tokens(plain, None) is plain
+    stated = GenerationRequest("m", (), max_tokens=9)
+    assert with_max_tokens(stated, 50) is stated
+    body = {"model": "m", "messages": []}
+    native = GenerationRequest("m", (), native=NativeRequest("openai", body))
+    capped = with_max_tokens(native, 50)
+    assert capped.native is not None and capped.native.body["max_completion_tokens"] == 50
+    assert "max_completion_tokens" not in body  # the request as received is not changed
+    the_gate = gate('max_tokens = 100\n')
+    assert the_gate.max_tokens_ceiling(Caller("app")) == 100
+    assert the_gate.max_tokens_ceiling(the_gate.check(token(max_tokens=7), Need.ANY, "", NOW)
+                                       ) == 7  # type: ignore[arg-type]
+    assert the_gate.max_tokens_ceiling(Caller("other")) is None
+    assert the_gate.max_tokens_ceiling(None) is None

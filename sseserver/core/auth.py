@@ -196,12 +196,15 @@ class TokenBucket:
 
 
 def generation_refusal(grant: Grant | None, allowed_models: Sequence[str],
-                       allowed_providers: Sequence[str], max_tokens_ceiling: int,
+                       allowed_providers: Sequence[str], max_tokens_ceiling_of_key: int,
                        model: str, providers: Sequence[str], max_tokens: int | None
                        ) -> str | None:
     """Why a generation is out of a key's (and its token's) scope, or None.
 
     ``providers`` are those the model resolved to (a fallback chain names several).
+    A missing ``max_tokens`` under a ceiling is refused too: the gateway fills it in
+    first (:func:`sseserver.gate.with_max_tokens`), so only a route that forgot to
+    meets this.
     """
     if allowed_models and model not in allowed_models:
         return f"model {model!r} is not allowed for this key"
@@ -212,11 +215,19 @@ def generation_refusal(grant: Grant | None, allowed_models: Sequence[str],
     if grant is not None and grant.provider is not None and \
             any(p != grant.provider for p in providers):
         return f"this token allows provider {grant.provider!r} only"
-    ceilings = [c for c in (max_tokens_ceiling or None,
-                            grant.max_tokens if grant else None) if c is not None]
-    if ceilings and (max_tokens is None or max_tokens > min(ceilings)):
-        return f"max_tokens must be set, at most {min(ceilings)}"
+    ceiling = max_tokens_ceiling(grant, max_tokens_ceiling_of_key)
+    if ceiling is not None and max_tokens is None:
+        return f"max_tokens must be set, at most {ceiling}"
+    if ceiling is not None and max_tokens > ceiling:  # type: ignore[operator]
+        return f"max_tokens {max_tokens} is more than this key allows (at most {ceiling})"
     return None
+
+
+def max_tokens_ceiling(grant: Grant | None, key_ceiling: int) -> int | None:
+    """The lower of a key's ``max_tokens`` ceiling (0: none) and its token's."""
+    ceilings = [c for c in (key_ceiling or None, grant.max_tokens if grant else None)
+                if c is not None]
+    return min(ceilings) if ceilings else None
 
 
 # Seconds a client over its concurrency limit is told to wait: streams last seconds to

@@ -173,7 +173,7 @@ def test_the_sdks_get_their_permission_error_out_of_scope(stack: Stack) -> None:
         client.chat.completions.create(model="gpt-4o", max_completion_tokens=10,
                                        messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.PermissionDeniedError, match="max_tokens"):
-        client.chat.completions.create(model="gpt-4o-mini",
+        client.chat.completions.create(model="gpt-4o-mini", max_completion_tokens=51,
                                        messages=[{"role": "user", "content": "hi"}])
     messages = anthropic.Anthropic(base_url=stack.url, api_key=SMALL_KEY, max_retries=0,
                                    timeout=10)
