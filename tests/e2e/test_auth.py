@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -474,3 +476,26 @@ def test_a_request_refused_after_its_check_leaves_its_token_unspent(stack: Stack
                 ).status_code == 200
     assert post(stack, "/v1/stream", request_body({"tokens": 1}), bearer(token)
                 ).status_code == 403
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js")
+def test_the_openai_node_sdk_authenticates_with_a_gateway_key(stack: Stack) -> None:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "node_modules" / "openai").is_dir():
+        pytest.fail("node_modules/openai is missing: run `npm ci` (make test does)")
+
+    def node(api_key: str) -> dict[str, Any]:
+        options = {"base": stack.url, "apiKey": api_key, "request": {
+            "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "#fake {}"}]}}
+        done = subprocess.run(["node", str(root / "tests" / "node" / "openai_client.mjs"),
+                               json.dumps(options)], capture_output=True, text=True,
+                              timeout=60, cwd=root)
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    streamed = node(APP_KEY)
+    assert streamed["error"] is None and streamed["finish"] == "stop"
+    refused = node("gw-wrong-key")
+    assert refused["error"]["name"] == "AuthenticationError"
+    assert refused["error"]["status"] == 401
