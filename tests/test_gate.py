@@ -277,7 +277,8 @@ def test_token_mint_uses_the_configured_secret() -> None:
     assert run_auth_command(args, {}, None, io.StringIO()) == 2
 
 
-@pytest.mark.parametrize("module", ["gate", "auth_settings", "tokens", "core/auth"])
+@pytest.mark.parametrize("module", ["gate", "auth_settings", "tokens", "core/auth", "key_ledger",
+                                    "shared_ledger"])
 def test_the_gate_reads_no_clock_and_runs_no_loop(module: str) -> None:
     from tests.test_layering import PACKAGE, imports_of
 

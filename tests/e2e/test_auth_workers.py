@@ -115,7 +115,10 @@ def test_the_rate_bucket_is_the_servers(workers: tuple[int, int, str]) -> None:
     _, port, _ = workers
     socks, statuses = _first_lines(port, SLOW_KEY, request_body({"tokens": 1}), 30)
     _close(socks)
-    assert statuses.count(b"200") == 6 and statuses.count(b"429") == 24
+    # 6 a minute refills one every 10 s: a seventh only if the burst took that long;
+    # counted per worker, 12 would pass
+    assert statuses.count(b"200") in (6, 7) and statuses.count(b"200") + statuses.count(
+        b"429") == 30
 
 
 def test_a_dead_worker_releases_the_streams_it_held(workers: tuple[int, int, str]
