@@ -17,7 +17,6 @@ process that dies holding the lock loses it with its life.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import logging
@@ -25,7 +24,7 @@ import mmap
 import os
 import struct
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from sseserver.auth_settings import KeySettings
@@ -60,6 +59,23 @@ _BUCKET = struct.Struct("<" + "16sq" * TOKEN_BUCKET_SLOTS)
 _EMPTY_NAME = bytes(NAME_BYTES)
 
 
+class _FileLock:
+    """The table's lock: a POSIX record lock on its file, released by the kernel if
+    its holder dies. Never nested: a process holds one such lock, and an inner
+    release would free the outer."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def __enter__(self) -> None:
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+
 def _fingerprint(nonce: str) -> bytes:
     return hashlib.sha256(nonce.encode()).digest()[:16]
 
@@ -77,22 +93,17 @@ class SharedLedger:
         # kept open as long as the server runs: the lock and the map need it
         self._file = tempfile.TemporaryFile(dir=_TABLE_DIR)  # noqa: SIM115
         self._file.truncate(size)
+        self._lock = _FileLock(self._file.fileno())
         self._map = mmap.mmap(self._file.fileno(), size)
-        self._column: tuple[int, int] = (0, 0)  # (pid, column) of this process
+        self._column: int | None = None  # this process's, claimed at its first count
         self._rows: dict[str, int] = {}  # key name -> row offset, as last found
+        os.register_at_fork(after_in_child=self._forget_column)
+
+    def _forget_column(self) -> None:
+        self._column = None  # a new worker: the parent's column is not its own
 
     def __repr__(self) -> str:
         return f"<SharedLedger columns={self.columns} size={len(self._map)}>"
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        # never nested: a process's POSIX lock is one, the inner unlock would free it
-        fd = self._file.fileno()
-        fcntl.lockf(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.lockf(fd, fcntl.LOCK_UN)
 
     # -- the ledger ------------------------------------------------------------------
 
@@ -102,7 +113,7 @@ class SharedLedger:
     def admit(self, key: KeySettings, stream: bool, nonce: str, expires: int, now: float,
               take: bool) -> tuple[Outcome, float]:
         fingerprint = _fingerprint(nonce) if nonce else b""
-        with self._locked():
+        with self._lock:
             row = self._row(key.name)
             if row is None:
                 return Outcome.NO_ROOM, NO_ROOM_RETRY_AFTER
@@ -125,7 +136,7 @@ class SharedLedger:
             return outcome, wait
 
     def give_back(self, name: str, stream: bool, nonce: str) -> None:
-        with self._locked():
+        with self._lock:
             row = self._row(name)
             if row is not None and stream:
                 self._add(row, -1)
@@ -140,12 +151,12 @@ class SharedLedger:
 
     def active(self, name: str) -> int:
         row = self._rows.get(name)
-        if row is None or self._column[0] != os.getpid():
+        if row is None or self._column is None:
             return 0
         return int(struct.unpack_from("<i", self._map, self._active_at(row))[0])
 
     def _count(self, name: str, delta: int) -> None:
-        with self._locked():
+        with self._lock:
             row = self._row(name)
             if row is not None:
                 self._add(row, delta)
@@ -198,21 +209,21 @@ class SharedLedger:
 
     def _own_column(self) -> int:
         """This worker's column, claimed at its first count."""
+        if self._column is not None:
+            return self._column
         pid = os.getpid()
-        if self._column[0] == pid:
-            return self._column[1]
         owners = [_OWNER.unpack_from(self._map, c * _OWNER.size)[0]
                   for c in range(self.columns)]
         column = owners.index(0) if 0 in owners else pid % self.columns
         if 0 not in owners:  # only if a dead worker's column was not released
             logger.error("no free worker column in the shared key table; sharing one")
         _OWNER.pack_into(self._map, column * _OWNER.size, pid)
-        self._column = (pid, column)
+        self._column = column
         return column
 
     def release_worker(self, pid: int) -> None:
         """A worker died: its column's streams are no longer running (the parent)."""
-        with self._locked():
+        with self._lock:
             for column in range(self.columns):
                 if _OWNER.unpack_from(self._map, column * _OWNER.size)[0] != pid:
                     continue
