@@ -63,10 +63,22 @@ def _first_lines(port: int, credential: str, body: dict[str, object], count: int
             ).encode()
     socks = []
     for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock = _connect(port)
         sock.sendall(head + payload)
         socks.append(sock)
     return socks, [sock.recv(64).split(b" ")[1] for sock in socks]
+
+
+def _connect(port: int) -> socket.socket:
+    """A connection, once a worker listens (a new one may still be starting)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=10)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _close(socks: list[socket.socket]) -> None:
