@@ -406,3 +406,18 @@ def test_a_missing_max_tokens_takes_the_ceiling_a_stated_one_stays() -> None:
                                        ) == 7  # type: ignore[arg-type]
     assert the_gate.max_tokens_ceiling(Caller("other")) is None
     assert the_gate.max_tokens_ceiling(None) is None
+
+
+def test_one_process_counts_in_memory_workers_in_the_shared_table(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sseserver import shared_ledger
+    from sseserver.key_ledger import LocalLedger
+
+    monkeypatch.setattr(shared_ledger, "_shared", None)
+    keys = f'[auth.keys.app]\nhash = "{hash_key("app-key")}"\n'
+    shared_ledger.prepare_for_workers(load_config(keys, overrides={"server.workers": 1}))
+    shared_ledger.prepare_for_workers(load_config(overrides={"server.workers": 4}))  # no auth
+    assert isinstance(gate().ledger, LocalLedger)
+    shared_ledger.prepare_for_workers(load_config(keys, overrides={"server.workers": 4}))
+    assert isinstance(gate().ledger, shared_ledger.SharedLedger)
+    assert gate().ledger.columns == 4  # type: ignore[attr-defined]
