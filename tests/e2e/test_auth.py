@@ -438,8 +438,18 @@ def test_a_refused_credential_is_answered_before_100_continue(
 
 
 def test_a_spent_token_and_a_spent_bucket_are_answered_before_100_continue() -> None:
-    extra = f'[auth.keys.slow]\nhash = "{hash_key("slow-key")}"\nrequests_per_minute = 1\n'
+    extra = (f'[auth.keys.slow]\nhash = "{hash_key("slow-key")}"\nrequests_per_minute = 1\n'
+             f'[auth.keys.single]\nhash = "{hash_key("single-key")}"\nmax_streams = 1\n')
     with Stack(SETTINGS, toml=auth_toml(extra)) as s:
+        held = httpx.Client(timeout=10)
+        with held.stream("POST", s.url + "/v1/stream", headers={"x-api-key": "single-key"},
+                         json=request_body({"tokens": 400, "rate": 40})) as running:
+            assert running.status_code == 200
+            sock, answer = _head_awaiting_continue(s.port, "/v1/streams",
+                                                   "x-api-key: single-key\r\n", 100)
+            response = _to_close(sock, answer)
+            assert response.startswith(b"HTTP/1.1 429 ") and b"retry-after: 1" in response
+        held.close()
         assert post(s, "/v1/stream", request_body({"tokens": 1}), bearer("slow-key")
                     ).status_code == 200
         sock, answer = _head_awaiting_continue(s.port, "/v1/stream",
