@@ -375,18 +375,30 @@ def test_sighup_rereads_the_keys_file(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f'[auth]\nkeys_file = "{keys}"\n')
     for workers in ("1", "2"):
-        with serve("--demo", "--config", str(config), "--workers", workers) as (process, url):
-            assert _models(url, "first-key") == 200
-            keys.write_text(f'[keys.two]\nhash = "{hash_key("second-key")}"\n')
-            process.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and _models(url, "second-key") != 200:
-                time.sleep(0.05)
-            # every worker reloaded: new connections land on either
-            assert [_models(url, "second-key") for _ in range(8)] == [200] * 8
-            assert _models(url, "first-key") == 401
-            assert process.poll() is None
+        with socket.socket() as probe:  # one port for both workers (0 would give two)
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with serve("--demo", "--config", str(config), "--workers", workers,
+                   "--port", str(port)) as (process, url):
+            try:
+                _reload_and_check(process, url, keys)
+            finally:
+                process.send_signal(signal.SIGTERM)  # the workers with it, not orphaned
+                process.wait(15)
         keys.write_text(f'[keys.one]\nhash = "{hash_key("first-key")}"\n')
+
+
+def _reload_and_check(process: subprocess.Popen[str], url: str, keys: Path) -> None:
+    assert _models(url, "first-key") == 200
+    keys.write_text(f'[keys.two]\nhash = "{hash_key("second-key")}"\n')
+    process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _models(url, "second-key") != 200:
+        time.sleep(0.05)
+    # every worker reloaded: new connections land on either
+    assert [_models(url, "second-key") for _ in range(8)] == [200] * 8
+    assert _models(url, "first-key") == 401
+    assert process.poll() is None
 
 
 def _models(url: str, key: str) -> int:

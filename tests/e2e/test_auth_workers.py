@@ -40,6 +40,8 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int
                ) as (process, url):
         _wait_for_workers(process.pid, 2)
         yield process.pid, port, url
+        process.send_signal(signal.SIGTERM)  # the workers with it, not orphaned
+        assert process.wait(15) == 0
 
 
 def _wait_for_workers(parent: int, count: int, but_not: tuple[int, ...] = ()) -> None:
