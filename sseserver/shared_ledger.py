@@ -25,7 +25,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sseserver.auth_settings import KeySettings
 from sseserver.core.auth import Outcome, TokenBucket, admission
@@ -234,7 +234,7 @@ class SharedLedger:
 
     # -- spent tokens (under the lock) ----------------------------------------------
 
-    def _slots(self, fingerprint: bytes) -> tuple[int, tuple[bytes | int, ...]]:
+    def _slots(self, fingerprint: bytes) -> tuple[int, tuple[Any, ...]]:
         bucket = int.from_bytes(fingerprint[:4], "little") % TOKEN_BUCKETS
         at = self._tokens_at + bucket * _BUCKET.size
         return at, _BUCKET.unpack_from(self._map, at)
@@ -242,14 +242,14 @@ class SharedLedger:
     def _spent_slot(self, fingerprint: bytes, now: float) -> int | None:
         at, values = self._slots(fingerprint)
         for slot in range(TOKEN_BUCKET_SLOTS):
-            if values[2 * slot] == fingerprint and values[2 * slot + 1] > now:  # type: ignore[operator]
+            if values[2 * slot] == fingerprint and values[2 * slot + 1] > now:
                 return at + slot * _ENTRY.size
         return None
 
     def _spend(self, fingerprint: bytes, expires: int, now: float) -> bool:
         at, values = self._slots(fingerprint)
         for slot in range(TOKEN_BUCKET_SLOTS):
-            if values[2 * slot + 1] <= now:  # type: ignore[operator]
+            if values[2 * slot + 1] <= now:
                 _ENTRY.pack_into(self._map, at + slot * _ENTRY.size, fingerprint, expires)
                 return True
         logger.error("no room to remember one more spent create token")

@@ -216,9 +216,11 @@ def generation_refusal(grant: Grant | None, allowed_models: Sequence[str],
             any(p != grant.provider for p in providers):
         return f"this token allows provider {grant.provider!r} only"
     ceiling = max_tokens_ceiling(grant, max_tokens_ceiling_of_key)
-    if ceiling is not None and max_tokens is None:
+    if ceiling is None:
+        return None
+    if max_tokens is None:
         return f"max_tokens must be set, at most {ceiling}"
-    if ceiling is not None and max_tokens > ceiling:  # type: ignore[operator]
+    if max_tokens > ceiling:
         return f"max_tokens {max_tokens} is more than this key allows (at most {ceiling})"
     return None
 
