@@ -83,9 +83,9 @@ def read_key(stdin: TextIO) -> str:
 def _mint(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     path = args.config or env.get("SSESERVER_CONFIG")
     config = load_config(read_config_file(path) if path else None, env)
-    secret = config.auth.token_secret
-    if not secret:
+    signing = config.auth.token_secret
+    if not signing:
         raise ConfigError("auth.token_secret is not set (config file, or "
                           "SSESERVER_AUTH_TOKEN_SECRET)")
-    return mint_token(secret, args.key, ttl=args.ttl, stream_id=args.stream,
+    return mint_token(signing[0], args.key, ttl=args.ttl, stream_id=args.stream,
                       model=args.model, provider=args.provider, max_tokens=args.max_tokens)

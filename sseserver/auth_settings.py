@@ -9,7 +9,7 @@ A key table, inline as ``[auth.keys.NAME]`` or in ``auth.keys_file`` as
     requests_per_minute = 120   # 0 = no limit
     models = ["gpt-4o-mini"]    # empty = any
     providers = []              # empty = any
-    max_tokens = 4096           # a ceiling every request must state; 0 = none
+    max_tokens = 4096           # a ceiling: filled in when missing, 403 above; 0 = none
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ class KeySettings:
 class AuthSettings:
     keys: Mapping[str, KeySettings] = field(default_factory=lambda: MappingProxyType({}))
     keys_file: str | None = None  # TOML of [keys.NAME] tables; reloaded on SIGHUP
-    token_secret: str | None = None  # signs browser tokens; set it from the environment
+    # Signs browser tokens: the first signs, every one verifies, so a new secret goes
+    # first and the old one stays until the tokens it signed have expired. Set it from
+    # the environment (comma-separated there).
+    token_secret: tuple[str, ...] = ()
     subscribe: str = "open"
     metrics: str = "open"
     max_token_ttl: float = DEFAULT_MAX_TOKEN_TTL
@@ -134,9 +137,10 @@ def validate_auth(auth: AuthSettings) -> None:
         raise ConfigError(f"auth.subscribe: must be one of {', '.join(SUBSCRIBE_POLICIES)}")
     if auth.metrics not in METRICS_POLICIES:
         raise ConfigError(f"auth.metrics: must be one of {', '.join(METRICS_POLICIES)}")
-    if auth.token_secret is not None and len(auth.token_secret) < MIN_TOKEN_SECRET_CHARS:
-        raise ConfigError(f"auth.token_secret: must be at least {MIN_TOKEN_SECRET_CHARS} "
-                          "characters (sseserver token secret prints a fresh one)")
+    if any(len(secret) < MIN_TOKEN_SECRET_CHARS for secret in auth.token_secret):
+        raise ConfigError(f"auth.token_secret: each secret must be at least "
+                          f"{MIN_TOKEN_SECRET_CHARS} characters (sseserver token secret "
+                          "prints a fresh one)")
     if auth.max_token_ttl <= 0:
         raise ConfigError("auth.max_token_ttl: must be positive")
 

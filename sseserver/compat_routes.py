@@ -11,6 +11,7 @@ answer and error shape.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -58,6 +59,7 @@ class CompatRoutes:
         try:
             gateway.check_room()
             compat = api.parse(request.body)
+            compat = replace(compat, generation=gateway.within_ceiling(compat.generation))
             resume = parse_resume_options(request.headers, compat.stream)
             route = gateway.resolve(compat.generation)
         except RequestError as exc:
@@ -95,7 +97,8 @@ class CompatRoutes:
         stream format, and stays resumable at GET /v1/chat/{id}/stream."""
         self._gateway.check_room()
         turn = parse_ui_chat(request.body)
-        resumable = self._gateway.start_resumable_request(turn.generation, turn.chat_id)
+        resumable = self._gateway.start_resumable_request(
+            self._gateway.within_ceiling(turn.generation), turn.chat_id)
         resumable.output.subscribe(conn, 0, resumable.headers)
 
     def resume_chat(self, request: HTTPRequest, conn: HTTPConnection) -> None:

@@ -359,6 +359,10 @@ def _from_env(variable: str, text: str, kind: Any) -> Any:
     raise ConfigError(f"{variable}: this setting cannot be set from the environment")
 
 
+# Lists of strings that also take a single string, the common case (auth.token_secret:
+# one secret, or several while one is rotated out).
+ONE_OR_SEVERAL = frozenset({"auth.token_secret"})
+
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
              "0": False, "false": False, "no": False, "off": False}
 
@@ -369,6 +373,8 @@ def _type_name(kind: Any) -> str:
 
 
 def _coerce(key: str, value: Any, kind: Any) -> Any:
+    if key in ONE_OR_SEVERAL and isinstance(value, str):
+        return (value,)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind == tuple[str, ...] and isinstance(value, list | tuple) and \

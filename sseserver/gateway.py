@@ -35,7 +35,15 @@ from sseserver.fanout import LogOutput
 from sseserver.formats.ai_sdk import UI_MESSAGE_STREAM_HEADERS, AISDKFormatter
 from sseserver.formats.base import Formatter
 from sseserver.formats.sse import SSEFormatter
-from sseserver.gate import Caller, Gate, Need, Refusal, credential_of, metrics_lines
+from sseserver.gate import (
+    Caller,
+    Gate,
+    Need,
+    Refusal,
+    credential_of,
+    metrics_lines,
+    with_max_tokens,
+)
 from sseserver.output import DirectOutput
 from sseserver.providers.base import Provider
 from sseserver.redact import Redactor
@@ -162,11 +170,18 @@ class Gateway:
             self.error(conn, exc.status, str(exc), exc.headers, error_type=exc.error_type)
         finally:
             self._caller = None
+            if caller is not None:
+                self.gate.release_unstarted(caller)
 
-    def _check_caller(self, request: HTTPRequest, route: Route) -> Caller | Refusal | None:
+    def _check_caller(self, request: HTTPRequest, route: Route, *, take: bool = True
+                      ) -> Caller | Refusal | None:
         return self.gate.check(credential_of(request.headers, request.query),
                                self._needs.get(route, Need.NOTHING),
-                               _stream_id_of(request.path), time.time())
+                               _stream_id_of(request.path), time.time(), take=take)
+
+    def within_ceiling(self, generation: GenerationRequest) -> GenerationRequest:
+        """The generation with its caller's max_tokens ceiling when it states none."""
+        return with_max_tokens(generation, self.gate.max_tokens_ceiling(self._caller))
 
     def _refuse(self, path: str, conn: HTTPConnection, refusal: Refusal) -> None:
         """A refusal of the gate, in the error shape of the endpoint called."""
@@ -185,15 +200,30 @@ class Gateway:
     def admit_head(self, request: HTTPRequest, conn: HTTPConnection) -> bool:
         """Whether to ask for the body of a request whose client awaits ``100
         Continue``: a request refused whatever its body (no route, a method the route
-        lacks, no room for a stream) is handled now, with its final status."""
+        lacks, no room for a stream, no or a wrong credential, a limit its key is at)
+        is handled now, with its final status."""
         methods = self._routes.get(request.path)
         if methods is None and request.path.startswith(STREAMS_PREFIX):
             methods = self._stream_routes
         route = methods.get(request.method) if methods else None
         if route is not None and not (route in self._stream_starts and (
                 self.draining or len(self.relays) >= self.config.server.max_connections)):
-            return True
+            return self._admit_caller(request, route, conn)
         self.handle(request, conn)  # answers as it would with the body
+        return False
+
+    def _admit_caller(self, request: HTTPRequest, route: Route, conn: HTTPConnection
+                      ) -> bool:
+        """The gate's look at a head: a refusal now (401 before any body is sent);
+        nothing is taken, the request is checked again once its body is in."""
+        if not self.gate.enabled:
+            return True
+        refusal = self._check_caller(request, route, take=False)
+        if not isinstance(refusal, Refusal):
+            return True
+        self.counters["requests"] += 1
+        conn.response_headers = self._cors_headers(request)
+        self._refuse(request.path, conn, refusal)
         return False
 
     def _cors_headers(self, request: HTTPRequest) -> list[tuple[str, str]]:
@@ -271,7 +301,7 @@ class Gateway:
     def _admit(self, request: HTTPRequest) -> GenerationRequest:
         """The request's generation, if the server takes one more stream now."""
         self.check_room()
-        return parse_generation_request(request.body)
+        return self.within_ceiling(parse_generation_request(request.body))
 
     def _formatter(self, output_format: str) -> Formatter:
         if output_format == "ai-sdk":

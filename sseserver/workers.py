@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sseserver import stream_ids
+from sseserver import shared_ledger, stream_ids
 from sseserver.aio.worker_channel import WorkerPlace, channel_pair, send_blocking
 from sseserver.config import Config
 from sseserver.stopping import FORCING_SIGNALS, StopStage, next_stage
@@ -149,6 +149,7 @@ def run_workers(config: Config, serve: Serve) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, lambda _signum, _frame: _tell(workers.pids, signal.SIGHUP))
+    shared_ledger.prepare_for_workers(config)  # before the fork: every worker maps it
     workers.start_all()
     exit_code = 0
     while True:
@@ -159,6 +160,7 @@ def run_workers(config: Config, serve: Serve) -> int:
         except InterruptedError:  # pragma: no cover - PEP 475 retries for us
             continue
         exited = workers.exited(pid)
+        shared_ledger.worker_exited(pid)
         code = os.waitstatus_to_exitcode(status)
         if stage is not StopStage.RUNNING:
             exit_code = exit_code or (code if code > 0 else 0)

@@ -4,6 +4,7 @@ concurrency, the rate limit, single-use tokens, key reloads, the bind check."""
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,34 @@ def test_an_expired_token_is_401_at_the_boundary() -> None:
     assert status(gate().check(minted, Need.CREATE, "", NOW + 60)) == 401
 
 
+OLD_SECRET, NEW_SECRET = "o" * 32, "n" * 32
+
+
+def test_rotation_the_first_secret_signs_every_listed_one_verifies() -> None:
+    rotated = load_config(f'[auth]\ntoken_secret = ["{NEW_SECRET}", "{OLD_SECRET}"]\n'
+                          f'[auth.keys.app]\nhash = "{hash_key("app-key")}"\n').auth
+    the_gate = Gate(rotated)
+    before_rotation = mint_token(OLD_SECRET, "app", now=NOW)
+    assert status(the_gate.check(before_rotation, Need.CREATE, "", NOW)) == 200
+    assert status(the_gate.check(mint_token(NEW_SECRET, "app", now=NOW), Need.CREATE, "",
+                                 NOW)) == 200
+    out = io.StringIO()
+    args = build_parser().parse_args(["token", "mint", "--key", "app", "--stream", "S"])
+    env = {"SSESERVER_AUTH_TOKEN_SECRET": f"{NEW_SECRET},{OLD_SECRET}"}
+    assert run_auth_command(args, env, None, out) == 0
+    from sseserver.core.auth import decode_token
+
+    minted = out.getvalue().strip()
+    assert decode_token(NEW_SECRET.encode(), minted, time.time()).stream_id == "S"
+
+
+def test_a_token_of_a_removed_secret_is_401() -> None:
+    after = Gate(load_config(f'[auth]\ntoken_secret = "{NEW_SECRET}"\n'
+                             f'[auth.keys.app]\nhash = "{hash_key("app-key")}"\n').auth)
+    assert status(after.check(mint_token(OLD_SECRET, "app", now=NOW), Need.CREATE, "",
+                              NOW)) == 401
+
+
 def test_a_token_living_past_max_token_ttl_is_refused() -> None:
     assert status(gate(max_token_ttl=100.0).check(token(ttl=101), Need.CREATE, "", NOW)
                   ) == 401
@@ -109,7 +138,7 @@ def test_used_tokens_are_forgotten_once_expired() -> None:
                             NOW + 20)
     assert isinstance(caller, Caller)
     the_gate.stream_started(caller, NOW + 20)
-    assert len(the_gate._used) == 1
+    assert the_gate.ledger.spent_count == 1  # type: ignore[attr-defined]
 
 
 def test_concurrency_limit_admits_exactly_the_limit() -> None:
@@ -182,6 +211,7 @@ def test_keys_file_is_reloaded_and_a_bad_one_keeps_the_old_keys(tmp_path: Path) 
     ('[auth.keys.a]\nhash = "' + "a" * 64 + '"\nmax_streams = -1\n', "max_streams"),
     ('[auth.keys.a]\nhash = "' + "a" * 64 + '"\nsecret = 1\n', "auth.keys.a.secret"),
     ('[auth]\ntoken_secret = "short"\n', "auth.token_secret"),
+    ('[auth]\ntoken_secret = ["' + "s" * 32 + '", "short"]\n', "auth.token_secret"),
     ('[auth]\nsubscribe = "maybe"\n', "auth.subscribe"),
     ('[auth]\nmetrics = "never"\n', "auth.metrics"),
 ])
@@ -191,8 +221,8 @@ def test_bad_auth_settings_name_the_setting(toml: str, error: str) -> None:
 
 
 def test_the_token_secret_is_never_shown() -> None:
-    settings = load_config(f'[auth]\ntoken_secret = "{SECRET}"\n').auth
-    assert SECRET not in repr(settings)
+    settings = load_config(f'[auth]\ntoken_secret = ["{SECRET}", "{OLD_SECRET}"]\n').auth
+    assert SECRET not in repr(settings) and OLD_SECRET not in repr(settings)
 
 
 @pytest.mark.parametrize(("host", "loopback"), [
@@ -242,12 +272,13 @@ def test_token_mint_uses_the_configured_secret() -> None:
     args = build_parser().parse_args(["token", "mint", "--key", "app", "--stream", "S1"])
     assert run_auth_command(args, {"SSESERVER_AUTH_TOKEN_SECRET": SECRET}, None, out) == 0
     minted = out.getvalue().strip()
-    assert status(gate().check(minted, Need.SUBSCRIBE, "S1", __import__("time").time())
+    assert status(gate().check(minted, Need.SUBSCRIBE, "S1", time.time())
                   ) == 200
     assert run_auth_command(args, {}, None, io.StringIO()) == 2
 
 
-@pytest.mark.parametrize("module", ["gate", "auth_settings", "tokens", "core/auth"])
+@pytest.mark.parametrize("module", ["gate", "auth_settings", "tokens", "core/auth", "key_ledger",
+                                    "shared_ledger"])
 def test_the_gate_reads_no_clock_and_runs_no_loop(module: str) -> None:
     from tests.test_layering import PACKAGE, imports_of
 
@@ -279,3 +310,114 @@ def test_an_unreadable_keys_file_stops_the_start(tmp_path: Path) -> None:
         check_startable(config)
     with pytest.raises(ConfigError, match="cannot be set from the environment"):
         load_config(env={"SSESERVER_AUTH_KEYS": "a"})
+
+
+def test_a_hold_given_back_frees_the_stream_and_leaves_the_token_unspent() -> None:
+    the_gate, minted = gate("max_streams = 1\n"), token()
+    caller = the_gate.check(minted, Need.CREATE, "", NOW)
+    assert isinstance(caller, Caller) and caller.hold is not None
+    assert status(the_gate.check("app-key", Need.CREATE, "", NOW)) == 429  # held
+    the_gate.release_unstarted(caller)  # e.g. its body was refused
+    the_gate.release_unstarted(caller)  # once only
+    again = the_gate.check(minted, Need.CREATE, "", NOW)
+    assert isinstance(again, Caller)
+    the_gate.stream_started(again, NOW)
+    the_gate.release_unstarted(again)  # started: kept
+    assert status(the_gate.check(minted, Need.CREATE, "", NOW)) == 403
+    assert the_gate.ledger.active("app") == 1
+
+
+def test_a_look_takes_nothing() -> None:
+    the_gate, minted = gate("max_streams = 1\nrequests_per_minute = 1\n"), token()
+    for _ in range(3):
+        assert status(the_gate.check(minted, Need.CREATE, "", NOW, take=False)) == 200
+    assert status(the_gate.check(minted, Need.CREATE, "", NOW)) == 200
+
+
+def shared_gate(monkeypatch: pytest.MonkeyPatch, keys: str = "") -> Gate:
+    from sseserver import shared_ledger
+
+    monkeypatch.setattr(shared_ledger, "_shared", shared_ledger.SharedLedger(2))
+    return gate(keys)
+
+
+def test_the_shared_ledger_decides_as_the_local_one(monkeypatch: pytest.MonkeyPatch
+                                                     ) -> None:
+    the_gate = shared_gate(monkeypatch, "max_streams = 2\nrequests_per_minute = 3\n")
+    callers = [the_gate.check("app-key", Need.CREATE, "", NOW) for _ in range(3)]
+    assert [status(c) for c in callers] == [200, 200, 429]
+    the_gate.release_unstarted(callers[0])  # type: ignore[arg-type]
+    assert status(the_gate.check("app-key", Need.CREATE, "", NOW)) == 200
+    assert status(the_gate.check("app-key", Need.ANY, "", NOW)) == 429  # the bucket
+    assert status(the_gate.check("app-key", Need.ANY, "", NOW + 20)) == 200
+    the_gate.release_unstarted(callers[1])  # type: ignore[arg-type]
+    minted = token()
+    spent = the_gate.check(minted, Need.CREATE, "", NOW + 40)
+    assert isinstance(spent, Caller)
+    the_gate.stream_started(spent, NOW + 40)
+    assert status(the_gate.check(minted, Need.CREATE, "", NOW + 60)) == 403
+    assert status(the_gate.check(minted, Need.CREATE, "", NOW + 301)) == 401  # expired
+
+
+def test_a_dead_workers_column_is_released(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from sseserver import shared_ledger
+
+    the_gate = shared_gate(monkeypatch, "max_streams = 1\n")
+    assert status(the_gate.check("app-key", Need.CREATE, "", NOW)) == 200
+    assert status(the_gate.check("app-key", Need.CREATE, "", NOW)) == 429
+    shared_ledger.worker_exited(os.getpid())
+    assert status(the_gate.check("app-key", Need.CREATE, "", NOW)) == 200
+
+
+def test_a_full_token_bucket_refuses_rather_than_forgets(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    from sseserver import shared_ledger
+
+    monkeypatch.setattr(shared_ledger, "TOKEN_BUCKETS", 1)
+    the_gate = shared_gate(monkeypatch)
+    for _ in range(shared_ledger.TOKEN_BUCKET_SLOTS):
+        assert status(the_gate.check(token(), Need.CREATE, "", NOW)) == 200
+    refusal = the_gate.check(token(), Need.CREATE, "", NOW)
+    assert isinstance(refusal, Refusal) and refusal.status == 503
+    assert ("retry-after", "5") in refusal.headers
+    later = mint_token(SECRET, "app", now=NOW + 400)  # the first ones have expired
+    assert status(the_gate.check(later, Need.CREATE, "", NOW + 400)) == 200
+
+
+def test_a_missing_max_tokens_takes_the_ceiling_a_stated_one_stays() -> None:
+    from sseserver.gate import with_max_tokens
+    from sseserver.schema import GenerationRequest, Message, NativeRequest
+
+    plain = GenerationRequest("m", (Message("user", "hi"),))
+    assert with_max_tokens(plain, 50).max_tokens == 50
+    assert with_max_tokens(plain, None) is plain
+    stated = GenerationRequest("m", (), max_tokens=9)
+    assert with_max_tokens(stated, 50) is stated
+    body = {"model": "m", "messages": []}
+    native = GenerationRequest("m", (), native=NativeRequest("openai", body))
+    capped = with_max_tokens(native, 50)
+    assert capped.native is not None and capped.native.body["max_completion_tokens"] == 50
+    assert "max_completion_tokens" not in body  # the request as received is not changed
+    the_gate = gate('max_tokens = 100\n')
+    assert the_gate.max_tokens_ceiling(Caller("app")) == 100
+    assert the_gate.max_tokens_ceiling(the_gate.check(token(max_tokens=7), Need.ANY, "", NOW)
+                                       ) == 7  # type: ignore[arg-type]
+    assert the_gate.max_tokens_ceiling(Caller("other")) is None
+    assert the_gate.max_tokens_ceiling(None) is None
+
+
+def test_one_process_counts_in_memory_workers_in_the_shared_table(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sseserver import shared_ledger
+    from sseserver.key_ledger import LocalLedger
+
+    monkeypatch.setattr(shared_ledger, "_shared", None)
+    keys = f'[auth.keys.app]\nhash = "{hash_key("app-key")}"\n'
+    shared_ledger.prepare_for_workers(load_config(keys, overrides={"server.workers": 1}))
+    shared_ledger.prepare_for_workers(load_config(overrides={"server.workers": 4}))  # no auth
+    assert isinstance(gate().ledger, LocalLedger)
+    shared_ledger.prepare_for_workers(load_config(keys, overrides={"server.workers": 4}))
+    assert isinstance(gate().ledger, shared_ledger.SharedLedger)
+    assert gate().ledger.columns == 4  # type: ignore[attr-defined]

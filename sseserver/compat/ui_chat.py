@@ -65,6 +65,7 @@ def parse_ui_chat(body: bytes) -> ChatTurn:
         raise RequestError("'provider' must be a string")
     generation = GenerationRequest(
         model=model, provider=provider, format="ai-sdk", resumable=True,
+        max_tokens=chat.get("max_completion_tokens"),
         messages=tuple(Message(m["role"], m.get("content") or "") for m in chat["messages"]),
         native=NativeRequest("openai", chat))
     return ChatTurn(chat_id, generation)

@@ -11,6 +11,8 @@ Three decisions, each a pure function or a small value the caller drives:
   seconds) is an argument; a token is valid while ``now < expires``.
 - :class:`TokenBucket`: requests per minute, refilled continuously; ``take(now)``
   says how long to wait, 0 when the request may go.
+- :func:`admission`: whether a key's counted state (a spent token, streams at once,
+  its bucket) lets one more request in, whichever store holds that state.
 
 Token wire form: ``sst1.<payload>.<signature>``, both parts unpadded base64url; the
 signature covers ``sst1.<payload>`` exactly as sent, and is compared as text, so no
@@ -101,8 +103,9 @@ def encode_token(secret: bytes, grant: Grant) -> str:
     return f"{signed}.{_signature(secret, signed)}"
 
 
-def decode_token(secret: bytes, token: str, now: float) -> Grant:
-    """The grant of a token signed with ``secret`` and unexpired at ``now``.
+def decode_token(secret: bytes | Sequence[bytes], token: str, now: float) -> Grant:
+    """The grant of a token signed with ``secret`` (or any of several: a rotation
+    keeps the old secret verifying beside the new one) and unexpired at ``now``.
 
     Raises :class:`TokenRefused`.
     """
@@ -112,12 +115,22 @@ def decode_token(secret: bytes, token: str, now: float) -> Grant:
     prefix, _, body = signed.partition(".")
     if prefix != TOKEN_PREFIX or not body:
         raise TokenRefused("malformed token")
-    if not hmac.compare_digest(_signature(secret, signed).encode(), signature.encode()):
+    if not _signed_by_any((secret,) if isinstance(secret, bytes) else secret, signed,
+                          signature):
         raise TokenRefused("invalid token signature")
     grant = _grant(_payload(body))
     if now >= grant.expires:
         raise TokenRefused("token expired")
     return grant
+
+
+def _signed_by_any(secrets: Sequence[bytes], signed: str, signature: str) -> bool:
+    """Every secret is tried, matched or not (as in :func:`identify_key`): the time
+    taken says nothing about which secret signed."""
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(_signature(secret, signed).encode(), signature.encode())
+    return matched
 
 
 def _signature(secret: bytes, signed: str) -> str:
@@ -183,12 +196,15 @@ class TokenBucket:
 
 
 def generation_refusal(grant: Grant | None, allowed_models: Sequence[str],
-                       allowed_providers: Sequence[str], max_tokens_ceiling: int,
+                       allowed_providers: Sequence[str], max_tokens_ceiling_of_key: int,
                        model: str, providers: Sequence[str], max_tokens: int | None
                        ) -> str | None:
     """Why a generation is out of a key's (and its token's) scope, or None.
 
     ``providers`` are those the model resolved to (a fallback chain names several).
+    A missing ``max_tokens`` under a ceiling is refused too: the gateway fills it in
+    first (:func:`sseserver.gate.with_max_tokens`), so only a route that forgot to
+    meets this.
     """
     if allowed_models and model not in allowed_models:
         return f"model {model!r} is not allowed for this key"
@@ -199,8 +215,49 @@ def generation_refusal(grant: Grant | None, allowed_models: Sequence[str],
     if grant is not None and grant.provider is not None and \
             any(p != grant.provider for p in providers):
         return f"this token allows provider {grant.provider!r} only"
-    ceilings = [c for c in (max_tokens_ceiling or None,
-                            grant.max_tokens if grant else None) if c is not None]
-    if ceilings and (max_tokens is None or max_tokens > min(ceilings)):
-        return f"max_tokens must be set, at most {min(ceilings)}"
+    ceiling = max_tokens_ceiling(grant, max_tokens_ceiling_of_key)
+    if ceiling is None:
+        return None
+    if max_tokens is None:
+        return f"max_tokens must be set, at most {ceiling}"
+    if max_tokens > ceiling:
+        return f"max_tokens {max_tokens} is more than this key allows (at most {ceiling})"
     return None
+
+
+def max_tokens_ceiling(grant: Grant | None, key_ceiling: int) -> int | None:
+    """The lower of a key's ``max_tokens`` ceiling (0: none) and its token's."""
+    ceilings = [c for c in (key_ceiling or None, grant.max_tokens if grant else None)
+                if c is not None]
+    return min(ceilings) if ceilings else None
+
+
+# Seconds a client over its concurrency limit is told to wait: streams last seconds to
+# minutes, so a second is the shortest wait likely to find one ended.
+CONCURRENCY_RETRY_AFTER = 1.0
+
+
+class Outcome(enum.Enum):
+    ADMITTED = "admitted"
+    TOKEN_SPENT = "token_spent"  # a create token that started its generation already
+    TOO_MANY_STREAMS = "too_many_streams"
+    RATE_LIMITED = "rate_limited"
+    NO_ROOM = "no_room"  # the shared table has no room for one more token or key name
+
+
+def admission(*, spent: bool, stream: bool, active: int, max_streams: int,
+              bucket: TokenBucket | None, now: float) -> tuple[Outcome, float]:
+    """The outcome for one request of a key, and the seconds to wait when refused.
+
+    ``stream``: the request starts a generation (the concurrency limit applies);
+    ``bucket`` is taken from (the caller keeps or drops what it spent).
+    """
+    if spent:
+        return Outcome.TOKEN_SPENT, 0.0
+    if stream and max_streams and active >= max_streams:
+        return Outcome.TOO_MANY_STREAMS, CONCURRENCY_RETRY_AFTER
+    if bucket is not None:
+        wait = bucket.take(now)
+        if wait > 0:
+            return Outcome.RATE_LIMITED, wait
+    return Outcome.ADMITTED, 0.0

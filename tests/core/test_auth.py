@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import inspect
 import textwrap
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -221,3 +222,44 @@ def test_generations_within_scope_pass() -> None:
 ])
 def test_generations_out_of_scope_are_refused(kwargs: dict[str, object], why: str) -> None:
     assert why in (refusal(**kwargs) or "")  # type: ignore[arg-type]
+
+
+def test_every_secret_is_tried_whichever_signed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rotation: the new secret first, the old one after; a token of either passes,
+    and each check costs one comparison per secret, whichever matched."""
+    old, new = b"o" * 32, b"n" * 32
+    calls: list[bytes] = []
+    compare = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        calls.append(a)
+        return compare(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", counting)
+    for signer in (old, new):
+        calls.clear()
+        assert decode_token((new, old), encode_token(signer, Grant(
+            "web", int(NOW) + 60, Scope.CREATE)), NOW).key == "web"
+        assert len(calls) == 2
+    with pytest.raises(TokenRefused, match="signature"):
+        decode_token((new,), encode_token(old, Grant("web", int(NOW) + 60, Scope.CREATE)),
+                     NOW)
+    loops = [node for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(
+        auth._signed_by_any)))) if isinstance(node, ast.For)]
+    assert len(loops) == 1 and not [node for node in ast.walk(loops[0]) if isinstance(
+        node, ast.Return | ast.Break | ast.Raise)]
+
+
+@pytest.mark.parametrize(("kwargs", "outcome"), [
+    ({}, auth.Outcome.ADMITTED),
+    ({"spent": True, "active": 9}, auth.Outcome.TOKEN_SPENT),
+    ({"active": 2}, auth.Outcome.TOO_MANY_STREAMS),
+    ({"active": 2, "stream": False}, auth.Outcome.ADMITTED),  # limits generations only
+    ({"bucket": TokenBucket(1, tokens=0.0, updated=NOW)}, auth.Outcome.RATE_LIMITED),
+    ({"active": 2, "bucket": TokenBucket(1, tokens=0.0, updated=NOW)},
+     auth.Outcome.TOO_MANY_STREAMS),  # the bucket is not charged for it
+])
+def test_admission(kwargs: dict[str, Any], outcome: auth.Outcome) -> None:
+    arguments: dict[str, Any] = {"spent": False, "stream": True, "active": 0,
+                                 "max_streams": 2, "bucket": None, "now": NOW, **kwargs}
+    assert auth.admission(**arguments)[0] is outcome

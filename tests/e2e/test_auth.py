@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,7 +175,7 @@ def test_the_sdks_get_their_permission_error_out_of_scope(stack: Stack) -> None:
         client.chat.completions.create(model="gpt-4o", max_completion_tokens=10,
                                        messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.PermissionDeniedError, match="max_tokens"):
-        client.chat.completions.create(model="gpt-4o-mini",
+        client.chat.completions.create(model="gpt-4o-mini", max_completion_tokens=51,
                                        messages=[{"role": "user", "content": "hi"}])
     messages = anthropic.Anthropic(base_url=stack.url, api_key=SMALL_KEY, max_retries=0,
                                    timeout=10)
@@ -373,19 +375,149 @@ def test_sighup_rereads_the_keys_file(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f'[auth]\nkeys_file = "{keys}"\n')
     for workers in ("1", "2"):
-        with serve("--demo", "--config", str(config), "--workers", workers) as (process, url):
-            assert _models(url, "first-key") == 200
-            keys.write_text(f'[keys.two]\nhash = "{hash_key("second-key")}"\n')
-            process.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and _models(url, "second-key") != 200:
-                time.sleep(0.05)
-            # every worker reloaded: new connections land on either
-            assert [_models(url, "second-key") for _ in range(8)] == [200] * 8
-            assert _models(url, "first-key") == 401
-            assert process.poll() is None
+        with socket.socket() as probe:  # one port for both workers (0 would give two)
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with serve("--demo", "--config", str(config), "--workers", workers,
+                   "--port", str(port)) as (process, url):
+            try:
+                _reload_and_check(process, url, keys)
+            finally:
+                process.send_signal(signal.SIGTERM)  # the workers with it, not orphaned
+                process.wait(15)
         keys.write_text(f'[keys.one]\nhash = "{hash_key("first-key")}"\n')
+
+
+def _reload_and_check(process: subprocess.Popen[str], url: str, keys: Path) -> None:
+    assert _models(url, "first-key") == 200
+    keys.write_text(f'[keys.two]\nhash = "{hash_key("second-key")}"\n')
+    process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _models(url, "second-key") != 200:
+        time.sleep(0.05)
+    # every worker reloaded: new connections land on either
+    assert [_models(url, "second-key") for _ in range(8)] == [200] * 8
+    assert _models(url, "first-key") == 401
+    assert process.poll() is None
 
 
 def _models(url: str, key: str) -> int:
     return httpx.get(url + "/v1/models", headers={"x-api-key": key}, timeout=5).status_code
+
+
+# -- Expect: 100-continue: the head alone decides ------------------------------------------
+
+
+def _head_awaiting_continue(port: int, path: str, headers: str, length: int
+                            ) -> tuple[socket.socket, bytes]:
+    """A head that awaits 100 and no body; what the server answers to it alone."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nhost: t\r\nexpect: 100-continue\r\n{headers}"
+                 f"content-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+                 .encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+        answer += chunk
+    return sock, answer
+
+
+def _to_close(sock: socket.socket, start: bytes) -> bytes:
+    while chunk := sock.recv(65536):
+        start += chunk
+    sock.close()
+    return start
+
+
+@pytest.mark.parametrize(("path", "headers", "status"), [
+    ("/v1/stream", "", b"401"),
+    ("/v1/streams", "authorization: Bearer wrong\r\n", b"401"),
+    ("/v1/chat/completions", "", b"401"),
+    ("/v1/messages", "x-api-key: wrong\r\n", b"401"),
+    ("/v1/chat", "", b"401"),
+    ("/v1/stream", f"authorization: Bearer {sseserver.mint_token(SECRET, 'app', stream_id='s')}"
+                   "\r\n", b"403"),
+])
+def test_a_refused_credential_is_answered_before_100_continue(
+        stack: Stack, path: str, headers: str, status: bytes) -> None:
+    sock, answer = _head_awaiting_continue(stack.port, path, headers, 50_000)
+    response = _to_close(sock, answer)  # the body is never sent: the server closes
+    assert response.startswith(b"HTTP/1.1 " + status + b" "), response[:80]
+    assert b" 100 " not in response.split(b"\r\n")[0]
+    if status == b"401":
+        assert b"www-authenticate: Bearer" in response
+    error = json.loads(response.split(b"\r\n\r\n", 1)[1])["error"]
+    assert error["type"] in ("authentication_error", "permission_error")
+
+
+def test_a_spent_token_and_a_spent_bucket_are_answered_before_100_continue() -> None:
+    extra = (f'[auth.keys.slow]\nhash = "{hash_key("slow-key")}"\nrequests_per_minute = 1\n'
+             f'[auth.keys.single]\nhash = "{hash_key("single-key")}"\nmax_streams = 1\n')
+    with Stack(SETTINGS, toml=auth_toml(extra)) as s:
+        held = httpx.Client(timeout=10)
+        with held.stream("POST", s.url + "/v1/stream", headers={"x-api-key": "single-key"},
+                         json=request_body({"tokens": 400, "rate": 40})) as running:
+            assert running.status_code == 200
+            sock, answer = _head_awaiting_continue(s.port, "/v1/streams",
+                                                   "x-api-key: single-key\r\n", 100)
+            response = _to_close(sock, answer)
+            assert response.startswith(b"HTTP/1.1 429 ") and b"retry-after: 1" in response
+        held.close()
+        assert post(s, "/v1/stream", request_body({"tokens": 1}), bearer("slow-key")
+                    ).status_code == 200
+        sock, answer = _head_awaiting_continue(s.port, "/v1/stream",
+                                               "x-api-key: slow-key\r\n", 100)
+        response = _to_close(sock, answer)
+        assert response.startswith(b"HTTP/1.1 429 ") and b"retry-after: " in response
+        token = sseserver.mint_token(SECRET, "app", ttl=60)
+        assert post(s, "/v1/stream", request_body({"tokens": 1}), bearer(token)
+                    ).status_code == 200
+        sock, answer = _head_awaiting_continue(s.port, "/v1/stream",
+                                               f"authorization: Bearer {token}\r\n", 100)
+        assert _to_close(sock, answer).startswith(b"HTTP/1.1 403 ")
+
+
+def test_a_create_token_gets_100_and_the_look_does_not_spend_it(stack: Stack) -> None:
+    token = sseserver.mint_token(SECRET, "app", ttl=60)
+    body = json.dumps(request_body({"tokens": 2})).encode()
+    sock, answer = _head_awaiting_continue(stack.port, "/v1/stream",
+                                           f"authorization: Bearer {token}\r\n", len(body))
+    assert answer == b"HTTP/1.1 100 Continue\r\n\r\n"
+    sock.sendall(body)
+    response = answer
+    while b"[DONE]" not in response and (chunk := sock.recv(65536)):
+        response += chunk
+    sock.close()
+    assert b"HTTP/1.1 200 OK\r\n" in response and b"[DONE]" in response
+
+
+def test_a_request_refused_after_its_check_leaves_its_token_unspent(stack: Stack) -> None:
+    token = sseserver.mint_token(SECRET, "app", ttl=60)
+    assert post(stack, "/v1/stream", {"model": "gpt-4o-mini"}, bearer(token)
+                ).status_code == 400  # no messages: no stream started
+    assert post(stack, "/v1/stream", request_body({"tokens": 1}), bearer(token)
+                ).status_code == 200
+    assert post(stack, "/v1/stream", request_body({"tokens": 1}), bearer(token)
+                ).status_code == 403
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js")
+def test_the_openai_node_sdk_authenticates_with_a_gateway_key(stack: Stack) -> None:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "node_modules" / "openai").is_dir():
+        pytest.fail("node_modules/openai is missing: run `npm ci` (make test does)")
+
+    def node(api_key: str) -> dict[str, Any]:
+        options = {"base": stack.url, "apiKey": api_key, "request": {
+            "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "#fake {}"}]}}
+        done = subprocess.run(["node", str(root / "tests" / "node" / "openai_client.mjs"),
+                               json.dumps(options)], capture_output=True, text=True,
+                              timeout=60, cwd=root)
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    streamed = node(APP_KEY)
+    assert streamed["error"] is None and streamed["finish"] == "stop"
+    refused = node("gw-wrong-key")
+    assert refused["error"]["name"] == "AuthenticationError"
+    assert refused["error"]["status"] == 401

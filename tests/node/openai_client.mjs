@@ -4,7 +4,8 @@
 import OpenAI from "openai";
 
 const options = JSON.parse(process.argv[2]);
-const client = new OpenAI({ baseURL: `${options.base}/v1`, apiKey: "unused", maxRetries: 0 });
+const client = new OpenAI({ baseURL: `${options.base}/v1`, apiKey: options.apiKey ?? "unused",
+                           maxRetries: 0 });
 const result = { text: "", chunks: 0, finish: null, usage: null, toolCalls: null, error: null };
 try {
   if (options.helper) {  // the SDK's own accumulator: chat.completions.stream()
