@@ -389,6 +389,11 @@ def test_sighup_rereads_the_keys_file(tmp_path: Path) -> None:
 
 
 def _reload_and_check(process: subprocess.Popen[str], url: str, keys: Path) -> None:
+    # every worker up (and so handling SIGHUP) before the signal: /readyz says when
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and \
+            httpx.get(url + "/readyz", timeout=5).status_code != 200:
+        time.sleep(0.05)
     assert _models(url, "first-key") == 200
     keys.write_text(f'[keys.two]\nhash = "{hash_key("second-key")}"\n')
     process.send_signal(signal.SIGHUP)
