@@ -145,13 +145,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.bytes_received += len(data)
         decoder = self._decoder
         if decoder is not None:  # the body: first, as the commonest case
+            try:
+                pieces = decoder.feed(data)
+            except RemoteProtocolError as exc:
+                self._malformed_body(exc, data)
+                return
             sink = self._sink
-            if sink is not None:
-                piece = decoder.whole_chunk(data)
-                if piece is not None:  # one whole chunk: the per-token read
-                    sink.on_body(piece)
-                    return
-            self._decode(data)
+            if sink is not None and len(pieces) == 1:  # one whole chunk: the per-token read
+                sink.on_body(pieces[0])
+            else:
+                self._deliver(pieces)
+            if decoder.done:
+                self._on_end()
         elif self.state is State.IDLE:  # nothing may arrive between responses
             self.state = State.FAILED
             self.close()
@@ -282,24 +287,25 @@ class UpstreamConnection(asyncio.Protocol):
                                       f"{self._where(exc, data)}", retryable=True))
             return
         if head is not None:
-            self._on_head(head)
+            decoder = self._on_head(head)
             # even with nothing after the head: an empty body (204, Content-Length: 0)
             # ends right here
-            self._decode(parser.rest)
+            self._decode(decoder, parser.rest)
 
-    def _decode(self, data: bytes) -> None:
-        decoder = self._decoder
-        assert decoder is not None
+    def _decode(self, decoder: BodyDecoder, data: bytes) -> None:
         try:
             pieces = decoder.feed(data)
         except RemoteProtocolError as exc:
-            self._deliver(exc.read_before)  # the chunks before the fault go first
-            self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"
-                                      f"{self._where(exc, data)}"))
+            self._malformed_body(exc, data)
             return
         self._deliver(pieces)
         if decoder.done:
             self._on_end()
+
+    def _malformed_body(self, exc: RemoteProtocolError, data: bytes) -> None:
+        self._deliver(exc.read_before)  # the chunks before the fault go first
+        self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"
+                                  f"{self._where(exc, data)}"))
 
     def _deliver(self, pieces: list[bytes]) -> None:
         for piece in pieces:
@@ -324,16 +330,17 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self._fail(UpstreamClosed("provider closed the connection before the body ended"))
 
-    def _on_head(self, head: ResponseHead) -> None:
+    def _on_head(self, head: ResponseHead) -> BodyDecoder:
         self.state = State.BODY
         self._last_activity = self._loop.time()  # the idle limit starts here
-        self._decoder = _body_decoder(head)
+        decoder = self._decoder = _body_decoder(head)
         self._keep_alive = head.http_version == "1.1" and \
             not isinstance(self._decoder, UntilCloseDecoder) and \
             not any(name == "connection" and "close" in value.lower()
                     for name, value in head.fields)
         if not self._head.done():
             self._head.set_result(head)
+        return decoder
 
     def _on_end(self) -> None:
         self.state = State.DONE
