@@ -123,6 +123,13 @@ class UpstreamConnection(asyncio.Protocol):
         return self.state is State.IDLE and self._transport is not None and \
             not self._transport.is_closing()
 
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the response allows another request on this connection: HTTP/1.1,
+        no ``Connection: close``, a delimited body and nothing sent after it."""
+        decoder = self._decoder
+        return self._keep_alive and (decoder is None or not decoder.trailing)
+
     def recycle(self) -> bool:
         """After a complete response: make ready for the next request if keep-alive
         allows (HTTP/1.1, no Connection: close, a delimited body with nothing after
@@ -343,6 +350,8 @@ class UpstreamConnection(asyncio.Protocol):
         return decoder
 
     def _on_end(self) -> None:
+        if self.state is not State.BODY:  # closed by a sink while it read the body
+            return
         self.state = State.DONE
         self._ended = True
         self._cancel_timer()
