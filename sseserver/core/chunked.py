@@ -58,9 +58,14 @@ class ChunkedDecoder:
     def feed(self, data: bytes) -> list[bytes]:
         """The payload pieces ``data`` completes, in order (maybe none)."""
         if self._state is _SIZE and not self._buffer:
-            piece = _whole_chunk(data)
-            if piece is not None:  # the common read: a provider flushes each event
-                return [piece]
+            # The common read, as a provider flushes each event: exactly one whole chunk
+            # with a payload. Inline: this runs once per token.
+            line_end = data.find(b"\r\n", 0, 22)
+            if line_end > 0:
+                field = data[:line_end]
+                size = _KNOWN_SIZES.get(field) or _chunk_size(field)
+                if size and len(data) == line_end + size + 4 and data.endswith(b"\r\n"):
+                    return [data[line_end + 2:-2]]
         return self._decode(data)
 
     def _decode(self, data: bytes) -> list[bytes]:
@@ -158,17 +163,6 @@ class ChunkedDecoder:
         if pending > self._max_line:
             raise RemoteProtocolError("chunk size or trailer line too long",
                                       HEAD_TOO_LARGE_STATUS)
-
-
-def _whole_chunk(data: bytes) -> bytes | None:
-    """The payload if ``data`` is exactly one whole chunk with a payload, else None."""
-    line_end = data.find(b"\r\n", 0, 22)
-    if line_end > 0:
-        field = data[:line_end]
-        size = _KNOWN_SIZES.get(field) or _chunk_size(field)
-        if size and len(data) == line_end + size + 4 and data.endswith(b"\r\n"):
-            return data[line_end + 2:-2]
-    return None
 
 
 def _chunk_size(field: bytes) -> int:
