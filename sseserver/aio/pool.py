@@ -150,6 +150,7 @@ class ConnectionPool:
         origin.in_use.discard(conn)
         if conn.recycle():
             self._idle.add(conn, origin.name, conn.idle_since)
+            conn.on_idle_lost = self._forget_idle
             self._arm_expiry()
         else:
             conn.close()
@@ -182,6 +183,11 @@ class ConnectionPool:
                 return conn
             conn.close()  # the provider closed it while it was idle
         return None
+
+    def _forget_idle(self, conn: UpstreamConnection) -> None:
+        """``conn`` broke while idle (the provider closed it): its slot is free now."""
+        if self._idle.remove(conn):
+            self._wake(self._origin(conn.origin))
 
     async def _open(self, origin: _Origin, target: Target) -> UpstreamConnection:
         while origin.size >= self.max_per_origin:

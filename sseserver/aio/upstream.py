@@ -23,7 +23,7 @@ import asyncio
 import enum
 import functools
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 from urllib.parse import urlsplit
@@ -83,7 +83,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("_decoder", "_ended", "_error", "_head", "_head_parser", "_keep_alive",
                  "_last_activity", "_loop", "_pending", "_progress_seen", "_response_start",
                  "_sink", "_started", "_timeouts", "_timer", "_transport", "_wheel",
-                 "bytes_received", "idle_since", "origin", "requests", "state")
+                 "bytes_received", "idle_since", "on_idle_lost", "origin", "requests", "state")
 
     def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -96,6 +96,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.requests = 0
         self.origin = ""
         self.idle_since = 0.0
+        # Called with this connection if it breaks while idle (its pool forgets it).
+        self.on_idle_lost: Callable[[UpstreamConnection], None] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -165,7 +167,7 @@ class UpstreamConnection(asyncio.Protocol):
             if decoder.done:
                 self._on_end()
         elif self.state is State.IDLE:  # nothing may arrive between responses
-            self.state = State.FAILED
+            self._idle_lost()
             self.close()
         elif self.state is State.AWAITING_HEAD:
             self._read_head(data)
@@ -175,7 +177,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self.state is State.IDLE:  # the provider closed a kept-alive connection
-            self.state = State.FAILED
+            self._idle_lost()
             return False
         if self._decoder is not None:
             self._on_body_closed()
@@ -187,12 +189,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
-        if self.state in (State.DONE, State.FAILED, State.IDLE):
+        if self.state is State.IDLE:
+            self._idle_lost()
+        if self.state in (State.DONE, State.FAILED):
             self.state = State.FAILED
             return
         self._fail(UpstreamClosed(
             "provider closed the connection before the response ended"
             + (f": {exc}" if exc else "")))
+
+    def _idle_lost(self) -> None:
+        self.state = State.FAILED
+        callback, self.on_idle_lost = self.on_idle_lost, None
+        if callback is not None:
+            callback(self)
 
     # -- the caller's side ---------------------------------------------------------
 

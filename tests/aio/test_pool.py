@@ -508,3 +508,24 @@ def test_ten_thousand_idle_connections_cost_a_constant_per_step() -> None:
         pool.close()
 
     run_virtual(test)
+
+
+def test_a_connection_the_provider_closes_while_idle_leaves_the_pool_at_once() -> None:
+    """Not at its expiry: its slot of the origin is free for the next request now."""
+    async def closes_after_the_response(reader: asyncio.StreamReader,
+                                        writer: asyncio.StreamWriter, number: int) -> None:
+        writer.write(RESPONSE)  # keep-alive, as far as the client can tell
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()
+        raise ConnectionResetError
+
+    async def test(url: str, counts: dict[str, int]) -> None:
+        pool = ConnectionPool(Timeouts(), max_per_origin=1, idle_timeout=300.0)
+        assert await fetch(pool, url) == b"ok"
+        assert "idle=1" in repr(pool)
+        await until(lambda: "idle=0" in repr(pool))
+        assert await asyncio.wait_for(fetch(pool, url), 2) == b"ok"
+        assert pool.opened == 2
+
+    serve(closes_after_the_response, test)
