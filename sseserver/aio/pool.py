@@ -1,9 +1,11 @@
 """A keep-alive connection pool per origin.
 
-The decisions are plain synchronous steps over small per-origin indexes (take an idle
-connection, may we open one more, keep or close a returned one); only connecting and
-waiting for a free slot are awaited. A connection that broke, saw ``Connection:
-close``, or ended its response early is never reused.
+The decisions are plain synchronous steps over small indexes (take an idle
+connection, may we open one more, reuse, drain or close a returned one:
+core/pooling.py); only connecting and waiting for a free slot are awaited. A
+connection that broke, saw ``Connection: close``, or was given up midway is never
+reused. An idle connection is closed exactly ``idle_timeout`` after it went idle: one
+loop timer is armed for the oldest one's deadline.
 """
 
 from __future__ import annotations
@@ -14,13 +16,23 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sseserver.aio.upstream import Target, Timeouts, UpstreamConnection, connect, parse_url
-from sseserver.errors import LocalProtocolError, UpstreamConnectError
+from sseserver.aio.upstream import (
+    State,
+    Target,
+    Timeouts,
+    UpstreamConnection,
+    connect,
+    parse_url,
+)
+from sseserver.aio.wheel import Deadline, wheel_for
+from sseserver.core.pooling import DRAIN_GRACE, MAX_DRAIN_BYTES, Disposal, IdleSet, disposal
+from sseserver.errors import LocalProtocolError, UpstreamConnectError, UpstreamError
 
 
 @dataclass(slots=True)
 class _Origin:
-    idle: list[UpstreamConnection] = field(default_factory=list)  # most recent last
+    name: str
+    idle: IdleSet[UpstreamConnection]  # the pool's, shared by every origin
     in_use: set[UpstreamConnection] = field(default_factory=set)
     connecting: int = 0
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
@@ -30,12 +42,13 @@ class _Origin:
 
     @property
     def size(self) -> int:
-        return len(self.idle) + len(self.in_use) + self.connecting
+        return self.idle.count(self.name) + len(self.in_use) + self.connecting
 
 
 class ConnectionPool:
     """``request`` gives a connection with the request sent; hand it back with
-    ``release`` once its response ended (it may be reused) or ``discard``."""
+    ``finish`` once done with it (``release`` and ``discard`` are its two plain cases).
+    """
 
     def __init__(self, timeouts: Timeouts, max_per_origin: int = 100,
                  idle_timeout: float = 30.0, ssl_context: ssl.SSLContext | None = None
@@ -45,15 +58,18 @@ class ConnectionPool:
         self.idle_timeout = idle_timeout
         self._ssl_context = ssl_context
         self._origins: dict[str, _Origin] = {}
-        self._sweep: asyncio.TimerHandle | None = None
+        self._idle: IdleSet[UpstreamConnection] = IdleSet(idle_timeout)
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0  # when _expiry fires
         self.opened = 0
         self.reused = 0
+        self.drained = 0
 
     def __repr__(self) -> str:
-        idle = sum(len(o.idle) for o in self._origins.values())
         in_use = sum(len(o.in_use) for o in self._origins.values())
-        return (f"<ConnectionPool origins={len(self._origins)} idle={idle} in_use={in_use} "
-                f"opened={self.opened} reused={self.reused}>")
+        return (f"<ConnectionPool origins={len(self._origins)} idle={len(self._idle)} "
+                f"in_use={in_use} opened={self.opened} reused={self.reused} "
+                f"drained={self.drained}>")
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -73,7 +89,7 @@ class ConnectionPool:
         if conn is not None:
             return conn
         target = parse_url(url)
-        origin = self._origins.setdefault(target.origin, _Origin())
+        origin = self._origin(target.origin)
         return self._send(origin, await self._open(origin, target), target, method, headers,
                           body)
 
@@ -83,7 +99,7 @@ class ConnectionPool:
         is none to take (or others already wait for one) and a connection must be
         opened or waited for."""
         target = parse_url(url)
-        origin = self._origins.setdefault(target.origin, _Origin())
+        origin = self._origin(target.origin)
         if origin.waiters or origin.woken:
             return None  # they came first
         conn = self._take_idle(origin)
@@ -91,6 +107,12 @@ class ConnectionPool:
             return None
         self.reused += 1
         return self._send(origin, conn, target, method, headers, body)
+
+    def _origin(self, name: str) -> _Origin:
+        origin = self._origins.get(name)
+        if origin is None:
+            origin = self._origins[name] = _Origin(name, self._idle)
+        return origin
 
     def _send(self, origin: _Origin, conn: UpstreamConnection, target: Target, method: str,
               headers: Sequence[tuple[str, str]], body: bytes) -> UpstreamConnection:
@@ -103,6 +125,22 @@ class ConnectionPool:
                                        f"{exc}", retryable=False) from None
         return conn
 
+    def finish(self, conn: UpstreamConnection, complete: bool) -> Disposal:
+        """The caller is done with ``conn``: reuse it, drain the rest of its body
+        first, or close it, as :func:`~sseserver.core.pooling.disposal` decides.
+        ``complete``: the caller read all it wanted (the stream's last event); False
+        when it gives up midway, which closes the connection unless the response had
+        already ended. Returns what was done (the drain goes on after this returns)."""
+        action = disposal(ended=conn.state is State.DONE, in_body=conn.state is State.BODY,
+                          keep_alive=conn.keep_alive, complete=complete)
+        if action is Disposal.REUSE:
+            self.release(conn)
+        elif action is Disposal.DRAIN:
+            _Drain(conn, self)
+        else:
+            self.discard(conn)
+        return action
+
     def release(self, conn: UpstreamConnection) -> None:
         """The response on ``conn`` is over; keep the connection if it can serve again."""
         origin = self._origins.get(conn.origin)
@@ -111,8 +149,9 @@ class ConnectionPool:
             return
         origin.in_use.discard(conn)
         if conn.recycle():
-            origin.idle.append(conn)
-            self._schedule_sweep()
+            self._idle.add(conn, origin.name, conn.idle_since)
+            conn.on_idle_lost = self._forget_idle
+            self._arm_expiry()
         else:
             conn.close()
         self._wake(origin)
@@ -126,25 +165,29 @@ class ConnectionPool:
             self._wake(origin)
 
     def close(self) -> None:
+        for conn in self._idle.clear():
+            conn.close()
         for origin in self._origins.values():
-            for conn in [*origin.idle, *origin.in_use]:
+            for conn in origin.in_use:
                 conn.close()
-            origin.idle.clear()
             origin.in_use.clear()
-        if self._sweep is not None:
-            self._sweep.cancel()
-            self._sweep = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     # -- decisions -----------------------------------------------------------------
 
-    @staticmethod
-    def _take_idle(origin: _Origin) -> UpstreamConnection | None:
-        while origin.idle:
-            conn = origin.idle.pop()
+    def _take_idle(self, origin: _Origin) -> UpstreamConnection | None:
+        while (conn := self._idle.take(origin.name)) is not None:
             if conn.reusable:
                 return conn
             conn.close()  # the provider closed it while it was idle
         return None
+
+    def _forget_idle(self, conn: UpstreamConnection) -> None:
+        """``conn`` broke while idle (the provider closed it): its slot is free now."""
+        if self._idle.remove(conn):
+            self._wake(self._origin(conn.origin))
 
     async def _open(self, origin: _Origin, target: Target) -> UpstreamConnection:
         while origin.size >= self.max_per_origin:
@@ -183,20 +226,69 @@ class ConnectionPool:
                 origin.woken += 1
                 return
 
-    def _schedule_sweep(self) -> None:
-        if self._sweep is None and self.idle_timeout > 0:
-            self._sweep = asyncio.get_running_loop().call_later(
-                self.idle_timeout, self._close_idle)
+    # -- idle expiry ---------------------------------------------------------------
 
-    def _close_idle(self) -> None:
-        self._sweep = None
-        now = asyncio.get_running_loop().time()
-        for origin in self._origins.values():
-            keep = [c for c in origin.idle
-                    if c.reusable and now - c.idle_since < self.idle_timeout]
-            for conn in origin.idle:
-                if conn not in keep:
-                    conn.close()
-            origin.idle = keep
-            if keep:
-                self._schedule_sweep()
+    def _arm_expiry(self) -> None:
+        """One timer, due when the oldest idle connection expires. A connection taken
+        before its deadline leaves the timer due early: it then expires nothing and is
+        armed again, for the next oldest."""
+        deadline = self._idle.next_deadline()
+        if deadline is None or self.idle_timeout <= 0:
+            return
+        if self._expiry is not None:
+            if self._expiry_at <= deadline:
+                return  # due already, no later than needed
+            self._expiry.cancel()
+        self._expiry_at = deadline
+        self._expiry = asyncio.get_running_loop().call_at(deadline, self._expire_idle)
+
+    def _expire_idle(self) -> None:
+        self._expiry = None
+        for conn in self._idle.expire(asyncio.get_running_loop().time()):
+            conn.close()
+            self._wake(self._origin(conn.origin))
+        self._arm_expiry()
+
+
+class _Drain:
+    """Reads the rest of a finished stream's body, within bounds, then gives the
+    connection back to the pool to be reused; closes it past either bound."""
+
+    __slots__ = ("_conn", "_pool", "_timer", "progress")
+
+    def __init__(self, conn: UpstreamConnection, pool: ConnectionPool) -> None:
+        self._conn = conn
+        self._pool = pool
+        self.progress = 0  # bytes: the grace timer bounds the wait, not the idle limit
+        wheel = wheel_for(asyncio.get_running_loop())
+        self._timer: Deadline | None = wheel.call_later(DRAIN_GRACE, self._give_up)
+        pool.drained += 1
+        conn.stream(self)
+        conn.resume_reading()  # a client's backpressure paused it: nobody waits now
+
+    def __repr__(self) -> str:
+        return f"<Drain {self._conn!r} read={self.progress}>"
+
+    def on_body(self, data: bytes) -> None:
+        self.progress += len(data)
+        if self.progress > MAX_DRAIN_BYTES:
+            self._give_up()
+
+    def on_body_end(self) -> None:
+        if self._stop():
+            self._pool.release(self._conn)
+
+    def on_body_error(self, error: UpstreamError) -> None:
+        self._give_up()
+
+    def _give_up(self) -> None:
+        if self._stop():
+            self._pool.discard(self._conn)
+
+    def _stop(self) -> bool:
+        """True the first time: the drain ends once, by whichever comes first."""
+        timer, self._timer = self._timer, None
+        if timer is None:
+            return False
+        timer.cancel()
+        return True

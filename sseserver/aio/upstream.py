@@ -23,7 +23,7 @@ import asyncio
 import enum
 import functools
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 from urllib.parse import urlsplit
@@ -83,7 +83,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("_decoder", "_ended", "_error", "_head", "_head_parser", "_keep_alive",
                  "_last_activity", "_loop", "_pending", "_progress_seen", "_response_start",
                  "_sink", "_started", "_timeouts", "_timer", "_transport", "_wheel",
-                 "bytes_received", "idle_since", "origin", "requests", "state")
+                 "bytes_received", "idle_since", "on_idle_lost", "origin", "requests", "state")
 
     def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -96,6 +96,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.requests = 0
         self.origin = ""
         self.idle_since = 0.0
+        # Called with this connection if it breaks while idle (its pool forgets it).
+        self.on_idle_lost: Callable[[UpstreamConnection], None] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -123,6 +125,13 @@ class UpstreamConnection(asyncio.Protocol):
         return self.state is State.IDLE and self._transport is not None and \
             not self._transport.is_closing()
 
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the response allows another request on this connection: HTTP/1.1,
+        no ``Connection: close``, a delimited body and nothing sent after it."""
+        decoder = self._decoder
+        return self._keep_alive and (decoder is None or not decoder.trailing)
+
     def recycle(self) -> bool:
         """After a complete response: make ready for the next request if keep-alive
         allows (HTTP/1.1, no Connection: close, a delimited body with nothing after
@@ -145,15 +154,20 @@ class UpstreamConnection(asyncio.Protocol):
         self.bytes_received += len(data)
         decoder = self._decoder
         if decoder is not None:  # the body: first, as the commonest case
+            try:
+                pieces = decoder.feed(data)
+            except RemoteProtocolError as exc:
+                self._malformed_body(exc, data)
+                return
             sink = self._sink
-            if sink is not None:
-                piece = decoder.whole_chunk(data)
-                if piece is not None:  # one whole chunk: the per-token read
-                    sink.on_body(piece)
-                    return
-            self._decode(data)
+            if sink is not None and len(pieces) == 1:  # one whole chunk: the per-token read
+                sink.on_body(pieces[0])
+            else:
+                self._deliver(pieces)
+            if decoder.done:
+                self._on_end()
         elif self.state is State.IDLE:  # nothing may arrive between responses
-            self.state = State.FAILED
+            self._idle_lost()
             self.close()
         elif self.state is State.AWAITING_HEAD:
             self._read_head(data)
@@ -163,7 +177,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self.state is State.IDLE:  # the provider closed a kept-alive connection
-            self.state = State.FAILED
+            self._idle_lost()
             return False
         if self._decoder is not None:
             self._on_body_closed()
@@ -175,12 +189,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
-        if self.state in (State.DONE, State.FAILED, State.IDLE):
+        if self.state is State.IDLE:
+            self._idle_lost()
+        if self.state in (State.DONE, State.FAILED):
             self.state = State.FAILED
             return
         self._fail(UpstreamClosed(
             "provider closed the connection before the response ended"
             + (f": {exc}" if exc else "")))
+
+    def _idle_lost(self) -> None:
+        self.state = State.FAILED
+        callback, self.on_idle_lost = self.on_idle_lost, None
+        if callback is not None:
+            callback(self)
 
     # -- the caller's side ---------------------------------------------------------
 
@@ -282,24 +304,25 @@ class UpstreamConnection(asyncio.Protocol):
                                       f"{self._where(exc, data)}", retryable=True))
             return
         if head is not None:
-            self._on_head(head)
+            decoder = self._on_head(head)
             # even with nothing after the head: an empty body (204, Content-Length: 0)
             # ends right here
-            self._decode(parser.rest)
+            self._decode(decoder, parser.rest)
 
-    def _decode(self, data: bytes) -> None:
-        decoder = self._decoder
-        assert decoder is not None
+    def _decode(self, decoder: BodyDecoder, data: bytes) -> None:
         try:
             pieces = decoder.feed(data)
         except RemoteProtocolError as exc:
-            self._deliver(exc.read_before)  # the chunks before the fault go first
-            self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"
-                                      f"{self._where(exc, data)}"))
+            self._malformed_body(exc, data)
             return
         self._deliver(pieces)
         if decoder.done:
             self._on_end()
+
+    def _malformed_body(self, exc: RemoteProtocolError, data: bytes) -> None:
+        self._deliver(exc.read_before)  # the chunks before the fault go first
+        self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"
+                                  f"{self._where(exc, data)}"))
 
     def _deliver(self, pieces: list[bytes]) -> None:
         for piece in pieces:
@@ -324,18 +347,21 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self._fail(UpstreamClosed("provider closed the connection before the body ended"))
 
-    def _on_head(self, head: ResponseHead) -> None:
+    def _on_head(self, head: ResponseHead) -> BodyDecoder:
         self.state = State.BODY
         self._last_activity = self._loop.time()  # the idle limit starts here
-        self._decoder = _body_decoder(head)
+        decoder = self._decoder = _body_decoder(head)
         self._keep_alive = head.http_version == "1.1" and \
             not isinstance(self._decoder, UntilCloseDecoder) and \
             not any(name == "connection" and "close" in value.lower()
                     for name, value in head.fields)
         if not self._head.done():
             self._head.set_result(head)
+        return decoder
 
     def _on_end(self) -> None:
+        if self.state is not State.BODY:  # closed by a sink while it read the body
+            return
         self.state = State.DONE
         self._ended = True
         self._cancel_timer()

@@ -1,12 +1,15 @@
 """The client's side of HTTP/1.1 heads, sans-IO: the request we send, the head we read.
 
-h11 took ~25 µs to build and check an upstream request and ~30 µs to read the response
-head (benchmarks/bench_hot_path.py), most of a stream's setup. Here a request is one
-string format checked by one regex, and a response head is one regex match over the
-whole head, then a split into fields. Both hold to what h11 0.16 accepts and refuses,
-which the differential tests in tests/core/test_http_client.py check against h11
-itself. The grammar a response head shares with a request head is core/http_fields.py's;
-the body after the head is core/chunked.py's.
+A response head comes from a server we do not control and is read by h11 (client
+role), the most-vetted HTTP/1.1 parser in Python: :class:`ResponseHeadParser` frames
+each head (its end, its size limit), hands the whole head to h11 and turns h11's event
+into a :class:`ResponseHead`. h11's error messages quote the peer's bytes, which may
+carry a secret, so a refused head is explained here instead, by the grammar's rules,
+with a fixed message and the offset of the byte at fault. A request is ours to write:
+one string format checked by one regex (h11 took ~25 µs to build and check one),
+which the differential tests in tests/core/test_http_client.py hold to h11's bytes.
+The grammar a response head shares with a request head is core/http_fields.py's; the
+body after the head is core/chunked.py's.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import h11
 
 from sseserver.core.http_fields import (
     FIELD_LINES,
@@ -97,16 +102,16 @@ def _explain_request(method: str, target: str, host: str,
 
 # -- responses -----------------------------------------------------------------------
 
-# The whole head: status line (the reason phrase may be missing, as h11 allows), the
-# field lines, the empty line.
-_STATUS_LINE = rf"HTTP/([0-9]\.[0-9]) ([0-9]{{3}})(?: ({TEXT}))?\r?\n"
-_RESPONSE_HEAD = re.compile(rf"{_STATUS_LINE}({FIELD_LINES})\r?\n")
+# The request h11 is told was sent: a client-role h11 reads a response only after one.
+# POST, so that no response is taken to have no body (as one to HEAD would be); no
+# Upgrade, so that a 101 is refused (RFC 9110 §15.2.2: a switch we never asked for).
+_SENT_REQUEST = h11.Request(method="POST", target="/", headers=[("host", "upstream")])
 
 
 @dataclass(frozen=True, slots=True)
 class ResponseHead:
-    """A final (non-1xx) response head; text is the head's bytes read as Latin-1.
-    The defaults let a test or a fake build one from a status and headers alone."""
+    """A final (non-1xx) response head. The defaults let a test or a fake build one
+    from a status and headers alone."""
 
     status: int
     # Lower-case names; a repeated field keeps its last value (use ``fields`` for all).
@@ -123,15 +128,17 @@ class ResponseHeadParser:
 
     Interim 1xx responses before it are read and dropped (``interim`` counts them).
     Once :meth:`feed` returns the head, ``rest`` holds the bytes that followed it: the
-    start of the body. Bytes fed after that are appended to ``rest``.
+    start of the body. Bytes fed after that are appended to ``rest``. h11 sees each
+    head whole and nothing after it: the body is never copied into its buffer.
     """
 
-    __slots__ = ("_buffer", "_max_size", "_searched", "head", "interim", "rest")
+    __slots__ = ("_buffer", "_max_size", "_reader", "_searched", "head", "interim", "rest")
 
     def __init__(self, max_size: int = MAX_HEAD_SIZE) -> None:
         self._buffer = b""
         self._max_size = max_size
         self._searched = 0  # the empty line is not in _buffer before this offset
+        self._reader: h11.Connection | None = None  # made with the first whole head
         self.head: ResponseHead | None = None
         self.interim = 0
         self.rest = b""
@@ -148,8 +155,8 @@ class ResponseHeadParser:
     def feed(self, data: bytes) -> ResponseHead | None:
         """The final head once complete, else None.
 
-        Raises :class:`RemoteProtocolError` for a head h11 would refuse, an unsolicited
-        101, or a head over the size limit; its message names the rule and its
+        Raises :class:`RemoteProtocolError` for a head h11 refuses (an unsolicited 101
+        included) or one over the size limit; its message names the rule and its
         ``offset`` the byte at fault (see :class:`ProtocolError`), never quoting them.
         """
         if self.head is not None:
@@ -164,7 +171,7 @@ class ResponseHeadParser:
                 if end < 0:
                     self._buffer = buffer
                     return None
-                head = _parse_head(buffer[:end])
+                head = self._read(buffer[:end])
             except RemoteProtocolError as exc:
                 if exc.offset is not None:
                     exc.offset += start
@@ -186,28 +193,34 @@ class ResponseHeadParser:
             self._searched = resume_search_at(buffer)
         return end
 
+    def _read(self, head: bytes) -> ResponseHead | None:
+        """h11's reading of one whole head: the final head, or None for an interim one.
+        Raises :class:`RemoteProtocolError` in our words when h11 refuses it."""
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = h11.Connection(h11.CLIENT)
+            reader.send(_SENT_REQUEST)
+        reader.receive_data(head)
+        try:
+            event = reader.next_event()
+        except h11.RemoteProtocolError:
+            raise _refusal(head) from None  # h11's message may quote the head
+        if isinstance(event, h11.InformationalResponse):
+            return None
+        if not isinstance(event, h11.Response):  # h11 framed the head otherwise
+            raise _refusal(head)
+        # raw_items and lower(), as h11 lowers names: its own iteration costs twice this
+        fields = [(name.lower().decode("latin-1"), value.decode("latin-1"))
+                  for name, value in event.headers.raw_items()]
+        return ResponseHead(event.status_code, dict(fields), event.http_version.decode(),
+                            event.reason.decode("latin-1"), fields)
 
-def _parse_head(head: bytes) -> ResponseHead | None:
-    """The final head, or None for an interim 1xx one; raises if malformed (with the
-    offset in ``head`` of the fault, when one byte is at fault)."""
-    text = head.decode("latin-1")
-    match = _RESPONSE_HEAD.fullmatch(text)
-    if match is None:
-        message, offset = _explain_response(text)
-        raise RemoteProtocolError(message, offset=offset)
-    http_version, status_code, reason, lines = match.groups()
-    status = int(status_code)
-    if status < 100:
-        raise RemoteProtocolError("a status code below 100", offset=_STATUS_CODE_AT)
-    if status == 101:  # RFC 9110 §15.2.2: a switch we never asked for with Upgrade
-        raise RemoteProtocolError("101 Switching Protocols without an Upgrade request",
-                                  offset=_STATUS_CODE_AT)
-    fields = parse_field_lines(lines)
-    if status < 200:
-        return None
-    return ResponseHead(status, dict(fields), http_version, reason or "", fields)
 
-
+# The grammar of a head, to explain a refusal (h11 has accepted every head it reads
+# whole): the status line (the reason phrase may be missing, as h11 allows), the field
+# lines, the empty line.
+_STATUS_LINE = rf"HTTP/([0-9]\.[0-9]) ([0-9]{{3}})(?: ({TEXT}))?\r?\n"
+_RESPONSE_HEAD = re.compile(rf"{_STATUS_LINE}({FIELD_LINES})\r?\n")
 # RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]; the
 # version is 8 bytes, so the code starts at byte 9 and the reason at byte 13.
 _STATUS_CODE_AT = 9
@@ -216,9 +229,30 @@ _CODE = re.compile(r"[0-9]{3}(?: |\r?$)")
 _REASON_CHAR = re.compile(TEXT)
 
 
+def _refusal(head: bytes) -> RemoteProtocolError:
+    """Why h11 refuses ``head`` (a whole head), in a fixed message naming the rule,
+    with the offset in ``head`` of the fault when one byte is at fault. Nothing of the
+    head is quoted: it may carry a secret (a proxy echoing the request's key)."""
+    text = head.decode("latin-1")
+    match = _RESPONSE_HEAD.fullmatch(text)
+    if match is None:
+        message, offset = _explain_response(text)
+        return RemoteProtocolError(message, offset=offset)
+    status = int(match.group(2))
+    if status < 100:
+        return RemoteProtocolError("a status code below 100", offset=_STATUS_CODE_AT)
+    if status == 101:
+        return RemoteProtocolError("101 Switching Protocols without an Upgrade request",
+                                   offset=_STATUS_CODE_AT)
+    try:
+        parse_field_lines(match.group(4))  # the Content-Length and coding rules
+    except RemoteProtocolError as exc:
+        return exc
+    return RemoteProtocolError("malformed response head")  # a rule of h11's alone
+
+
 def _explain_response(text: str) -> tuple[str, int]:
-    """Which rule a refused head breaks and the offset of the fault (only on the error
-    path). Nothing of the head is quoted: it may carry a secret."""
+    """Which rule of the grammar a refused head breaks, and the offset of the fault."""
     status_line, newline, rest = text.partition("\n")
     if re.fullmatch(_STATUS_LINE, status_line + "\n") is None:
         return _status_line_fault(status_line)

@@ -416,6 +416,7 @@ def test_keep_alive_rules(loop: asyncio.AbstractEventLoop, response: bytes,
     conn.data_received(response)
     loop.run_until_complete(conn.head())
     assert conn.state is State.DONE
+    assert conn.keep_alive is reusable  # what the pool's disposal decision is given
     assert conn.recycle() is reusable
 
 
@@ -550,3 +551,46 @@ def test_body_errors_say_where_in_the_response(loop: asyncio.AbstractEventLoop) 
     assert str(sink.error) == ("provider sent a malformed body: malformed chunk size line: "
                                f"not hex digits with optional extensions at byte "
                                f"{len(HEAD) + 14} of the response")
+
+
+def test_a_sink_that_closes_the_connection_ends_it_for_good(
+        loop: asyncio.AbstractEventLoop) -> None:
+    """A sink may close the connection while it reads (a client gone): the end of the
+    body in the same read must not make the closed connection look reusable."""
+    conn, transport = connected(loop)
+    send(conn)
+    conn.data_received(HEAD)
+    loop.run_until_complete(conn.head())
+
+    class Closer(Recorder):
+        def on_body(self, data: bytes) -> None:
+            super().on_body(data)
+            conn.close()
+
+    sink = Closer()
+    conn.stream(sink)
+    conn.data_received(chunk(b"data: 1\n\n") + b"0\r\n\r\n")
+    assert conn.state is State.FAILED and transport.aborted
+    assert not sink.ended and not conn.recycle()
+
+
+def test_a_read_of_several_chunks_reaches_the_sink_that_holds_each(
+        loop: asyncio.AbstractEventLoop) -> None:
+    """The sink is looked up for each piece: one that hands the body over to another
+    (a drain, an error body's collector) mid-read passes on the rest of that read."""
+    conn, _ = connected(loop)
+    send(conn)
+    conn.data_received(HEAD)
+    loop.run_until_complete(conn.head())
+    second = Recorder()
+
+    class HandsOver(Recorder):
+        def on_body(self, data: bytes) -> None:
+            super().on_body(data)
+            conn.stream(second)
+
+    first = HandsOver()
+    conn.stream(first)
+    conn.data_received(chunk(b"a") + chunk(b"b") + chunk(b"c") + b"0\r\n\r\n")
+    assert (first.body, second.body) == ([b"a"], [b"b", b"c"])
+    assert second.ended and not first.ended and conn.state is State.DONE

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import h11
 import pytest
 from hypothesis import given, settings
@@ -301,3 +304,71 @@ def test_errors_name_the_rule_and_where_the_element_at_fault_begins(
                 decoder.feed(body[at:at + cut])
         assert rule in str(caught.value) and b"CANARY" not in str(caught.value).encode()
         assert caught.value.offset is not None and fed + caught.value.offset == offset, cut
+
+
+# -- the one interface: feed's shortcut for a whole chunk equals the general path -----
+
+size_fields = st.sampled_from(["{:x}", "{:X}", "0{:x}", "{:x};ext=1", "{:x} ", "{:x}\t"])
+
+
+@st.composite
+def chunk_reads(draw: st.DrawFn) -> list[bytes]:
+    """Reads as providers send them: mostly one whole chunk each, sometimes several
+    or a piece of one, with the last chunk, trailers, or bytes after the body."""
+    body = b""
+    for payload in draw(st.lists(st.binary(min_size=0, max_size=40), max_size=8)):
+        end = draw(st.sampled_from([b"\r\n", b"\r\n", b"\r\n", b"ab", b"\n\n"]))
+        body += draw(size_fields).format(len(payload)).encode() + b"\r\n" + payload + end
+    if draw(st.booleans()):
+        body += b"0\r\n" + draw(st.sampled_from([b"", b"X-T: 1\r\n"])) + b"\r\n"
+        body += draw(st.sampled_from([b"", b"HTTP/1.1 200 OK\r\n"]))
+    body += draw(st.sampled_from([b"", b"zz\r\n", b"\r\n", b"5\r\nab"]))
+    whole = [m.end() for m in re.finditer(rb"(?:\r\n|ab|\n\n)(?=[0-9A-Fa-f])", body)]
+    cuts = draw(st.one_of(st.just(whole), st.lists(st.integers(0, len(body)), max_size=6)))
+    return split(body, cuts)
+
+
+def outcome(decode: Callable[[bytes], list[bytes]], decoder: ChunkedDecoder,
+            data: bytes) -> tuple[object, ...]:
+    try:
+        pieces = decode(data)
+    except RemoteProtocolError as exc:
+        return ("error", str(exc), exc.offset, exc.read_before)
+    return (pieces, decoder.done, decoder.trailing)
+
+
+@settings(max_examples=500, deadline=None)
+@given(reads=chunk_reads())
+def test_the_whole_chunk_shortcut_equals_the_general_path(reads: list[bytes]) -> None:
+    fast, general = ChunkedDecoder(), ChunkedDecoder()
+    for data in reads:
+        ours = outcome(fast.feed, fast, data)
+        assert ours == outcome(general._decode, general, data), reads
+        if ours[0] == "error":
+            break
+
+
+def test_a_read_of_one_whole_chunk_takes_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
+    general: list[bytes] = []
+    decode = ChunkedDecoder._decode
+
+    def counted(self: ChunkedDecoder, data: bytes) -> list[bytes]:
+        general.append(data)
+        return decode(self, data)
+
+    monkeypatch.setattr(ChunkedDecoder, "_decode", counted)
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"5\r\nhello\r\n") == [b"hello"]
+    assert decoder.feed(b"2\r\nhi\r\n3\r\nabc\r\n") == [b"hi", b"abc"]
+    assert general == [b"2\r\nhi\r\n3\r\nabc\r\n"]  # only the read of two chunks
+
+
+def test_whole_byte_by_byte_and_with_trailing_data_as_h11() -> None:
+    body = b"5\r\nhello\r\n1A;x=y\r\n" + b"z" * 26 + b"\r\n0\r\nX-T: 1\r\n\r\n"
+    expected = (b"hello" + b"z" * 26, True)
+    for reads in ([], list(range(len(body)))):
+        assert with_ours(body, reads) == with_h11(body, reads) == expected
+    for reads in ([], list(range(len(body) + 5))):
+        decoder = ChunkedDecoder()
+        payload = b"".join(b"".join(decoder.feed(piece)) for piece in split(body + b"extra", reads))
+        assert payload == expected[0] and decoder.done and decoder.trailing == b"extra"

@@ -456,3 +456,52 @@ def test_errors_name_the_rule_and_the_offset_never_the_bytes(head: str, rule: st
         assert rule in message and "sk-" not in message and "CANARY" not in message
         absolute = None if caught.value.offset is None else fed + caught.value.offset
         assert absolute == offset, cut
+
+
+# Every message a refused head can get: the rules, in fixed words (h11's own messages
+# quote the head, so none of them may pass through).
+FIXED_MESSAGES = (
+    "malformed status line: ", "malformed header line ", "a continuation line before",
+    "a status code below 100", "101 Switching Protocols without an Upgrade request",
+    "conflicting Content-Length", "invalid Content-Length", "multiple Transfer-Encoding",
+    "unsupported Transfer-Encoding", "not an HTTP message", "head longer than",
+    "malformed response head",
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(final=response_heads(final_status),
+       at=st.integers(0, 300), secret_at=st.integers(0, 300),
+       insert=st.sampled_from(MUTATIONS), cuts=st.lists(st.integers(0, 300), max_size=3))
+def test_a_refusal_is_in_fixed_words_wherever_the_secret_sits(
+        final: str, at: int, secret_at: int, insert: bytes, cuts: list[int]) -> None:
+    data = final.encode("latin-1")
+    secret_at = min(secret_at, len(data))
+    data = data[:secret_at] + SECRET.encode() + data[secret_at:]
+    at = min(at, len(data))
+    data = data[:at] + insert + data[at:]
+    parser = ResponseHeadParser()
+    try:
+        for piece in split(data, cuts):
+            parser.feed(piece)
+    except RemoteProtocolError as exc:
+        message = str(exc)
+        assert message.startswith(FIXED_MESSAGES), message
+        assert "CANARY" not in message and "sk-" not in message
+
+
+def test_a_head_h11_alone_refuses_gets_the_general_words() -> None:
+    """h11 reads the head; where it refuses by a rule the grammar here does not spell
+    out, the message is the general one, without an offset."""
+    from sseserver.core import http_client
+
+    refused = http_client._refusal(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n")
+    assert str(refused) == "malformed response head" and refused.offset is None
+
+
+def test_h11_reads_the_head() -> None:
+    """The parser's verdicts are h11's: a head is given to an h11 client connection."""
+    parser = ResponseHeadParser()
+    assert parser.feed(HEAD) is not None
+    assert isinstance(parser._reader, h11.Connection)
+    assert parser._reader.their_state is h11.SEND_BODY
