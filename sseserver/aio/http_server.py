@@ -53,7 +53,7 @@ from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.aio.stream_writer import StreamWriter
 from sseserver.aio.wheel import Deadline, wheel_for
 from sseserver.config import LimitsSettings as Limits
-from sseserver.core.http_request import (
+from sseserver.core.h11_server import (
     CONNECTION_CLOSED,
     END_OF_MESSAGE,
     NEED_DATA,

@@ -15,7 +15,7 @@ from sseserver.aio.http_server import (
     Phase,
 )
 from sseserver.config import LimitsSettings
-from sseserver.core.http_request import CHUNKED_SLICE
+from sseserver.core.h11_server import INPUT_SLICE
 from tests.aio.test_http_server import (
     FAST,
     GET,
@@ -131,7 +131,7 @@ def test_many_connections_share_one_budget_per_turn() -> None:
             await asyncio.sleep(0)
             now = sum(conn._reader.buffered for conn, _ in conns)
             # a turn reads its budget, and the last connection read may finish its eight
-            assert left - now <= (_EVENTS_PER_LOOP_TURN + _EVENTS_PER_TURN) * CHUNKED_SLICE
+            assert left - now <= (_EVENTS_PER_LOOP_TURN + _EVENTS_PER_TURN) * INPUT_SLICE
             left = now
 
     asyncio.run(main())

@@ -8,17 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sseserver.core.http_fields import MAX_HEAD_SIZE
-from sseserver.core.http_request import (
-    CHUNKED_SLICE,
+from sseserver.core.h11_server import (
     CONNECTION_CLOSED,
     END_OF_MESSAGE,
+    INPUT_SLICE,
     NEED_DATA,
     PAUSED,
     ReaderState,
     RequestHead,
     RequestReader,
 )
+from sseserver.core.http_fields import MAX_HEAD_SIZE
 from sseserver.errors import RemoteProtocolError
 
 # A trace: what a server makes of the bytes, request after request. Body pieces are
@@ -507,12 +507,12 @@ def test_a_long_chunk_line_in_one_read_is_refused_where_h11_takes_it() -> None:
     slice at a time, so a size line longer than 16 KiB and a slice is refused
     whatever the reads."""
     data = (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;"
-            + b"x" * (MAX_HEAD_SIZE + CHUNKED_SLICE) + b"\r\nx\r\n0\r\n\r\n")
+            + b"x" * (MAX_HEAD_SIZE + INPUT_SLICE) + b"\r\nx\r\n0\r\n\r\n")
     assert h11_trace(data, [], False)[-3:] == [("body", b"x"), ("end",), ("unread", b"")]
     assert our_trace(data, [], False)[-1] == ("error", 431)
     # cut where our slices fall, h11 refuses it too
     cut = data.index(b"1;")
-    slices = list(range(cut + CHUNKED_SLICE, len(data), CHUNKED_SLICE))
+    slices = list(range(cut + INPUT_SLICE, len(data), INPUT_SLICE))
     assert h11_trace(data, slices, False) == our_trace(data, [], False)
 
 
@@ -525,9 +525,9 @@ def test_a_chunked_body_is_read_a_slice_per_event() -> None:
     assert isinstance(reader.next_event(), RequestHead)
     pieces = []
     while (before := reader.buffered) and isinstance(event := reader.next_event(), bytes):
-        assert before - reader.buffered <= CHUNKED_SLICE
+        assert before - reader.buffered <= INPUT_SLICE
         pieces.append(event)
-    assert b"".join(pieces) == b"x" * 10_000 and len(pieces) >= len(body) // CHUNKED_SLICE
+    assert b"".join(pieces) == b"x" * 10_000 and len(pieces) >= len(body) // INPUT_SLICE
     assert event is END_OF_MESSAGE and reader.unread == b"GET /next"
 
 
