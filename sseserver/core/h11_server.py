@@ -54,6 +54,8 @@ INPUT_SLICE = 2048
 # backlog (pipelined requests) is cut from the front in place instead, so reading n
 # queued requests costs O(bytes) and not O(n * bytes).
 _SMALL_REST = 4096
+# RFC 9112 §6.3, as h11 has it: a chunked body, whatever Content-Length says.
+_CHUNKED = -1
 
 
 class ReaderState(enum.Enum):
@@ -105,20 +107,19 @@ class RequestReader:
     section of a chunked body (h11's ``max_incomplete_event_size`` bounds both).
     """
 
-    __slots__ = ("_body_left", "_buffer", "_chunked", "_conn", "_end_due", "_ended",
-                 "_eof_given", "_fed", "_max_head_size", "body_bytes", "state")
+    __slots__ = ("_body_left", "_buffer", "_conn", "_ended", "_fed", "_max_head_size",
+                 "body_bytes", "state")
 
     def __init__(self, max_head_size: int = MAX_HEAD_SIZE) -> None:
         # Received and not taken by h11 yet; h11 was given the first ``_fed`` bytes
         # (while a head is read, so that an error can name the line at fault).
         self._buffer: bytes | bytearray = b""
         self._fed = 0
-        self._conn: h11.Connection | None = None  # only while a request is read
-        self._chunked = False
-        self._body_left = 0  # bytes still due of a Content-Length body
-        self._end_due = False  # h11 ended the body with the last piece handed out
+        # Only while a request is read: in the body without it, h11 ended the body
+        # with the last piece handed out.
+        self._conn: h11.Connection | None = None
+        self._body_left = 0  # bytes still due of a Content-Length body, or _CHUNKED
         self._ended = False
-        self._eof_given = False
         self._max_head_size = max_head_size
         # The current body's bytes read so far as sent: chunk-size lines, extensions,
         # CRLFs and trailers included, so a limit on it bounds what framing costs too.
@@ -216,7 +217,6 @@ class RequestReader:
                 return NEED_DATA
             conn = self._conn = h11.Connection(
                 h11.SERVER, max_incomplete_event_size=self._max_head_size)
-            self._eof_given = False
         while self._give_head_slice(conn):
             event = conn.next_event()
             if event is not h11.NEED_DATA:
@@ -239,8 +239,9 @@ class RequestReader:
         return self._give_eof(conn)
 
     def _give_eof(self, conn: h11.Connection) -> bool:
-        if self._ended and not self._eof_given:
-            self._eof_given = True
+        # Given once: with no more input to come, h11 refuses what it is reading, and
+        # the reader is failed.
+        if self._ended:
             conn.receive_data(b"")
             return True
         return False
@@ -254,17 +255,18 @@ class RequestReader:
                                       offset=self._max_head_size)
         self._drop(head_size)
         self._fed = left_in_h11
-        chunked = False
         length = 0
         fields = []
-        for name, value in request.headers:
-            if name == b"transfer-encoding":  # "chunked": h11 refused any other
-                chunked = True
-            elif name == b"content-length":  # digits: h11 refused the rest
+        # raw_items() and lower() here: iterating h11's Headers goes through its
+        # Sequence __getitem__, twice the cost of the whole loop
+        for raw_name, raw_value in request.headers.raw_items():
+            name, value = raw_name.decode("ascii").lower(), raw_value.decode("latin-1")
+            if name == "transfer-encoding":  # "chunked": h11 refused any other
+                length = _CHUNKED
+            elif name == "content-length" and length != _CHUNKED:  # h11: digits
                 length = int(value)
-            fields.append((name.decode("latin-1"), value.decode("latin-1")))
-        self._chunked = chunked
-        self._body_left = length  # RFC 9112 §6.3: chunked wins, as in h11
+            fields.append((name, value))
+        self._body_left = length
         self.body_bytes = 0
         self.state = ReaderState.BODY
         return RequestHead(request.method.decode("ascii"), request.target.decode("ascii"),
@@ -273,13 +275,11 @@ class RequestReader:
     # -- the body --------------------------------------------------------------------
 
     def _read_body(self) -> Event:
-        if self._end_due:
-            self._end_due = False
+        conn = self._conn
+        if conn is None:
             self.state = ReaderState.DONE
             return END_OF_MESSAGE
-        conn = self._conn
-        assert conn is not None
-        if self._chunked:
+        if self._body_left == _CHUNKED:
             return self._read_chunked(conn)
         # h11 is given the body's bytes and no more: what follows stays here
         give = min(len(self._buffer), self._body_left) - self._fed
@@ -311,8 +311,7 @@ class RequestReader:
                 continue
             if type(event) is h11.EndOfMessage:
                 self._end_message(len(conn.trailing_data[0]) if self._fed else 0)
-                if pieces:
-                    self._end_due = True
+                if pieces:  # the end at the next event (the connection is gone)
                     return b"".join(pieces)
                 self.state = ReaderState.DONE
                 return END_OF_MESSAGE
@@ -349,7 +348,6 @@ class RequestReader:
 
     def _fail(self) -> None:
         self.state = ReaderState.ERROR
-        self._end_due = False
         self._conn = None
 
     def _our_error(self, state: ReaderState, exc: h11.RemoteProtocolError
