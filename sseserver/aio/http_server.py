@@ -79,7 +79,7 @@ logger = logging.getLogger("sseserver.http")
 
 # Reader events one connection takes per turn of the event loop before the others
 # run. An event is at most one head (16 KiB), one socket read of a body or one slice
-# of a chunked body (h11_server.INPUT_SLICE, under 1 ms on one-byte chunks), so a
+# of a chunked body (h11_server.BODY_SLICE, about 1 ms on one-byte chunks), so a
 # turn costs a connection ~10 ms of reading at worst whatever its client sends, and
 # answers four pipelined requests at most (a GET is a head and an end).
 _EVENTS_PER_TURN = 8

@@ -8,7 +8,7 @@ errors into :class:`~sseserver.errors.RemoteProtocolError` with h11's status hin
 a message of our own that names the rule and never quotes the client's bytes (h11's
 messages quote them, and a request line or header may carry a credential).
 
-h11 sees the input a slice (``INPUT_SLICE`` bytes) at a time, and a fresh
+h11 sees the input a slice (``HEAD_SLICE``, ``BODY_SLICE``) at a time, and a fresh
 ``h11.Connection`` per request, made when its first byte arrives and dropped once the
 request is read: what a connection holds between requests, or while it streams a
 response for an hour, is this reader and the bytes not read yet, never h11's state.
@@ -45,11 +45,16 @@ from sseserver.core.h11_errors import explain_body_error, explain_head_error
 from sseserver.core.http_fields import MAX_HEAD_SIZE
 from sseserver.errors import RemoteProtocolError
 
-# What h11 is given at a time. One-byte chunks cost h11 ~3 us each (six bytes of
-# framing), so a slice decodes in about 1 ms however a client frames its body, and a
-# server's turn of eight events stays near 10 ms; a typical request (a head and a JSON
-# body of a few hundred bytes) is one slice, given whole without a copy.
-INPUT_SLICE = 2048
+# What h11 is given of a head at a time: a typical request (a head and a JSON body of
+# a few hundred bytes) is one slice, given whole without a copy, and what h11 holds of
+# the body once the head is read (the first body event's share) stays small.
+HEAD_SLICE = 2048
+# What h11 is given of a chunked body at a time: h11 reads one-byte chunks at ~52,000
+# instructions each (5-10 us; six bytes of framing per chunk), so a slice decodes in
+# about 1 ms however a client frames its body (the first event after the head: up to
+# HEAD_SLICE), and a server's turn of eight events stays near 10 ms. A real client's
+# chunks are KiBs: their slices cost a few us.
+BODY_SLICE = 512
 # Bytes left behind a request up to this many are sliced off as a copy; a longer
 # backlog (pipelined requests) is cut from the front in place instead, so reading n
 # queued requests costs O(bytes) and not O(n * bytes).
@@ -115,8 +120,8 @@ class RequestReader:
         # (while a head is read, so that an error can name the line at fault).
         self._buffer: bytes | bytearray = b""
         self._fed = 0
-        # Only while a request is read: in the body without it, h11 ended the body
-        # with the last piece handed out.
+        # Only while a request is read: in the body without it, the body has ended
+        # (with the last piece handed out, or with the head).
         self._conn: h11.Connection | None = None
         self._body_left = 0  # bytes still due of a Content-Length body, or _CHUNKED
         self._ended = False
@@ -229,10 +234,10 @@ class RequestReader:
         is nothing to give."""
         buffer, fed = self._buffer, self._fed
         if fed < len(buffer):
-            if fed == 0 and len(buffer) <= INPUT_SLICE:
+            if fed == 0 and len(buffer) <= HEAD_SLICE:
                 piece = buffer if type(buffer) is bytes else bytes(buffer)
             else:
-                piece = bytes(buffer[fed:fed + INPUT_SLICE])
+                piece = bytes(buffer[fed:fed + HEAD_SLICE])
             self._fed = fed + len(piece)
             conn.receive_data(piece)
             return True
@@ -269,6 +274,8 @@ class RequestReader:
         self._body_left = length
         self.body_bytes = 0
         self.state = ReaderState.BODY
+        if not length:
+            self._end_message(self._fed)  # no body: the end at the next event
         return RequestHead(request.method.decode("ascii"), request.target.decode("ascii"),
                            request.http_version.decode("ascii"), fields)
 
@@ -290,6 +297,10 @@ class RequestReader:
             piece = event.data
             self._body_left -= len(piece)
             self._taken(len(piece))
+            if not self._body_left:
+                # h11 would end the body next, taking no byte: the end is due at the
+                # next event, and h11's state goes now (a third of a request's cost)
+                self._end_message(self._fed)
             return piece if type(piece) is bytes else bytes(piece)
         if type(event) is h11.EndOfMessage:
             self._end_message(self._fed)
@@ -319,7 +330,7 @@ class RequestReader:
             if pieces:
                 return b"".join(pieces)
             if self._buffer:
-                conn.receive_data(self._given(INPUT_SLICE))
+                conn.receive_data(self._given(BODY_SLICE))
             elif not self._give_eof(conn):
                 return NEED_DATA
 

@@ -2,9 +2,10 @@
 through core/h11_server.py."""
 
 from sseserver.core.h11_server import (
+    BODY_SLICE,
     CONNECTION_CLOSED,
     END_OF_MESSAGE,
-    INPUT_SLICE,
+    HEAD_SLICE,
     NEED_DATA,
     PAUSED,
     Event,
@@ -14,5 +15,5 @@ from sseserver.core.h11_server import (
     Signal,
 )
 
-__all__ = ["CONNECTION_CLOSED", "END_OF_MESSAGE", "INPUT_SLICE", "NEED_DATA", "PAUSED",
-           "Event", "ReaderState", "RequestHead", "RequestReader", "Signal"]
+__all__ = ["BODY_SLICE", "CONNECTION_CLOSED", "END_OF_MESSAGE", "HEAD_SLICE", "NEED_DATA",
+           "PAUSED", "Event", "ReaderState", "RequestHead", "RequestReader", "Signal"]
