@@ -1,14 +1,16 @@
 """The downstream HTTP/1.1 server protocol.
 
-One :class:`HTTPConnection` per client socket. It reads requests with
-core/http_request.py's reader (keep-alive and pipelining, answered in order; what h11
-0.16 accepts and refuses), enforces the limits a protocol parser leaves to us
-(reference/http-hardening.md), hands each complete request to the application's
-``handler`` and offers two ways to answer: :meth:`HTTPConnection.respond` for a
-whole response, or :meth:`HTTPConnection.start_stream` and a :class:`StreamWriter`
-for a streamed one. Responses are written here too (core/http_response.py builds the
-head, aio/stream_writer.py frames a streamed body). No h11 on either side: its
-validating and framing were most of a stream's setup (benchmarks/bench_hot_path.py).
+One :class:`HTTPConnection` per client socket. It reads requests with h11, through
+core/h11_server.py's reader (keep-alive and pipelining, answered in order; h11's
+verdicts and status hints, its errors turned into ours there), enforces the limits a
+protocol parser leaves to us (reference/http-hardening.md, core/request_checks.py),
+hands each complete request to the application's ``handler`` and offers two ways to
+answer: :meth:`HTTPConnection.respond` for a whole response, or
+:meth:`HTTPConnection.start_stream` and a :class:`StreamWriter` for a streamed one.
+Responses are written by hand (core/http_response.py builds the head,
+aio/stream_writer.py frames a streamed body): that is the per-token path. The reader
+holds h11's state only while a request is read, so a connection that streams holds
+none of it.
 
 Fairness: a connection reads at most ``_EVENTS_PER_TURN`` request events (heads,
 body pieces, ends; each request it dispatches is two at least) per turn of the event
@@ -54,7 +56,7 @@ from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.aio.stream_writer import StreamWriter
 from sseserver.aio.wheel import Deadline, wheel_for
 from sseserver.config import LimitsSettings as Limits
-from sseserver.core.http_request import (
+from sseserver.core.h11_server import (
     CONNECTION_CLOSED,
     END_OF_MESSAGE,
     NEED_DATA,
@@ -78,7 +80,7 @@ logger = logging.getLogger("sseserver.http")
 
 # Reader events one connection takes per turn of the event loop before the others
 # run. An event is at most one head (16 KiB), one socket read of a body or one slice
-# of a chunked body (http_request.CHUNKED_SLICE, under 1 ms on one-byte chunks), so a
+# of a chunked body (h11_server.BODY_SLICE, about 1 ms on one-byte chunks), so a
 # turn costs a connection ~10 ms of reading at worst whatever its client sends, and
 # answers four pipelined requests at most (a GET is a head and an end).
 _EVENTS_PER_TURN = 8
@@ -201,6 +203,20 @@ class HTTPConnection(asyncio.Protocol):
     def __repr__(self) -> str:
         return (f"<HTTPConnection peer={self.peer} phase={self.phase.value} "
                 f"served={self.requests_served} paused_writing={self.flow.paused}>")
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The client's transport (None before the connection is made)."""
+        return self._transport
+
+    def unconsumed(self) -> bytes:
+        """The bytes received from the client and not read yet: requests pipelined
+        behind the one being answered, or the part received so far of a head still
+        arriving (from its first byte). Between requests, all the client sent that
+        the server has not answered. (While a body is read, what is already read of
+        the request is not in it, nor a part-read chunk-size line.) Whoever takes the
+        socket over from this connection reads these first, then the socket."""
+        return self._reader.unread
 
     @property
     def request_in_progress(self) -> HTTPRequest | None:

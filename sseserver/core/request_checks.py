@@ -5,7 +5,7 @@ with the status to answer and whether the connection must close after it."""
 from __future__ import annotations
 
 from sseserver.config import LimitsSettings as Limits
-from sseserver.core.http_request import RequestHead
+from sseserver.core.h11_server import RequestHead
 
 # The reader measures the head as sent; the limit also holds for the head as parsed
 # (a bare-LF head is shorter than the CRLF one it stands for): this is the per-line

@@ -17,7 +17,7 @@ from sseserver.aio import http_server
 from sseserver.aio.http_server import Admission, HTTPConnection, HTTPRequest
 from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.config import LimitsSettings as Limits
-from sseserver.core.http_request import RequestReader
+from sseserver.core.h11_server import RequestReader
 
 FAST = Limits(header_timeout=0.3, body_timeout=0.3, keepalive_timeout=0.3,
               max_body_bytes=1000, max_head_bytes=4096, max_header_count=20)

@@ -1,5 +1,7 @@
-"""The request reader against h11's server side: same events, same verdicts, same
-status hints, whatever the reads."""
+"""The request reader (core/h11_server.py: h11 given slices, a fresh h11 connection per
+request) against h11's server side used plainly: same events, same verdicts, same
+status hints, whatever the reads. Only our RemoteProtocolError is caught here: an h11
+exception escaping the reader fails every test that meets one."""
 
 from __future__ import annotations
 
@@ -8,17 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sseserver.core.http_fields import MAX_HEAD_SIZE
-from sseserver.core.http_request import (
-    CHUNKED_SLICE,
+from sseserver.core.h11_server import (
+    BODY_SLICE,
     CONNECTION_CLOSED,
     END_OF_MESSAGE,
+    HEAD_SLICE,
     NEED_DATA,
     PAUSED,
     ReaderState,
     RequestHead,
     RequestReader,
 )
+from sseserver.core.http_fields import MAX_HEAD_SIZE
 from sseserver.errors import RemoteProtocolError
 
 # A trace: what a server makes of the bytes, request after request. Body pieces are
@@ -507,27 +510,29 @@ def test_a_long_chunk_line_in_one_read_is_refused_where_h11_takes_it() -> None:
     slice at a time, so a size line longer than 16 KiB and a slice is refused
     whatever the reads."""
     data = (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;"
-            + b"x" * (MAX_HEAD_SIZE + CHUNKED_SLICE) + b"\r\nx\r\n0\r\n\r\n")
+            + b"x" * (MAX_HEAD_SIZE + BODY_SLICE) + b"\r\nx\r\n0\r\n\r\n")
     assert h11_trace(data, [], False)[-3:] == [("body", b"x"), ("end",), ("unread", b"")]
     assert our_trace(data, [], False)[-1] == ("error", 431)
     # cut where our slices fall, h11 refuses it too
     cut = data.index(b"1;")
-    slices = list(range(cut + CHUNKED_SLICE, len(data), CHUNKED_SLICE))
+    slices = list(range(cut + BODY_SLICE, len(data), BODY_SLICE))
     assert h11_trace(data, slices, False) == our_trace(data, [], False)
 
 
 def test_a_chunked_body_is_read_a_slice_per_event() -> None:
-    """However a client frames its body, one event decodes at most a slice of it."""
+    """However a client frames its body, one event decodes at most a slice of it: a
+    body slice, or for the first event what h11 was given with the head."""
     body = b"1\r\nx\r\n" * 10_000 + b"0\r\n\r\n"
     reader = RequestReader()
     reader.feed(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                 + body + b"GET /next")
     assert isinstance(reader.next_event(), RequestHead)
-    pieces = []
+    pieces, taken = [], []
     while (before := reader.buffered) and isinstance(event := reader.next_event(), bytes):
-        assert before - reader.buffered <= CHUNKED_SLICE
+        taken.append(before - reader.buffered)
         pieces.append(event)
-    assert b"".join(pieces) == b"x" * 10_000 and len(pieces) >= len(body) // CHUNKED_SLICE
+    assert taken[0] <= HEAD_SLICE and max(taken[1:]) <= BODY_SLICE
+    assert b"".join(pieces) == b"x" * 10_000 and len(pieces) >= len(body) // BODY_SLICE - 4
     assert event is END_OF_MESSAGE and reader.unread == b"GET /next"
 
 
@@ -566,3 +571,58 @@ def test_a_long_pipelined_backlog_reads_as_h11_reads_it() -> None:
         ours = our_trace(data, cuts, True)
         assert ours == h11_trace(data, cuts, True)
         assert ours.count(("end",)) == 1500 and ours[-2:] == [("closed",), ("unread", b"")]
+
+
+# -- h11 stays inside the reader ---------------------------------------------------------
+
+SECRET = "sk-live-0123456789"
+
+
+@pytest.mark.parametrize("data", [
+    f"GET /?key={SECRET} HTTP/1.1 x\r\nHost: h\r\n\r\n",
+    f"GET / HTTP/1.1\r\nHost: h\r\nX-Key {SECRET}\r\n\r\n",
+    f"GET / HTTP/1.1\r\nHost: h\r\nX-Key: {SECRET}\x00\r\n\r\n",
+    f"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {SECRET}\r\n\r\n",
+    f"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {SECRET}\r\n\r\n",
+    f"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n{SECRET}\r\n",
+    f"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx{SECRET}",
+    f"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n{SECRET}\r\n\r\n",
+])
+def test_an_error_names_the_rule_and_never_quotes_the_bytes(data: str) -> None:
+    """h11 quotes what it refuses (a key, a token in a query); ours does not, and
+    h11's exception is not chained to ours (a debug traceback would print it)."""
+    reader = RequestReader()
+    reader.feed(data.encode())
+    with pytest.raises(RemoteProtocolError) as caught:
+        read_all(reader)
+    assert "sk-live" not in str(caught.value) and caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+    assert type(caught.value) is RemoteProtocolError
+
+
+def test_h11_is_held_only_while_a_request_is_read() -> None:
+    reader = RequestReader()
+    assert not holds_h11(reader)
+    reader.feed(POST[:40])
+    assert reader.next_event() is NEED_DATA and holds_h11(reader)
+    reader.feed(POST[40:] + b"GET / HTTP/1.1\r\n")
+    assert read_all(reader)[-1] is END_OF_MESSAGE and not holds_h11(reader)
+    assert reader.next_event() is PAUSED and not holds_h11(reader)
+
+
+def holds_h11(reader: RequestReader) -> bool:
+    return any(isinstance(getattr(reader, name, None), h11.Connection)
+               for name in RequestReader.__slots__)
+
+
+def test_h11_is_given_the_head_limit() -> None:
+    """h11's incomplete-event limit is the reader's head limit: an endless head is
+    refused as soon as it passes it, and a chunk-size line likewise."""
+    for limit in (1000, 4096):
+        reader = RequestReader(max_head_size=limit)
+        reader.feed(b"GET / HTTP/1.1\r\n" + b"X" * (limit - 16))
+        assert reader.next_event() is NEED_DATA
+        reader.feed(b"X")
+        with pytest.raises(RemoteProtocolError, match=f"longer than {limit}") as caught:
+            reader.next_event()
+        assert caught.value.status_hint == 431
