@@ -54,9 +54,10 @@ from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDe
 from sseserver.failures import DRAIN_RETRY_AFTER, body_fault, client_status, typed_error
 from sseserver.formats.base import Formatter
 from sseserver.output import Output
-from sseserver.providers.base import EventReader, Provider, StreamAdapter, UpstreamRequest
+from sseserver.providers.base import EventReader, StreamAdapter, UpstreamRequest
 from sseserver.providers.errors import is_event_stream
 from sseserver.redact import Redactor, describe_exception
+from sseserver.routing import Target
 from sseserver.schema import GenerationRequest
 
 logger = logging.getLogger("sseserver.streams")
@@ -75,12 +76,6 @@ _COMMITTED = RelayState.COMMITTED
 _NO_BODY_YET = SSEParser()
 # An error type is an identifier; a provider's may be anything, and is cut to this.
 MAX_ERROR_TYPE_CHARS = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    provider: Provider
-    model: str
 
 
 @dataclass(frozen=True, slots=True)
