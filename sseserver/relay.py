@@ -36,12 +36,15 @@ import orjson
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
 from sseserver.aio.wheel import Deadline, wheel_for
-from sseserver.core.sse import (
+from sseserver.config import (
+    BACKOFF_INITIAL,
+    BACKOFF_MAX,
+    HEARTBEAT_INTERVAL,
     MAX_BYTES_WITHOUT_EVENT,
     MAX_EVENT_BYTES,
-    NotAnEventStream,
-    SSEParser,
+    MAX_RETRIES,
 )
+from sseserver.core.sse import NotAnEventStream, SSEParser
 from sseserver.errors import (
     ProviderError,
     RemoteProtocolError,
@@ -80,10 +83,10 @@ MAX_ERROR_TYPE_CHARS = 64
 
 @dataclass(frozen=True, slots=True)
 class RelayPolicy:
-    heartbeat_interval: float = 15.0
-    max_retries: int = 2
-    backoff_initial: float = 0.5
-    backoff_max: float = 8.0
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    max_retries: int = MAX_RETRIES
+    backoff_initial: float = BACKOFF_INITIAL
+    backoff_max: float = BACKOFF_MAX
     # A Retry-After longer than this is not waited for (the SDKs cap it likewise).
     max_retry_after: float = 60.0
     timeouts: Timeouts = field(default_factory=Timeouts)
