@@ -27,6 +27,7 @@ import enum
 import logging
 import random
 import secrets
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -277,7 +278,10 @@ class Relay:
     async def _status_error(self, target: Target, head: ResponseHead,
                             body: asyncio.Future[bytes]) -> None:
         try:
-            self._advance(target.provider.map_error(head.status, head.headers, await body))
+            error_body = await body
+            # the wall clock, not the loop's: a Retry-After date is a time of day
+            self._advance(target.provider.map_error(head.status, head.headers, error_body,
+                                                    time.time()))
         except asyncio.CancelledError:
             pass
         except Exception as exc:
