@@ -8,7 +8,9 @@ that it fills within the run), keeps ``concurrency`` streams of T tokens running
 new one as each ends; that share of them ``"resumable": true``), and prints a row per
 interval: the server's RSS, its CPU seconds, events relayed, and events per
 CPU-second. Once the window is full the finished streams held stay level, so should
-RSS and the cost of an event.
+RSS and the cost of an event. With ``--stats`` the server is
+:mod:`benchmarks.serve_stats`, and its lines on where the memory is (allocator arenas,
+glibc's heap, live objects) follow the table.
 """
 
 from __future__ import annotations
@@ -20,11 +22,20 @@ import random
 import sys
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import orjson
 import uvloop
 
-from benchmarks.load import _stop, contender_argv, cpu_seconds, pinned, rss_bytes, start
+from benchmarks.load import (
+    _stop,
+    contender_argv,
+    cpu_seconds,
+    free_port,
+    pinned,
+    rss_bytes,
+    start,
+)
 
 MiB = 1024 * 1024
 
@@ -99,6 +110,8 @@ def main() -> None:
     parser.add_argument("--resumable", type=float, default=0.2, help="share resumable")
     parser.add_argument("--retention", type=float, default=60.0, help="s, streams.retention")
     parser.add_argument("--interval", type=float, default=15.0, help="s between rows")
+    parser.add_argument("--stats", action="store_true",
+                        help="the server logs where its memory is (benchmarks.serve_stats)")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
@@ -108,9 +121,15 @@ def main() -> None:
         stack.callback(_stop, fake)
         argv, extra = contender_argv("sseserver", int(fake_url.rsplit(":", 1)[1]), 1)
         extra["SSESERVER_STREAMS_RETENTION"] = str(args.retention)
+        if args.stats:
+            argv = [sys.executable, "-m", "benchmarks.serve_stats", "--port",
+                    str(free_port()), "--interval", str(args.interval)]
         server, url = start(pinned(0, argv), {**env, **extra}, r"listening on (http://\S+)")
         stack.callback(_stop, server)
         uvloop.run(soak(int(url.rsplit(":", 1)[1]), server.pid, args))
+        if args.stats:
+            log = Path(server.log.name).read_text()  # type: ignore[attr-defined]
+            print("\n".join(line for line in log.splitlines() if line.startswith("stats:")))
 
 
 if __name__ == "__main__":
