@@ -5,7 +5,9 @@
 Runs the fake provider and a server in this process, starts N resumable streams
 (``POST /v1/streams``) of T tokens each, waits until every one has ended, and reports
 what the held streams cost: bytes per stream that tracemalloc sees (live Python
-objects), and the lines that allocated the most of it; the stream logs alone, too.
+objects), and the lines that allocated the most of it; the objects per stream that the
+collector tracks (each full collection walks them all), by type; the stream logs
+alone, too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import gc
 import sys
 import tracemalloc
+from collections import Counter
 
 import orjson
 
@@ -58,6 +61,7 @@ async def measure(streams: int, tokens: int, top: int) -> None:
         await start_streams(server.port, 20, tokens)  # warm every cache and free list
         await ended(server)
         gc.collect()
+        tracked = Counter(type(o).__name__ for o in gc.get_objects())
         tracemalloc.start(8)
         before = tracemalloc.take_snapshot()
         await start_streams(server.port, streams, tokens)
@@ -66,6 +70,11 @@ async def measure(streams: int, tokens: int, top: int) -> None:
         after = tracemalloc.take_snapshot()
         held = len(server.gateway.store)
         report(before, after, streams, held, top)
+        tracked_after = Counter(type(o).__name__ for o in gc.get_objects())
+        tracked_after.subtract(tracked)
+        print(f"{tracked_after.total() / streams:.1f} objects tracked by the collector per "
+              "held stream: " + ", ".join(f"{name} {count / streams:.1f}" for name, count
+                                          in tracked_after.most_common(top)))
     finally:
         tracemalloc.stop()
         await server.close()
