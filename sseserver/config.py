@@ -49,6 +49,36 @@ SDK_PROVIDER_OPTIONS = (
 PROVIDER_OPTIONS = ("api_version", "deployment")
 
 
+# -- defaults shared with the layers that run without a Config (a relay policy, an
+# upstream connection's timeouts): written once, here, with their reasons.
+
+# s of quiet before a ": ping" comment: sse-starlette's 15 s, well inside the ~60 s
+# after which proxies and load balancers cut an idle connection.
+HEARTBEAT_INTERVAL = 15.0
+# s for TCP and TLS to a provider: a handshake takes well under a second, and 10 s
+# rides out a lost SYN (Linux retransmits it after 1 s, then 3 s).
+CONNECT_TIMEOUT = 10.0
+# s from the request to the whole response head: reasoning models think for minutes
+# before their first token.
+FIRST_BYTE_TIMEOUT = 300.0
+# s without an event once the body flows: a provider's gaps are seconds; two minutes
+# only ends a stream that has stalled.
+IDLE_TIMEOUT = 120.0
+# s a whole upstream response may last: streams.max_stream_duration's hour.
+TOTAL_TIMEOUT = 3600.0
+# Attempts after the first, and their backoff (s, doubled per attempt, jittered): the
+# official OpenAI and Anthropic SDKs' defaults (2 retries, 0.5 s, at most 8 s).
+MAX_RETRIES = 2
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 8.0
+# The data of one event, as the SSE line cap (core/sse.py): a provider's event is one
+# JSON chunk, well under 64 KiB even with big tool-call arguments.
+MAX_EVENT_BYTES = 1 * MiB
+# Bytes that carry no event (comments, blank lines) between two events: far above
+# keep-alive comments within any idle limit, ended within a millisecond of a flood.
+MAX_BYTES_WITHOUT_EVENT = 1 * MiB
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
     """Where a provider lives and how to authenticate. ``base_url`` has no trailing /."""
@@ -122,7 +152,7 @@ class LimitsSettings:
 
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
-    heartbeat_interval: float = 15.0  # s; sse-starlette 15 s, proxies cut idle at ~60 s
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
     retry_ms: int = 3000  # what browsers use when told nothing
     max_stream_duration: float = 3600.0  # s; Mercure: hubs should cap stream lifetime
     drain_timeout: float = 30.0  # s; gunicorn's graceful timeout
@@ -134,23 +164,19 @@ class StreamSettings:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
-    connect_timeout: float = 10.0
-    first_byte_timeout: float = 300.0  # reasoning models think for minutes
-    idle_timeout: float = 120.0
-    total_timeout: float = 3600.0
-    max_retries: int = 2  # the official SDKs' default
-    backoff_initial: float = 0.5  # s, doubled per attempt, as the SDKs do
-    backoff_max: float = 8.0
+    connect_timeout: float = CONNECT_TIMEOUT
+    first_byte_timeout: float = FIRST_BYTE_TIMEOUT
+    idle_timeout: float = IDLE_TIMEOUT
+    total_timeout: float = TOTAL_TIMEOUT
+    max_retries: int = MAX_RETRIES
+    backoff_initial: float = BACKOFF_INITIAL
+    backoff_max: float = BACKOFF_MAX
     # HTTP/1.1 holds one connection per concurrent stream for the stream's whole life,
     # so this caps concurrent streams per provider: keep it at server.max_connections.
     max_connections_per_origin: int = 10000
     pool_idle_timeout: float = 30.0
-    # The data of one event, as the line cap (core/sse.py): a provider's event is one
-    # JSON chunk, well under 64 KiB even with big tool-call arguments.
-    max_event_bytes: int = 1 * MiB
-    # Bytes that carry no event (comments, blank lines) between two events: far above
-    # keep-alive comments within any idle limit, ended within a millisecond of a flood.
-    max_bytes_without_event: int = 1 * MiB
+    max_event_bytes: int = MAX_EVENT_BYTES
+    max_bytes_without_event: int = MAX_BYTES_WITHOUT_EVENT
 
 
 @dataclass(frozen=True, slots=True)

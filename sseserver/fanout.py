@@ -259,9 +259,8 @@ class Subscriber:
         log = self._output.log
         sent = 0
         if self.cursor < log.last_id:
-            frames = log.window(self.cursor, REPLAY_SLICE_BYTES)
-            self.cursor += len(frames)
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            count, data = log.window_bytes(self.cursor, REPLAY_SLICE_BYTES)
+            self.cursor += count
             sent = len(data)
             writer.write(data)
         if self._writer is None or self._paused:  # the write found the client gone, or full

@@ -47,7 +47,8 @@ from sseserver.gate import (
 from sseserver.output import DirectOutput
 from sseserver.providers.base import Provider
 from sseserver.redact import Redactor
-from sseserver.relay import Relay, RelayPolicy, RelayState, Target
+from sseserver.relay import Relay, RelayPolicy, RelayState
+from sseserver.routing import Router, Target
 from sseserver.schema import GenerationRequest, parse_generation_request
 from sseserver.streams.memory import MemoryStore
 
@@ -63,6 +64,7 @@ class Gateway:
     def __init__(self, config: Config, providers: Mapping[str, Provider]) -> None:
         self.config = config
         self.providers = dict(providers)
+        self.router = Router(self.providers, config.routing)
         self.draining = False
         self.relays: set[Relay] = set()
         self.counters: dict[str, int] = {
@@ -444,14 +446,14 @@ class Gateway:
     # -- model routing -------------------------------------------------------------
 
     def resolve(self, request: GenerationRequest) -> list[Target]:
-        """The provider targets for a request, in fallback order.
+        """The provider targets for a request, in fallback order (see
+        :meth:`Router.targets`, which raises 400 or 503), within what the caller's key
+        or token allows.
 
-        Raises :class:`RequestError`: 400 for an unknown provider, or for a model that
-        matches no route when several providers could serve it and none is the
-        default; 403 for a model, provider or max_tokens outside the caller's key or
-        token; 503 when no provider is configured at all.
+        Raises :class:`RequestError` as the router does, and 403 for a model, provider
+        or max_tokens outside the caller's key or token.
         """
-        targets = self._targets(request)
+        targets = self.router.targets(request.model, request.provider)
         refusal = self.gate.check_generation(
             self._caller, request.model, [t.provider.settings.name for t in targets],
             request.max_tokens)
@@ -460,115 +462,15 @@ class Gateway:
                                refusal.headers)
         return targets
 
-    def _targets(self, request: GenerationRequest) -> list[Target]:
-        if request.provider is not None:
-            return [Target(self._provider(request.provider), request.model)]
-        routing = self.config.routing
-        chain = routing.fallbacks.get(request.model)
-        if chain:
-            return [self._target(spec) for spec in chain]
-        alias = routing.aliases.get(request.model)
-        if alias:
-            return [self._target(alias)]
-        name, _, model = request.model.partition("/")
-        if model and name in self.providers:
-            return [Target(self.providers[name], model)]
-        return [Target(self._default_provider(request.model), request.model)]
-
-    def _default_provider(self, model: str) -> Provider:
-        """Who serves a model no route names: the configured default, or the only one.
-
-        With several providers and no default, guessing would send a model to whoever
-        happens to be listed first (an OpenAI model to Anthropic, say): refused instead.
-        """
-        if not self.providers:  # whatever routing.default_provider names
-            raise RequestError(NO_PROVIDER_MESSAGE, status=503, error_type="unavailable",
-                               headers=[("retry-after", str(NO_PROVIDER_RETRY_AFTER))])
-        default = self.default_provider_name()
-        if default is not None:
-            return self._provider(default)
-        by_family = self._provider_by_family(model)
-        if by_family is not None:
-            return by_family
-        raise RequestError(
-            f"model {model!r} matches no route and several providers are configured "
-            f"({', '.join(sorted(self.providers))}): name one with the \"provider\" field "
-            f"or a \"provider/model\" model name, add the model to [routing.aliases] or "
-            f"[routing.fallbacks], or set routing.default_provider")
-
-    def _provider_by_family(self, model: str) -> Provider | None:
-        """The one configured provider of the wire format a well-known model name
-        belongs to (``claude-*`` to the Anthropic-format one, ``gpt-*`` and ``o3`` to
-        the OpenAI-format one); None when the name is unknown or that format has
-        several providers (an OpenAI-format local server beside OpenAI, say)."""
-        kind = model_family(model)
-        if kind is None:
-            return None
-        matching = [p for p in self.providers.values() if p.settings.kind == kind]
-        return matching[0] if len(matching) == 1 else None
-
-    def default_provider_name(self) -> str | None:
-        if self.config.routing.default_provider:
-            return self.config.routing.default_provider
-        if len(self.providers) == 1:
-            return next(iter(self.providers))
-        return None
-
     def log_routing(self) -> None:
         """Say at start who serves unrouted models, or that nothing can be served."""
-        if not self.providers:
-            logger.warning("no provider is configured: every stream request answers 503 "
-                           "until the server restarts with one; %s", NO_PROVIDER_HINT)
-            return
-        default = self.default_provider_name()
-        if default is not None:
-            logger.info("models that match no route go to provider %r", default)
-        else:
-            logger.info("several providers and no routing.default_provider: a model "
-                        "that matches no route and no well-known model family is refused (400)")
-
-    def _target(self, spec: str) -> Target:
-        name, _, model = spec.partition("/")
-        return Target(self._provider(name), model)
-
-    def _provider(self, name: str) -> Provider:
-        provider = self.providers.get(name)
-        if provider is None:
-            raise RequestError(f"unknown provider {name!r}; configured: "
-                               f"{', '.join(sorted(self.providers)) or 'none'}")
-        return provider
-
-
-# Model name prefixes that belong to one vendor's API, so that with both SDK keys set
-# and no routing table the obvious names still go where they can be served.
-MODEL_FAMILIES: tuple[tuple[str, str], ...] = (
-    ("claude-", "anthropic"),
-    ("gpt-", "openai"), ("chatgpt-", "openai"), ("o1", "openai"), ("o3", "openai"),
-    ("o4", "openai"), ("codex-", "openai"), ("gemini-", "gemini"),
-)
-
-
-def model_family(model: str) -> str | None:
-    """The wire format (provider kind) a well-known model name belongs to, if any."""
-    lowered = model.lower()
-    for prefix, kind in MODEL_FAMILIES:
-        if lowered.startswith(prefix) and (prefix[-1] == "-" or lowered == prefix or
-                                           lowered[len(prefix)] in "-."):
-            return kind
-    return None
+        notice = self.router.startup_notice()
+        logger.log(notice.level, "%s", notice.message)
 
 
 STREAMS_PREFIX = "/v1/streams/"
 COMPAT_APIS: dict[str, CompatAPI] = {"/v1/chat/completions": OPENAI_CHAT,
                                      "/v1/messages": ANTHROPIC_MESSAGES}
-
-NO_PROVIDER_HINT = ("set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or the AWS_* "
-                    "variables, add a [providers.NAME] table to the config file, or run "
-                    "with --demo")
-NO_PROVIDER_MESSAGE = f"no provider is configured: {NO_PROVIDER_HINT}"
-# Seconds. Providers are read at start, so only a restart helps: a minute spares the
-# server clients that would ask again at once, and is about the time of a redeploy.
-NO_PROVIDER_RETRY_AFTER = 60
 
 
 def _stream_id_of(path: str) -> str:

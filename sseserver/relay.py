@@ -26,6 +26,7 @@ import asyncio
 import enum
 import logging
 import random
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,12 +37,15 @@ from sseserver import stream_ids
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
 from sseserver.aio.wheel import Deadline, wheel_for
-from sseserver.core.sse import (
+from sseserver.config import (
+    BACKOFF_INITIAL,
+    BACKOFF_MAX,
+    HEARTBEAT_INTERVAL,
     MAX_BYTES_WITHOUT_EVENT,
     MAX_EVENT_BYTES,
-    NotAnEventStream,
-    SSEParser,
+    MAX_RETRIES,
 )
+from sseserver.core.sse import NotAnEventStream, SSEParser
 from sseserver.errors import (
     ProviderError,
     RemoteProtocolError,
@@ -54,9 +58,10 @@ from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDe
 from sseserver.failures import DRAIN_RETRY_AFTER, body_fault, client_status, typed_error
 from sseserver.formats.base import Formatter
 from sseserver.output import Output
-from sseserver.providers.base import EventReader, Provider, StreamAdapter, UpstreamRequest
+from sseserver.providers.base import EventReader, StreamAdapter, UpstreamRequest
 from sseserver.providers.errors import is_event_stream
 from sseserver.redact import Redactor, describe_exception
+from sseserver.routing import Target
 from sseserver.schema import GenerationRequest
 
 logger = logging.getLogger("sseserver.streams")
@@ -78,17 +83,11 @@ MAX_ERROR_TYPE_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    provider: Provider
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
 class RelayPolicy:
-    heartbeat_interval: float = 15.0
-    max_retries: int = 2
-    backoff_initial: float = 0.5
-    backoff_max: float = 8.0
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    max_retries: int = MAX_RETRIES
+    backoff_initial: float = BACKOFF_INITIAL
+    backoff_max: float = BACKOFF_MAX
     # A Retry-After longer than this is not waited for (the SDKs cap it likewise).
     max_retry_after: float = 60.0
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -278,7 +277,10 @@ class Relay:
     async def _status_error(self, target: Target, head: ResponseHead,
                             body: asyncio.Future[bytes]) -> None:
         try:
-            self._advance(target.provider.map_error(head.status, head.headers, await body))
+            error_body = await body
+            # the wall clock, not the loop's: a Retry-After date is a time of day
+            self._advance(target.provider.map_error(head.status, head.headers, error_body,
+                                                    time.time()))
         except asyncio.CancelledError:
             pass
         except Exception as exc:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 from sseserver.aio.flow import FlowControl
 from sseserver.core.stream_log import StreamLog
@@ -17,6 +16,7 @@ from sseserver.fanout import (
     Subscriber,
     replay_queue,
 )
+from tests.conftest import run_async
 
 FRAME = b"id: 1\ndata: {\"content\":\"tok12345 \"}\n\n"  # 37 bytes, like a token's
 
@@ -50,12 +50,7 @@ class RecordingConnection:
             callback()
 
 
-def run(step: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(step())
-    finally:
-        loop.close()
+run = run_async  # each test's steps on a fresh loop, bounded in time
 
 
 def output_with(frames: int) -> LogOutput:

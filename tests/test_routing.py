@@ -1,4 +1,6 @@
-"""Which provider serves a model no route names, and what a server with none answers."""
+"""Routing, sans-IO: the rules of :class:`Router` as tables, with no loop and no
+socket; then the gateway's use of it (which provider serves a model no route names,
+what a server with none answers, what it says at start)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,134 @@ import logging
 
 import pytest
 
-from sseserver.config import load_config
+from sseserver.config import ProviderSettings, RoutingSettings, load_config
 from sseserver.errors import RequestError
 from sseserver.gateway import Gateway
 from sseserver.providers.registry import make_provider
+from sseserver.routing import Router, model_family
 from sseserver.schema import parse_generation_request
 
 BOTH_KEYS = {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "ak-test"}
+
+# name -> kind of the providers a row configures
+OPENAI_ONLY = {"openai": "openai"}
+BOTH = {"openai": "openai", "anthropic": "anthropic"}
+WITH_LOCAL = {**BOTH, "local": "openai"}  # two providers of the OpenAI format
+ALL_KINDS = {**BOTH, "gemini": "gemini", "ollama": "ollama"}
+ROUTES = RoutingSettings(
+    aliases={"fast": "anthropic/claude-haiku", "gpt-4o-mini": "openai/gpt-4o-mini-2024"},
+    fallbacks={"smart": ("anthropic/claude-opus", "openai/gpt-5"),
+               "fast": ("openai/gpt-4o-mini",)})
+
+
+def router(kinds: dict[str, str], settings: RoutingSettings = ROUTES) -> Router:
+    return Router({name: make_provider(ProviderSettings(name, kind, "http://127.0.0.1:9"))
+                   for name, kind in kinds.items()}, settings)
+
+
+def targets(routes: Router, model: str, provider: str | None = None
+            ) -> list[tuple[str, str]]:
+    return [(t.provider.settings.name, t.model) for t in routes.targets(model, provider)]
+
+
+@pytest.mark.parametrize(("kinds", "model", "provider", "expected"), [
+    # 1. the provider field names the provider; the model goes as it is, even "a/b"
+    (BOTH, "claude-sonnet-4", "openai", [("openai", "claude-sonnet-4")]),
+    (BOTH, "anthropic/x", "openai", [("openai", "anthropic/x")]),
+    (BOTH, "smart", "anthropic", [("anthropic", "smart")]),  # over a fallback chain
+    # 2. a fallback chain, before an alias of the same name
+    (BOTH, "smart", None, [("anthropic", "claude-opus"), ("openai", "gpt-5")]),
+    (BOTH, "fast", None, [("openai", "gpt-4o-mini")]),
+    (BOTH, "gpt-4o-mini", None, [("openai", "gpt-4o-mini-2024")]),  # an alias
+    # 3. provider/model when the prefix is a configured provider, split at the first /
+    (BOTH, "anthropic/claude-sonnet-4", None, [("anthropic", "claude-sonnet-4")]),
+    (BOTH, "openai/ft:gpt/x", None, [("openai", "ft:gpt/x")]),
+    (OPENAI_ONLY, "meta/llama", None, [("openai", "meta/llama")]),  # no provider "meta"
+    # 4. the only provider serves every other name
+    (OPENAI_ONLY, "claude-sonnet-4", None, [("openai", "claude-sonnet-4")]),
+    # 4. several: a well-known family goes to the one provider of its format
+    (BOTH, "gpt-4o", None, [("openai", "gpt-4o")]),
+    (BOTH, "GPT-4o", None, [("openai", "GPT-4o")]),
+    (BOTH, "o3-mini", None, [("openai", "o3-mini")]),
+    (BOTH, "o1", None, [("openai", "o1")]),
+    (BOTH, "o4.1", None, [("openai", "o4.1")]),
+    (BOTH, "claude-opus-4", None, [("anthropic", "claude-opus-4")]),
+    (ALL_KINDS, "gemini-2.5-pro", None, [("gemini", "gemini-2.5-pro")]),
+    (WITH_LOCAL, "claude-opus-4", None, [("anthropic", "claude-opus-4")]),
+])
+def test_the_rules_in_their_order(kinds: dict[str, str], model: str, provider: str | None,
+                                  expected: list[tuple[str, str]]) -> None:
+    assert targets(router(kinds), model, provider) == expected
+
+
+@pytest.mark.parametrize(("kinds", "model", "provider", "status", "words"), [
+    (BOTH, "x", "nobody", 400, "unknown provider 'nobody'; configured: anthropic, openai"),
+    ({}, "x", "openai", 400, "configured: none"),
+    ({}, "gpt-4o", None, 503, "no provider is configured"),
+    (BOTH, "llama3.1", None, 400, "matches no route"),
+    (BOTH, "o100-custom", None, 400, "matches no route"),  # starts like a family only
+    (BOTH, "o3x", None, 400, "matches no route"),
+    (BOTH, "gemini-2.5-pro", None, 400, "matches no route"),  # no provider of its format
+    (WITH_LOCAL, "gpt-4o", None, 400, "anthropic, local, openai"),  # two of its format
+    (OPENAI_ONLY, "nobody/model-x", None, 200, ""),  # an unknown prefix is a model name
+])
+def test_refusals(kinds: dict[str, str], model: str, provider: str | None, status: int,
+                  words: str) -> None:
+    if status == 200:
+        assert targets(router(kinds), model, provider) == [("openai", model)]
+        return
+    with pytest.raises(RequestError) as refused:
+        router(kinds).targets(model, provider)
+    assert refused.value.status == status and words in str(refused.value)
+
+
+@pytest.mark.parametrize(("settings", "kinds", "model", "expected"), [
+    (RoutingSettings(default_provider="anthropic"), BOTH, "gpt-4o",
+     [("anthropic", "gpt-4o")]),  # the default wins over the family
+    (RoutingSettings(default_provider="local"), WITH_LOCAL, "llama3",
+     [("local", "llama3")]),
+    (RoutingSettings(aliases={"x": "nobody/m"}), BOTH, "x", None),  # unknown: 400
+    (RoutingSettings(fallbacks={"x": ("openai/a", "nobody/b")}), BOTH, "x", None),
+])
+def test_the_default_provider_and_routes_naming_unknown_providers(
+        settings: RoutingSettings, kinds: dict[str, str], model: str,
+        expected: list[tuple[str, str]] | None) -> None:
+    routes = router(kinds, settings)
+    if expected is None:
+        with pytest.raises(RequestError) as refused:
+            routes.targets(model)
+        assert refused.value.status == 400 and "unknown provider 'nobody'" in str(
+            refused.value)
+    else:
+        assert targets(routes, model) == expected
+
+
+@pytest.mark.parametrize(("model", "family"), [
+    ("claude-3-5-sonnet", "anthropic"), ("Claude-x", "anthropic"), ("claude", None),
+    ("gpt-4o", "openai"), ("chatgpt-4o-latest", "openai"), ("codex-mini", "openai"),
+    ("o1", "openai"), ("o1-pro", "openai"), ("o3.5", "openai"), ("o4-mini", "openai"),
+    ("o10", None), ("o3x", None), ("gemini-2.0-flash", "gemini"), ("gemini", None),
+    ("llama3.1", None), ("", None),
+])
+def test_model_families(model: str, family: str | None) -> None:
+    assert model_family(model) == family
+
+
+@pytest.mark.parametrize(("kinds", "settings", "default", "level", "words"), [
+    ({}, RoutingSettings(), None, logging.WARNING, "no provider is configured"),
+    (BOTH, RoutingSettings(), None, logging.INFO, "refused (400)"),
+    (BOTH, RoutingSettings(default_provider="openai"), "openai", logging.INFO,
+     "go to provider 'openai'"),
+    (OPENAI_ONLY, RoutingSettings(), "openai", logging.INFO, "go to provider 'openai'"),
+])
+def test_the_startup_notice_and_the_default(
+        kinds: dict[str, str], settings: RoutingSettings, default: str | None, level: int,
+        words: str) -> None:
+    routes = router(kinds, settings)
+    assert routes.default_provider_name() == default
+    notice = routes.startup_notice()
+    assert notice.level == level and words in notice.message
+    assert f"default={default!r}" in repr(routes)
 
 
 def gateway(env: dict[str, str], overrides: dict[str, object] | None = None,

@@ -504,11 +504,6 @@ class HTTPConnection(asyncio.Protocol):
         self.stream = None
         self._finish_cycle()
 
-    def unconsumed(self) -> bytes:
-        """What the client sent after the request being answered: read from the
-        socket, and not yet taken as a request."""
-        return self._reader.unread
-
     def detach(self) -> int:
         """Give the connection up, unanswered, to be served elsewhere: a duplicate of
         its socket's descriptor, the caller's to close. This side stops reading and

@@ -29,6 +29,7 @@ from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 from sseserver.aio.wheel import Deadline, wheel_for
+from sseserver.config import CONNECT_TIMEOUT, FIRST_BYTE_TIMEOUT, IDLE_TIMEOUT, TOTAL_TIMEOUT
 from sseserver.core.chunked import BodyDecoder, ChunkedDecoder, LengthDecoder, UntilCloseDecoder
 from sseserver.core.http_client import ResponseHead, ResponseHeadParser, encode_request
 from sseserver.errors import (
@@ -48,10 +49,10 @@ IDLE_CHECKS = 4
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    connect: float = 10.0
-    first_byte: float = 300.0
-    idle: float = 120.0
-    total: float = 3600.0
+    connect: float = CONNECT_TIMEOUT
+    first_byte: float = FIRST_BYTE_TIMEOUT
+    idle: float = IDLE_TIMEOUT
+    total: float = TOTAL_TIMEOUT
 
 
 class BodySink(Protocol):

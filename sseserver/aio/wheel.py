@@ -9,6 +9,9 @@ callback runs after its time (never before) and at most one tick late.
     wheel = wheel_for(loop)
     deadline = wheel.call_later(15.0, on_heartbeat)
     deadline.cancel()
+
+A wheel uses three things of its loop (:class:`Clock`): its time, one timer, and its
+exception handler; a test hands it a virtual clock instead, and never sleeps.
 """
 
 from __future__ import annotations
@@ -18,11 +21,26 @@ import heapq
 import math
 import weakref
 from collections.abc import Callable
+from typing import Any, Protocol
 
 # Late by at most this much: nothing here needs finer timing (heartbeats are seconds
 # apart, timeouts tens of seconds), and ticks this short keep tests' short timers exact
 # enough.
 RESOLUTION = 0.02
+
+
+class Handle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """What a wheel uses of an event loop (an ``asyncio.AbstractEventLoop`` is one)."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Handle: ...
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None: ...
 
 
 class Deadline:
@@ -54,13 +72,12 @@ class Deadline:
 class TimerWheel:
     __slots__ = ("_armed", "_armed_tick", "_buckets", "_loop", "_ticks", "resolution")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = RESOLUTION
-                 ) -> None:
+    def __init__(self, loop: Clock, resolution: float = RESOLUTION) -> None:
         self._loop = loop
         self.resolution = resolution
         self._buckets: dict[int, set[Deadline]] = {}
         self._ticks: list[int] = []  # a heap of the ticks that have a bucket
-        self._armed: asyncio.TimerHandle | None = None
+        self._armed: Handle | None = None
         self._armed_tick = 0
 
     def __repr__(self) -> str:

@@ -108,7 +108,12 @@ class Provider(Protocol):
 
     def new_adapter(self) -> StreamAdapter: ...
 
-    def map_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError: ...
+    def map_error(self, status: int, headers: dict[str, str], body: bytes,
+                  now: float | None = None) -> UpstreamError:
+        """A non-2xx answer (or a 2xx that is no stream) as an error safe to show a
+        client. ``now``: the wall-clock time of the answer (a Retry-After date counts
+        from it)."""
+        ...
 
 
 class SettingsProvider:
@@ -128,6 +133,8 @@ class SettingsProvider:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.settings.name} {self.settings.base_url}>"
 
-    def map_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
+    def map_error(self, status: int, headers: dict[str, str], body: bytes,
+                  now: float | None = None) -> UpstreamError:
         """A non-2xx answer as an error safe to show a client (the key redacted)."""
-        return status_error(self.settings.name, status, headers, body, self.settings.api_key)
+        return status_error(self.settings.name, status, headers, body, self.settings.api_key,
+                            now)

@@ -103,13 +103,13 @@ class BedrockProvider(SettingsProvider):
     def new_adapter(self) -> BedrockAdapter:
         return BedrockAdapter()
 
-    def map_error(self, status: int, headers: dict[str, str], body: bytes
-                  ) -> UpstreamStatusError:
+    def map_error(self, status: int, headers: dict[str, str], body: bytes,
+                  now: float | None = None) -> UpstreamStatusError:
         """``{"message"}`` with the exception named in ``x-amzn-errortype``; a 2xx
         that is no event stream as every provider's (its body is not shown)."""
         if 200 <= status < 300:
             return not_a_stream_error(self.settings.name, status, headers, body,
-                                      self.settings.api_key)
+                                      self.settings.api_key, now)
         kind = headers.get("x-amzn-errortype", "").partition(":")[0].lower() or None
         message = _body_message(body) or f"HTTP {status}"
         retryable = kind in RETRYABLE_EXCEPTIONS if kind in EXCEPTION_STATUSES else \
@@ -117,7 +117,7 @@ class BedrockProvider(SettingsProvider):
         return UpstreamStatusError(
             f"{self.settings.name} answered {status}: "
             f"{safe_message(message, self.settings.api_key)}",
-            status=status, retryable=retryable, retry_after=retry_after(headers))
+            status=status, retryable=retryable, retry_after=retry_after(headers, now))
 
 
 def _body_message(body: bytes) -> str | None:

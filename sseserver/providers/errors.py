@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 import orjson
@@ -74,33 +76,45 @@ def _is_encoded(headers: dict[str, str]) -> bool:
     return headers.get("content-encoding", "").strip().lower() not in ("", "identity")
 
 
-def retry_after(headers: dict[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` then ``retry-after``; None if absent/bad."""
-    millis = headers.get("retry-after-ms")
+def retry_after(headers: dict[str, str], now: float | None) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` (OpenAI's, in milliseconds) then
+    ``retry-after`` (RFC 9110 §10.2.3: seconds, or an HTTP date); None if absent or
+    unreadable. ``now`` is the wall-clock time (Unix seconds) the response came, which
+    a date is counted from; None when unknown, and a date is then ignored. A date
+    already past means at once (0)."""
+    millis = _non_negative(headers.get("retry-after-ms"))
     if millis is not None:
-        try:
-            value = float(millis) / 1000
-        except ValueError:
-            value = -1.0
-        if value >= 0:
-            return value
-    seconds = headers.get("retry-after")
-    if seconds is None:
+        return millis / 1000
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _non_negative(value)
+    if seconds is not None:
+        return seconds
+    return _from_http_date(value, now)
+
+
+def _non_negative(text: str | None) -> float | None:
+    """A finite number of zero or more: the providers send fractions ("1.5") where
+    the RFC has digits, and ``nan``, ``inf`` or a negative number wait for nothing."""
+    if text is None:
         return None
     try:
-        value = float(seconds)
+        value = float(text)
     except ValueError:
-        return _from_http_date(seconds, now)
-    return value if value >= 0 else None
+        return None
+    return value if 0 <= value < math.inf else None
 
 
 def _from_http_date(text: str, now: float | None) -> float | None:
+    if now is None:
+        return None
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if now is None or when is None:
-        return None
+    if when.tzinfo is None:  # "-0000" (RFC 5322 §3.3: UTC, zone unknown)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
 
 
@@ -147,20 +161,21 @@ def safe_message(message: str, secret: str | None) -> str:
 
 
 def status_error(provider: str, status: int, headers: dict[str, str], body: bytes,
-                 secret: str | None) -> UpstreamStatusError:
+                 secret: str | None, now: float | None = None) -> UpstreamStatusError:
     """The error for a provider's non-2xx answer, safe to show a client; or for a 2xx
-    answer that is not the event stream asked for (see :func:`not_a_stream_error`)."""
+    answer that is not the event stream asked for (see :func:`not_a_stream_error`).
+    ``now``: the wall-clock time of the answer, which a Retry-After date counts from."""
     if 200 <= status < 300:
-        return not_a_stream_error(provider, status, headers, body, secret)
+        return not_a_stream_error(provider, status, headers, body, secret, now)
     text = safe_message(body_message(body), secret) or f"HTTP {status}"
     return UpstreamStatusError(
         f"{provider} answered {status}: {text}", status=status,
         retryable=is_retryable(status, headers, error_kind(body)),
-        retry_after=retry_after(headers))
+        retry_after=retry_after(headers, now))
 
 
 def not_a_stream_error(provider: str, status: int, headers: dict[str, str], body: bytes,
-                       secret: str | None) -> UpstreamStatusError:
+                       secret: str | None, now: float | None = None) -> UpstreamStatusError:
     """A 2xx whose body is no event stream: a quota or error page a proxy answered
     with a 200, or a server that ignored ``stream``. A JSON error's kind gives the
     status it amounts to (and so the retry, and what the client is told); anything
@@ -182,4 +197,4 @@ def not_a_stream_error(provider: str, status: int, headers: dict[str, str], body
     return UpstreamStatusError(
         f"{described}: {text}", status=amounts_to,
         retryable=amounts_to is not None and is_retryable(amounts_to, headers, kind),
-        retry_after=retry_after(headers))
+        retry_after=retry_after(headers, now))

@@ -78,7 +78,8 @@ class OllamaProvider(OpenAIProvider):
     def new_adapter(self) -> OllamaAdapter:  # type: ignore[override]
         return OllamaAdapter()
 
-    def map_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
+    def map_error(self, status: int, headers: dict[str, str], body: bytes,
+                  now: float | None = None) -> UpstreamError:
         """Ollama's error body is ``{"error": "text"}``: its text is the message."""
         try:
             parsed = orjson.loads(body)
@@ -86,7 +87,8 @@ class OllamaProvider(OpenAIProvider):
             parsed = None
         if type(parsed) is dict and type(parsed.get("error")) is str:
             body = orjson.dumps({"error": {"message": parsed["error"]}})
-        return status_error(self.settings.name, status, headers, body, self.settings.api_key)
+        return status_error(self.settings.name, status, headers, body, self.settings.api_key,
+                            now)
 
 
 def ollama_body(chat: dict[str, Any]) -> dict[str, Any]:

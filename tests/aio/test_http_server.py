@@ -18,6 +18,7 @@ from sseserver.aio.http_server import Admission, HTTPConnection, HTTPRequest
 from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.config import LimitsSettings as Limits
 from sseserver.core.h11_server import RequestReader
+from tests.conftest import run_async
 
 FAST = Limits(header_timeout=0.3, body_timeout=0.3, keepalive_timeout=0.3,
               max_body_bytes=1000, max_head_bytes=4096, max_header_count=20)
@@ -66,11 +67,11 @@ def run(test: Callable[[Harness, int], Awaitable[None]], limits: Limits = FAST,
         harness = Harness(limits, handler, admit)
         port = await harness.start()
         try:
-            await asyncio.wait_for(test(harness, port), 10)
+            await test(harness, port)
         finally:
             harness.server.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 async def exchange(port: int, data: bytes, read_timeout: float = 2.0) -> bytes:

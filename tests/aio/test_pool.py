@@ -13,40 +13,39 @@ from sseserver.aio.upstream import State, Timeouts, UpstreamConnection
 from sseserver.core import pooling
 from sseserver.core.pooling import MAX_DRAIN_BYTES, Disposal
 from sseserver.errors import UpstreamConnectError, UpstreamError
+from tests.conftest import loopback_server, run_async
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 def run(test: Callable[[str, dict[str, int]], Awaitable[None]], close_after: bool = False
         ) -> None:
-    async def main() -> None:
-        counts = {"connections": 0, "requests": 0}
+    """``test`` against a loopback keep-alive server that counts its connections and
+    requests (and closes after each answer when ``close_after``)."""
+    counts = {"connections": 0, "requests": 0}
 
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            counts["connections"] += 1
-            try:
-                while True:
-                    await reader.readuntil(b"\r\n\r\n")
-                    await reader.readexactly(2)
-                    counts["requests"] += 1
-                    if close_after:
-                        writer.write(RESPONSE.replace(b"OK\r\n", b"OK\r\nConnection: close\r\n"))
-                        await writer.drain()
-                        writer.close()
-                        return
-                    writer.write(RESPONSE)
-                    await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionError):
-                writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counts["connections"] += 1
         try:
-            await asyncio.wait_for(test(f"http://127.0.0.1:{port}/x", counts), 10)
-        finally:
-            server.close()
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(2)
+                counts["requests"] += 1
+                if close_after:
+                    writer.write(RESPONSE.replace(b"OK\r\n", b"OK\r\nConnection: close\r\n"))
+                    await writer.drain()
+                    writer.close()
+                    return
+                writer.write(RESPONSE)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
 
-    asyncio.run(main())
+    async def main() -> None:
+        async with loopback_server(handle) as port:
+            await test(f"http://127.0.0.1:{port}/x", counts)
+
+    run_async(main)
 
 
 async def fetch(pool: ConnectionPool, url: str) -> bytes:

@@ -19,6 +19,7 @@ from sseserver.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from tests.conftest import loopback_server, run_async
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -49,20 +50,18 @@ class Sink:
 
 
 def run(script: Script, test: Callable[[str], Awaitable[None]]) -> None:
+    """``test`` against a loopback server that reads a request head, then plays
+    ``script``."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            await script(reader, writer)
+
     async def main() -> None:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await script(reader, writer)
+        async with loopback_server(handle) as port:
+            await test(f"http://127.0.0.1:{port}/v1/x")
 
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            await asyncio.wait_for(test(f"http://127.0.0.1:{port}/v1/x"), 10)
-        finally:
-            server.close()
-
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_streams_the_body_to_the_sink() -> None:

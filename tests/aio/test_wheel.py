@@ -1,138 +1,157 @@
-"""The coarse timer wheel on a real event loop: never early, soon after, cancellable."""
+"""The coarse timer wheel on a virtual clock: never early, at most a tick late, in
+tick order, cancellable, one loop timer for any number of deadlines. No test sleeps."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import Awaitable, Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sseserver.aio.wheel import RESOLUTION, TimerWheel, wheel_for
+from tests.conftest import VirtualClock, run_async
 
-# A shared machine may run a callback late; it must never run one early.
-SLACK = 0.25
-
-
-def run(test: Callable[[asyncio.AbstractEventLoop], Awaitable[None]]) -> None:
-    async def main() -> None:
-        await asyncio.wait_for(test(asyncio.get_running_loop()), 10)
-
-    asyncio.run(main())
+# Float rounding of a tick's time; a real late is a whole tick.
+EPSILON = 1e-9
 
 
-def test_callbacks_run_in_tick_order_never_early() -> None:
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        wheel = TimerWheel(loop)
-        fired: list[tuple[float, float]] = []
-        start = loop.time()
-        for delay in (0.15, 0.0, 0.05, 0.3, 0.05, 0.01):
-            wheel.call_later(delay, lambda d=delay: fired.append((d, loop.time() - start)))
-        await asyncio.sleep(0.3 + SLACK + RESOLUTION)
-        assert len(fired) == 6
-        # in time order, but for deadlines that share a tick (their order is free)
-        for (earlier, _), (later, _) in itertools.pairwise(fired):
-            assert earlier <= later + RESOLUTION, fired
-        for delay, at in fired:
-            assert delay <= at < delay + SLACK, (delay, at)
-        assert len(wheel) == 0 and repr(wheel) == "<TimerWheel pending=0 buckets=0>"
-
-    run(test)
+def fire_log(wheel: TimerWheel, clock: VirtualClock, delays: list[float]
+             ) -> list[tuple[float, float]]:
+    """Schedule one callback per delay; each appends (its delay, when it ran)."""
+    fired: list[tuple[float, float]] = []
+    start = clock.now
+    for delay in delays:
+        wheel.call_later(delay, lambda d=delay: fired.append((d, clock.now - start)))
+    return fired
 
 
-def test_cancelled_deadlines_never_run_and_leave_nothing_behind() -> None:
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        wheel = TimerWheel(loop)
-        fired: list[int] = []
-        deadlines = [wheel.call_later(0.05 * (i % 3), lambda i=i: fired.append(i))
-                     for i in range(300)]
-        for deadline in deadlines[::2]:
-            deadline.cancel()
-            deadline.cancel()  # twice is harmless
-        assert deadlines[0].cancelled() and "cancelled" in repr(deadlines[0])
-        assert len(wheel) == 150
-        await asyncio.sleep(0.1 + SLACK)
-        assert sorted(fired) == list(range(1, 300, 2))
-        assert len(wheel) == 0 and not wheel._buckets and not wheel._ticks
-
-    run(test)
+def test_callbacks_run_in_tick_order_never_early(clock: VirtualClock) -> None:
+    wheel = TimerWheel(clock)
+    fired = fire_log(wheel, clock, [0.15, 0.0, 0.05, 0.3, 0.05, 0.01])
+    clock.advance(0.1)
+    assert sorted(d for d, _ in fired) == [0.0, 0.01, 0.05, 0.05]
+    clock.advance(0.3)
+    assert [d for d, _ in fired] == [0.0, 0.01, 0.05, 0.05, 0.15, 0.3]
+    for delay, at in fired:
+        assert delay <= at + EPSILON < delay + RESOLUTION + 2 * EPSILON, (delay, at)
+    assert len(wheel) == 0 and repr(wheel) == "<TimerWheel pending=0 buckets=0>"
+    assert clock.pending == 0  # nothing left armed
 
 
-def test_cancelling_everything_stops_the_loop_timer_for_good() -> None:
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        wheel = TimerWheel(loop)
-        wheel.call_later(0.05, lambda: pytest.fail("cancelled")).cancel()
-        await asyncio.sleep(0.05 + SLACK)
-        assert wheel._armed is None and not wheel._ticks
-
-    run(test)
-
-
-def test_a_callback_may_schedule_more_and_a_failing_one_spares_the_rest() -> None:
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        wheel = TimerWheel(loop)
-        errors: list[object] = []
-        loop.set_exception_handler(lambda loop, context: errors.append(context["exception"]))
-        fired: list[str] = []
-
-        def first() -> None:
-            fired.append("first")
-            wheel.call_later(0.0, lambda: fired.append("now"))
-            wheel.call_later(0.05, lambda: fired.append("later"))
-
-        def broken() -> None:
-            raise RuntimeError("boom")
-
-        wheel.call_later(0.02, first)
-        wheel.call_later(0.02, broken)
-        wheel.call_later(0.02, lambda: fired.append("sibling"))
-        await asyncio.sleep(0.07 + SLACK)
-        assert sorted(fired) == ["first", "later", "now", "sibling"]
-        assert fired.index("later") > fired.index("now")
-        assert [type(e) for e in errors] == [RuntimeError]
-
-    run(test)
+@given(delays=st.lists(st.floats(0, 5, allow_nan=False), max_size=40),
+       steps=st.lists(st.floats(0.001, 0.7), min_size=1, max_size=30))
+def test_any_deadlines_any_advances(delays: list[float], steps: list[float]) -> None:
+    clock = VirtualClock()
+    wheel = TimerWheel(clock)
+    fired = fire_log(wheel, clock, delays)
+    for step in steps:
+        clock.advance(step)
+        assert clock.pending <= 1  # one loop timer, whatever the number of deadlines
+    clock.advance(5 + RESOLUTION)
+    assert len(fired) == len(delays)
+    times = [at for _, at in fired]
+    assert times == sorted(times)  # in tick order (within a tick, any order)
+    for delay, at in fired:
+        assert delay - EPSILON <= at <= delay + RESOLUTION + EPSILON, (delay, at)
+    assert len(wheel) == 0 and clock.pending == 0
 
 
-def test_an_earlier_deadline_rearms_the_loop_timer() -> None:
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        wheel = TimerWheel(loop)
-        fired: list[float] = []
-        start = loop.time()
-        wheel.call_later(5.0, lambda: fired.append(5.0))
-        wheel.call_later(0.05, lambda: fired.append(loop.time() - start))
-        await asyncio.sleep(0.05 + SLACK)
-        assert len(fired) == 1 and fired[0] < 0.05 + SLACK
-        assert len(wheel) == 1
+def test_cancelled_deadlines_never_run_and_leave_nothing_behind(clock: VirtualClock
+                                                                ) -> None:
+    wheel = TimerWheel(clock)
+    fired: list[int] = []
+    deadlines = [wheel.call_later(0.05 * (i % 3), lambda i=i: fired.append(i))
+                 for i in range(300)]
+    for deadline in deadlines[::2]:
+        deadline.cancel()
+        deadline.cancel()  # twice is harmless
+    assert deadlines[0].cancelled() and "cancelled" in repr(deadlines[0])
+    assert "at " in repr(deadlines[1])
+    assert len(wheel) == 150
+    clock.advance(0.1 + RESOLUTION)
+    assert sorted(fired) == list(range(1, 300, 2))
+    assert len(wheel) == 0 and not wheel._buckets and not wheel._ticks
 
-    run(test)
+
+def test_cancelling_everything_stops_the_loop_timer_for_good(clock: VirtualClock) -> None:
+    wheel = TimerWheel(clock)
+    wheel.call_later(0.05, lambda: pytest.fail("cancelled")).cancel()
+    clock.advance(1.0)
+    assert wheel._armed is None and not wheel._ticks and clock.pending == 0
 
 
-def test_a_callback_scheduling_far_ahead_does_not_delay_a_nearer_deadline() -> None:
+def test_a_callback_may_schedule_more_and_a_failing_one_spares_the_rest(
+        clock: VirtualClock) -> None:
+    wheel = TimerWheel(clock)
+    fired: list[str] = []
+
+    def first() -> None:
+        fired.append("first")
+        wheel.call_later(0.0, lambda: fired.append("now"))
+        wheel.call_later(0.05, lambda: fired.append("later"))
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    wheel.call_later(0.02, first)
+    wheel.call_later(0.02, broken)
+    wheel.call_later(0.02, lambda: fired.append("sibling"))
+    clock.advance(0.03)
+    assert sorted(fired) == ["first", "now", "sibling"]
+    clock.advance(0.06)
+    assert fired[-1] == "later"
+    assert [type(e["exception"]) for e in clock.errors] == [RuntimeError]
+    assert "broken" in clock.errors[0]["message"]
+
+
+def test_an_earlier_deadline_rearms_the_loop_timer(clock: VirtualClock) -> None:
+    wheel = TimerWheel(clock)
+    fired: list[float] = []
+    start = clock.now
+    wheel.call_later(5.0, lambda: fired.append(5.0))
+    wheel.call_later(0.05, lambda: fired.append(clock.now - start))
+    assert clock.pending == 1  # the 5 s timer was cancelled, not kept beside
+    clock.advance(0.05 + RESOLUTION)
+    assert len(fired) == 1 and fired[0] < 0.05 + RESOLUTION + EPSILON
+    assert len(wheel) == 1 and clock.pending == 1  # armed again, for the 5 s one
+    clock.advance(5.0)
+    assert fired[-1] == 5.0
+
+
+def test_a_callback_scheduling_far_ahead_does_not_delay_a_nearer_deadline(
+        clock: VirtualClock) -> None:
     """A callback that schedules past a deadline already waiting must leave the loop
     timer armed for the waiting one (a heartbeat once slept until an idle timeout)."""
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
-        wheel = TimerWheel(loop)
-        fired: list[float] = []
-        start = loop.time()
-        wheel.call_later(0.3, lambda: fired.append(loop.time() - start))
-        wheel.call_later(0.02, lambda: wheel.call_later(3.0, lambda: None))
-        await asyncio.sleep(0.3 + SLACK)
-        assert len(fired) == 1 and 0.3 <= fired[0] < 0.3 + SLACK, fired
+    wheel = TimerWheel(clock)
+    fired: list[float] = []
+    start = clock.now
+    wheel.call_later(0.3, lambda: fired.append(clock.now - start))
+    wheel.call_later(0.02, lambda: wheel.call_later(3.0, lambda: None))
+    clock.advance(0.3 + RESOLUTION)
+    assert len(fired) == 1 and 0.3 - EPSILON <= fired[0] <= 0.3 + RESOLUTION, fired
 
-    run(test)
+
+def test_a_deadline_in_the_past_runs_at_the_next_tick(clock: VirtualClock) -> None:
+    wheel = TimerWheel(clock)
+    fired: list[float] = []
+    wheel.call_later(-3.0, lambda: fired.append(clock.now))
+    clock.advance(RESOLUTION)
+    assert len(fired) == 1
 
 
 def test_one_wheel_per_loop() -> None:
-    async def test(loop: asyncio.AbstractEventLoop) -> None:
+    async def same() -> None:
+        loop = asyncio.get_running_loop()
         assert wheel_for(loop) is wheel_for(loop)
+        assert wheel_for(loop)._loop is loop
 
-    run(test)
+    run_async(same)
     first: list[TimerWheel] = []
 
-    async def other(loop: asyncio.AbstractEventLoop) -> None:
-        first.append(wheel_for(loop))
+    async def other() -> None:
+        first.append(wheel_for(asyncio.get_running_loop()))
 
-    run(other)
-    run(other)
+    run_async(other)
+    run_async(other)
     assert first[0] is not first[1]

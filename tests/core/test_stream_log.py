@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sseserver.core.stream_log import StreamLog, parse_last_event_id
 from sseserver.streams.memory import MemoryStore
@@ -96,3 +101,85 @@ def test_window_cost_does_not_grow_with_the_slice() -> None:
     for n in range(5_000):
         log.window((n * 29) % 58_000, 64 * 1024)
     assert time.perf_counter() - started < 0.5
+
+
+# -- a finished log is compacted; every answer stays the same -----------------------
+
+frame_lists = st.lists(st.binary(min_size=1, max_size=90), max_size=60)
+
+
+def twins(frames: list[bytes]) -> tuple[StreamLog, StreamLog]:
+    """The same frames in a running log and in a finished (compacted) one."""
+    running, finished = StreamLog(), StreamLog()
+    for frame in frames:
+        assert running.append(frame) == finished.append(frame)
+    finished.finish()
+    return running, finished
+
+
+def answers(log: StreamLog, frames: list[bytes], max_bytes: int) -> list[object]:
+    count = len(frames)
+    return [
+        len(log), log.last_id, log.bytes, log.has_room(b"x" * max_bytes),
+        *(log.since(last_id) for last_id in range(-2, count + 3)),
+        *(log.bytes_after(last_id) for last_id in range(count + 1)),
+        *(log.window(start, max_bytes) for start in range(count + 2)),
+        *(log.window_bytes(start, max_bytes) for start in range(count + 2)),
+    ]
+
+
+@given(frames=frame_lists, max_bytes=st.integers(1, 400))
+def test_a_compacted_log_answers_as_the_running_one(frames: list[bytes],
+                                                    max_bytes: int) -> None:
+    running, finished = twins(frames)
+    assert answers(finished, frames, max_bytes) == answers(running, frames, max_bytes)
+    assert repr(finished) == repr(running).replace("finished=False", "finished=True")
+    # and both as the frames say: a replay after any id is the bytes that followed it
+    for last_id in range(len(frames) + 1):
+        assert b"".join(finished.since(last_id)) == b"".join(frames[last_id:])
+
+
+@given(frames=frame_lists, max_bytes=st.integers(1, 400))
+def test_window_bytes_is_the_window_joined(frames: list[bytes], max_bytes: int) -> None:
+    for log in twins(frames):
+        for start in range(len(frames) + 2):
+            window = log.window(start, max_bytes)
+            assert log.window_bytes(start, max_bytes) == (len(window), b"".join(window))
+
+
+def test_a_live_frame_alone_is_sent_as_the_object_appended() -> None:
+    log = StreamLog()
+    frame = b"id: 1\ndata: x\n\n"
+    log.append(frame)
+    assert log.window_bytes(0, 1)[1] is frame
+
+
+def test_finishing_twice_changes_nothing() -> None:
+    log = StreamLog()
+    log.append(b"a")
+    log.finish()
+    log.finish()
+    assert log.since(0) == [b"a"] and log.finished
+
+
+def test_a_finished_log_holds_its_bytes_and_an_index_not_an_object_per_frame() -> None:
+    frames = [b'id: %d\ndata: {"content":"tok%d "}\n\n' % (n, n) for n in range(1, 46)]
+    logs = []
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for _ in range(200):
+            log = StreamLog()
+            for frame in frames:
+                log.append(b"%b" % frame)  # each its own object, as a formatter's are
+            log.finish()
+            logs.append(log)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] / len(logs)
+    finally:
+        tracemalloc.stop()
+    size = logs[0].bytes
+    # the frames end to end, 4 bytes of index a frame, and a few small objects; a
+    # running log adds ~50 bytes a frame (a bytes object each, a list, 8-byte offsets)
+    assert held < size + 4 * len(frames) + 600, (held, size)
+    assert not any(isinstance(o, list) and o for o in gc.get_referents(logs[0]))
