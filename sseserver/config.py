@@ -130,6 +130,9 @@ class StreamSettings:
     max_bytes: int = 16 * MiB
     retention: float = 300.0  # s a finished resumable stream stays resumable
     detached_idle_timeout: float = 600.0
+    # Where resumable streams are kept: "memory" (this process only, no dependency),
+    # or a redis://, rediss:// or unix:// URL that every process and machine shares.
+    store: str = "memory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +465,7 @@ def _validate(config: Config) -> None:
                           "max_write_buffer")
     if config.streams.heartbeat_interval <= 0:
         raise ConfigError("streams.heartbeat_interval: must be positive")
+    _validate_store(config.streams.store)
     _validate_cors(server)
     validate_auth(config.auth)
     names = {p.name for p in config.providers}
@@ -482,6 +486,16 @@ def _validate(config: Config) -> None:
 # A serialized origin (RFC 6454 §6.2): scheme "://" host [":" port], or "null".
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^\x00-\x20\x7f/?#]+|null")
 _HEADER_NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 token
+
+
+STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _validate_store(store: str) -> None:
+    if store != "memory" and (not store.startswith(STORE_SCHEMES) or
+                              len(store) == len(store.split("://")[0]) + 3):
+        raise ConfigError(f"streams.store: must be \"memory\" or a redis://, rediss:// or "
+                          f"unix:// URL, got {store.split('@')[-1][:80]!r}")
 
 
 def _validate_cors(server: ServerSettings) -> None:
