@@ -80,7 +80,7 @@ class LocalStreams:
     def ended(self, stream_id: str) -> None:
         self.registry.mark_ended(stream_id, asyncio.get_running_loop().time())
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -94,7 +94,7 @@ class LocalStreams:
         """Forget expired streams; cancel generations nobody has read for too long."""
         self._sweeper = None
         now = asyncio.get_running_loop().time()
-        self.registry.expire(now)
+        self.forget(self.registry.expire(now))
         idle_limit = self.settings.detached_idle_timeout
         for resumable in self.registry.values():
             alone = resumable.output.alone_since
@@ -103,6 +103,9 @@ class LocalStreams:
                 resumable.relay.cancel("no reader for too long")
         if len(self.registry):
             self._schedule_sweep()
+
+    def forget(self, stream_ids: list[str]) -> None:
+        """Streams past their retention, just dropped from the registry."""
 
     def read_elsewhere(self, resumable: Resumable) -> bool:
         """Whether a reader in another process follows the stream."""
