@@ -1,0 +1,177 @@
+"""The Redis store with two servers in this process sharing a real redis-server: a
+stream started on one is read and cancelled on the other; Redis down, restarted and
+expiring; the unix socket. (tests/e2e/test_redis_nodes.py runs separate processes.)"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from sseserver.streams.redis import RedisStreams
+from tests.e2e.stack import Stack, request_body
+from tests.streams.redis_server import RedisServer, free_port, needs_redis, redis_server
+
+pytestmark = needs_redis
+
+
+def settings_for(url: str, **more: Any) -> dict[str, Any]:
+    return {"streams.store": url, "streams.heartbeat_interval": 0.5,
+            "streams.retention": 2.0, **more}
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def nodes(redis: RedisServer) -> Iterator[tuple[Stack, Stack]]:
+    with Stack(settings_for(redis.url)) as a, Stack(settings_for(redis.url)) as b:
+        yield a, b
+
+
+def start(stack: Stack, script: dict[str, Any], deadline: float = 10) -> str:
+    """A resumable stream on ``stack``, once its store is connected (503 before)."""
+    until = time.monotonic() + deadline
+    while True:
+        response = httpx.post(stack.url + "/v1/streams", json=request_body(script))
+        if response.status_code == 201 or time.monotonic() > until:
+            break
+        assert response.status_code == 503, response.text
+        time.sleep(0.05)
+    assert response.status_code == 201, response.text
+    return str(response.json()["url"])
+
+
+def read(stack: Stack, url: str, after: int | None = None, limit: int | None = None
+         ) -> list[tuple[str, str, str]]:
+    headers = {} if after is None else {"last-event-id": str(after)}
+    events = []
+    with httpx.Client(timeout=15) as client, \
+            connect_sse(client, "GET", stack.url + url, headers=headers) as source:
+        assert source.response.status_code == 200, source.response.read()
+        for event in source.iter_sse():
+            events.append((event.id, event.event, event.data))
+            if limit is not None and len(events) >= limit:
+                break
+    return events
+
+
+def wait_for(condition: Any, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_stream_of_one_server_is_read_on_the_other_the_same(
+        nodes: tuple[Stack, Stack]) -> None:
+    a, b = nodes
+    assert a.server.gateway.store.shared  # type: ignore[union-attr]
+    url = start(a, {"tokens": 30, "rate": 200})
+    live = read(b, url, after=3)  # joined mid-stream: replay, then live
+    assert [int(e[0]) for e in live] == list(range(4, 34)) and live[-1][2] == "[DONE]"
+    whole = read(a, url)
+    assert whole[3:] == live
+    assert read(b, url) == whole  # after the end, from the start
+    assert httpx.get(b.url + url, headers={"last-event-id": "33"}).status_code == 204
+
+
+def test_an_unknown_stream_is_404_on_every_server(nodes: tuple[Stack, Stack]) -> None:
+    a, b = nodes
+    for stack in nodes:
+        response = httpx.get(stack.url + "/v1/streams/no-such-stream")
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "not_found_error"
+    assert httpx.delete(b.url + "/v1/streams/no-such-stream").status_code == 404
+    assert a.url != b.url
+
+
+def test_delete_on_the_other_server_stops_the_generation(nodes: tuple[Stack, Stack]) -> None:
+    a, b = nodes
+    assert a.fake is not None
+    before = a.fake.counters.cancelled
+    url = start(a, {"tokens": 500, "rate": 20})
+    first = read(b, url, limit=2)
+    answer = httpx.delete(b.url + url)
+    assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
+    wait_for(lambda: a.fake.counters.cancelled == before + 1)  # type: ignore[union-attr]
+    rest = read(b, url, after=int(first[-1][0]))
+    assert rest[-2][1] == "error" and '"cancelled"' in rest[-2][2] and rest[-1][2] == "[DONE]"
+    assert httpx.delete(b.url + url).json()["status"] == "ended"
+
+
+def test_a_slow_reader_elsewhere_gets_everything_in_order(nodes: tuple[Stack, Stack]) -> None:
+    a, b = nodes
+    url = start(a, {"tokens": 400})
+    with httpx.Client(timeout=15) as client, \
+            connect_sse(client, "GET", b.url + url) as source:
+        events = []
+        for event in source.iter_sse():
+            events.append(int(event.id))
+            if len(events) % 100 == 0:
+                time.sleep(0.1)  # the client stalls; the follower waits for room
+    assert events == list(range(1, 404))
+
+
+def test_retention_expiry_forgets_the_stream_on_both(nodes: tuple[Stack, Stack]) -> None:
+    a, b = nodes
+    url = start(a, {"tokens": 3})
+    wait_for(lambda: len(read(b, url)) == 6)
+    wait_for(lambda: httpx.get(b.url + url).status_code == 404, seconds=8)
+    wait_for(lambda: httpx.get(a.url + url).status_code == 404, seconds=8)
+
+
+def test_unreachable_redis_refuses_new_resumable_streams_only() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with Stack(settings_for(url)) as stack:
+        refused = httpx.post(stack.url + "/v1/streams", json=request_body({"tokens": 3}))
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        assert "stream store" in refused.json()["error"]["message"]
+        resumable = httpx.post(stack.url + "/v1/stream",
+                               json=request_body({"tokens": 3}, resumable=True))
+        assert resumable.status_code == 503
+        plain = httpx.post(stack.url + "/v1/stream", json=request_body({"tokens": 3}))
+        assert plain.status_code == 200 and plain.text.endswith("data: [DONE]\n\n")
+        assert "redis://127.0.0.1" not in refused.text
+
+
+def test_a_redis_restart_mid_stream_loses_no_event(caplog: pytest.LogCaptureFixture) -> None:
+    with redis_server() as own, Stack(settings_for(own.url)) as a, \
+            Stack(settings_for(own.url)) as b:
+        url = start(a, {"tokens": 150, "rate": 50})
+        first = read(b, url, limit=20)
+        own.restart()  # empty, as a restart without persistence
+        # the owner's readers are served meanwhile, from its memory
+        local = read(a, url, after=int(first[-1][0]), limit=10)
+        assert [int(e[0]) for e in local] == list(range(21, 31))
+        wait_for(lambda: httpx.post(b.url + "/v1/streams",
+                                    json=request_body({"tokens": 1})).status_code == 201)
+        rest = read(b, url, after=int(first[-1][0]))
+        whole = first + rest
+        assert [int(e[0]) for e in whole] == list(range(1, 154))
+        assert whole == read(a, url)
+    said = [r.getMessage() for r in caplog.records if r.name == "sseserver.streams"]
+    assert any("stream store unreachable" in line for line in said), said
+
+
+def test_a_unix_socket_url() -> None:
+    with redis_server(unix=True) as server, Stack(settings_for(server.url)) as a, \
+            Stack(settings_for(server.url)) as b:
+        url = start(a, {"tokens": 5})
+        assert len(read(b, url)) == 8
+
+
+def test_the_memory_store_is_not_shared() -> None:
+    with Stack() as stack:
+        assert stack.server.gateway.store.shared is False  # type: ignore[union-attr]
+
+
+def test_redis_streams_is_the_store_a_redis_url_names(nodes: tuple[Stack, Stack]) -> None:
+    assert isinstance(nodes[0].server.gateway.store, RedisStreams)  # type: ignore[union-attr]
