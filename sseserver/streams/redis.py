@@ -3,20 +3,13 @@
 The process that runs a generation (its owner) keeps the stream in memory as the
 embedded store does, and its own readers are served from there (no round trip per
 event); every frame also goes to Redis, the same bytes, so that any other process
-serves the stream to a reader that asks it. Layout, one hash tag per stream so that
-a Redis Cluster keeps a stream's keys on one shard:
+serves the stream to a reader that asks it (the layout: :mod:`sseserver.streams.keys`).
+Frames go out on one connection of their own, written once per loop pass and never
+waiting for a reply (Redis answers in order; the replies are only checked for
+errors). Commands that need an answer (reads, the lease, cancels) use redis-py.
 
-- ``sse:{ID}:e``: a Redis Stream, one entry per frame; the frame with SSE id ``n``
-  is the entry ``n-0`` (``Last-Event-ID`` is an entry id, no scan), its bytes in the
-  field ``f``; an entry with the field ``end`` follows the last frame;
-- ``sse:{ID}:m``: a hash of what a reader elsewhere needs (content type, preamble,
-  headers, heartbeat, the owner, the frames that end a stream whose owner is lost);
-- ``sse:node:NODE``: the owner's lease, renewed every second; a reader elsewhere
-  that finds it gone for a whole lease ends the stream with ``owner_lost``;
-- ``sse:cancel:NODE``: the channel a ``DELETE`` on any process sends the owner.
-
-Both stream keys expire ``streams.retention`` after the end (and
-``max_stream_duration`` + retention after the start, should the owner die).
+A stream's keys expire ``streams.retention`` after its end (and
+``max_stream_duration`` + retention after its start, should the owner die).
 """
 
 from __future__ import annotations
@@ -26,11 +19,14 @@ import copy
 import logging
 import re
 import secrets
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
+import hiredis
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -39,7 +35,27 @@ from sseserver.config import StreamSettings
 from sseserver.core.stream_log import StreamLog
 from sseserver.errors import RequestError
 from sseserver.events import ErrorEvent
-from sseserver.fanout import NumberedLogOutput, RemoteReader, with_event_id
+from sseserver.fanout import NumberedLogOutput, RemoteReader
+from sseserver.formats.ai_sdk import AISDKFormatter
+from sseserver.formats.sse import SSEFormatter
+from sseserver.streams.follow import (
+    FOLLOW_BLOCK_MS,
+    FOLLOW_COUNT,
+    Entries,
+    Follower,
+    StoreUnavailable,
+)
+from sseserver.streams.keys import (
+    cancel_channel,
+    encode_command,
+    encode_xadd,
+    entry_number,
+    events_key,
+    lease_key,
+    meta_key,
+    reading_key,
+    xadd_prefix,
+)
 from sseserver.streams.local import LocalStreams, cancel_local, not_found, subscribe_local
 from sseserver.streams.store import Resumable
 
@@ -50,16 +66,10 @@ logger = logging.getLogger("sseserver.streams")
 
 # The owner's lease: renewed every LEASE_RENEW s, lapsing LEASE s after the last
 # renewal. Three renewals per lease ride out a loop stalled for two seconds (a GC
-# pause, a burst of replay) without a false owner_lost; a dead owner is noticed
-# within LEASE + FOLLOW_BLOCK (4 s).
+# pause, a burst of replay) without a false owner_lost; a reader elsewhere notices a
+# dead owner within LEASE + two blocks of XREAD (5 s).
 LEASE = 3.0
 LEASE_RENEW = 1.0
-# A reader elsewhere waits at most this long in XREAD BLOCK before it looks at the
-# owner's lease and sends a heartbeat if one is due (ms, as XREAD takes it).
-FOLLOW_BLOCK_MS = 1000
-# Entries per XREAD: a reader catching up takes 64 frames (a few KiB of tokens) per
-# round trip, then lets its connection's write buffer say whether to go on.
-FOLLOW_COUNT = 64
 # Reconnecting to Redis: from 0.1 s, doubled, at most 5 s apart, so a restart is
 # noticed within seconds and an outage costs one attempt per 5 s.
 BACKOFF_MIN = 0.1
@@ -67,50 +77,36 @@ BACKOFF_MAX = 5.0
 # What a new resumable stream is told while Redis is unreachable: the reconnect
 # backoff's ceiling, so the next try likely finds Redis back.
 RETRY_AFTER = 5
-# A reader elsewhere that meets a Redis error retries for this long, then closes its
-# response (its client resumes later, as after any cut): longer than a restart takes.
-FOLLOW_OUTAGE = 10.0
-# Seconds Redis may take to answer (a command, not a blocked XREAD): far above any
-# healthy round trip, short enough that a stalled Redis is noticed.
+# Seconds Redis may take to answer a command (a blocked XREAD adds its block): far
+# above any healthy round trip, short enough that a stalled Redis is noticed.
 SOCKET_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
+# Frames written but not yet taken by Redis's socket: past this, Redis is too slow to
+# keep up and is treated as unreachable (the owner keeps every frame; the resync
+# stores them later) rather than let this process's memory grow without bound.
+MAX_UNSENT_BYTES = 64 * 1024 * 1024
 OWNER_LOST = ErrorEvent(type="owner_lost", retryable=True, message=(
     "the server generating this stream stopped before the end; start it again"))
 
 _ID_LINE = re.compile(rb"(?m)^id:[^\n]*\n")
-
-
-def events_key(stream_id: str) -> str:
-    return f"sse:{{{stream_id}}}:e"
-
-
-def meta_key(stream_id: str) -> str:
-    return f"sse:{{{stream_id}}}:m"
-
-
-def lease_key(node: str) -> str:
-    return f"sse:node:{node}"
-
-
-def cancel_channel(node: str) -> str:
-    return f"sse:cancel:{node}"
+_UNREACHABLE = "the stream store is unreachable; retry shortly"
 
 
 class MirroredLog(StreamLog):
-    """A stream log whose every frame also goes to Redis (through the node's
-    :class:`Appender`, pipelined per loop pass)."""
+    """A stream log whose every frame also goes to Redis."""
 
-    __slots__ = ("_appender", "stream_id")
+    __slots__ = ("_appender", "_prefix", "stream_id")
 
     def __init__(self, max_events: int, max_bytes: int, stream_id: str,
                  appender: Appender) -> None:
         super().__init__(max_events, max_bytes)
         self.stream_id = stream_id
+        self._prefix = xadd_prefix(stream_id)
         self._appender = appender
 
     def append(self, frame: bytes) -> int:
         event_id = super().append(frame)
-        self._appender.frame(self.stream_id, event_id, frame)
+        self._appender.frame(self.stream_id, self._prefix, event_id, frame)
         return event_id
 
     def finish(self) -> None:
@@ -118,32 +114,102 @@ class MirroredLog(StreamLog):
         self._appender.end(self.stream_id, self.last_id)
 
 
+class AppendConnection(asyncio.Protocol):
+    """The connection the appender writes on; it reads the replies only to count
+    (and log) the refused ones."""
+
+    def __init__(self, appender: Appender) -> None:
+        self.appender = appender
+        self.transport: asyncio.Transport | None = None
+        self.replies = hiredis.Reader()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        replies = self.replies
+        replies.feed(data)
+        reply = replies.gets()
+        while reply is not False:
+            if isinstance(reply, hiredis.ReplyError):  # a resync's duplicate, or a bug
+                self.appender.refused(reply)
+            reply = replies.gets()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.appender.disconnected(self, exc)
+
+
 class Appender:
-    """Every write of this process to Redis, pipelined: the commands of one loop pass
-    go out together in the next pass. One pipeline at a time, so a stream's entries
-    arrive in order; what a pass produces while one is in flight goes out as soon as
-    its reply is in. While Redis is unreachable nothing is queued: the owner keeps
-    every frame in memory anyway, and :meth:`RedisStreams.resync` stores what is
-    missing once Redis is back."""
+    """This process's writes to Redis, on one connection of their own: the commands
+    of one loop pass go out in one write at the end of the pass, and are never held
+    for a reply. While Redis is unreachable nothing is queued: the owner keeps every
+    frame in memory anyway, and :meth:`RedisStreams.resync` stores what is missing
+    once Redis is back."""
 
     def __init__(self, store: RedisStreams) -> None:
         self._store = store
-        self._pending: list[tuple[Any, ...]] = []
-        self._busy = False  # a pipeline is in flight, or its send is scheduled
+        self._pending: list[bytes] = []
+        self._connection: AppendConnection | None = None
         self.dropped: set[str] = set()  # streams whose frames could not be stored
-        self.pipelines = 0
+        self.writes = 0
+        self.refusals = 0
 
     def __repr__(self) -> str:
-        return f"<Appender pending={len(self._pending)} pipelines={self.pipelines}>"
+        return (f"<Appender connected={self.connected} writes={self.writes} "
+                f"refusals={self.refusals}>")
 
-    def frame(self, stream_id: str, event_id: int, frame: bytes) -> None:
+    @property
+    def connected(self) -> bool:
+        connection = self._connection
+        return connection is not None and connection.transport is not None and \
+            not connection.transport.is_closing()
+
+    # -- the connection ----------------------------------------------------------------
+
+    async def connect(self, url: str) -> None:
+        loop = asyncio.get_running_loop()
+        options = parse_url(url)
+        connection = AppendConnection(self)
+        if "path" in options:
+            connecting = loop.create_unix_connection(lambda: connection, options["path"])
+        else:
+            tls = ssl.create_default_context() if url.startswith("rediss://") else None
+            connecting = loop.create_connection(
+                lambda: connection, options.get("host", "localhost"),
+                options.get("port", 6379), ssl=tls)
+        await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
+        self._connection = connection
+        if options.get("password"):
+            self._write(encode_command("AUTH", *filter(None, (
+                options.get("username"), options["password"]))))
+        if options.get("db"):
+            self._write(encode_command("SELECT", options["db"]))
+
+    def refused(self, reply: Exception) -> None:
+        self.refusals += 1
+        logger.debug("stream store refused a write: %s", reply)
+
+    def disconnected(self, connection: AppendConnection, exc: Exception | None) -> None:
+        if connection is self._connection:
+            self._connection = None
+            self._store.lost(exc or ConnectionResetError("the stream store closed"))
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and connection.transport is not None:
+            connection.transport.close()
+
+    # -- the writes --------------------------------------------------------------------
+
+    def frame(self, stream_id: str, prefix: bytes, event_id: int, frame: bytes) -> None:
         if not self._store.up:
             self._drop(stream_id)
             return
-        key = events_key(stream_id)
-        self._queue(("XADD", key, b"%d-0" % event_id, "f", frame))
+        self._queue(encode_xadd(prefix, event_id, frame))
         if event_id == 1:  # the key exists now: bound its life should the owner die
-            self._queue(("EXPIRE", key, self._store.lifetime))
+            self._queue(encode_command("EXPIRE", events_key(stream_id),
+                                       self._store.lifetime))
 
     def end(self, stream_id: str, last_id: int) -> None:
         if not self._store.up:
@@ -154,59 +220,50 @@ class Appender:
     def queue_end(self, stream_id: str, last_id: int) -> None:
         retention = max(1, round(self._store.settings.retention))
         events, meta = events_key(stream_id), meta_key(stream_id)
-        self._queue(("XADD", events, b"%d-0" % (last_id + 1), "end", b"1"))
-        self._queue(("HSET", meta, "last", last_id))
-        self._queue(("EXPIRE", events, retention))
-        self._queue(("EXPIRE", meta, retention))
+        self._queue(encode_command("XADD", events, b"%d-0" % (last_id + 1), "end", "1"))
+        self._queue(encode_command("HSET", meta, "last", last_id))
+        self._queue(encode_command("EXPIRE", events, retention))
+        self._queue(encode_command("EXPIRE", meta, retention))
 
     def command(self, *args: Any) -> None:
         """Any other write, in order with the frames."""
         if self._store.up:
-            self._queue(args)
+            self._queue(encode_command(*args))
 
     def _drop(self, stream_id: str) -> None:
         if stream_id not in self.dropped:
             self.dropped.add(stream_id)
-            logger.warning("stream %s: the stream store is unreachable; its frames are "
-                           "served to this server's readers only until it is back",
-                           stream_id)
+            logger.warning("stream %s: frames not stored while the stream store is "
+                           "unreachable; this server's readers get them, readers "
+                           "elsewhere once it is back", stream_id)
 
-    def _queue(self, command: tuple[Any, ...]) -> None:
-        self._pending.append(command)
-        if not self._busy:
-            self._busy = True
+    def _queue(self, command: bytes) -> None:
+        pending = self._pending
+        pending.append(command)
+        if len(pending) == 1:
             asyncio.get_running_loop().call_soon(self._send)
 
     def _send(self) -> None:
         commands, self._pending = self._pending, []
-        if not commands:
-            self._busy = False
-            return
-        self.pipelines += 1
-        task = asyncio.get_running_loop().create_task(self._execute(commands))
-        task.add_done_callback(self._sent)
+        self._write(b"".join(commands))
 
-    async def _execute(self, commands: list[tuple[Any, ...]]) -> None:
-        async with self._store.redis.pipeline(transaction=False) as pipe:
-            for command in commands:
-                pipe.execute_command(*command)
-            replies = await pipe.execute(raise_on_error=False)
-        failed = [reply for reply in replies if isinstance(reply, Exception)]
-        if failed:  # a resync's duplicate entry, or a bug: never the client's business
-            logger.debug("stream store: %d of %d writes refused, first: %s",
-                         len(failed), len(commands), failed[0])
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
-            self._store.lost(error)
-        self._send()  # what came in meanwhile (nothing while Redis is down)
+    def _write(self, data: bytes) -> None:
+        connection = self._connection
+        transport = connection.transport if connection is not None else None
+        if transport is None or transport.is_closing():
+            return  # connection_lost has said so
+        self.writes += 1
+        transport.write(data)
+        if transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+            logger.warning("stream store too slow: %d bytes unsent", MAX_UNSENT_BYTES)
+            transport.abort()
 
 
 class RedisStreams(LocalStreams):
     """Streams kept in Redis, served by every process that shares it."""
 
     shared = True
+    lease = LEASE
 
     def __init__(self, settings: StreamSettings, node: str | None = None) -> None:
         super().__init__(settings)
@@ -221,6 +278,7 @@ class RedisStreams(LocalStreams):
         self._tasks: set[asyncio.Task[None]] = set()
         self._keeper: asyncio.Task[None] | None = None
         self._read_elsewhere: set[str] = set()
+        self._served = False  # the keeper's connection got as far as serving
         self._metas: dict[str, tuple[Any, ...]] = {}  # of the streams in the registry
         try:
             asyncio.get_running_loop()
@@ -241,8 +299,7 @@ class RedisStreams(LocalStreams):
     def check_available(self) -> None:
         self.start()
         if not self.up:
-            raise RequestError("the stream store is unreachable; retry shortly",
-                               status=503, error_type="unavailable",
+            raise RequestError(_UNREACHABLE, status=503, error_type="unavailable",
                                headers=[("retry-after", str(RETRY_AFTER))])
 
     def new_log(self, stream_id: str) -> StreamLog:
@@ -284,10 +341,11 @@ class RedisStreams(LocalStreams):
         await asyncio.gather(*tasks, return_exceptions=True)
         self._keeper = None
         self.up = False
+        self.appender.close()
         await self.redis.aclose()
 
     def lost(self, error: BaseException) -> None:
-        """A write failed: Redis is unreachable until the keeper reconnects."""
+        """Redis is unreachable until the keeper reconnects."""
         if self.up:
             logger.warning("stream store unreachable (%s): new resumable streams answer "
                            "503; live ones go on for this server's readers",
@@ -297,30 +355,32 @@ class RedisStreams(LocalStreams):
     async def _keep_connected(self) -> None:
         delay = BACKOFF_MIN
         while True:
+            self._served = False
             try:
                 await self._serve_connection()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
                 self.lost(exc)
-            except Exception:  # a bug: log it, and go on trying
+            except Exception as exc:  # a bug: logged, and the keeper goes on
                 logger.exception("stream store: unexpected failure")
-                self.lost(RuntimeError())
+                self.lost(exc)
+            self.lost(ConnectionResetError("the stream store closed"))
+            self.appender.close()
+            delay = BACKOFF_MIN if self._served else min(BACKOFF_MAX, delay * 2)
             await asyncio.sleep(delay)
-            delay = BACKOFF_MIN if self.up else min(BACKOFF_MAX, delay * 2)
 
     async def _serve_connection(self) -> None:
         """Connect, take the lease, store what is missing, then renew the lease and
-        take cancels until the connection fails."""
+        take cancels until a connection fails."""
         redis = self.redis
         await redis.set(lease_key(self.node), 1, px=int(LEASE * 1000))
+        await self.appender.connect(self.settings.store)
         async with redis.pubsub() as pubsub:
             await pubsub.subscribe(cancel_channel(self.node))
             await self.resync()
-            self.up = True
+            self._served = True
             logger.info("stream store connected (node %s)", self.node)
             renewed = time.monotonic()
-            while True:
+            while self.appender.connected:
                 message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                    timeout=LEASE_RENEW)
                 if message is not None:
@@ -330,14 +390,15 @@ class RedisStreams(LocalStreams):
                     renewed = time.monotonic()
 
     async def _renew(self) -> None:
+        """Renew the lease; learn which of our unread streams are read elsewhere."""
+        alone = [r.relay.id for r in self.registry.values()
+                 if r.output.alone_since is not None and not r.output.log.finished]
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(lease_key(self.node), 1, px=int(LEASE * 1000))
-            alone = [r.relay.id for r in self.registry.values()
-                     if r.output.alone_since is not None and r.output.log.finished is False]
             for stream_id in alone:
                 pipe.exists(reading_key(stream_id))
             replies = await pipe.execute()
-        self._read_elsewhere = {sid for sid, n in zip(alone, replies[1:], strict=True) if n}
+        self._read_elsewhere = {s for s, n in zip(alone, replies[1:], strict=True) if n}
 
     def _cancelled_elsewhere(self, data: bytes) -> None:
         resumable = self.get(data.decode("ascii", "replace"))
@@ -348,15 +409,15 @@ class RedisStreams(LocalStreams):
         """Store what Redis lacks of this process's streams (after an outage, or a
         Redis restart that lost them): meta, frames after its last entry, the end."""
         streams = self.registry.values()
-        if not streams:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for resumable in streams:
-                pipe.xrevrange(events_key(resumable.relay.id), count=1)
-            tops = await pipe.execute()
+        tops: list[Any] = []
+        if streams:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for resumable in streams:
+                    pipe.xrevrange(events_key(resumable.relay.id), count=1)
+                tops = await pipe.execute()
         self.up = True  # from here on (no await until queued) appends go in order
         for resumable, top in zip(streams, tops, strict=True):
-            self._restore(resumable, int(top[0][0].split(b"-")[0]) if top else 0)
+            self._restore(resumable, entry_number(top[0][0]) if top else 0)
         if self.appender.dropped:
             logger.info("stream store back: stored the missing frames of %d streams",
                         len(self.appender.dropped))
@@ -364,13 +425,13 @@ class RedisStreams(LocalStreams):
 
     def _restore(self, resumable: Resumable, top: int) -> None:
         stream_id, log = resumable.relay.id, resumable.output.log
-        appender = self.appender
         self._store_meta(stream_id, self._metas[stream_id])
-        frames = log.since(min(top, log.last_id))
-        for offset, frame in enumerate(frames, start=min(top, log.last_id) + 1):
-            appender.frame(stream_id, offset, frame)
+        stored = min(top, log.last_id)
+        prefix = xadd_prefix(stream_id)
+        for event_id, frame in enumerate(log.since(stored), start=stored + 1):
+            self.appender.frame(stream_id, prefix, event_id, frame)
         if log.finished and top <= log.last_id:
-            appender.queue_end(stream_id, log.last_id)
+            self.appender.queue_end(stream_id, log.last_id)
 
     # -- any process's side ------------------------------------------------------------
 
@@ -400,10 +461,8 @@ class RedisStreams(LocalStreams):
             owner, last = await self.redis.hmget(meta_key(stream_id), ["owner", "last"])
             if owner is not None and last is None:
                 await self.redis.publish(cancel_channel(owner.decode()), stream_id)
-        except RedisError as exc:
-            self.lost(exc)
-            respond_error(conn, 503, "the stream store is unreachable; retry shortly",
-                          [("retry-after", str(RETRY_AFTER))])
+        except RedisError:
+            respond_error(conn, 503, _UNREACHABLE, [("retry-after", str(RETRY_AFTER))])
             return
         if owner is None:
             respond_error(conn, 404, str(not_found(stream_id)))
@@ -412,13 +471,11 @@ class RedisStreams(LocalStreams):
                                 "status": "cancelled" if last is None else "ended"})
 
     async def _follow(self, stream_id: str, conn: Any, after: int) -> None:
-        """A reader of a stream generated elsewhere: the frames after ``after`` from
-        Redis, then new ones as they come, until the end entry or a lost owner."""
+        """A reader of a stream generated elsewhere."""
         try:
             meta = await self.redis.hgetall(meta_key(stream_id))
         except RedisError:
-            respond_error(conn, 503, "the stream store is unreachable; retry shortly",
-                          [("retry-after", str(RETRY_AFTER))])
+            respond_error(conn, 503, _UNREACHABLE, [("retry-after", str(RETRY_AFTER))])
             return
         if not meta:
             respond_error(conn, 404, str(not_found(stream_id)))
@@ -430,105 +487,49 @@ class RedisStreams(LocalStreams):
         reader.start(stream_id, meta[b"ct"].decode(), orjson.loads(meta[b"hdr"]),
                      meta[b"pre"])
         try:
-            await Follower(self, stream_id, meta, reader, after).run()
+            await Follower(self, stream_id, meta, reader, after,
+                           self.settings.heartbeat_interval).run()
         finally:
             reader.close()
 
+    async def read_after(self, stream_id: str, cursor: int) -> Entries:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(reading_key(stream_id), 1, px=int(LEASE * 1000))
+                pipe.xread({events_key(stream_id): b"%d-0" % cursor}, count=FOLLOW_COUNT,
+                           block=FOLLOW_BLOCK_MS)
+                replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from None
+        found = replies[1]
+        return found[0][1] if found else []
 
-class Follower:
-    """The loop of one reader elsewhere: XREAD BLOCK after its cursor, write, repeat;
-    paused while its client's buffer is full; ended by the end entry, by a lost owner,
-    or by Redis unreachable for longer than FOLLOW_OUTAGE."""
-
-    def __init__(self, store: RedisStreams, stream_id: str, meta: dict[bytes, bytes],
-                 reader: RemoteReader, after: int) -> None:
-        self.store = store
-        self.stream_id = stream_id
-        self.meta = meta
-        self.reader = reader
-        self.cursor = after
-        self.owner_missing_since: float | None = None
-        self.failing_since: float | None = None
-        self.loop = asyncio.get_running_loop()
-
-    async def run(self) -> None:
-        reader, key = self.reader, events_key(self.stream_id)
-        while not reader.gone:
-            await reader.writable()
-            if reader.gone:
-                return
-            try:
-                reply = await self._read(key)
-            except RedisError:
-                if self._outage_too_long():
-                    return
-                await asyncio.sleep(BACKOFF_MIN)
-                continue
-            self.failing_since = None
-            if reply and self._write(reply[0][1]):
-                return
-            if not reply and await self._owner_lost():
-                self._end_lost()
-                return
-
-    async def _read(self, key: str) -> Any:
-        redis = self.store.redis
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.set(reading_key(self.stream_id), 1, px=int(LEASE * 1000))
-            pipe.xread({key: b"%d-0" % self.cursor}, count=FOLLOW_COUNT,
-                       block=FOLLOW_BLOCK_MS)
-            replies = await pipe.execute()
-        return replies[1]
-
-    def _write(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> bool:
-        """Send the entries' frames; True once the end entry is read."""
-        frames = [fields[b"f"] for _, fields in entries if b"f" in fields]
-        self.reader.write(b"".join(frames))
-        self.cursor = int(entries[-1][0].split(b"-")[0])
-        return b"end" in entries[-1][1]
-
-    async def _owner_lost(self) -> bool:
-        """No entry for a whole block: a heartbeat if due, and a look at the lease."""
-        if self.loop.time() - self.reader.last_write >= self.store.settings.heartbeat_interval:
-            self.reader.write(self.meta[b"hb"])
-        alive = await self.store.redis.exists(lease_key(self.meta[b"owner"].decode()))
-        if alive:
-            self.owner_missing_since = None
-            return False
-        now = self.loop.time()
-        if self.owner_missing_since is None:
-            self.owner_missing_since = now
-        return now - self.owner_missing_since >= LEASE
-
-    def _end_lost(self) -> None:
-        frames = [self.meta[b"lost"], self.meta[b"lostend"]]
-        if self.meta.get(b"ids") == b"1":
-            frames = [with_event_id(frame, self.cursor + n)
-                      for n, frame in enumerate(frames, start=1)]
-        self.reader.write(b"".join(frames))
-
-    def _outage_too_long(self) -> bool:
-        now = self.loop.time()
-        if self.failing_since is None:
-            self.failing_since = now
-        return now - self.failing_since >= FOLLOW_OUTAGE
-
-
-def reading_key(stream_id: str) -> str:
-    """Set by readers elsewhere while they follow: the owner does not cancel a stream
-    as unread while it exists."""
-    return f"sse:{{{stream_id}}}:r"
+    async def owner_alive(self, owner: str) -> bool:
+        try:
+            return bool(await self.redis.exists(lease_key(owner)))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from None
 
 
 def lost_frames(formatter: Formatter) -> tuple[bytes, bytes, bool]:
     """The error and end frames that end a stream whose owner is lost, without ids
     (the reader numbers them after the last frame it sent), and whether the format
     numbers its frames: made by a copy of the stream's formatter as it was before its
-    first frame."""
+    first frame. The same for every stream of /v1/stream's formats (kept once)."""
+    kind = type(formatter)
+    known = _LOST.get(kind)
+    if known is not None:
+        return known
     fresh = copy.deepcopy(formatter)
     error, end = fresh.event(OWNER_LOST), fresh.end()
     numbered = _ID_LINE.search(end) is not None
-    return _ID_LINE.sub(b"", error), _ID_LINE.sub(b"", end), numbered
+    frames = _ID_LINE.sub(b"", error), _ID_LINE.sub(b"", end), numbered
+    if kind in (SSEFormatter, AISDKFormatter):  # nothing of the request in their frames
+        _LOST[kind] = frames
+    return frames
+
+
+_LOST: dict[type, tuple[bytes, bytes, bool]] = {}
 
 
 def respond_error(conn: Any, status: int, message: str,
