@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sseserver.config import StreamSettings
+from sseserver.errors import ConfigError
 from sseserver.streams.local import LocalStreams
 from sseserver.streams.store import StreamStore
 
@@ -12,5 +13,9 @@ def open_store(settings: StreamSettings) -> StreamStore:
     unix:// URL (the redis extra: ``pip install 'sseserver[redis]'``)."""
     if settings.store == "memory":
         return LocalStreams(settings)
-    from sseserver.streams.redis import RedisStreams  # the one module importing redis
+    try:
+        from sseserver.streams.redis import RedisStreams  # the one module importing redis
+    except ImportError as exc:
+        raise ConfigError(f"streams.store names Redis, which needs the redis extra: "
+                          f"pip install 'sseserver[redis]' ({exc.name} is missing)") from None
     return RedisStreams(settings)

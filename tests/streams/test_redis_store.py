@@ -175,3 +175,17 @@ def test_the_memory_store_is_not_shared() -> None:
 
 def test_redis_streams_is_the_store_a_redis_url_names(nodes: tuple[Stack, Stack]) -> None:
     assert isinstance(nodes[0].server.gateway.store, RedisStreams)  # type: ignore[union-attr]
+
+
+def test_a_reader_elsewhere_keeps_a_detached_generation_going(redis: RedisServer) -> None:
+    settings = settings_for(redis.url, **{"streams.detached_idle_timeout": 1.0})
+    with Stack(settings) as a, Stack(settings) as b:
+        url = start(a, {"tokens": 150, "rate": 50})  # 3 s; nobody reads it on A
+        events = read(b, url)
+        assert [e[1] for e in events[-3:]] == ["message", "usage", "message"]
+        assert len(events) == 153
+        unread = start(a, {"tokens": 500, "rate": 50})  # 10 s
+        resumable = a.server.gateway.store.get(unread.rsplit("/", 1)[1])  # type: ignore[union-attr]
+        assert read(b, unread, after=0, limit=1)  # one look, then nobody
+        # the reader's mark lapses with a lease (3 s), then the idle limit (1 s) runs
+        wait_for(lambda: resumable.relay.status == "cancelled", seconds=8)
