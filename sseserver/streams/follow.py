@@ -36,7 +36,9 @@ class Source(Protocol):
         """Entries after ``cursor``, waiting up to FOLLOW_BLOCK_MS for the first."""
         ...
 
-    async def owner_alive(self, owner: str) -> bool: ...
+    async def still_there(self, stream_id: str, owner: str) -> tuple[bool, bool]:
+        """Whether the stream is still kept, and its owner's lease still held."""
+        ...
 
 
 class Follower:
@@ -83,11 +85,17 @@ class Follower:
         return b"end" in entries[-1][1]
 
     async def _quiet(self) -> bool:
-        """No entry for a whole block: a heartbeat if due, a look at the owner's
-        lease; True when it has been gone for a whole lease (the stream is ended)."""
+        """No entry for a whole block: a heartbeat if due, a look at the stream and its
+        owner's lease; True when the stream is gone (expired while this reader was
+        paused: it closes, and a resume gets 404) or its owner has been gone for a
+        whole lease (the stream is ended with owner_lost)."""
         if self.loop.time() - self.reader.last_write >= self.heartbeat_interval:
             self.reader.write(self.meta[b"hb"])
-        if await self.source.owner_alive(self.meta[b"owner"].decode()):
+        kept, alive = await self.source.still_there(self.stream_id,
+                                                    self.meta[b"owner"].decode())
+        if not kept:
+            return True
+        if alive:
             self.missing_since = None
             return False
         now = self.loop.time()

@@ -231,11 +231,11 @@ class Appender:
             self._queue(encode_command(*args))
 
     def _drop(self, stream_id: str) -> None:
-        if stream_id not in self.dropped:
-            self.dropped.add(stream_id)
-            logger.warning("stream %s: frames not stored while the stream store is "
-                           "unreachable; this server's readers get them, readers "
-                           "elsewhere once it is back", stream_id)
+        if not self.dropped:  # once per outage: the resync says how many streams
+            logger.warning("stream %s (and any other running here): frames not stored "
+                           "while the stream store is unreachable; this server's readers "
+                           "get them, readers elsewhere once it is back", stream_id)
+        self.dropped.add(stream_id)
 
     def _queue(self, command: bytes) -> None:
         pending = self._pending
@@ -418,10 +418,13 @@ class RedisStreams(LocalStreams):
         self.up = True  # from here on (no await until queued) appends go in order
         for resumable, top in zip(streams, tops, strict=True):
             self._restore(resumable, entry_number(top[0][0]) if top else 0)
-        if self.appender.dropped:
-            logger.info("stream store back: stored the missing frames of %d streams",
-                        len(self.appender.dropped))
-            self.appender.dropped.clear()
+        dropped = self.appender.dropped
+        if dropped:
+            gone = sum(1 for stream_id in dropped if self.get(stream_id) is None)
+            logger.warning("stream store back: stored the frames it missed of %d streams; "
+                           "%d that ended and expired meanwhile were never stored",
+                           len(dropped) - gone, gone)
+            dropped.clear()
 
     def _restore(self, resumable: Resumable, top: int) -> None:
         stream_id, log = resumable.relay.id, resumable.output.log
@@ -504,11 +507,15 @@ class RedisStreams(LocalStreams):
         found = replies[1]
         return found[0][1] if found else []
 
-    async def owner_alive(self, owner: str) -> bool:
+    async def still_there(self, stream_id: str, owner: str) -> tuple[bool, bool]:
         try:
-            return bool(await self.redis.exists(lease_key(owner)))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(meta_key(stream_id))
+                pipe.exists(lease_key(owner))
+                kept, alive = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from None
+        return bool(kept), bool(alive)
 
 
 def lost_frames(formatter: Formatter) -> tuple[bytes, bytes, bool]:

@@ -53,7 +53,7 @@ def fake_provider() -> Iterator[str]:
 @contextmanager
 def node(redis: RedisServer, fake: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     env = {"OPENAI_API_KEY": "sk-test-key", "OPENAI_BASE_URL": fake + "/v1",
-           "SSESERVER_STREAMS_STORE": redis.url, "SSESERVER_STREAMS_RETENTION": "2",
+           "SSESERVER_STREAMS_STORE": redis.url, "SSESERVER_STREAMS_RETENTION": "60",
            "SSESERVER_STREAMS_HEARTBEAT_INTERVAL": "0.5"}
     with serve(env=env) as (process, url):
         # read its log on as it comes: a full pipe would stop the server
