@@ -189,3 +189,29 @@ def test_a_reader_elsewhere_keeps_a_detached_generation_going(redis: RedisServer
         assert read(b, unread, after=0, limit=1)  # one look, then nobody
         # the reader's mark lapses with a lease (3 s), then the idle limit (1 s) runs
         wait_for(lambda: resumable.relay.status == "cancelled", seconds=8)
+
+
+def test_a_ui_message_stream_is_read_elsewhere_with_its_headers(
+        nodes: tuple[Stack, Stack]) -> None:
+    a, b = nodes
+    response = httpx.post(a.url + "/v1/streams",
+                          json=request_body({"tokens": 4}, format="ai-sdk"))
+    assert response.status_code == 201, response.text
+    url = response.json()["url"]
+    here = httpx.get(a.url + url)
+    there = httpx.get(b.url + url)
+    assert there.status_code == 200 and there.text == here.text
+    assert there.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert there.text.endswith("data: [DONE]\n\n")
+
+
+def test_a_resumable_chat_completion_is_resumed_elsewhere(nodes: tuple[Stack, Stack]) -> None:
+    a, b = nodes
+    body = {**request_body({"tokens": 5}), "stream": True}
+    with httpx.stream("POST", a.url + "/v1/chat/completions", json=body,
+                      headers={"x-resumable": "true"}) as response:
+        stream_id = response.headers["x-stream-id"]
+        first = response.read().decode()
+    rest = httpx.get(f"{b.url}/v1/streams/{stream_id}", headers={"last-event-id": "2"})
+    frames = [f + "\n\n" for f in first.split("\n\n") if f]
+    assert rest.text == "".join(frames[2:])  # numbered frames: the same bytes after id 2
