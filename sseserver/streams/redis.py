@@ -433,7 +433,7 @@ class RedisStreams(LocalStreams):
         prefix = xadd_prefix(stream_id)
         for event_id, frame in enumerate(log.since(stored), start=stored + 1):
             self.appender.frame(stream_id, prefix, event_id, frame)
-        if log.finished and top <= log.last_id:
+        if log.finished:  # its end again (a duplicate is refused), and its expiry
             self.appender.queue_end(stream_id, log.last_id)
 
     # -- any process's side ------------------------------------------------------------

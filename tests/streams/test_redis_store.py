@@ -178,17 +178,18 @@ def test_redis_streams_is_the_store_a_redis_url_names(nodes: tuple[Stack, Stack]
 
 
 def test_a_reader_elsewhere_keeps_a_detached_generation_going(redis: RedisServer) -> None:
-    settings = settings_for(redis.url, **{"streams.detached_idle_timeout": 1.0})
+    # above the owner's look at the readers elsewhere (every second)
+    settings = settings_for(redis.url, **{"streams.detached_idle_timeout": 2.0})
     with Stack(settings) as a, Stack(settings) as b:
-        url = start(a, {"tokens": 150, "rate": 50})  # 3 s; nobody reads it on A
+        url = start(a, {"tokens": 200, "rate": 50})  # 4 s; nobody reads it on A
         events = read(b, url)
         assert [e[1] for e in events[-3:]] == ["message", "usage", "message"]
-        assert len(events) == 153
+        assert len(events) == 203
         unread = start(a, {"tokens": 500, "rate": 50})  # 10 s
         resumable = a.server.gateway.store.get(unread.rsplit("/", 1)[1])  # type: ignore[union-attr]
         assert read(b, unread, after=0, limit=1)  # one look, then nobody
-        # the reader's mark lapses with a lease (3 s), then the idle limit (1 s) runs
-        wait_for(lambda: resumable.relay.status == "cancelled", seconds=8)
+        # the reader's mark lapses with a lease (3 s), then the idle limit (2 s) runs
+        wait_for(lambda: resumable.relay.status == "cancelled", seconds=9)
 
 
 def test_a_ui_message_stream_is_read_elsewhere_with_its_headers(
