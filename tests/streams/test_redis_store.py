@@ -143,8 +143,11 @@ def test_unreachable_redis_refuses_new_resumable_streams_only() -> None:
 
 
 def test_a_redis_restart_mid_stream_loses_no_event(caplog: pytest.LogCaptureFixture) -> None:
-    with redis_server() as own, Stack(settings_for(own.url)) as a, \
-            Stack(settings_for(own.url)) as b:
+    kept = {"streams.retention": 30.0}  # the finished stream outlives the test
+    with redis_server() as own, Stack(settings_for(own.url, **kept)) as a, \
+            Stack(settings_for(own.url, **kept)) as b:
+        finished = start(a, {"tokens": 5})
+        before = read(b, finished)
         url = start(a, {"tokens": 150, "rate": 50})
         first = read(b, url, limit=20)
         own.restart()  # empty, as a restart without persistence
@@ -157,6 +160,7 @@ def test_a_redis_restart_mid_stream_loses_no_event(caplog: pytest.LogCaptureFixt
         whole = first + rest
         assert [int(e[0]) for e in whole] == list(range(1, 154))
         assert whole == read(a, url)
+        assert read(b, finished) == before  # stored again from the owner's memory
     said = [r.getMessage() for r in caplog.records if r.name == "sseserver.streams"]
     assert any("stream store unreachable" in line for line in said), said
 
