@@ -488,14 +488,18 @@ _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^\x00-\x20\x7f/?#]+|null")
 _HEADER_NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 token
 
 
-STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+STORE_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
 def _validate_store(store: str) -> None:
-    if store != "memory" and (not store.startswith(STORE_SCHEMES) or
-                              len(store) == len(store.split("://")[0]) + 3):
-        raise ConfigError(f"streams.store: must be \"memory\" or a redis://, rediss:// or "
-                          f"unix:// URL, got {store.split('@')[-1][:80]!r}")
+    scheme, separator, rest = store.partition("://")
+    if store == "memory" or (separator and scheme in STORE_SCHEMES and rest):
+        return
+    # the scheme alone: a URL may hold a password
+    shown = f"a {scheme}:// URL" if separator else \
+        repr(store[:20]) if "@" not in store else "another value"
+    raise ConfigError(f"streams.store: must be \"memory\" or a redis://, rediss:// or "
+                      f"unix:// URL, got {shown}")
 
 
 def _validate_cors(server: ServerSettings) -> None:

@@ -36,7 +36,8 @@ def test_the_store_setting_takes_memory_and_redis_urls(url: str) -> None:
     assert load_config(f'[streams]\nstore = "{url}"').streams.store == url
 
 
-@pytest.mark.parametrize("url", ["redis://", "postgres://user:hunter2@db", "Memory", ""])
+@pytest.mark.parametrize("url", ["redis://", "postgres://user:hunter2@db", "Memory", "",
+                                 "user:hunter2@redis.example"])
 def test_another_store_is_refused_without_showing_a_password(url: str) -> None:
     with pytest.raises(ConfigError, match=r"streams\.store") as caught:
         load_config(f'[streams]\nstore = "{url}"')
