@@ -333,6 +333,11 @@ class RemoteReader:
             self._writer.write(data)
             self.last_write = asyncio.get_running_loop().time()
 
+    @property
+    def paused(self) -> bool:
+        """The client's buffer is full (or the client is gone): write no more now."""
+        return not self._resumed.is_set() or self.gone
+
     async def writable(self) -> None:
         """Returns once the client takes more (at once unless its buffer is full)."""
         if not self._resumed.is_set():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from sseserver.fanout import RemoteReader, with_event_id
+from sseserver.fanout import REPLAY_SLICE_BYTES, RemoteReader, with_event_id
 from sseserver.streams.keys import entry_number
 
 # How long a reader waits for a new entry before it looks at the owner's lease and
@@ -79,10 +79,27 @@ class Follower:
                 return
 
     def _write(self, entries: Entries) -> bool:
-        """Send the entries' frames; True once the end entry is read."""
-        self.reader.write(b"".join(fields[b"f"] for _, fields in entries if b"f" in fields))
-        self.cursor = entry_number(entries[-1][0])
-        return b"end" in entries[-1][1]
+        """Send the entries' frames in slices, as a local reader replays, stopping
+        when the client's buffer is full (the rest is read again once it drains);
+        True once the end entry is read."""
+        reader = self.reader
+        batch: list[bytes] = []
+        size = 0
+        for entry_id, fields in entries:
+            frame = fields.get(b"f")
+            if frame is None:  # the end entry: every frame before it is in the batch
+                reader.write(b"".join(batch))
+                return True
+            batch.append(frame)
+            size += len(frame)
+            self.cursor = entry_number(entry_id)
+            if size >= REPLAY_SLICE_BYTES:
+                reader.write(b"".join(batch))
+                batch, size = [], 0
+                if reader.paused:
+                    return False
+        reader.write(b"".join(batch))
+        return False
 
     async def _quiet(self) -> bool:
         """No entry for a whole block: a heartbeat if due, a look at the stream and its

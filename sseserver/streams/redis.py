@@ -319,6 +319,9 @@ class RedisStreams(LocalStreams):
         try:
             await Follower(self, stream_id, meta, reader, after,
                            self.settings.heartbeat_interval).run()
+        except Exception as exc:  # a bug: this reader ends, and says why
+            logger.warning("stream %s: a reader here ended: %s: %s", stream_id,
+                           type(exc).__name__, exc)
         finally:
             reader.close()
 

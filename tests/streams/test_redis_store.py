@@ -4,6 +4,7 @@ expiring; the unix socket. (tests/e2e/test_redis_nodes.py runs separate processe
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -220,3 +221,29 @@ def test_a_resumable_chat_completion_is_resumed_elsewhere(nodes: tuple[Stack, St
     rest = httpx.get(f"{b.url}/v1/streams/{stream_id}", headers={"last-event-id": "2"})
     frames = [f + "\n\n" for f in first.split("\n\n") if f]
     assert rest.text == "".join(frames[2:])  # numbered frames: the same bytes after id 2
+
+
+def test_a_reader_elsewhere_that_stops_reading_is_paused_not_overfilled(
+        redis: RedisServer) -> None:
+    """About 7 MiB of frames, more than the kernel's socket buffers take, and a client
+    that reads nothing for two seconds: without the pause, the server would pass its
+    1 MiB write buffer and drop the client."""
+    settings = settings_for(redis.url, **{"streams.max_events": 200_000,
+                                          "streams.max_bytes": 64 << 20,
+                                          "streams.retention": 60.0})
+    with Stack(settings) as a, Stack(settings) as b:
+        url = start(a, {"tokens": 150_000})
+        wait_for(lambda: a.server.gateway.store.get(  # type: ignore[union-attr]
+            url.rsplit("/", 1)[1]).output.log.finished, seconds=60)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            sock.connect(("127.0.0.1", b.port))
+            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+            time.sleep(2.0)
+            sock.settimeout(15)
+            received = bytearray()
+            while not received.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"):
+                chunk = sock.recv(1 << 20)
+                assert chunk, f"dropped after {len(received)} bytes: {bytes(received[-300:])!r}"
+                received += chunk
+        assert b"\nid: 150003\n" in received or b"id: 150003\n" in received
