@@ -156,3 +156,18 @@ def test_a_killed_owner_ends_its_streams_elsewhere_with_owner_lost() -> None:
         assert ids == list(range(1, len(ids) + 1))  # the ending numbered after the last
         # the lease lapses, then one more block: generous bound for a shared machine
         assert waited < LEASE + 2 * FOLLOW_BLOCK_MS / 1000 + 3
+
+
+def test_with_workers_any_worker_serves_any_stream() -> None:
+    """``--workers 2`` shares the listening port: a GET may land on the worker that
+    does not run the stream, which serves it from Redis (no 404 for a live stream)."""
+    with redis_server() as redis, fake_provider() as fake:
+        env = {"OPENAI_API_KEY": "sk-test-key", "OPENAI_BASE_URL": fake + "/v1",
+               "SSESERVER_STREAMS_STORE": redis.url}
+        with serve("--workers", "2", env=env) as (process, url):
+            threading.Thread(target=lambda: process.stderr.read(),  # type: ignore[union-attr]
+                             daemon=True).start()
+            streams = [start(url, {"tokens": 100, "rate": 200}) for _ in range(8)]
+            for stream in streams:
+                events = read(url + stream, None)
+                assert [e[0] for e in events] == list(range(1, 104))
