@@ -21,6 +21,9 @@ FOLLOW_COUNT = 64
 # a Redis restart takes.
 FOLLOW_RETRY = 0.1
 FOLLOW_OUTAGE = 10.0
+# How often a reader renews its mark that the stream is read here (which lasts a
+# lease, 3 s): three renewals per mark, as the owner renews its lease.
+MARK_INTERVAL = 1.0
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
@@ -32,8 +35,9 @@ class StoreUnavailable(Exception):
 class Source(Protocol):
     lease: float  # s an owner's lease lasts after its last renewal
 
-    async def read_after(self, stream_id: str, cursor: int) -> Entries:
-        """Entries after ``cursor``, waiting up to FOLLOW_BLOCK_MS for the first."""
+    async def read_after(self, stream_id: str, cursor: int, mark: bool) -> Entries:
+        """Entries after ``cursor``, waiting up to FOLLOW_BLOCK_MS for the first;
+        ``mark``: also say (for a lease) that the stream is being read here."""
         ...
 
     async def still_there(self, stream_id: str, owner: str) -> tuple[bool, bool]:
@@ -42,7 +46,7 @@ class Source(Protocol):
 
 
 class Follower:
-    __slots__ = ("cursor", "failing_since", "heartbeat_interval", "loop", "meta",
+    __slots__ = ("cursor", "failing_since", "heartbeat_interval", "loop", "marked", "meta",
                  "missing_since", "reader", "source", "stream_id")
 
     def __init__(self, source: Source, stream_id: str, meta: dict[bytes, bytes],
@@ -55,6 +59,7 @@ class Follower:
         self.heartbeat_interval = heartbeat_interval
         self.missing_since: float | None = None  # when the owner's lease was first gone
         self.failing_since: float | None = None  # when the store first failed in a row
+        self.marked = -MARK_INTERVAL  # when the mark was last renewed
         self.loop = asyncio.get_running_loop()
 
     def __repr__(self) -> str:
@@ -67,7 +72,8 @@ class Follower:
             if reader.gone:
                 return
             try:
-                entries = await self.source.read_after(self.stream_id, self.cursor)
+                entries = await self.source.read_after(self.stream_id, self.cursor,
+                                                       self._mark_due())
                 ended = self._write(entries) if entries else await self._quiet()
             except StoreUnavailable:
                 if self._outage_too_long():
@@ -77,6 +83,15 @@ class Follower:
             self.failing_since = None
             if ended:
                 return
+
+    def _mark_due(self) -> bool:
+        """Whether to renew the mark that the stream is read here: once per
+        MARK_INTERVAL, not once per read (a live reader reads once per frame)."""
+        now = self.loop.time()
+        if now - self.marked < MARK_INTERVAL:
+            return False
+        self.marked = now
+        return True
 
     def _write(self, entries: Entries) -> bool:
         """Send the entries' frames in slices, as a local reader replays, stopping

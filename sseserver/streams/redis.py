@@ -325,16 +325,17 @@ class RedisStreams(LocalStreams):
         finally:
             reader.close()
 
-    async def read_after(self, stream_id: str, cursor: int) -> Entries:
+    async def read_after(self, stream_id: str, cursor: int, mark: bool) -> Entries:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(reading_key(stream_id), 1, px=int(LEASE * 1000))
+                if mark:
+                    pipe.set(reading_key(stream_id), 1, px=int(LEASE * 1000))
                 pipe.xread({events_key(stream_id): b"%d-0" % cursor}, count=FOLLOW_COUNT,
                            block=FOLLOW_BLOCK_MS)
                 replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from None
-        found = replies[1]
+        found = replies[-1]
         return found[0][1] if found else []
 
     async def still_there(self, stream_id: str, owner: str) -> tuple[bool, bool]:
