@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import re
 import secrets
@@ -144,7 +145,7 @@ class RedisStreams(LocalStreams):
         error, end, numbered = lost_frames(formatter)
         numbered = numbered or isinstance(resumable.output, NumberedLogOutput)
         return ("owner", self.node, "ct", formatter.content_type, "pre", formatter.preamble,
-                "hdr", orjson.dumps(resumable.headers), "hb", formatter.heartbeat,
+                "hdr", encoded_headers(tuple(resumable.headers)), "hb", formatter.heartbeat,
                 "lost", error, "lostend", end, "ids", int(numbered),
                 "created", round(time.time(), 3), "chat", resumable.chat_id or "")
 
@@ -368,6 +369,13 @@ def lost_frames(formatter: Formatter) -> tuple[bytes, bytes, bool]:
 
 
 _LOST: dict[type, tuple[bytes, bytes, bool]] = {}
+
+
+@functools.lru_cache(maxsize=64)
+def encoded_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """A format's response headers as JSON, once per format (orjson's bytes of a
+    small value hold a 4 KiB buffer: 4 KiB a stream kept in the meta otherwise)."""
+    return orjson.dumps(headers)
 
 
 def respond_error(conn: Any, status: int, message: str,
