@@ -181,15 +181,18 @@ class RedisStreams(LocalStreams):
 
     async def _keep_connected(self) -> None:
         delay = BACKOFF_MIN
+        first = True  # later outages are told by lost(), as the store goes down
         while True:
             self._served = False
             try:
                 await self._serve_connection()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except Exception as exc:  # unreachable, refused, or a bug: try again
+                if first and not self.up:
+                    logger.warning("stream store unreachable (%s: %s): new resumable "
+                                   "streams answer 503 until it is back",
+                                   type(exc).__name__, exc)
                 self.lost(exc)
-            except Exception as exc:  # a bug: logged, and the keeper goes on
-                logger.exception("stream store: unexpected failure")
-                self.lost(exc)
+            first = False
             self.lost(ConnectionResetError("the stream store closed"))
             self.appender.close()
             delay = BACKOFF_MIN if self._served else min(BACKOFF_MAX, delay * 2)
