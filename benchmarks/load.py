@@ -2,6 +2,7 @@
 
     python -m benchmarks.load --streams 100 1000 --tokens 40 --rate 20
     python -m benchmarks.load --contenders sseserver floor starlette aiohttp --plot out.png
+    python -m benchmarks.load --streams 1000 --resumable --store redis
 
 For each contender (sseserver, and peers doing the same job: the floor, a minimal
 hand-written uvloop relay; uvicorn + sse-starlette + httpx; aiohttp + aiohttp-sse;
@@ -14,7 +15,10 @@ carries the fake's send time, CLOCK_MONOTONIC being shared by all processes), p9
 between frames of one stream, time to first token, RSS per stream, and errors (every
 stream must end with [DONE] after the expected number of tokens). Each server first
 serves one warm-up stream outside the measurement. With --repeat K, each contender
-runs K times per N, in turns, and the table shows its median run.
+runs K times per N, in turns, and the table shows its median run. With --resumable
+every stream is a resumable one (its POST is its first reader); --store redis starts a
+redis-server too (CPU 1), points the server's streams.store at it, and reports Redis's
+CPU, its memory per stream and its commands per event.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from benchmarks.redis_probe import RedisProbe
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -77,6 +83,7 @@ class RunResult:
     rss_idle: int
     rss_active: int
     results: list[StreamResult] = field(default_factory=list)
+    store: dict[str, Any] = field(default_factory=dict)  # what the run cost Redis
 
     @property
     def events(self) -> int:
@@ -103,6 +110,7 @@ class RunResult:
             "ttft_p99_ms": _pct(ttft, 0.99),
             "rss_per_stream_kib": round((self.rss_active - self.rss_idle) / self.streams / 1024,
                                         2),
+            **self.store,
         }
 
 
@@ -159,10 +167,13 @@ class StreamClient(asyncio.Protocol):
             self.done.set_result(None)
 
 
-def request_bytes(tokens: int, rate: float, stamp: bool, path: str = "/v1/stream") -> bytes:
+def request_bytes(tokens: int, rate: float, stamp: bool, path: str = "/v1/stream",
+                  resumable: bool = False) -> bytes:
     script = orjson.dumps({"tokens": tokens, "rate": rate, "stamp": stamp}).decode()
     request: dict[str, Any] = {"model": "bench", "messages": [
         {"role": "user", "content": f"#fake {script}"}]}
+    if resumable:
+        request["resumable"] = True
     if path == CHAT_PATH:
         request["stream"] = True
     body = orjson.dumps(request)
@@ -172,9 +183,9 @@ def request_bytes(tokens: int, rate: float, stamp: bool, path: str = "/v1/stream
 
 
 async def drive(port: int, streams: int, tokens: int, rate: float, stamp: bool = False,
-                path: str = "/v1/stream") -> list[StreamResult]:
+                path: str = "/v1/stream", resumable: bool = False) -> list[StreamResult]:
     loop = asyncio.get_running_loop()
-    request = request_bytes(tokens, rate, stamp, path)
+    request = request_bytes(tokens, rate, stamp, path, resumable)
     marker = CHAT_CONTENT_MARKER if path == CHAT_PATH else CONTENT_MARKER
     results = [StreamResult() for _ in range(streams)]
     futures = []
@@ -262,10 +273,16 @@ def contender_argv(name: str, fake_port: int, workers: int) -> tuple[list[str], 
 
 
 def run(contender: str, streams: int, tokens: int, rate: float, stamp: bool = True,
-        workers: int = 1) -> RunResult:
+        workers: int = 1, resumable: bool = False, store: str = "memory") -> RunResult:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
     with ExitStack() as stack:
+        redis = None
+        if store == "redis":
+            redis = RedisProbe()
+            redis.start(pinned(1, []))
+            stack.callback(redis.stop)
+            env["SSESERVER_STREAMS_STORE"] = redis.url
         fake, fake_url = start(pinned(1, [sys.executable, "-m", "sseserver", "fake-provider",
                                           "--port", "0"]), env, r"on (http://\S+)")
         stack.callback(_stop, fake)
@@ -279,23 +296,30 @@ def run(contender: str, streams: int, tokens: int, rate: float, stamp: bool = Tr
         if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
             os.sched_setaffinity(0, {1})
         pids = _family(server.pid)
-        asyncio.run(drive(port, WARMUP_STREAMS, 1, 0.0))
+        asyncio.run(drive(port, WARMUP_STREAMS, 1, 0.0, resumable=resumable))
         rss_idle = sum(map(rss_bytes, pids))
+        if redis is not None:
+            redis.begin()
         cpu_before = sum(map(cpu_seconds, pids))
         started = time.monotonic()
         results = asyncio.run(_drive_sampling(port, streams, tokens, rate, stamp, pids,
-                                              PATHS.get(contender, "/v1/stream")))
+                                              PATHS.get(contender, "/v1/stream"), resumable))
         wall = time.monotonic() - started
         cpu = sum(map(cpu_seconds, pids)) - cpu_before
         rss_active = _PEAK_RSS.pop() if _PEAK_RSS else rss_idle
-    return RunResult(contender, streams, tokens, wall, cpu, rss_idle, rss_active, results)
+        outcome = RunResult(contender, streams, tokens, wall, cpu, rss_idle, rss_active,
+                            results)
+        if redis is not None:
+            outcome.store = redis.report(streams, outcome.events)
+    return outcome
 
 
 _PEAK_RSS: list[int] = []
 
 
 async def _drive_sampling(port: int, streams: int, tokens: int, rate: float, stamp: bool,
-                          pids: list[int], path: str) -> list[StreamResult]:
+                          pids: list[int], path: str, resumable: bool = False
+                          ) -> list[StreamResult]:
     """Drive the load while sampling the server's RSS (its peak is the active RSS)."""
     peak = 0
 
@@ -308,7 +332,7 @@ async def _drive_sampling(port: int, streams: int, tokens: int, rate: float, sta
 
     sampler = asyncio.ensure_future(sample())
     try:
-        return await drive(port, streams, tokens, rate, stamp, path)
+        return await drive(port, streams, tokens, rate, stamp, path, resumable)
     finally:
         sampler.cancel()
         _PEAK_RSS.append(peak)
@@ -389,6 +413,12 @@ def main() -> None:
                         help="tokens/s per stream (0 = as fast as possible)")
     parser.add_argument("--contenders", nargs="+", default=["sseserver"], choices=CONTENDERS)
     parser.add_argument("--workers", type=int, default=1, help="sseserver worker processes")
+    parser.add_argument("--resumable", action="store_true",
+                        help="resumable streams (sseserver only): each POST is the first "
+                             "reader of its stream's log")
+    parser.add_argument("--store", choices=("memory", "redis"), default="memory",
+                        help="sseserver's streams.store; redis starts a redis-server and "
+                             "implies --resumable")
     parser.add_argument("--json", help="write the results to this JSON file")
     parser.add_argument("--plot", help="write a PNG plot to this file")
     parser.add_argument("--repeat", type=int, default=1,
@@ -404,8 +434,11 @@ def main() -> None:
         for _ in range(args.repeat):  # in turns: a noisy spell hits every contender
             for contender in args.contenders:
                 summary = run(contender, streams, args.tokens, args.rate,
-                              workers=args.workers).summary()
-                summary.update(tokens=args.tokens, rate=args.rate, workers=args.workers)
+                              workers=args.workers,
+                              resumable=args.resumable or args.store == "redis",
+                              store=args.store).summary()
+                summary.update(tokens=args.tokens, rate=args.rate, workers=args.workers,
+                               store=args.store)
                 runs[contender].append(summary)
                 print(orjson.dumps(summary).decode(), file=sys.stderr, flush=True)
         rows.extend(median_run(runs[contender]) for contender in args.contenders)

@@ -160,6 +160,9 @@ class StreamSettings:
     max_bytes: int = 16 * MiB
     retention: float = 300.0  # s a finished resumable stream stays resumable
     detached_idle_timeout: float = 600.0
+    # Where resumable streams are kept: "memory" (this process only, no dependency),
+    # or a redis://, rediss:// or unix:// URL that every process and machine shares.
+    store: str = "memory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,6 +497,7 @@ def _validate(config: Config) -> None:
                           "max_write_buffer")
     if config.streams.heartbeat_interval <= 0:
         raise ConfigError("streams.heartbeat_interval: must be positive")
+    _validate_store(config.streams.store)
     _validate_cors(server)
     validate_auth(config.auth)
     names = {p.name for p in config.providers}
@@ -514,6 +518,20 @@ def _validate(config: Config) -> None:
 # A serialized origin (RFC 6454 §6.2): scheme "://" host [":" port], or "null".
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^\x00-\x20\x7f/?#]+|null")
 _HEADER_NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 token
+
+
+STORE_SCHEMES = frozenset({"redis", "rediss", "unix"})
+
+
+def _validate_store(store: str) -> None:
+    scheme, separator, rest = store.partition("://")
+    if store == "memory" or (separator and scheme in STORE_SCHEMES and rest):
+        return
+    # the scheme alone: a URL may hold a password
+    shown = f"a {scheme}:// URL" if separator else \
+        repr(store[:20]) if "@" not in store else "another value"
+    raise ConfigError(f"streams.store: must be \"memory\" or a redis://, rediss:// or "
+                      f"unix:// URL, got {shown}")
 
 
 def _validate_cors(server: ServerSettings) -> None:

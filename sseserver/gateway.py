@@ -15,7 +15,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
@@ -29,7 +28,7 @@ from sseserver.compat_routes import CHAT_PREFIX, CHAT_STREAM_SUFFIX, CompatRoute
 from sseserver.config import Config
 from sseserver.core import cors
 from sseserver.core.cors import CORSPolicy
-from sseserver.core.stream_log import StreamLog, parse_last_event_id
+from sseserver.core.stream_log import parse_last_event_id
 from sseserver.errors import RequestError
 from sseserver.fanout import LogOutput
 from sseserver.formats.ai_sdk import UI_MESSAGE_STREAM_HEADERS, AISDKFormatter
@@ -47,10 +46,11 @@ from sseserver.gate import (
 from sseserver.output import DirectOutput
 from sseserver.providers.base import Provider
 from sseserver.redact import Redactor
-from sseserver.relay import Relay, RelayPolicy, RelayState
+from sseserver.relay import Relay, RelayPolicy, new_stream_id
 from sseserver.routing import Router, Target
 from sseserver.schema import GenerationRequest, parse_generation_request
-from sseserver.streams.memory import MemoryStore
+from sseserver.streams import open_store
+from sseserver.streams.store import Resumable, StreamStore
 
 if TYPE_CHECKING:
     from sseserver.peers import Peers
@@ -113,8 +113,7 @@ class Gateway:
         self._stream_starts: tuple[Route, ...] = (
             self._post_stream, self._post_streams, compat.post_chat_completions,
             compat.post_messages, compat.post_chat)
-        self.store: MemoryStore[Resumable] = MemoryStore(config.streams.retention)
-        self._sweeper: asyncio.TimerHandle | None = None
+        self.store: StreamStore = open_store(config.streams)
         self.gate = Gate(config.auth)
         self._needs = self._route_needs()
         self._caller: Caller | None = None  # of the request being routed (synchronously)
@@ -333,20 +332,19 @@ class Gateway:
         """Start a generation into a stream log; readers subscribe to its output.
         ``headers`` are the format's own response headers, on every reader's response."""
         route = route if route is not None else self.resolve(generation)
-        streams = self.config.streams
-        loop = asyncio.get_running_loop()
-        output = output_type(StreamLog(streams.max_events, streams.max_bytes),
-                             cancel_when_alone=cancel_when_alone, now=loop.time)
+        store = self.store
+        store.check_available()
+        stream_id = new_stream_id()
+        output = output_type(store.new_log(stream_id), cancel_when_alone=cancel_when_alone,
+                             now=asyncio.get_running_loop().time)
         relay = Relay(output, generation, route, formatter, self.policy, self.pool,
-                      on_end=self.relay_ended)
-        resumable = Resumable(relay, output, f"{STREAMS_PREFIX}{relay.id}", headers, chat_id)
-        self.store.add(relay.id, resumable)
+                      on_end=self.relay_ended, stream_id=stream_id)
+        resumable = Resumable(relay, output, f"{STREAMS_PREFIX}{stream_id}", headers, chat_id)
+        store.add(resumable, formatter)
         self.start_relay(relay)
-        self._schedule_sweep()
         return resumable
 
     def _subscribe(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        resumable = self._find(request)
         header = request.headers.get("last-event-id")
         if header is None:
             header = parse_qs(request.query).get("lastEventId", [None])[0]
@@ -354,50 +352,21 @@ class Gateway:
             after = parse_last_event_id(header)
         except ValueError as exc:
             raise RequestError(str(exc)) from None
-        log = resumable.output.log
-        if log.finished and after >= log.last_id:
-            # nothing left to send: 204 tells an EventSource to stop reconnecting
-            conn.respond(204, [], b"")
-            return
-        resumable.output.subscribe(conn, min(after, log.last_id), resumable.headers)
+        self.store.subscribe(self._stream_id(request), conn, after)
 
     def _cancel(self, request: HTTPRequest, conn: HTTPConnection) -> None:
-        resumable = self._find(request)
-        was_running = resumable.relay.state is not RelayState.ENDED
-        resumable.relay.cancel("the stream was cancelled by a client")
-        conn.respond_json(200, {"id": resumable.relay.id,
-                                "status": "cancelled" if was_running else "ended"})
+        self.store.cancel(self._stream_id(request), conn)
 
-    def _find(self, request: HTTPRequest) -> Resumable:
+    def _stream_id(self, request: HTTPRequest) -> str:
         stream_id = request.path[len(STREAMS_PREFIX):]
-        resumable = self.store.get(stream_id) if stream_id else None
-        if resumable is None:
-            raise RequestError(f"no stream {stream_id!r} (never existed, or expired)",
-                               status=404, error_type="not_found_error")
-        return resumable
-
-    def _schedule_sweep(self) -> None:
-        if self._sweeper is None:
-            interval = max(0.05, min(1.0, self.config.streams.retention / 4))
-            self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
-
-    def _sweep(self) -> None:
-        """Forget expired streams; cancel generations nobody has read for too long."""
-        self._sweeper = None
-        now = asyncio.get_running_loop().time()
-        self.store.expire(now)
-        idle_limit = self.config.streams.detached_idle_timeout
-        for resumable in self.store.values():
-            alone = resumable.output.alone_since
-            if resumable.relay.state is not RelayState.ENDED and alone is not None and \
-                    now - alone >= idle_limit:
-                resumable.relay.cancel("no reader for too long")
-        if len(self.store):
-            self._schedule_sweep()
+        if not stream_id:
+            raise RequestError("no stream '' (never existed, or expired)", status=404,
+                               error_type="not_found_error")
+        return stream_id
 
     def relay_ended(self, relay: Relay) -> None:
         self.relays.discard(relay)
-        self.store.mark_ended(relay.id, asyncio.get_running_loop().time())
+        self.store.ended(relay.id)
         self.counters["stream_events"] += relay.events
         key = {"ok": "streams_ok", "cancelled": "streams_cancelled"}.get(
             relay.status, "streams_error")
@@ -480,15 +449,6 @@ def _stream_id_of(path: str) -> str:
     if path.startswith(CHAT_PREFIX) and path.endswith(CHAT_STREAM_SUFFIX):
         return unquote(path[len(CHAT_PREFIX):-len(CHAT_STREAM_SUFFIX)])
     return ""
-
-
-@dataclass(frozen=True, slots=True)
-class Resumable:
-    relay: Relay
-    output: LogOutput
-    url: str
-    headers: list[tuple[str, str]]  # the response headers of its format
-    chat_id: str | None = None  # the useChat chat it answers (POST /v1/chat)
 
 
 def _send_metrics(conn: HTTPConnection, text: str) -> None:

@@ -194,6 +194,7 @@ class Server:
             for relay in list(self.gateway.relays):
                 relay.shutdown("server closed")
             self.gateway.pool.close()
+            await self.gateway.store.close()
         if self._fake is not None:
             await self._fake.close()
             self._fake = None

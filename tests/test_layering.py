@@ -19,21 +19,26 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sseserver"
 # modules). Names are relative to the package; "" is the package itself.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),  # the one exception tree
-    ("events", "redact", "stopping", "static"),  # leaves: events, helpers, the page
+    # leaves: events, helpers, the page, stream ids, the metrics text
+    ("events", "redact", "stopping", "static", "stream_ids", "metrics"),
     ("auth_settings",),
     ("config",),  # frozen settings, and the defaults the lower layers share
     ("core",),  # sans-IO protocol machines: HTTP, SSE, chunked, the stream log, auth
-    ("schema", "failures", "tokens", "gate"),  # requests and policies over core
+    ("key_ledger", "shared_ledger"),  # what the gate counts, in one process or shared
+    ("schema", "failures", "tokens"),  # requests and policies over core
+    ("gate",),  # who may call, and what a caller may still spend
     ("formats",),  # normalized events to a wire format's bytes
     ("compat",),  # the compatible APIs' requests and shapes (formats, no providers)
     ("providers",),  # per provider: request, adapter, errors (compat's translations)
     ("routing",),  # a request to its provider targets
-    ("aio", "streams", "fake"),  # the asyncio layer, stream stores, the fake provider
+    ("aio", "fake"),  # the asyncio layer, the fake provider
     ("output",),  # where a relay's frames go: one connection, or a collected answer
     ("fanout",),  # a stream log and its readers
     ("relay",),  # one generation, provider to client
+    ("streams",),  # the stores of resumable generations (a relay and its readers)
     ("compat_routes",),
     ("gateway",),  # the one place that wires everything
+    ("peers",),  # with --workers: the gateway's requests handed between workers
     ("workers",),
     ("server",),
     ("auth_cli",),
@@ -62,6 +67,8 @@ KNOWN: dict[tuple[str, str], str] = {
     # CompatRoutes is handed the Gateway that builds it and types its parameter so;
     # a protocol of what it uses (resolve, start_relay, start_resumable...) would end it.
     ("sseserver.compat_routes", "sseserver.gateway"): "types the Gateway it is given",
+    # The gateway is handed the Peers of its worker and types its attribute so.
+    ("sseserver.gateway", "sseserver.peers"): "types the Peers it is given",
     # SigV4 signs with the time of the request; the provider reads time.time() by
     # default (a test passes a clock) where the driver could pass it in.
     ("sseserver.providers.bedrock", "time"): "the signing time",

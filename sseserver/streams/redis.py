@@ -1,0 +1,387 @@
+"""The shared stream store: resumable streams in Redis, served by any process.
+
+The process that runs a generation (its owner) keeps the stream in memory as the
+embedded store does, and its own readers are served from there (no round trip per
+event); every frame also goes to Redis, the same bytes, so that any other process
+serves the stream to a reader that asks it (the layout: :mod:`sseserver.streams.keys`).
+Frames go out on one connection of their own, written once per loop pass and never
+waiting for a reply (:mod:`sseserver.streams.redis_append`). Commands that need an
+answer (reads, the lease, cancels) use redis-py. These two modules alone import the
+redis extra's packages.
+
+A stream's keys expire ``streams.retention`` after its end (and
+``max_stream_duration`` + retention after its start, should the owner die).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import logging
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from sseserver.config import StreamSettings
+from sseserver.core.stream_log import StreamLog
+from sseserver.errors import RequestError
+from sseserver.events import ErrorEvent
+from sseserver.fanout import NumberedLogOutput, RemoteReader
+from sseserver.formats.ai_sdk import AISDKFormatter
+from sseserver.formats.sse import SSEFormatter
+from sseserver.streams.follow import (
+    FOLLOW_BLOCK_MS,
+    FOLLOW_COUNT,
+    Entries,
+    Follower,
+    StoreUnavailable,
+)
+from sseserver.streams.keys import (
+    cancel_channel,
+    entry_number,
+    events_key,
+    lease_key,
+    meta_key,
+    reading_key,
+    xadd_prefix,
+)
+from sseserver.streams.local import LocalStreams, cancel_local, not_found, subscribe_local
+from sseserver.streams.redis_append import CONNECT_TIMEOUT, Appender, MirroredLog
+from sseserver.streams.store import Resumable
+
+if TYPE_CHECKING:
+    from sseserver.formats.base import Formatter
+
+logger = logging.getLogger("sseserver.streams")
+
+# The owner's lease: renewed every LEASE_RENEW s, lapsing LEASE s after the last
+# renewal. Three renewals per lease ride out a loop stalled for two seconds (a GC
+# pause, a burst of replay) without a false owner_lost; a reader elsewhere notices a
+# dead owner within LEASE + two blocks of XREAD (5 s).
+LEASE = 3.0
+LEASE_RENEW = 1.0
+# Reconnecting to Redis: from 0.1 s, doubled, at most 5 s apart, so a restart is
+# noticed within seconds and an outage costs one attempt per 5 s.
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 5.0
+# What a new resumable stream is told while Redis is unreachable: the reconnect
+# backoff's ceiling, so the next try likely finds Redis back.
+RETRY_AFTER = 5
+# Seconds Redis may take to answer a command (a blocked XREAD adds its block): far
+# above any healthy round trip, short enough that a stalled Redis is noticed.
+SOCKET_TIMEOUT = 5.0
+OWNER_LOST = ErrorEvent(type="owner_lost", retryable=True, message=(
+    "the server generating this stream stopped before the end; start it again"))
+
+_ID_LINE = re.compile(rb"(?m)^id:[^\n]*\n")
+_UNREACHABLE = "the stream store is unreachable; retry shortly"
+
+
+class RedisStreams(LocalStreams):
+    """Streams kept in Redis, served by every process that shares it."""
+
+    shared = True
+    lease = LEASE
+
+    def __init__(self, settings: StreamSettings, node: str | None = None) -> None:
+        super().__init__(settings)
+        self.node = node or secrets.token_hex(8)
+        self.redis: Redis = Redis.from_url(
+            settings.store, retry=Retry(NoBackoff(), 0), socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT)
+        self.appender = Appender(self)
+        self.up = False
+        # keys of a stream whose owner dies live this long at most (s)
+        self.lifetime = round(settings.max_stream_duration + settings.retention)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._keeper: asyncio.Task[None] | None = None
+        self._read_elsewhere: set[str] = set()
+        self._served = False  # the keeper's connection got as far as serving
+        self._metas: dict[str, tuple[Any, ...]] = {}  # of the streams in the registry
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # started by the first stream
+        self.start()
+
+    def __repr__(self) -> str:
+        return f"<RedisStreams node={self.node} up={self.up} {self.registry!r}>"
+
+    # -- the owner's side ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect (and keep connecting) to Redis; needs the running loop."""
+        if self._keeper is None:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep_connected())
+
+    def check_available(self) -> None:
+        self.start()
+        if not self.up:
+            raise RequestError(_UNREACHABLE, status=503, error_type="unavailable",
+                               headers=[("retry-after", str(RETRY_AFTER))])
+
+    def new_log(self, stream_id: str) -> StreamLog:
+        settings = self.settings
+        return MirroredLog(settings.max_events, settings.max_bytes, stream_id,
+                           self.appender)
+
+    def add(self, resumable: Resumable, formatter: Formatter) -> None:
+        super().add(resumable, formatter)
+        stream_id = resumable.relay.id
+        meta = self._metas[stream_id] = self._meta(resumable, formatter)
+        self._store_meta(stream_id, meta)
+
+    def _meta(self, resumable: Resumable, formatter: Formatter) -> tuple[Any, ...]:
+        """The HSET arguments of a stream's meta hash."""
+        error, end, numbered = lost_frames(formatter)
+        numbered = numbered or isinstance(resumable.output, NumberedLogOutput)
+        return ("owner", self.node, "ct", formatter.content_type, "pre", formatter.preamble,
+                "hdr", encoded_headers(tuple(resumable.headers)), "hb", formatter.heartbeat,
+                "lost", error, "lostend", end, "ids", int(numbered),
+                "created", round(time.time(), 3), "chat", resumable.chat_id or "")
+
+    def _store_meta(self, stream_id: str, meta: tuple[Any, ...]) -> None:
+        self.appender.command("HSET", meta_key(stream_id), *meta)
+        self.appender.command("EXPIRE", meta_key(stream_id), self.lifetime)
+
+    def forget(self, stream_ids: list[str]) -> None:
+        for stream_id in stream_ids:
+            self._metas.pop(stream_id, None)
+
+    def read_elsewhere(self, resumable: Resumable) -> bool:
+        return resumable.relay.id in self._read_elsewhere
+
+    async def close(self) -> None:
+        await super().close()
+        tasks = [*self._tasks, *([self._keeper] if self._keeper else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._keeper = None
+        self.up = False
+        self.appender.close()
+        await self.redis.aclose()
+
+    def lost(self, error: BaseException) -> None:
+        """Redis is unreachable until the keeper reconnects."""
+        if self.up:
+            logger.warning("stream store unreachable (%s): new resumable streams answer "
+                           "503; live ones go on for this server's readers",
+                           type(error).__name__)
+        self.up = False
+
+    async def _keep_connected(self) -> None:
+        delay = BACKOFF_MIN
+        first = True  # later outages are told by lost(), as the store goes down
+        while True:
+            self._served = False
+            try:
+                await self._serve_connection()
+            except Exception as exc:  # unreachable, refused, or a bug: try again
+                if first and not self.up:
+                    logger.warning("stream store unreachable (%s: %s): new resumable "
+                                   "streams answer 503 until it is back",
+                                   type(exc).__name__, exc)
+                self.lost(exc)
+            first = False
+            self.lost(ConnectionResetError("the stream store closed"))
+            self.appender.close()
+            delay = BACKOFF_MIN if self._served else min(BACKOFF_MAX, delay * 2)
+            await asyncio.sleep(delay)
+
+    async def _serve_connection(self) -> None:
+        """Connect, take the lease, store what is missing, then renew the lease and
+        take cancels until a connection fails."""
+        redis = self.redis
+        await redis.set(lease_key(self.node), 1, px=int(LEASE * 1000))
+        store = self.settings.store
+        await self.appender.connect(parse_url(store), store.startswith("rediss://"))
+        async with redis.pubsub() as pubsub:
+            await pubsub.subscribe(cancel_channel(self.node))
+            await self.resync()
+            self._served = True
+            logger.info("stream store connected (node %s)", self.node)
+            renewed = time.monotonic()
+            while self.appender.connected:
+                message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                   timeout=LEASE_RENEW)
+                if message is not None:
+                    self._cancelled_elsewhere(message["data"])
+                if time.monotonic() - renewed >= LEASE_RENEW:
+                    await self._renew()
+                    renewed = time.monotonic()
+
+    async def _renew(self) -> None:
+        """Renew the lease; learn which of our unread streams are read elsewhere."""
+        alone = [r.relay.id for r in self.registry.values()
+                 if r.output.alone_since is not None and not r.output.log.finished]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(lease_key(self.node), 1, px=int(LEASE * 1000))
+            for stream_id in alone:
+                pipe.exists(reading_key(stream_id))
+            replies = await pipe.execute()
+        self._read_elsewhere = {s for s, n in zip(alone, replies[1:], strict=True) if n}
+
+    def _cancelled_elsewhere(self, data: bytes) -> None:
+        resumable = self.get(data.decode("ascii", "replace"))
+        if resumable is not None:
+            cancel_local(resumable)
+
+    async def resync(self) -> None:
+        """Store what Redis lacks of this process's streams (after an outage, or a
+        Redis restart that lost them): meta, frames after its last entry, the end."""
+        streams = self.registry.values()
+        tops: list[Any] = []
+        if streams:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for resumable in streams:
+                    pipe.xrevrange(events_key(resumable.relay.id), count=1)
+                tops = await pipe.execute()
+        self.up = True  # from here on (no await until queued) appends go in order
+        for resumable, top in zip(streams, tops, strict=True):
+            self._restore(resumable, entry_number(top[0][0]) if top else 0)
+        dropped = self.appender.dropped
+        if dropped:
+            gone = sum(1 for stream_id in dropped if self.get(stream_id) is None)
+            logger.warning("stream store back: stored the frames it missed of %d streams; "
+                           "%d that ended and expired meanwhile were never stored",
+                           len(dropped) - gone, gone)
+            dropped.clear()
+
+    def _restore(self, resumable: Resumable, top: int) -> None:
+        stream_id, log = resumable.relay.id, resumable.output.log
+        self._store_meta(stream_id, self._metas[stream_id])
+        stored = min(top, log.last_id)
+        prefix = xadd_prefix(stream_id)
+        for event_id, frame in enumerate(log.since(stored), start=stored + 1):
+            self.appender.frame(stream_id, prefix, event_id, frame)
+        if log.finished:  # its end again (a duplicate is refused), and its expiry
+            self.appender.queue_end(stream_id, log.last_id)
+
+    # -- any process's side ------------------------------------------------------------
+
+    def subscribe(self, stream_id: str, conn: Any, after: int) -> None:
+        resumable = self.get(stream_id)
+        if resumable is not None:
+            subscribe_local(resumable, conn, after)
+            return
+        self.check_available()
+        self._spawn(self._follow(stream_id, conn, after))
+
+    def cancel(self, stream_id: str, conn: Any) -> None:
+        resumable = self.get(stream_id)
+        if resumable is not None:
+            conn.respond_json(200, {"id": stream_id, "status": cancel_local(resumable)})
+            return
+        self.check_available()
+        self._spawn(self._cancel_elsewhere(stream_id, conn))
+
+    def _spawn(self, step: Any) -> None:
+        task = asyncio.get_running_loop().create_task(step)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _cancel_elsewhere(self, stream_id: str, conn: Any) -> None:
+        try:
+            owner, last = await self.redis.hmget(meta_key(stream_id), ["owner", "last"])
+            if owner is not None and last is None:
+                await self.redis.publish(cancel_channel(owner.decode()), stream_id)
+        except RedisError:
+            respond_error(conn, 503, _UNREACHABLE, [("retry-after", str(RETRY_AFTER))])
+            return
+        if owner is None:
+            respond_error(conn, 404, str(not_found(stream_id)))
+            return
+        conn.respond_json(200, {"id": stream_id,
+                                "status": "cancelled" if last is None else "ended"})
+
+    async def _follow(self, stream_id: str, conn: Any, after: int) -> None:
+        """A reader of a stream generated elsewhere."""
+        try:
+            meta = await self.redis.hgetall(meta_key(stream_id))
+        except RedisError:
+            respond_error(conn, 503, _UNREACHABLE, [("retry-after", str(RETRY_AFTER))])
+            return
+        if not meta:
+            respond_error(conn, 404, str(not_found(stream_id)))
+            return
+        if b"last" in meta and after >= int(meta[b"last"]):
+            conn.respond(204, [], b"")  # nothing left: an EventSource stops reconnecting
+            return
+        reader = RemoteReader(conn)
+        reader.start(stream_id, meta[b"ct"].decode(), orjson.loads(meta[b"hdr"]),
+                     meta[b"pre"])
+        try:
+            await Follower(self, stream_id, meta, reader, after,
+                           self.settings.heartbeat_interval).run()
+        except Exception as exc:  # a bug: this reader ends, and says why
+            logger.warning("stream %s: a reader here ended: %s: %s", stream_id,
+                           type(exc).__name__, exc)
+        finally:
+            reader.close()
+
+    async def read_after(self, stream_id: str, cursor: int, mark: bool) -> Entries:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if mark:
+                    pipe.set(reading_key(stream_id), 1, px=int(LEASE * 1000))
+                pipe.xread({events_key(stream_id): b"%d-0" % cursor}, count=FOLLOW_COUNT,
+                           block=FOLLOW_BLOCK_MS)
+                replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from None
+        found = replies[-1]
+        return found[0][1] if found else []
+
+    async def still_there(self, stream_id: str, owner: str) -> tuple[bool, bool]:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(meta_key(stream_id))
+                pipe.exists(lease_key(owner))
+                kept, alive = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from None
+        return bool(kept), bool(alive)
+
+
+def lost_frames(formatter: Formatter) -> tuple[bytes, bytes, bool]:
+    """The error and end frames that end a stream whose owner is lost, without ids
+    (the reader numbers them after the last frame it sent), and whether the format
+    numbers its frames: made by a copy of the stream's formatter as it was before its
+    first frame. The same for every stream of /v1/stream's formats (kept once)."""
+    kind = type(formatter)
+    known = _LOST.get(kind)
+    if known is not None:
+        return known
+    fresh = copy.deepcopy(formatter)
+    error, end = fresh.event(OWNER_LOST), fresh.end()
+    numbered = _ID_LINE.search(end) is not None
+    frames = _ID_LINE.sub(b"", error), _ID_LINE.sub(b"", end), numbered
+    if kind in (SSEFormatter, AISDKFormatter):  # nothing of the request in their frames
+        _LOST[kind] = frames
+    return frames
+
+
+_LOST: dict[type, tuple[bytes, bytes, bool]] = {}
+
+
+@functools.lru_cache(maxsize=64)
+def encoded_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """A format's response headers as JSON, once per format (orjson's bytes of a
+    small value hold a 4 KiB buffer: 4 KiB a stream kept in the meta otherwise)."""
+    return orjson.dumps(headers)
+
+
+def respond_error(conn: Any, status: int, message: str,
+                  headers: list[tuple[str, str]] | None = None) -> None:
+    error_type = {404: "not_found_error", 503: "unavailable"}.get(status, "error")
+    conn.respond_json(status, {"error": {"type": error_type, "message": message}}, headers)
