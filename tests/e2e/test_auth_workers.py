@@ -152,3 +152,23 @@ def test_a_dead_worker_releases_the_streams_it_held(workers: tuple[int, int, str
         {"tokens": 400, "rate": 40}), 10)
     _close(again)
     assert statuses.count(b"200") == 10
+
+
+def _key_streams(url: str, key: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(f'sseserver_key_streams_total{{key="{key}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sseserver_key_streams_total for {key}")
+
+
+def test_metrics_count_a_keys_streams_on_every_worker(workers: tuple[int, int, str]
+                                                      ) -> None:
+    url = workers[2]
+    before = _key_streams(url, "limited")
+    for _ in range(12):  # new connections: the kernel spreads them over both workers
+        answer = httpx.post(url + "/v1/stream", json=request_body({"tokens": 1}),
+                            headers={"authorization": f"Bearer {LIMITED_KEY}"}, timeout=10)
+        assert answer.status_code == 200
+    # whichever worker answers the scrape, it counts the other's streams too
+    assert [_key_streams(url, "limited") - before for _ in range(4)] == [12.0] * 4
