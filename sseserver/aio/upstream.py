@@ -297,7 +297,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamClosed(f"provider sent a malformed body: {exc}"
                                       f"{self._where(exc, data)}"))
             return
-        self._deliver(pieces)
+        # One piece for the whole read: its events go out in one client write.
+        self._deliver([b"".join(pieces)] if len(pieces) > 1 else pieces)
         if decoder.done:
             self._on_end()
 
