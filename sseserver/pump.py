@@ -165,18 +165,22 @@ class Pump:
         up, a stream's last read): per event, one adapter call and one formatter call;
         one write for them all."""
         adapter = self._adapter
-        text = self._formatter.text
-        for line in lines:
-            result = adapter.feed_message(line)
-            if type(result) is str and self.committed:
-                frames.append(text(result))
-                self.events += 1
-            elif type(result) is str:
-                self._frame(TextDelta(result), frames)
-            else:
-                self._frames(result, frames)
-                if adapter.finished:
-                    return
+        feed, text, append = adapter.feed_message, self._formatter.text, frames.append
+        texts = 0  # frames of text deltas made here, counted once at the end
+        try:
+            for line in lines:
+                result = feed(line)
+                if type(result) is str and self.committed:
+                    append(text(result))
+                    texts += 1
+                elif type(result) is str:
+                    self._frame(TextDelta(result), frames)
+                else:
+                    self._frames(result, frames)
+                    if adapter.finished:
+                        return
+        finally:
+            self.events += texts
 
     def _general(self, data: bytes, frames: list[bytes]) -> None:
         reader, adapter = self._reader, self._adapter
