@@ -168,11 +168,6 @@ class Relay:
     def usage(self) -> Usage | None:
         return self._pump.usage
 
-    @property
-    def progress(self) -> int:
-        """Upstream events so far (see :attr:`Pump.progress`)."""
-        return self._pump.progress
-
     def _move(self, state: RelayState) -> None:
         if state not in TRANSITIONS[self.state]:
             raise AssertionError(f"relay {self.id}: no move from {self.state} to {state}")

@@ -343,14 +343,18 @@ def test_a_silent_provider_gets_the_client_a_heartbeat_at_the_interval(
 @pytest.mark.parametrize(("stop", "error_type", "status"), [
     (lambda relay: relay.cancel("stop"), "cancelled", StreamStatus.CANCELLED),
     (lambda relay: relay.shutdown("draining"), "shutdown", StreamStatus.ERROR),
-    (lambda relay: relay._overflow(), "stream_too_large", StreamStatus.ERROR),
+    (None, "stream_too_large", StreamStatus.ERROR),  # the output's bound was passed
 ])
 def test_a_stop_mid_stream_is_its_own_error_type(
-        loop: VirtualClockLoop, stop: Callable[[Relay], None], error_type: str,
+        loop: VirtualClockLoop, stop: Callable[[Relay], None] | None, error_type: str,
         status: StreamStatus) -> None:
     run = start(loop, [Script(chunks=[token(str(i)) for i in range(100)])])
     loop.run_until_complete(asyncio.sleep(1.0))
-    stop(run.relay)
+    if stop is not None:
+        stop(run.relay)
+    else:
+        assert run.output.on_full is not None
+        run.output.on_full()
     assert run.ended == [run.relay] and run.relay.status is status
     assert b'"type":"%b"' % error_type.encode() in run.output.body
     assert run.output.finished and len(run.pool.discarded) == 1
