@@ -382,6 +382,19 @@ def test_write_frame(benchmark: Any) -> None:
     loop.close()
 
 
+class QuietDriver:
+    """A pump's driver that has nothing to do: the stream is committed and flowing."""
+
+    def on_commit(self) -> dict[str, Any]:
+        return {"stream_id": "bench"}
+
+    def on_settled(self, result: object) -> None:
+        pass
+
+    def on_unreadable(self, exc: Exception) -> None:
+        pass
+
+
 def our_token_path(loop: asyncio.AbstractEventLoop, ndjson: bool = False
                    ) -> tuple[Callable[[bytes], None], RecordingTransport]:
     """One committed stream, as after its first token: the upstream protocol's read
@@ -393,8 +406,7 @@ def our_token_path(loop: asyncio.AbstractEventLoop, ndjson: bool = False
     output.write_frame = writer.write  # as open() leaves it
     settings = ProviderSettings("bench", "ollama" if ndjson else "openai", "http://x/v1")
     provider = OllamaProvider(settings) if ndjson else OpenAIProvider(settings)
-    pump = Pump("bench", SSEFormatter(), output, on_commit=lambda: None,
-                on_settled=lambda result: None)
+    pump = Pump(SSEFormatter(), output, QuietDriver())
     pump.begin(provider.new_body_reader(MAX_EVENT_BYTES, MAX_BYTES_WITHOUT_EVENT),
                provider.new_adapter())
     pump.commit([])  # as after the first token

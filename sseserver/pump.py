@@ -4,17 +4,17 @@ out (DESIGN.md §4).
 Driving contract. A :class:`Pump` serves one stream for its whole life, attempt after
 attempt, with the stream's one formatter (its frame numbering spans them):
 
-- :meth:`Pump.aim` names the target of each attempt (the ``metadata`` frame says it);
-  :meth:`Pump.begin` starts reading a body with that attempt's reader and adapter.
+- :meth:`Pump.begin` starts reading a body with an attempt's reader and adapter.
 - the upstream connection then drives the pump as its body sink: :meth:`on_body` with
   each decoded piece of the body, then :meth:`on_body_end` or :meth:`on_body_error`.
   Each read's frames go to the output in one write (``output.write`` or, for the one
   frame of a token, ``output.write_frame``).
 - until the first content event the stream is not committed: other events are held,
-  and the first content event commits it (``on_commit`` is called, which must open
-  the response), writing the ``metadata`` frame and the held events before it.
-- when the body ends, well or not, ``on_settled`` hears it once: None (the provider
-  finished), the :class:`UpstreamError` that ended it (the frames before the fault
+  and the first content event commits it (the driver's ``on_commit`` opens the
+  response and says the stream's metadata), writing the ``metadata`` frame and the
+  held events before it.
+- when the body ends, well or not, the driver's ``on_settled`` hears it once: None
+  (the provider finished), the :class:`UpstreamError` that ended it (the frames before the fault
   were written first), or :class:`NotAStream` (the 200 was an error document, to be
   read as one from its start).
 - :meth:`failure_frames` and :meth:`end_frames` give a stream's last frames; the
@@ -30,9 +30,8 @@ tests prove both give the same frames for any cut of a recorded body.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sseserver.core.sse import NotAnEventStream
 from sseserver.errors import ProviderError, RemoteProtocolError, SSEServerError, UpstreamError
@@ -58,6 +57,24 @@ class NotAStream:
     start: bytes
 
 
+class PumpDriver(Protocol):
+    """What a pump tells the one who drives it (the relay)."""
+
+    def on_commit(self) -> dict[str, Any]:
+        """The stream commits (its first content event is going out): open the
+        response; the answer is the ``metadata`` frame's content."""
+        ...
+
+    def on_settled(self, result: UpstreamError | NotAStream | None) -> None:
+        """The body ended: well (None), with an error, or as no event stream at all."""
+        ...
+
+    def on_unreadable(self, exc: Exception) -> None:
+        """The adapter met data of a wrong shape (not an error of the package's own):
+        the body ends with a generic error; this is the chance to log what it was."""
+        ...
+
+
 class _Unread:
     """The adapter of a pump before its first body: nothing reads it."""
 
@@ -67,40 +84,36 @@ class _Unread:
         return None
 
 
-Settled = Callable[[UpstreamError | NotAStream | None], None]
-Faulted = Callable[[Exception], None]
+_UNREAD = _Unread()
 
 
 class Pump:
     # Slots: a token's read touches this object, one of thousands; a dict of its
     # attributes would be more memory to miss in the cache.
-    __slots__ = ("_adapter", "_flowing", "_formatter", "_held", "_model", "_on_commit",
-                 "_on_fault", "_on_settled", "_output", "_provider", "_reader", "_stream_id",
-                 "_write_frame", "committed", "events", "silent_events", "usage")
+    # Every open stream holds one, idle or not: what the driver knows (the stream's
+    # id, its target) is asked of it rather than kept twice.
+    __slots__ = ("_adapter", "_driver", "_flowing", "_formatter", "_held", "_output",
+                 "_reader", "_write_frame", "committed", "events", "silent_events", "usage")
 
-    def __init__(self, stream_id: str, formatter: Formatter, output: FrameOutput,
-                 on_commit: Callable[[], None], on_settled: Settled,
-                 on_fault: Faulted | None = None) -> None:
-        self._stream_id = stream_id
+    def __init__(self, formatter: Formatter, output: FrameOutput, driver: PumpDriver
+                 ) -> None:
         self._formatter = formatter
         self._output = output
         self._write_frame = output.write_frame  # looked up again once committed
-        self._on_commit = on_commit
-        self._on_settled = on_settled
-        self._on_fault = on_fault  # hears data of a wrong shape (to log it)
+        self._driver = driver
         self._reader: EventReader | None = None
-        self._adapter: StreamAdapter = _Unread()  # type: ignore[assignment]
-        self._held: list[NormalizedEvent] = []  # non-content events before the commit
+        self._adapter: StreamAdapter = _UNREAD  # type: ignore[assignment]
+        # Non-content events before the commit; a list only once there is one (most
+        # streams have none, and an idle stream should hold little).
+        self._held: list[NormalizedEvent] | None = None
         self._flowing = False  # a body is being read; on_settled not yet called
-        self._provider = ""
-        self._model = ""
         self.committed = False
         self.events = 0  # frames made
         self.silent_events = 0  # upstream events that made no frame (pings, held ones)
         self.usage: Usage | None = None
 
     def __repr__(self) -> str:
-        return (f"<Pump {self._stream_id} committed={self.committed} "
+        return (f"<Pump committed={self.committed} "
                 f"flowing={self._flowing} events={self.events}>")
 
     @property
@@ -113,11 +126,6 @@ class Pump:
     def finished(self) -> bool:
         """The provider said its last word in the body being read (or the last)."""
         return self._adapter.finished
-
-    def aim(self, provider: str, model: str) -> None:
-        """The target of the attempt being made, for the ``metadata`` frame."""
-        self._provider = provider
-        self._model = model
 
     def begin(self, reader: EventReader, adapter: StreamAdapter) -> None:
         """Read a body with this attempt's ``reader`` and ``adapter``."""
@@ -216,7 +224,7 @@ class Pump:
     def _settle(self, result: UpstreamError | NotAStream | None) -> None:
         if self._flowing:
             self._flowing = False
-            self._on_settled(result)
+            self._driver.on_settled(result)
 
     def _fault(self, exc: Exception, data: bytes, frames: list[bytes]) -> None:
         """A read could not be relayed whole: what came before the fault is the
@@ -240,8 +248,8 @@ class Pump:
             self._settle(self._body_fault(exc))
 
     def _body_fault(self, exc: Exception) -> UpstreamError:
-        if self._on_fault is not None and not isinstance(exc, SSEServerError):
-            self._on_fault(exc)  # the adapter met data of a wrong shape
+        if not isinstance(exc, SSEServerError):
+            self._driver.on_unreadable(exc)  # the adapter met data of a wrong shape
         return body_fault(exc)
 
     # -- events to frames ----------------------------------------------------------
@@ -258,6 +266,8 @@ class Pump:
                                 status=event.status, error_type=event.type)
         if not self.committed:
             if not isinstance(event, CONTENT_EVENTS):
+                if self._held is None:
+                    self._held = []
                 self._held.append(event)
                 self.silent_events += 1
                 return
@@ -270,18 +280,17 @@ class Pump:
             frames.append(frame)
 
     def commit(self, frames: list[bytes]) -> None:
-        """Commit the stream (if it is not): ``on_commit``, then the ``metadata`` frame
-        and the held events into ``frames``."""
+        """Commit the stream (if it is not): the driver's ``on_commit``, then the
+        ``metadata`` frame and the held events into ``frames``."""
         if self.committed:
             return
-        self._on_commit()
+        metadata = self._driver.on_commit()
         self.committed = True
         self._write_frame = self._output.write_frame
-        frames.append(self._formatter.start({
-            "stream_id": self._stream_id, "provider": self._provider, "model": self._model}))
+        frames.append(self._formatter.start(metadata))
         self.events += 1
-        held, self._held = self._held, []
-        for event in held:
+        held, self._held = self._held, None
+        for event in held or ():
             self._frame(event, frames)
 
     def _flush(self, frames: list[bytes]) -> None:

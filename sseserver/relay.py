@@ -137,8 +137,7 @@ class Relay:
         self._pool = pool
         self._on_end = on_end
         self._loop = asyncio.get_running_loop()
-        self._pump = Pump(self.id, formatter, output, self._committed, self._settled,
-                          self._unreadable)
+        self._pump = Pump(formatter, output, self)
         self._upstream: UpstreamConnection | None = None
         self._target: Target | None = None
         self._position = 0  # the route's target being tried
@@ -231,7 +230,6 @@ class Relay:
         self._tries += 1
         self.attempts += 1
         self._target = target
-        self._pump.aim(target.provider.settings.name, target.model)
         return target.provider.build_request(self._request, target.model)
 
     async def _connect(self, request: UpstreamRequest) -> None:
@@ -293,7 +291,7 @@ class Relay:
             self._internal_error(exc)
 
     def _start_pump(self, target: Target, upstream: UpstreamConnection) -> None:
-        """Let the body flow to the client; :meth:`_settled` hears how it ended."""
+        """Let the body flow to the client; :meth:`on_settled` hears how it ended."""
         self._open_response()
         policy = self._policy  # a provider whose body is no SSE names its own reader
         self._pump.begin(target.provider.new_body_reader(policy.max_event_bytes,
@@ -302,7 +300,7 @@ class Relay:
         self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)
         upstream.stream(self._pump)
 
-    def _settled(self, result: UpstreamError | NotAStream | None) -> None:
+    def on_settled(self, result: UpstreamError | NotAStream | None) -> None:
         """The body ended, well or not (the pump says so once). The attempt moves on in
         the next loop pass, not here: this runs inside the upstream's own callbacks."""
         if type(result) is NotAStream:
@@ -320,7 +318,7 @@ class Relay:
         self._spawn(self._status_error(target, upstream.head().result(),
                                        upstream.read_body(start=start)))
 
-    def _unreadable(self, exc: Exception) -> None:
+    def on_unreadable(self, exc: Exception) -> None:
         target = self._target
         logger.warning("stream %s: an event from %s could not be read: %s", self.id,
                        target.provider.settings.name if target else None,
@@ -366,11 +364,15 @@ class Relay:
         self._dispose_upstream()
         self._fail(ProviderError(f"internal error: {type(exc).__name__}", retryable=False))
 
-    def _committed(self) -> None:
+    def on_commit(self) -> dict[str, Any]:
         """The pump commits the stream: its first content event is going out."""
         self._open_response()
         self._move(RelayState.COMMITTED)
         self.first_token_at = self._loop.time()
+        target = self._target  # None only if no attempt could even begin
+        return {"stream_id": self.id,
+                "provider": target.provider.settings.name if target else None,
+                "model": target.model if target else self._request.model}
 
     # -- ending --------------------------------------------------------------------
 

@@ -26,6 +26,17 @@ class Recorder:
         self.writes.append(frame)
 
 
+class Driver:
+    def on_commit(self) -> dict[str, str]:
+        return {"stream_id": "S1"}
+
+    def on_settled(self, result: object) -> None:
+        pass
+
+    def on_unreadable(self, exc: Exception) -> None:
+        pass
+
+
 class Transport:
     def write(self, data: bytes) -> None:
         pass
@@ -44,7 +55,7 @@ def test_ten_chunks_in_one_read_are_one_write_of_ten_frames() -> None:
     try:
         output = Recorder()
         provider = OpenAIProvider(ProviderSettings("p", "openai", "http://x/v1"))
-        pump = Pump("S1", SSEFormatter(), output, lambda: None, lambda result: None)
+        pump = Pump(SSEFormatter(), output, Driver())
         pump.begin(provider.new_body_reader(BOUND, BOUND), provider.new_adapter())
         pump.commit([])
         upstream = UpstreamConnection(Timeouts(), loop)

@@ -16,6 +16,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -88,9 +89,25 @@ class Recorder:
 
 @dataclass
 class Run:
+    """The pump's output and its driver: what it was told."""
+
     output: Recorder = field(default_factory=Recorder)
     commits: int = 0
     settled: list[object] = field(default_factory=list)
+    unreadable: list[Exception] = field(default_factory=list)
+
+    def on_commit(self) -> dict[str, Any]:
+        self.commits += 1
+        return {"stream_id": "S1", "provider": "p", "model": "m"}
+
+    def on_settled(self, result: object) -> None:
+        self.settled.append(result)
+
+    def on_unreadable(self, exc: Exception) -> None:
+        self.unreadable.append(exc)
+
+    def pump(self, cls: type[Pump] = Pump, formatter: Formatter | None = None) -> Pump:
+        return cls(formatter or SSEFormatter(), self.output, self)
 
     def ending(self) -> object:
         assert len(self.settled) == 1, self.settled  # heard once, and only once
@@ -105,12 +122,7 @@ class Run:
 def pump_through(cls: type[Pump], provider: Provider, formatter: Formatter,
                  reads: list[bytes]) -> tuple[Run, Pump]:
     run = Run()
-
-    def committed() -> None:
-        run.commits += 1
-
-    pump = cls("S1", formatter, run.output, committed, run.settled.append)
-    pump.aim("p", "m")
+    pump = run.pump(cls, formatter)
     pump.begin(provider.new_body_reader(BOUND, BOUND), provider.new_adapter())
     for read in reads:
         if run.settled:
@@ -239,30 +251,27 @@ class Brittle:
 
 
 def test_a_body_cut_short_is_an_upstream_error_and_data_of_a_wrong_shape_is_reported() -> None:
-    heard: list[Exception] = []
-    output = Recorder()
-    settled: list[object] = []
-    pump = Pump("S1", SSEFormatter(), output, lambda: None, settled.append, heard.append)
+    run = Run()
+    pump = run.pump()
     pump.begin(OPENAI.new_body_reader(BOUND, BOUND), Brittle())
     pump.on_body(token("sk-secret-0123456789"))
-    assert isinstance(settled[0], ProviderError) and settled[0].retryable is False
-    assert "sk-secret" not in str(settled[0])  # a foreign exception's text is not used
-    assert [type(exc) for exc in heard] == [KeyError]  # for the driver to log, redacted
+    error = run.settled[0]
+    assert isinstance(error, ProviderError) and error.retryable is False
+    assert "sk-secret" not in str(error)  # a foreign exception's text is not used
+    assert [type(exc) for exc in run.unreadable] == [KeyError]  # for the driver to log
     pump.on_body_end()
-    assert len(settled) == 1  # heard once
+    assert len(run.settled) == 1  # heard once
 
-    settled.clear()
-    cut_short = Pump("S2", SSEFormatter(), Recorder(), lambda: None, settled.append)
-    cut_short.begin(OPENAI.new_body_reader(BOUND, BOUND), OPENAI.new_adapter())
-    cut_short.on_body(token("a"))
-    cut_short.on_body_end()
-    assert str(settled[0]) == "provider ended the stream before it was complete"
+    cut_short = Run()
+    pump = cut_short.pump()
+    pump.begin(OPENAI.new_body_reader(BOUND, BOUND), OPENAI.new_adapter())
+    pump.on_body(token("a"))
+    pump.on_body_end()
+    assert str(cut_short.settled[0]) == "provider ended the stream before it was complete"
 
 
 def test_failure_frames_commit_report_usage_then_error_then_end() -> None:
-    output = Recorder()
-    pump = Pump("S1", SSEFormatter(), output, lambda: None, lambda result: None)
-    pump.aim("p", "m")
+    pump = Run().pump()
     frames = pump.failure_frames("cancelled", "stop", False, None)
     text = b"".join(frames)
     assert text.index(b"event: metadata") < text.index(b"event: error") < \
@@ -271,14 +280,14 @@ def test_failure_frames_commit_report_usage_then_error_then_end() -> None:
 
 
 def test_stop_settles_a_flowing_body_once() -> None:
-    settled: list[object] = []
-    pump = Pump("S1", SSEFormatter(), Recorder(), lambda: None, settled.append)
+    run = Run()
+    pump = run.pump()
     pump.stop()
-    assert settled == []  # nothing flowing
+    assert run.settled == []  # nothing flowing
     pump.begin(OPENAI.new_body_reader(BOUND, BOUND), OPENAI.new_adapter())
     pump.stop()
     pump.on_body_end()
-    assert settled == [None]
+    assert run.settled == [None]
 
 
 def test_the_pump_needs_no_event_loop() -> None:
