@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sseserver.core.sse import NotAnEventStream
+from sseserver.core.sse import NotAnEventStream, SSEParser
 from sseserver.errors import ProviderError, RemoteProtocolError, SSEServerError, UpstreamError
 from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDelta, Usage
 from sseserver.failures import body_fault
@@ -85,6 +85,8 @@ class _Unread:
 
 
 _UNREAD = _Unread()
+# What a pump reads with before its first body: never fed (a body comes with its own).
+_NO_BODY_YET = SSEParser()
 
 
 class Pump:
@@ -101,7 +103,7 @@ class Pump:
         self._output = output
         self._write_frame = output.write_frame  # looked up again once committed
         self._driver = driver
-        self._reader: EventReader | None = None
+        self._reader: EventReader = _NO_BODY_YET
         self._adapter: StreamAdapter = _UNREAD  # type: ignore[assignment]
         # Non-content events before the commit; a list only once there is one (most
         # streams have none, and an idle stream should hold little).
@@ -142,11 +144,9 @@ class Pump:
 
     def on_body(self, data: bytes) -> None:
         adapter = self._adapter
-        reader = self._reader
-        assert reader is not None
         frames: list[bytes] = []
         try:
-            line = reader.feed_data_line(data)
+            line = self._reader.feed_data_line(data)
             if line is not None:  # one whole "data:" event: the per-token read
                 result = adapter.feed_message(line)
                 if type(result) is not str:
@@ -157,7 +157,7 @@ class Pump:
                     return
                 else:
                     self._frame(TextDelta(result), frames)
-            elif (lines := reader.feed_data_lines(data)) is not None:
+            elif (lines := self._reader.feed_data_lines(data)) is not None:
                 self._burst(lines, frames)
             else:
                 self._general(data, frames)
@@ -191,9 +191,8 @@ class Pump:
             self.events += texts
 
     def _general(self, data: bytes, frames: list[bytes]) -> None:
-        reader, adapter = self._reader, self._adapter
-        assert reader is not None
-        for sse in reader.feed(data):
+        adapter = self._adapter
+        for sse in self._reader.feed(data):
             self._frames(adapter.feed(sse.event, sse.data), frames)
             if adapter.finished:
                 return
@@ -205,7 +204,6 @@ class Pump:
         if not adapter.finished:
             frames: list[bytes] = []
             try:  # the last event, if only its blank line is missing
-                assert self._reader is not None
                 for sse in self._reader.end():
                     self._frames(adapter.feed(sse.event, sse.data), frames)
             except Exception as exc:
