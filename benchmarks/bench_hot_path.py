@@ -22,8 +22,12 @@ from sseserver.core.chunked import ChunkedDecoder
 from sseserver.core.eventstream import encode_message
 from sseserver.core.http_client import ResponseHeadParser, encode_request
 from sseserver.core.http_request import END_OF_MESSAGE, RequestHead, RequestReader
-from sseserver.core.ndjson import NDJSONReader
-from sseserver.core.sse import SSEParser, encode_event
+from sseserver.core.sse import (
+    MAX_BYTES_WITHOUT_EVENT,
+    MAX_EVENT_BYTES,
+    SSEParser,
+    encode_event,
+)
 from sseserver.core.sse_crlf import CRLFEventParser
 from sseserver.events import TextDelta
 from sseserver.formats.anthropic_messages import AnthropicMessagesFormatter
@@ -37,8 +41,7 @@ from sseserver.providers.gemini import GeminiAdapter
 from sseserver.providers.ollama import OllamaAdapter, OllamaProvider
 from sseserver.providers.openai import OpenAIAdapter, OpenAIProvider
 from sseserver.providers.openai_responses import ResponsesAdapter
-from sseserver.relay import Relay, RelayPolicy, RelayState, Target
-from sseserver.schema import GenerationRequest
+from sseserver.pump import Pump
 
 # reference/openai-chat-stream.md §8.1, one content chunk as it arrives in one read
 OPENAI_CHUNK = (
@@ -379,6 +382,19 @@ def test_write_frame(benchmark: Any) -> None:
     loop.close()
 
 
+class QuietDriver:
+    """A pump's driver that has nothing to do: the stream is committed and flowing."""
+
+    def on_commit(self) -> dict[str, Any]:
+        return {"stream_id": "bench"}
+
+    def on_settled(self, result: object) -> None:
+        pass
+
+    def on_unreadable(self, exc: Exception) -> None:
+        pass
+
+
 def our_token_path(loop: asyncio.AbstractEventLoop, ndjson: bool = False
                    ) -> tuple[Callable[[bytes], None], RecordingTransport]:
     """One committed stream, as after its first token: the upstream protocol's read
@@ -388,26 +404,17 @@ def our_token_path(loop: asyncio.AbstractEventLoop, ndjson: bool = False
     output = DirectOutput(conn, [])
     output._writer = writer
     output.write_frame = writer.write  # as open() leaves it
-    target = Target(OpenAIProvider(ProviderSettings("bench", "openai", "http://x/v1")), "m")
-
-    async def committed_relay() -> Relay:
-        return Relay(output, GenerationRequest(model="m", messages=()), [target],
-                     SSEFormatter(), RelayPolicy(heartbeat_interval=0),
-                     pool=None)  # type: ignore[arg-type]
-
-    relay = loop.run_until_complete(committed_relay())
-    relay.state = RelayState.COMMITTED  # as after the first token
-    relay._adapter = OpenAIAdapter()
-    if ndjson:
-        relay._parser = NDJSONReader()
-        relay._adapter = OllamaAdapter()
-        relay._target = Target(OllamaProvider(ProviderSettings("bench", "ollama", "http://x")),
-                               "m")
+    settings = ProviderSettings("bench", "ollama" if ndjson else "openai", "http://x/v1")
+    provider = OllamaProvider(settings) if ndjson else OpenAIProvider(settings)
+    pump = Pump(SSEFormatter(), output, QuietDriver())
+    pump.begin(provider.new_body_reader(MAX_EVENT_BYTES, MAX_BYTES_WITHOUT_EVENT),
+               provider.new_adapter())
+    pump.commit([])  # as after the first token
     upstream = UpstreamConnection(Timeouts(), loop)
     upstream.connection_made(RecordingTransport())  # type: ignore[arg-type]
     upstream.state = State.BODY  # as after the response head
     upstream._decoder = ChunkedDecoder()
-    upstream.stream(relay)
+    upstream.stream(pump)
     return upstream.data_received, transport
 
 
@@ -458,6 +465,36 @@ def test_floor_read_to_client_write(benchmark: Any) -> None:
     benchmark(read, FIRST_CHUNK)
     benchmark.extra_info["payload"] = sent_payload(client)
     assert sent_payload(client) == {"content": "Hello"}
+
+
+# A burst: a fast model (hundreds of tokens a second), or a stream catching up, brings
+# several events in one read. The fake provider at rate 0 writes its tokens so, one
+# HTTP chunk each; this is ten of them in one read.
+BURST_EVENTS = 10
+BURST_READ = FIRST_CHUNK * BURST_EVENTS
+
+
+def test_upstream_burst_read_to_client_write(benchmark: Any) -> None:
+    """A read carrying 10 events through the whole path: one client write for all ten
+    (time / 10 is the per-event cost)."""
+    benchmark.group = "burst of 10 events in one read"
+    loop = asyncio.new_event_loop()
+    read, transport = our_token_path(loop)
+    writes = transport.writes
+    read(BURST_READ)
+    assert transport.writes - writes == 1  # one write for the read's ten frames
+    benchmark(read, BURST_READ)
+    benchmark.extra_info["events"] = BURST_EVENTS
+    assert transport.last.count(b'data: {"content":"Hello"}') == BURST_EVENTS
+    loop.close()
+
+
+def test_floor_burst_read_to_client_write(benchmark: Any) -> None:
+    benchmark.group = "burst of 10 events in one read"
+    read, client = floor_token_path()
+    benchmark(read, BURST_READ)
+    benchmark.extra_info["events"] = BURST_EVENTS
+    assert client.last.count(b'data: {"content":"Hello"}') == BURST_EVENTS
 
 
 # A server holds thousands of streams, and a token touches its own stream's objects,

@@ -62,23 +62,38 @@ class RequestError(SSEServerError):
         self.headers = headers or []
 
 
-class UpstreamError(SSEServerError):
+class StreamFailure(SSEServerError):
+    """What ends a stream with an error: an error event once the stream began, an error
+    response before it. ``error_type`` is the identifier a client reads; ``retryable``
+    whether asking again (before the stream is committed) may help; ``status`` the
+    upstream HTTP status when one was received; ``retry_after`` the seconds the
+    provider (or the server) asked to wait."""
+
+    retryable: bool = False
+    error_type: str = "error"
+    status: int | None = None
+    retry_after: float | None = None
+
+
+class UpstreamError(StreamFailure):
     """Talking to a provider failed.
 
-    ``retryable`` says whether trying again (before the stream is committed) may help;
-    ``status`` is the upstream HTTP status when one was received.
+    ``error_type``, when given, is the provider's own identifier for the failure (its
+    error event's type, or a refusal's); otherwise the class says it.
     """
 
     retryable: bool = True
     error_type: str = "upstream_error"
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, error_type: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         if retryable is not None:
             self.retryable = retryable
         self.retry_after = retry_after
+        if error_type is not None:
+            self.error_type = error_type
 
 
 class UpstreamConnectError(UpstreamError):
@@ -111,6 +126,20 @@ class ProviderError(UpstreamError):
     error_type = "provider_error"
 
 
+class UpstreamEventTooLarge(ProviderError):
+    """A provider's event (or line) passed its bound: the same bytes would again."""
+
+    error_type = "upstream_event_too_large"
+    retryable = False
+
+
+class UpstreamNoEvents(ProviderError):
+    """A provider sent more than its bound of bytes that carry no event."""
+
+    error_type = "upstream_no_events"
+    retryable = False
+
+
 class EventTooLarge(RemoteProtocolError):
     """An event-stream event (or line) grew past its bound before it ended."""
 
@@ -119,15 +148,63 @@ class NoEvents(RemoteProtocolError):
     """An event stream sent more bytes than its bound without completing an event."""
 
 
-class ShuttingDown(UpstreamError):
-    """The server is draining and ran out of time: asking again (elsewhere) will do."""
-
-    error_type = "shutdown"
-
-
 class StreamError(SSEServerError):
     """A stream cannot be served."""
 
 
 class StreamNotFound(StreamError):
     """No stream with that id exists (never did, or its retention expired)."""
+
+
+class StreamStopped(StreamFailure):
+    """The gateway itself ended the stream (not the provider): none is worth a retry
+    on another target, and each has its own type."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StreamCancelled(StreamStopped):
+    """Stopped on request (the stop button, or no reader left for too long)."""
+
+    error_type = "cancelled"
+
+
+class StreamTooLarge(StreamStopped):
+    """The stream reached its memory bound and was ended rather than grown
+    (DESIGN.md §5)."""
+
+    error_type = "stream_too_large"
+
+
+class ShuttingDown(StreamStopped):
+    """The server is draining and ran out of time: asking again (elsewhere) will do."""
+
+    error_type = "shutdown"
+    retryable = True
+
+
+class HTTPError(SSEServerError):
+    """A request the server refuses before a handler sees it: ``status`` to answer
+    with, ``close`` whether the connection must close after it."""
+
+    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.close = close
+
+
+# The one table of the ``type`` of a JSON error body the server answers with itself,
+# by status: the refusals before a handler, and a handler's own.
+STATUS_ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "forbidden",
+    404: "not_found_error", 405: "method_not_allowed", 408: "request_timeout",
+    413: "request_too_large", 429: "rate_limit_error", 431: "headers_too_large",
+    503: "unavailable", 505: "http_version_not_supported",
+}
+
+
+def status_error_type(status: int) -> str:
+    """The ``type`` of the JSON error body of a response with ``status``."""
+    return STATUS_ERROR_TYPES.get(status, "server_error" if status >= 500 else "request_error")

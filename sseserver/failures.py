@@ -13,7 +13,10 @@ from sseserver.errors import (
     ProviderError,
     ShuttingDown,
     SSEServerError,
+    StreamFailure,
     UpstreamError,
+    UpstreamEventTooLarge,
+    UpstreamNoEvents,
     UpstreamTimeout,
 )
 
@@ -31,22 +34,14 @@ def body_fault(exc: Exception) -> UpstreamError:
     may quote the provider's data (``int("sk-...")``)."""
     if isinstance(exc, UpstreamError):
         return exc
-    if isinstance(exc, SSEServerError):  # the parser's bounds and refusals
-        error = ProviderError(str(exc), retryable=False)
-        if isinstance(exc, EventTooLarge):
-            error.error_type = "upstream_event_too_large"
-        elif isinstance(exc, NoEvents):
-            error.error_type = "upstream_no_events"
-        return error
+    if isinstance(exc, EventTooLarge):
+        return UpstreamEventTooLarge(str(exc))
+    if isinstance(exc, NoEvents):
+        return UpstreamNoEvents(str(exc))
+    if isinstance(exc, SSEServerError):  # the parser's other refusals
+        return ProviderError(str(exc), retryable=False)
     return ProviderError(f"provider sent an event that cannot be read "
                          f"({type(exc).__name__})", retryable=False)
-
-
-def typed_error(error_type: str, message: str) -> UpstreamError:
-    """A failure of the gateway's own (cancelled, too large): not worth a retry."""
-    error = UpstreamError(message, retryable=False)
-    error.error_type = error_type
-    return error
 
 
 def collected_headers(status: int) -> list[tuple[str, str]]:
@@ -58,7 +53,7 @@ def collected_headers(status: int) -> list[tuple[str, str]]:
     return []
 
 
-def client_status(error: UpstreamError) -> tuple[int, list[tuple[str, str]]]:
+def client_status(error: StreamFailure) -> tuple[int, list[tuple[str, str]]]:
     """The status a client gets for a failure known before the response head."""
     headers: list[tuple[str, str]] = []
     if isinstance(error, UpstreamTimeout):

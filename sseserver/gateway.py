@@ -29,7 +29,7 @@ from sseserver.config import Config
 from sseserver.core import cors
 from sseserver.core.cors import CORSPolicy
 from sseserver.core.stream_log import parse_last_event_id
-from sseserver.errors import RequestError
+from sseserver.errors import RequestError, status_error_type
 from sseserver.fanout import LogOutput
 from sseserver.formats.ai_sdk import UI_MESSAGE_STREAM_HEADERS, AISDKFormatter
 from sseserver.formats.base import Formatter
@@ -268,7 +268,7 @@ class Gateway:
               error_type: str | None = None) -> None:
         self.counters["http_errors"] += 1
         conn.respond_json(status, {"error": {
-            "type": error_type or _ERROR_TYPES.get(status, "error"), "message": message}},
+            "type": error_type or status_error_type(status), "message": message}},
             headers)
 
     # -- routes --------------------------------------------------------------------
@@ -463,10 +463,4 @@ def format_headers(output_format: str) -> list[tuple[str, str]]:
 def _demo_page() -> bytes:
     return resources.files("sseserver.static").joinpath("index.html").read_bytes()
 
-
-_ERROR_TYPES: dict[int, str] = {
-    400: "invalid_request_error", 403: "forbidden", 404: "not_found_error",
-    405: "method_not_allowed",
-    413: "request_too_large", 429: "rate_limit_error", 503: "unavailable",
-}
 

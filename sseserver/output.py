@@ -44,8 +44,8 @@ class Output(Protocol):
         ...
 
     def write_frame(self, frame: bytes) -> None:
-        """:meth:`write` for one frame: the per-token write. A caller may keep this
-        callable from :meth:`open` on; before, it may differ."""
+        """:meth:`write` for one frame: the per-token write. The pump keeps this
+        callable from the commit on (after :meth:`open`); before, it may differ."""
         ...
 
     def heartbeat(self, frame: bytes) -> None: ...

@@ -1,11 +1,13 @@
-"""One generation relayed from a provider to one client: the per-stream orchestration.
+"""One generation relayed from a provider to one client: the thin asyncio driver.
 
-A :class:`Relay` walks its route (the provider/model targets of a fallback chain),
-retrying before the stream commits, then pushes the provider's body through the hot
-path — SSE parse, adapter, formatter, one chunk write per upstream read — straight
-from the upstream protocol's callbacks. An attempt runs as a short task only while it
-awaits something (a backoff, a connection, an error body); the head and the body
-arrive as callbacks. Its state is one enum:
+A :class:`Relay` performs what two sans-IO parts decide: :mod:`sseserver.retry` says
+what follows an attempt (retry after a delay, the next target of the route, fail,
+done), and a :class:`~sseserver.pump.Pump` turns the provider's body into client
+frames, as the upstream connection's body sink (so a token costs no call of the
+driver's). The driver makes the attempts, opens the response, sends heartbeats, ends
+the stream and logs it. An attempt runs as a short task only while it awaits
+something (a backoff, a connection, an error body); the head and the body arrive as
+callbacks. Its state is one enum, its moves one table (:data:`TRANSITIONS`):
 
     STARTING --(upstream 200, or first heartbeat due)--> OPEN
     OPEN --(first content event sent)--> COMMITTED
@@ -35,7 +37,7 @@ import orjson
 
 from sseserver import stream_ids
 from sseserver.aio.pool import ConnectionPool
-from sseserver.aio.upstream import ResponseHead, State, Timeouts, UpstreamConnection
+from sseserver.aio.upstream import ResponseHead, Timeouts, UpstreamConnection
 from sseserver.aio.wheel import Deadline, wheel_for
 from sseserver.config import (
     BACKOFF_INITIAL,
@@ -45,22 +47,24 @@ from sseserver.config import (
     MAX_EVENT_BYTES,
     MAX_RETRIES,
 )
-from sseserver.core.sse import NotAnEventStream, SSEParser
 from sseserver.errors import (
     ProviderError,
-    RemoteProtocolError,
     RequestError,
     ShuttingDown,
-    SSEServerError,
+    StreamCancelled,
+    StreamFailure,
+    StreamTooLarge,
     UpstreamError,
 )
-from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDelta, Usage
-from sseserver.failures import DRAIN_RETRY_AFTER, body_fault, client_status, typed_error
+from sseserver.events import Usage
+from sseserver.failures import DRAIN_RETRY_AFTER, client_status
 from sseserver.formats.base import Formatter
 from sseserver.output import Output
-from sseserver.providers.base import EventReader, StreamAdapter, UpstreamRequest
+from sseserver.providers.base import UpstreamRequest
 from sseserver.providers.errors import is_event_stream
+from sseserver.pump import NotAStream, Pump
 from sseserver.redact import Redactor, describe_exception
+from sseserver.retry import Done, Fail, NextTarget, Position, RetryAfter, decide
 from sseserver.routing import Target
 from sseserver.schema import GenerationRequest
 
@@ -68,16 +72,28 @@ logger = logging.getLogger("sseserver.streams")
 
 
 class RelayState(enum.Enum):
-    STARTING = "starting"
-    OPEN = "open"
-    COMMITTED = "committed"
+    STARTING = "starting"  # nothing sent to the client yet
+    OPEN = "open"  # the response head is out, no content yet
+    COMMITTED = "committed"  # the client saw content: no retry, no fallback
     ENDED = "ended"
 
 
-# The per-token test reads this one global rather than a global and its attribute.
-_COMMITTED = RelayState.COMMITTED
-# What a relay holds before its first body: never fed (a body comes with its own).
-_NO_BODY_YET = SSEParser()
+# The moves a relay may make; any other is a bug (:meth:`Relay._move` refuses it).
+TRANSITIONS: dict[RelayState, frozenset[RelayState]] = {
+    RelayState.STARTING: frozenset({RelayState.OPEN, RelayState.ENDED}),
+    RelayState.OPEN: frozenset({RelayState.COMMITTED, RelayState.ENDED}),
+    RelayState.COMMITTED: frozenset({RelayState.ENDED}),
+    RelayState.ENDED: frozenset(),
+}
+
+
+class StreamStatus(enum.StrEnum):
+    """How a stream ended, for its log line and the server's counters."""
+
+    OK = "ok"
+    ERROR = "error"
+    CANCELLED = "cancelled"  # the client left, or asked to stop
+
 # An error type is an identifier; a provider's may be anything, and is cut to this.
 MAX_ERROR_TYPE_CHARS = 64
 
@@ -98,20 +114,16 @@ class RelayPolicy:
     redact: Redactor = field(default_factory=Redactor)
 
 
-
 def new_stream_id() -> str:
     return stream_ids.new_stream_id()
 
 
 class Relay:
-    # Slots: a token's read touches this object, one of thousands; a dict of its
-    # attributes would be more memory to miss in the cache.
-    __slots__ = ("_adapter", "_events_seen", "_formatter", "_heartbeat", "_held", "_loop",
-                 "_on_end", "_output", "_parser", "_policy", "_pool", "_position", "_pumping",
-                 "_quiet_checks", "_request", "_route", "_silent_events", "_target", "_task",
-                 "_tries", "_upstream", "_wheel", "_write_frame", "attempts", "events",
-                 "first_token_at", "id", "key", "reason", "started", "state", "status",
-                 "usage")
+    # Slots: thousands live at once; a dict of attributes each would be more memory.
+    __slots__ = ("_events_seen", "_formatter", "_heartbeat", "_loop", "_on_end", "_output",
+                 "_policy", "_pool", "_position", "_pump", "_quiet_checks", "_request",
+                 "_route", "_target", "_task", "_tries", "_upstream", "_wheel", "attempts",
+                 "first_token_at", "id", "key", "reason", "started", "state", "status")
 
     def __init__(self, output: Output, request: GenerationRequest,
                  route: Sequence[Target], formatter: Formatter, policy: RelayPolicy,
@@ -120,7 +132,6 @@ class Relay:
         self.id = stream_id or new_stream_id()
         self.state = RelayState.STARTING
         self._output = output
-        self._write_frame = output.write_frame  # looked up again once the response opens
         self._request = request
         self._route = route
         self._formatter = formatter
@@ -128,16 +139,11 @@ class Relay:
         self._pool = pool
         self._on_end = on_end
         self._loop = asyncio.get_running_loop()
+        self._pump = Pump(formatter, output, self)
         self._upstream: UpstreamConnection | None = None
         self._target: Target | None = None
-        # each attempt's body gets a reader of its own: an SSE parser, or for a provider
-        # that streams NDJSON a line reader, which takes every read by the shortcuts
-        self._parser: EventReader = _NO_BODY_YET
-        self._adapter: StreamAdapter | None = None
-        self._held: list[NormalizedEvent] = []  # non-content events before the commit
         self._position = 0  # the route's target being tried
         self._tries = 0  # attempts made on it
-        self._pumping = False  # a body is flowing; _settle ends it
         self._task: asyncio.Task[None] | None = None
         self._wheel = wheel_for(self._loop)
         self._heartbeat: Deadline | None = None
@@ -145,12 +151,9 @@ class Relay:
         self._quiet_checks = 0  # checks since the last write
         self.started = self._loop.time()
         self.first_token_at: float | None = None
-        self.events = 0
-        self._silent_events = 0  # upstream events that made no frame (pings, held ones)
         self.attempts = 0
-        self.status = "ok"
+        self.status = StreamStatus.OK
         self.reason = ""
-        self.usage: Usage | None = None
         self.key: str | None = None  # the name of the API key it serves (never the key)
 
     def __repr__(self) -> str:
@@ -158,11 +161,18 @@ class Relay:
                 f"events={self.events}>")
 
     @property
-    def progress(self) -> int:
-        """Upstream events so far, for the upstream's idle limit: those that made a
-        frame (counted anyway, so a token pays nothing more) and those that made none.
-        Bytes that carry no event are no progress."""
-        return self.events + self._silent_events
+    def events(self) -> int:
+        """Frames sent so far."""
+        return self._pump.events
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._pump.usage
+
+    def _move(self, state: RelayState) -> None:
+        if state not in TRANSITIONS[self.state]:
+            raise AssertionError(f"relay {self.id}: no move from {self.state} to {state}")
+        self.state = state
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -249,9 +259,8 @@ class Relay:
         if isinstance(exc, UpstreamError):
             self._advance(exc)
         elif isinstance(exc, RequestError):  # this provider cannot take the request
-            refused = UpstreamError(str(exc), status=exc.status, retryable=False)
-            refused.error_type = exc.error_type
-            self._advance(refused)
+            self._advance(UpstreamError(str(exc), status=exc.status, retryable=False,
+                                        error_type=exc.error_type))
         else:  # a bug must end this stream only, cleanly
             self._internal_error(exc)
 
@@ -287,197 +296,38 @@ class Relay:
             self._internal_error(exc)
 
     def _start_pump(self, target: Target, upstream: UpstreamConnection) -> None:
-        """Let the body flow to the client; :meth:`_settle` hears how it ended."""
+        """Let the body flow to the client; :meth:`on_settled` hears how it ended."""
         self._open_response()
         policy = self._policy  # a provider whose body is no SSE names its own reader
-        self._parser = target.provider.new_body_reader(policy.max_event_bytes,
-                                                       policy.max_bytes_without_event)
-        self._adapter = target.provider.new_adapter()
-        self._pumping = True
+        self._pump.begin(target.provider.new_body_reader(policy.max_event_bytes,
+                                                         policy.max_bytes_without_event),
+                         target.provider.new_adapter())
         self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)
-        upstream.stream(self)
+        upstream.stream(self._pump)
 
-    def _advance(self, error: UpstreamError | None) -> None:
-        """An attempt ended (``error`` None: the provider finished): end the stream, or
-        start the next attempt, on this target or the next one of the route."""
-        self._output.detach_flow()
-        self._drop_upstream()
-        if self.state is RelayState.ENDED:
-            return
-        if error is None:
-            self.complete()
-            return
-        if self.state is RelayState.COMMITTED:  # too late to retry: the client saw text
-            self._fail(error)
-            return
-        logger.info("stream %s: attempt %d on %s failed: %s", self.id, self.attempts,
-                    self._route[self._position].provider.settings.name, self._public(error)[1])
-        if error.retryable and not self._retry_after_too_long(error) and \
-                self._tries <= self._policy.max_retries:
-            self._try_target(self._backoff(self._tries, error))
-            return
-        self._position += 1
-        self._tries = 0
-        if self._position < len(self._route):
-            self._try_target(0.0)
+    def on_settled(self, result: UpstreamError | NotAStream | None) -> None:
+        """The body ended, well or not (the pump says so once). The attempt moves on in
+        the next loop pass, not here: this runs inside the upstream's own callbacks."""
+        if type(result) is NotAStream:
+            self._read_error_document(result.start)
         else:
-            self._fail(error)
+            self._loop.call_soon(self._pump_done, result)
 
-    def _internal_error(self, exc: Exception) -> None:
-        # not exc_info: the message may hold provider text, and a key with it
-        logger.error("relay %s failed: %s", self.id,
-                     describe_exception(exc, self._policy.redact))
-        self._drop_upstream()
-        self._fail(ProviderError(f"internal error: {type(exc).__name__}", retryable=False))
-
-    # -- the hot path: upstream body bytes to client frames ------------------------
-
-    def on_body(self, data: bytes) -> None:
-        adapter = self._adapter
-        assert adapter is not None
-        frames: list[bytes] = []
-        try:
-            line = self._parser.feed_data_line(data)
-            if line is not None:  # one whole "data:" event: the per-token read
-                result = adapter.feed_message(line)
-                if type(result) is not str:
-                    self._frames(result, frames)
-                elif self.state is _COMMITTED:  # a text delta: the fewest steps
-                    self.events += 1
-                    self._write_frame(self._formatter.text(result))
-                    return
-                else:
-                    self._frame(TextDelta(result), frames)
-            elif (lines := self._parser.feed_data_lines(data)) is not None:
-                for line in lines:  # several whole "data:" events: a stream's last read
-                    result = adapter.feed_message(line)
-                    if type(result) is str:
-                        self._frame(TextDelta(result), frames)
-                    else:
-                        self._frames(result, frames)
-                    if adapter.finished:
-                        break
-            else:
-                for sse in self._parser.feed(data):
-                    self._frames(adapter.feed(sse.event, sse.data), frames)
-                    if adapter.finished:
-                        break
-        except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
-            self._fault(exc, data, frames)
-            return
-        self._flush(frames)
-        if adapter.finished and self.state is not RelayState.ENDED:
-            self._settle(None)
-
-    def _fault(self, exc: Exception, data: bytes, frames: list[bytes]) -> None:
-        """A read could not be relayed whole: what came before the fault is the
-        client's (``frames``, and the events the parser completed before a bound broke),
-        then the stream ends, or the body is read as the error it is."""
-        adapter = self._adapter
-        assert adapter is not None
-        if isinstance(exc, RemoteProtocolError) and exc.read_before:
-            try:
-                for sse in exc.read_before:
-                    self._frames(adapter.feed(sse.event, sse.data), frames)
-                    if adapter.finished:  # the provider's end came before the fault
-                        self._flush(frames)
-                        self._settle(None)
-                        return
-            except Exception as later:  # an event before the bound was malformed itself
-                exc = later
-        self._flush(frames)
-        if type(exc) is NotAnEventStream:
-            self._not_a_stream(data)
-        else:
-            self._settle(self._body_fault(exc))
-
-    def _not_a_stream(self, data: bytes) -> None:
+    def _read_error_document(self, start: bytes) -> None:
         """The 200 labelled an event stream is a JSON error or a page (its first read
-        says so): read on as an error body, of which ``data`` is the start, and judged
-        as one (a 200 of another content type is judged so too): the provider's own
-        kind of error decides, and a page is not retried (the same page would come)."""
+        says so): read on as an error body, of which ``start`` is the beginning, and
+        judged as one (a 200 of another content type is judged so too): the provider's
+        own kind of error decides, and a page is not retried (the same page would come)."""
         upstream, target = self._upstream, self._target
         assert upstream is not None and target is not None
-        self._pumping = False
         self._spawn(self._status_error(target, upstream.head().result(),
-                                       upstream.read_body(start=data)))
+                                       upstream.read_body(start=start)))
 
-    def _body_fault(self, exc: Exception) -> UpstreamError:
-        if not isinstance(exc, SSEServerError):  # the adapter met data of a wrong shape
-            target = self._target
-            logger.warning("stream %s: an event from %s could not be read: %s", self.id,
-                           target.provider.settings.name if target else None,
-                           describe_exception(exc, self._policy.redact))
-        return body_fault(exc)
-
-    def _frames(self, events: list[NormalizedEvent], frames: list[bytes]) -> None:
-        if not events:
-            self._silent_events += 1
-        for event in events:
-            self._frame(event, frames)
-
-    def _frame(self, event: NormalizedEvent, frames: list[bytes]) -> None:
-        if type(event) is ErrorEvent:
-            error = ProviderError(event.message, retryable=event.retryable, status=event.status)
-            error.error_type = event.type
-            raise error
-        if self.state is not RelayState.COMMITTED:
-            if not isinstance(event, CONTENT_EVENTS):
-                self._held.append(event)
-                self._silent_events += 1
-                return
-            self._commit(frames)
-        if type(event) is Usage:
-            self.usage = event
-        frame = self._formatter.event(event)
-        if frame:
-            self.events += 1
-            frames.append(frame)
-
-    def _commit(self, frames: list[bytes]) -> None:
-        self._open_response()
-        self.state = RelayState.COMMITTED
-        self.first_token_at = self._loop.time()
+    def on_unreadable(self, exc: Exception) -> None:
         target = self._target
-        assert target is not None
-        frames.append(self._formatter.start({
-            "stream_id": self.id, "provider": target.provider.settings.name,
-            "model": target.model}))
-        self.events += 1
-        held, self._held = self._held, []
-        for event in held:
-            self._frame(event, frames)
-
-    def _flush(self, frames: list[bytes]) -> None:
-        if frames:
-            self._output.write(frames)
-
-    def on_body_end(self) -> None:
-        adapter = self._adapter
-        if adapter is not None and not adapter.finished and self._pumping:
-            frames: list[bytes] = []
-            try:  # the last event, if only its blank line is missing
-                for sse in self._parser.end():
-                    self._frames(adapter.feed(sse.event, sse.data), frames)
-            except Exception as exc:
-                self._flush(frames)
-                self._settle(self._body_fault(exc))
-                return
-            self._flush(frames)
-        if adapter is not None and adapter.finished:
-            self._settle(None)
-        else:
-            self._settle(UpstreamError("provider ended the stream before it was complete"))
-
-    def on_body_error(self, error: UpstreamError) -> None:
-        self._settle(error)
-
-    def _settle(self, error: UpstreamError | None) -> None:
-        """The body ended, well or not. The attempt moves on in the next loop pass, not
-        here: this runs inside the upstream connection's own callbacks."""
-        if self._pumping:
-            self._pumping = False
-            self._loop.call_soon(self._pump_done, error)
+        logger.warning("stream %s: an event from %s could not be read: %s", self.id,
+                       target.provider.settings.name if target else None,
+                       describe_exception(exc, self._policy.redact))
 
     def _pump_done(self, error: UpstreamError | None) -> None:
         try:
@@ -485,9 +335,54 @@ class Relay:
         except Exception as exc:  # a bug must end this stream only, cleanly
             self._internal_error(exc)
 
+    def _advance(self, error: UpstreamError | None) -> None:
+        """An attempt ended (``error`` None: the provider finished): perform what
+        :func:`sseserver.retry.decide` says follows."""
+        self._output.detach_flow()
+        self._dispose_upstream()
+        if self.state is RelayState.ENDED:
+            return
+        committed = self.state is RelayState.COMMITTED
+        if error is not None and not committed:
+            logger.info("stream %s: attempt %d on %s failed: %s", self.id, self.attempts,
+                        self._route[self._position].provider.settings.name,
+                        self._public(error)[1])
+        last = self._position + 1 >= len(self._route)
+        decision = decide(error, self._tries, Position(committed, last), self._policy,
+                          random.random())
+        if type(decision) is Done:
+            self.complete()
+        elif type(decision) is RetryAfter:
+            self._try_target(decision.delay)
+        elif type(decision) is NextTarget:
+            self._position += 1
+            self._tries = 0
+            self._try_target(0.0)
+        else:
+            assert error is not None and type(decision) is Fail
+            self._fail(error, decided=decision)
+
+    def _internal_error(self, exc: Exception) -> None:
+        # not exc_info: the message may hold provider text, and a key with it
+        logger.error("relay %s failed: %s", self.id,
+                     describe_exception(exc, self._policy.redact))
+        self._dispose_upstream()
+        self._fail(ProviderError(f"internal error: {type(exc).__name__}", retryable=False))
+
+    def on_commit(self) -> dict[str, Any]:
+        """The pump commits the stream: its first content event is going out."""
+        self._open_response()
+        self._move(RelayState.COMMITTED)
+        self.first_token_at = self._loop.time()
+        target = self._target  # None only if no attempt could even begin
+        return {"stream_id": self.id,
+                "provider": target.provider.settings.name if target else None,
+                "model": target.model if target else self._request.model}
+
     # -- ending --------------------------------------------------------------------
 
-    def _fail(self, error: UpstreamError, status: str = "error") -> None:
+    def _fail(self, error: StreamFailure, status: StreamStatus = StreamStatus.ERROR,
+              decided: Fail | None = None) -> None:
         """End the stream with a typed error: JSON before the head, events after it."""
         if self.state is RelayState.ENDED:
             return
@@ -495,71 +390,57 @@ class Relay:
         error_type, message = self._public(error)
         self.reason = message
         if self.state is RelayState.STARTING:
-            self._respond_error(error, error_type, message)
+            code, headers = (decided.status, list(decided.headers)) if decided else \
+                client_status(error)
+            self._output.respond_error(code, headers, {"error": {
+                "type": error_type, "message": message}}, error.status)
             self._end()
             return
-        frames: list[bytes] = []
-        if self.state is RelayState.OPEN:
-            self._commit(frames)
-        usage = self._adapter.usage_so_far() if self._adapter is not None else None
-        if self.usage is None and usage is not None:
-            self._frame(usage, frames)  # a stream that ends early reports what it used
-        frames.append(self._formatter.event(ErrorEvent(
-            type=error_type, message=message, retryable=error.retryable,
-            status=error.status)))
-        self.events += 1
-        self._finish(frames)
-
-    def _finish(self, frames: list[bytes]) -> None:
-        frames.append(self._formatter.end())
-        self.events += 1
-        self._output.finish(frames)  # past any bound: every reader gets a proper ending
+        self._output.finish(self._pump.failure_frames(  # past any bound: a proper ending
+            error_type, message, error.retryable, error.status))
         self._end()
 
     def complete(self) -> None:
         """The provider finished normally: send what is held, then the end frame."""
-        if self.state is RelayState.ENDED:
-            return
-        frames: list[bytes] = []
-        if self.state is not RelayState.COMMITTED:
-            self._commit(frames)
-        self._finish(frames)
+        if self.state is not RelayState.ENDED:
+            self._output.finish(self._pump.end_frames())
+            self._end()
 
     def shutdown(self, message: str) -> None:
         """The server is draining and out of time: end with a retryable error (a 503
         with Retry-After, if the response has not begun)."""
         self._stop_with(ShuttingDown(message, retry_after=DRAIN_RETRY_AFTER))
 
-    def _stop_with(self, error: UpstreamError, status: str = "error") -> None:
+    def cancel(self, message: str = "the stream was cancelled") -> None:
+        """Stop generating (the stop button): readers get a ``cancelled`` error."""
+        self._stop_with(StreamCancelled(message), StreamStatus.CANCELLED)
+
+    def _overflow(self) -> None:
+        # the stream reached its memory bound: end it rather than grow (DESIGN.md §5)
+        self._stop_with(StreamTooLarge("the stream passed its size limit"))
+
+    def _stop_with(self, error: StreamFailure,
+                   status: StreamStatus = StreamStatus.ERROR) -> None:
         self._cancel_task()
-        self._drop_upstream()
-        if self.state is not RelayState.ENDED:
-            self._fail(error, status)
+        self._dispose_upstream()
+        self._fail(error, status)
 
     def on_client_gone(self) -> None:
         """The last reader left and the stream's policy is to stop generating."""
         if self.state is RelayState.ENDED:
             return
-        self.status = "cancelled"
+        self.status = StreamStatus.CANCELLED
         self.reason = "client disconnected"
         self._cancel_task()
-        self._drop_upstream()
+        self._dispose_upstream()
         self._end()
 
-    def cancel(self, message: str = "the stream was cancelled") -> None:
-        """Stop generating (the stop button): readers get a ``cancelled`` error."""
-        self._stop_with(typed_error("cancelled", message), status="cancelled")
-
-    def _overflow(self) -> None:
-        # the stream reached its memory bound: end it rather than grow (DESIGN.md §5)
-        self._stop_with(typed_error("stream_too_large", "the stream passed its size limit"))
-
     def _end(self) -> None:
-        self.state = RelayState.ENDED
+        self._move(RelayState.ENDED)
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             self._heartbeat = None
-        self._settle(None)
+        self._pump.stop()  # a body still flowing is let go in the next pass
         self._output.unbind()
         self._log()
         if self._on_end is not None:
@@ -570,37 +451,23 @@ class Relay:
                 self._task is not asyncio.current_task():
             self._task.cancel()
 
-    def _drop_upstream(self) -> None:
-        """Give the upstream connection back: to the pool if its response ended
-        cleanly, closed otherwise (which also stops the provider generating)."""
+    def _dispose_upstream(self) -> None:
+        """Give the upstream connection back to the pool, which reuses it, lets the
+        end of a finished body arrive first, or closes it (which also stops the
+        provider generating) when the stream was given up midway."""
         upstream, self._upstream = self._upstream, None
-        if upstream is None:
-            return
-        if upstream.state is State.DONE:
-            self._pool.release(upstream)
-        elif upstream.state is State.BODY and self._adapter is not None and \
-                self._adapter.finished:
-            # The provider said its last word; only the end of the HTTP body is still on
-            # its way. Let it arrive (briefly) so the connection can serve again.
-            _Drain(upstream, self._pool, self._loop)
-        else:
-            self._pool.discard(upstream)
+        if upstream is not None:
+            self._pool.finish(upstream, complete=self._pump.finished)
 
     # -- the client response -------------------------------------------------------
 
     def _open_response(self) -> None:
         if self.state is RelayState.STARTING:
-            self.state = RelayState.OPEN
+            self._move(RelayState.OPEN)
             self._output.open(self.id, self._formatter.content_type,
                               self._formatter.preamble)
-            self._write_frame = self._output.write_frame
 
-    def _respond_error(self, error: UpstreamError, error_type: str, message: str) -> None:
-        status, headers = client_status(error)
-        self._output.respond_error(status, headers, {"error": {
-            "type": error_type, "message": message}}, error.status)
-
-    def _public(self, error: UpstreamError) -> tuple[str, str]:
+    def _public(self, error: StreamFailure) -> tuple[str, str]:
         """The error's type and message as a client or the log may see them: every
         configured key, and anything shaped like one, redacted (a provider writes some
         of both). The one way error text leaves the relay."""
@@ -631,15 +498,6 @@ class Relay:
             self._quiet_checks = 0
         self._schedule_heartbeat()
 
-    def _backoff(self, attempt: int, error: UpstreamError | None) -> float:
-        if error is not None and error.retry_after is not None:
-            return max(0.0, error.retry_after)
-        ceiling = min(self._policy.backoff_max, self._policy.backoff_initial * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)  # jitter spreads retry storms
-
-    def _retry_after_too_long(self, error: UpstreamError) -> bool:
-        return error.retry_after is not None and error.retry_after > self._policy.max_retry_after
-
     def _log(self) -> None:
         if not logger.isEnabledFor(logging.INFO):
             return
@@ -656,31 +514,3 @@ class Relay:
             "attempts": self.attempts, "reason": self.reason,
         }
         logger.info(orjson.dumps(record).decode())
-
-
-class _Drain:
-    """Waits for the end of a finished stream's HTTP body, then pools the connection."""
-
-    # Long enough for the last chunk to follow [DONE], short enough not to hold a slot.
-    GRACE = 1.0
-    __slots__ = ("_conn", "_pool", "_timer")
-    progress = 0  # the grace timer bounds the wait, not the idle limit
-
-    def __init__(self, conn: UpstreamConnection, pool: ConnectionPool,
-                 loop: asyncio.AbstractEventLoop) -> None:
-        self._conn = conn
-        self._pool = pool
-        self._timer = loop.call_later(self.GRACE, self.on_body_error, None)
-        conn.stream(self)
-        conn.resume_reading()
-
-    def on_body(self, data: bytes) -> None:
-        pass
-
-    def on_body_end(self) -> None:
-        self._timer.cancel()
-        self._pool.release(self._conn)
-
-    def on_body_error(self, error: UpstreamError | None) -> None:
-        self._timer.cancel()
-        self._pool.discard(self._conn)

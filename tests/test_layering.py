@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("compat",),  # the compatible APIs' requests and shapes (formats, no providers)
     ("providers",),  # per provider: request, adapter, errors (compat's translations)
     ("routing",),  # a request to its provider targets
+    ("pump", "retry"),  # sans-IO: a body to frames; an attempt's outcome to the next step
     ("aio", "fake"),  # the asyncio layer, the fake provider
     ("output",),  # where a relay's frames go: one connection, or a collected answer
     ("fanout",),  # a stream log and its readers
@@ -59,6 +60,8 @@ NEVER_IMPORTS: dict[str, tuple[str, ...]] = {
     "compat": ("asyncio", "socket"),
     "providers": ("asyncio", "socket", "time"),
     "routing": ("asyncio", "socket", "time"),
+    "pump": ("asyncio", "socket", "time"),
+    "retry": ("asyncio", "socket", "time"),
 }
 
 # Imports the layers do not allow yet, each with why it is still there. The test fails

@@ -163,8 +163,8 @@ class UpstreamConnection(asyncio.Protocol):
             sink = self._sink
             if sink is not None and len(pieces) == 1:  # one whole chunk: the per-token read
                 sink.on_body(pieces[0])
-            else:
-                self._deliver(pieces)
+            else:  # a burst is one piece: its events go out in one client write
+                self._deliver([b"".join(pieces)] if len(pieces) > 1 else pieces)
             if decoder.done:
                 self._on_end()
         elif self.state is State.IDLE:  # nothing may arrive between responses
@@ -316,7 +316,8 @@ class UpstreamConnection(asyncio.Protocol):
         except RemoteProtocolError as exc:
             self._malformed_body(exc, data)
             return
-        self._deliver(pieces)
+        # One piece for the whole read: its events go out in one client write.
+        self._deliver([b"".join(pieces)] if len(pieces) > 1 else pieces)
         if decoder.done:
             self._on_end()
 

@@ -77,7 +77,7 @@ class ChunkedDecoder:
         buffered = len(self._buffer)
         buffer = self._buffer + data if self._buffer else data
         out: list[bytes] = []
-        position = 0
+        position = _whole_chunks(buffer, out) if self._state is _SIZE and not buffered else 0
         end = len(buffer)
         try:
             while position < end:
@@ -163,6 +163,25 @@ class ChunkedDecoder:
         if pending > self._max_line:
             raise RemoteProtocolError("chunk size or trailer line too long",
                                       HEAD_TOO_LARGE_STATUS)
+
+
+def _whole_chunks(data: bytes, out: list[bytes]) -> int:
+    """The read's leading run of whole chunks with bare sizes (a burst of events, each
+    flushed as a chunk of its own) into ``out``, taken as :meth:`whole_chunk` takes
+    one; where the rest begins, for the general reading to go on from."""
+    position, end, known = 0, len(data), _KNOWN_SIZES
+    while position < end:
+        line_end = data.find(b"\r\n", position, position + 22)
+        if line_end < 0:
+            break
+        field = data[position:line_end]
+        size = known.get(field) or _chunk_size(field)
+        after = line_end + 2 + size if size else 0
+        if not size or data[after:after + 2] != b"\r\n":
+            break
+        out.append(data[line_end + 2:after])
+        position = after + 2
+    return position
 
 
 def _chunk_size(field: bytes) -> int:

@@ -7,7 +7,7 @@ partial last one for the next read; it never parses the JSON itself (the adapter
 by its documented shape).
 
 Its interface is the SSE parser's shortcut pair (:meth:`feed_data_line`,
-:meth:`feed_data_lines`), a line standing for an event's data, so the relay reads
+:meth:`feed_data_lines`), a line standing for an event's data, so the pump reads
 either framing through the same calls: with this reader every read takes the
 shortcuts, and the SSE parser's general path is never asked for.
 """

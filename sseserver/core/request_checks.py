@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sseserver.config import LimitsSettings as Limits
 from sseserver.core.h11_server import RequestHead
+from sseserver.errors import HTTPError, status_error_type
 
 # The reader measures the head as sent; the limit also holds for the head as parsed
 # (a bare-LF head is shorter than the CRLF one it stands for): this is the per-line
@@ -13,15 +14,8 @@ from sseserver.core.h11_server import RequestHead
 _HEADER_LINE_OVERHEAD = 4
 # RFC 9112 §2.3 leaves other versions to the server: 505 (h11 reads any digit.digit).
 _SUPPORTED_VERSIONS = ("1.1", "1.0")
-
-
-class HTTPError(Exception):
-    """A request we refuse before the handler sees it."""
-
-    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.close = close
+# The type of a refusal's JSON error body: the one table, in errors.py.
+error_type = status_error_type
 
 
 def awaits_continue(headers: dict[str, str], declared: str | None) -> bool:
@@ -61,16 +55,3 @@ def check_head(head: RequestHead, limits: Limits) -> dict[str, str]:
         # RFC 9112 §6.1: a server MUST close the connection after such a request
         raise HTTPError(400, "both Content-Length and Transfer-Encoding", close=True)
     return headers
-
-
-_ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-    405: "method_not_allowed", 408: "request_timeout", 413: "request_too_large",
-    429: "rate_limit_error", 431: "headers_too_large", 503: "unavailable",
-    505: "http_version_not_supported",
-}
-
-
-def error_type(status: int) -> str:
-    """The ``type`` of the JSON error body a refused request gets."""
-    return _ERROR_TYPES.get(status, "server_error" if status >= 500 else "request_error")

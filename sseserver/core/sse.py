@@ -178,7 +178,10 @@ class SSEParser:
                 return None
         self.last_event_id = self._id  # §2.5, as _dispatch does
         self._started = True
-        return [_decode(line[6:]) for line in lines]
+        try:
+            return [line[6:].decode() for line in lines]
+        except UnicodeDecodeError:
+            return [_decode(line[6:]) for line in lines]
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         if self._at_boundary and self._ends_an_event(chunk):

@@ -23,7 +23,8 @@ class Formatter(Protocol):
         ...
 
     def text(self, content: str) -> bytes:
-        """The frame of a text delta: ``event(TextDelta(content))`` without the event."""
+        """The frame of a text delta: ``event(TextDelta(content))`` without the event
+        (the pump's per-token shortcut; its tests prove the two give the same)."""
         ...
 
     def end(self) -> bytes:

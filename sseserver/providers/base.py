@@ -44,7 +44,9 @@ class StreamAdapter(Protocol):
 
     def feed_message(self, data: str) -> str | list[NormalizedEvent]:
         """:meth:`feed` for an unnamed event; a plain text delta may come back as its
-        bare content (the per-token case, with no objects to build)."""
+        bare content (the per-token case, with no objects to build). Called by the
+        pump's fast path only (sseserver/pump.py), whose tests prove it gives what
+        :meth:`feed` gives."""
         ...
 
     @property
@@ -58,7 +60,12 @@ class StreamAdapter(Protocol):
 
 
 class EventReader(Protocol):
-    """What the relay reads a body with: the SSE parser, or a provider's own reader."""
+    """What the pump reads a body with: the SSE parser, or a provider's own reader.
+
+    :meth:`feed` is the reading; :meth:`feed_data_line` (one whole data event) and
+    :meth:`feed_data_lines` (several) are its shortcuts, which take a read or leave it
+    (None) untouched. Only the pump calls them (sseserver/pump.py), and its tests
+    prove that they give what :meth:`feed` gives for any cut of a recorded body."""
 
     def feed_data_line(self, chunk: bytes) -> str | None: ...
 

@@ -1,0 +1,340 @@
+"""A stream's body turned into client frames, sans-IO: upstream body bytes in, frames
+out (DESIGN.md §4).
+
+Driving contract. A :class:`Pump` serves one stream for its whole life, attempt after
+attempt, with the stream's one formatter (its frame numbering spans them):
+
+- :meth:`Pump.begin` starts reading a body with an attempt's reader and adapter.
+- the upstream connection then drives the pump as its body sink: :meth:`on_body` with
+  each decoded piece of the body, then :meth:`on_body_end` or :meth:`on_body_error`.
+  Each read's frames go to the output in one write (``output.write`` or, for the one
+  frame of a token, ``output.write_frame``).
+- until the first content event the stream is not committed: other events are held,
+  and the first content event commits it (the driver's ``on_commit`` opens the
+  response and says the stream's metadata), writing the ``metadata`` frame and the
+  held events before it.
+- when the body ends, well or not, the driver's ``on_settled`` hears it once: None
+  (the provider finished), the :class:`UpstreamError` that ended it (the frames before the fault
+  were written first), or :class:`NotAStream` (the 200 was an error document, to be
+  read as one from its start).
+- :meth:`failure_frames` and :meth:`end_frames` give a stream's last frames; the
+  driver sends them. :meth:`stop` stops listening.
+
+The per-token read takes one fused fast path: the reader's whole-data-line shortcut,
+the adapter's bare-text shortcut, the formatter's text frame, one write. A read of
+several whole events (a burst) takes the same shortcuts once per event and writes
+once. Every other read takes the general path: the reader's events, the adapter's
+events, the formatter's frames. :class:`ReferencePump` is the general path alone;
+tests prove both give the same frames for any cut of a recorded body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sseserver.core.sse import NotAnEventStream, SSEParser
+from sseserver.errors import ProviderError, RemoteProtocolError, SSEServerError, UpstreamError
+from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDelta, Usage
+from sseserver.failures import body_fault
+from sseserver.formats.base import Formatter
+from sseserver.providers.base import EventReader, StreamAdapter
+
+
+class FrameOutput(Protocol):
+    """Where a pump's frames go (the stream's :class:`sseserver.output.Output`)."""
+
+    def write(self, frames: list[bytes]) -> None: ...
+
+    def write_frame(self, frame: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NotAStream:
+    """The body labelled an event stream is some other document: ``start`` is what
+    was read of it."""
+
+    start: bytes
+
+
+class PumpDriver(Protocol):
+    """What a pump tells the one who drives it (the relay)."""
+
+    def on_commit(self) -> dict[str, Any]:
+        """The stream commits (its first content event is going out): open the
+        response; the answer is the ``metadata`` frame's content."""
+        ...
+
+    def on_settled(self, result: UpstreamError | NotAStream | None) -> None:
+        """The body ended: well (None), with an error, or as no event stream at all."""
+        ...
+
+    def on_unreadable(self, exc: Exception) -> None:
+        """The adapter met data of a wrong shape (not an error of the package's own):
+        the body ends with a generic error; this is the chance to log what it was."""
+        ...
+
+
+class _Unread:
+    """The adapter of a pump before its first body: nothing reads it."""
+
+    finished = False
+
+    def usage_so_far(self) -> Usage | None:
+        return None
+
+
+_UNREAD = _Unread()
+# What a pump reads with before its first body: never fed (a body comes with its own).
+_NO_BODY_YET = SSEParser()
+
+
+class Pump:
+    # Slots: a token's read touches this object, one of thousands; a dict of its
+    # attributes would be more memory to miss in the cache.
+    # Every open stream holds one, idle or not: what the driver knows (the stream's
+    # id, its target) is asked of it rather than kept twice.
+    __slots__ = ("_adapter", "_driver", "_flowing", "_formatter", "_held", "_output",
+                 "_reader", "_write_frame", "committed", "events", "silent_events", "usage")
+
+    def __init__(self, formatter: Formatter, output: FrameOutput, driver: PumpDriver
+                 ) -> None:
+        self._formatter = formatter
+        self._output = output
+        self._write_frame = output.write_frame  # looked up again once committed
+        self._driver = driver
+        self._reader: EventReader = _NO_BODY_YET
+        self._adapter: StreamAdapter = _UNREAD  # type: ignore[assignment]
+        # Non-content events before the commit; a list only once there is one (most
+        # streams have none, and an idle stream should hold little).
+        self._held: list[NormalizedEvent] | None = None
+        self._flowing = False  # a body is being read; on_settled not yet called
+        self.committed = False
+        self.events = 0  # frames made
+        self.silent_events = 0  # upstream events that made no frame (pings, held ones)
+        self.usage: Usage | None = None
+
+    def __repr__(self) -> str:
+        return (f"<Pump committed={self.committed} "
+                f"flowing={self._flowing} events={self.events}>")
+
+    @property
+    def progress(self) -> int:
+        """Upstream events so far, for the upstream's idle limit: those that made a
+        frame and those that made none. Bytes that carry no event are no progress."""
+        return self.events + self.silent_events
+
+    @property
+    def finished(self) -> bool:
+        """The provider said its last word in the body being read (or the last)."""
+        return self._adapter.finished
+
+    def begin(self, reader: EventReader, adapter: StreamAdapter) -> None:
+        """Read a body with this attempt's ``reader`` and ``adapter``."""
+        self._reader = reader
+        self._adapter = adapter
+        self._flowing = True
+
+    def stop(self) -> None:
+        """Stop reading: a body still flowing is settled as over (``on_settled(None)``,
+        for the driver to let its connection go)."""
+        self._settle(None)
+
+    # -- the body sink: upstream body bytes to client frames -----------------------
+
+    def on_body(self, data: bytes) -> None:
+        adapter = self._adapter
+        frames: list[bytes] = []
+        try:
+            line = self._reader.feed_data_line(data)
+            if line is not None:  # one whole "data:" event: the per-token read
+                result = adapter.feed_message(line)
+                if type(result) is not str:
+                    self._frames(result, frames)
+                elif self.committed:  # a text delta: the fewest steps
+                    self.events += 1
+                    self._write_frame(self._formatter.text(result))
+                    return
+                else:
+                    self._frame(TextDelta(result), frames)
+            elif (lines := self._reader.feed_data_lines(data)) is not None:
+                self._burst(lines, frames)
+            else:
+                self._general(data, frames)
+        except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
+            self._fault(exc, data, frames)
+            return
+        self._flush(frames)
+        if adapter.finished:
+            self._settle(None)
+
+    def _burst(self, lines: list[str], frames: list[bytes]) -> None:
+        """Several whole "data:" events in one read (a fast model, a stream catching
+        up, a stream's last read): per event, one adapter call and one formatter call;
+        one write for them all."""
+        adapter = self._adapter
+        feed, text, append = adapter.feed_message, self._formatter.text, frames.append
+        texts = 0  # frames of text deltas made here, counted once at the end
+        try:
+            for line in lines:
+                result = feed(line)
+                if type(result) is str and self.committed:
+                    append(text(result))
+                    texts += 1
+                elif type(result) is str:
+                    self._frame(TextDelta(result), frames)
+                else:
+                    self._frames(result, frames)
+                    if adapter.finished:
+                        return
+        finally:
+            self.events += texts
+
+    def _general(self, data: bytes, frames: list[bytes]) -> None:
+        adapter = self._adapter
+        for sse in self._reader.feed(data):
+            self._frames(adapter.feed(sse.event, sse.data), frames)
+            if adapter.finished:
+                return
+
+    def on_body_end(self) -> None:
+        if not self._flowing:
+            return
+        adapter = self._adapter
+        if not adapter.finished:
+            frames: list[bytes] = []
+            try:  # the last event, if only its blank line is missing
+                for sse in self._reader.end():
+                    self._frames(adapter.feed(sse.event, sse.data), frames)
+            except Exception as exc:
+                self._flush(frames)
+                self._settle(self._body_fault(exc))
+                return
+            self._flush(frames)
+        if adapter.finished:
+            self._settle(None)
+        else:
+            self._settle(UpstreamError("provider ended the stream before it was complete"))
+
+    def on_body_error(self, error: UpstreamError) -> None:
+        self._settle(error)
+
+    def _settle(self, result: UpstreamError | NotAStream | None) -> None:
+        if self._flowing:
+            self._flowing = False
+            self._driver.on_settled(result)
+
+    def _fault(self, exc: Exception, data: bytes, frames: list[bytes]) -> None:
+        """A read could not be relayed whole: what came before the fault is the
+        client's (``frames``, and the events the reader completed before a bound
+        broke), then the body ends, or is read as the error it is."""
+        adapter = self._adapter
+        if isinstance(exc, RemoteProtocolError) and exc.read_before:
+            try:
+                for sse in exc.read_before:
+                    self._frames(adapter.feed(sse.event, sse.data), frames)
+                    if adapter.finished:  # the provider's end came before the fault
+                        self._flush(frames)
+                        self._settle(None)
+                        return
+            except Exception as later:  # an event before the bound was malformed itself
+                exc = later
+        self._flush(frames)
+        if type(exc) is NotAnEventStream:
+            self._settle(NotAStream(data))
+        else:
+            self._settle(self._body_fault(exc))
+
+    def _body_fault(self, exc: Exception) -> UpstreamError:
+        if not isinstance(exc, SSEServerError):
+            self._driver.on_unreadable(exc)  # the adapter met data of a wrong shape
+        return body_fault(exc)
+
+    # -- events to frames ----------------------------------------------------------
+
+    def _frames(self, events: list[NormalizedEvent], frames: list[bytes]) -> None:
+        if not events:
+            self.silent_events += 1
+        for event in events:
+            self._frame(event, frames)
+
+    def _frame(self, event: NormalizedEvent, frames: list[bytes]) -> None:
+        if type(event) is ErrorEvent:
+            raise ProviderError(event.message, retryable=event.retryable,
+                                status=event.status, error_type=event.type)
+        if not self.committed:
+            if not isinstance(event, CONTENT_EVENTS):
+                if self._held is None:
+                    self._held = []
+                self._held.append(event)
+                self.silent_events += 1
+                return
+            self.commit(frames)
+        if type(event) is Usage:
+            self.usage = event
+        frame = self._formatter.event(event)
+        if frame:
+            self.events += 1
+            frames.append(frame)
+
+    def commit(self, frames: list[bytes]) -> None:
+        """Commit the stream (if it is not): the driver's ``on_commit``, then the
+        ``metadata`` frame and the held events into ``frames``."""
+        if self.committed:
+            return
+        metadata = self._driver.on_commit()
+        self.committed = True
+        self._write_frame = self._output.write_frame
+        frames.append(self._formatter.start(metadata))
+        self.events += 1
+        held, self._held = self._held, None
+        for event in held or ():
+            self._frame(event, frames)
+
+    def _flush(self, frames: list[bytes]) -> None:
+        if frames:
+            self._output.write(frames)
+
+    # -- a stream's last frames ----------------------------------------------------
+
+    def end_frames(self) -> list[bytes]:
+        """A stream's last frames when the provider finished: what is held, the end."""
+        frames: list[bytes] = []
+        self.commit(frames)
+        frames.append(self._formatter.end())
+        self.events += 1
+        return frames
+
+    def failure_frames(self, error_type: str, message: str, retryable: bool,
+                       status: int | None) -> list[bytes]:
+        """A stream's last frames when it fails after its head: what is held, the
+        usage so far (a stream that ends early reports what it used), the error, the
+        end."""
+        frames: list[bytes] = []
+        self.commit(frames)
+        usage = self._adapter.usage_so_far()
+        if self.usage is None and usage is not None:
+            self._frame(usage, frames)
+        frames.append(self._formatter.event(ErrorEvent(
+            type=error_type, message=message, retryable=retryable, status=status)))
+        frames.append(self._formatter.end())
+        self.events += 2
+        return frames
+
+
+class ReferencePump(Pump):
+    """The general path alone, with no shortcut: what the fast paths must equal."""
+
+    __slots__ = ()
+
+    def on_body(self, data: bytes) -> None:
+        adapter = self._adapter
+        frames: list[bytes] = []
+        try:
+            self._general(data, frames)
+        except Exception as exc:
+            self._fault(exc, data, frames)
+            return
+        self._flush(frames)
+        if adapter.finished:
+            self._settle(None)
