@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import sys
 import time
@@ -22,7 +21,15 @@ from contextlib import ExitStack
 
 import orjson
 
-from benchmarks.load import _family, _stop, free_port, pinned, rss_bytes, start
+from benchmarks.load import (
+    _family,
+    _stop,
+    clean_env,
+    free_port,
+    rss_bytes,
+    start,
+    start_fake_provider,
+)
 
 
 class IdleClient(asyncio.Protocol):
@@ -71,16 +78,14 @@ def main() -> None:
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
+    env = clean_env()
     with ExitStack() as stack:
-        fake, fake_url = start(pinned(1, [sys.executable, "-m", "sseserver", "fake-provider",
-                                          "--port", "0"]), env, r"on (http://\S+)")
+        fake, fake_port = start_fake_provider(env)
         stack.callback(_stop, fake)
         server, url = start(
             [sys.executable, "-m", "sseserver", "serve", "--port", str(free_port()),
              "--workers", str(args.workers)],
-            {**env, "OPENAI_API_KEY": "idle", "OPENAI_BASE_URL": fake_url + "/v1",
+            {**env, "OPENAI_API_KEY": "idle", "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
              "SSESERVER_STREAMS_HEARTBEAT_INTERVAL": "1",
              "SSESERVER_SERVER_MAX_CONNECTIONS": str(args.streams * 2),
              # every stream comes from 127.0.0.1, as through a reverse proxy; the

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import shutil
 import subprocess
@@ -25,7 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.load import CONTENDERS, _accepts, _stop, contender_argv, drive, pinned, start
+from benchmarks.load import (
+    CONTENDERS,
+    _accepts,
+    _stop,
+    clean_env,
+    contender_argv,
+    drive,
+    start_fake_provider,
+)
 
 # Python starts slowly under valgrind: allow it this long to listen.
 START_TIMEOUT = 300.0
@@ -35,16 +42,15 @@ _TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
 def count(contender: str, streams: int, tokens: int, rate: float) -> int:
     """User-space instructions the server executed for ``streams`` streams."""
     with tempfile.TemporaryDirectory(prefix="sseserver-callgrind-") as workdir:
-        fake, fake_url = start(pinned(1, [sys.executable, "-m", "sseserver", "fake-provider",
-                                          "--port", "0"]), _base_env(), r"on (http://\S+)")
+        fake, fake_port = start_fake_provider(clean_env())
         try:
-            argv, env = contender_argv(contender, int(fake_url.rsplit(":", 1)[1]), 1)
+            argv, env = contender_argv(contender, fake_port, 1)
             out = Path(workdir, "callgrind.out")
             log = Path(workdir, "server.log")
             with log.open("w") as sink:
                 server = subprocess.Popen(
                     ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", *argv],
-                    env={**_base_env(), **env}, stdout=sink, stderr=sink)
+                    env={**clean_env(), **env}, stdout=sink, stderr=sink)
             try:
                 port = _wait_listening(log, server)
                 asyncio.run(drive(port, 1, 1, 0.0))  # imports and first-use caches
@@ -64,11 +70,6 @@ def count(contender: str, streams: int, tokens: int, rate: float) -> int:
             return int(match.group(1))
         finally:
             _stop(fake)
-
-
-def _base_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
 
 
 def _wait_listening(log: Path, server: subprocess.Popen[bytes]) -> int:

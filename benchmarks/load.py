@@ -272,10 +272,23 @@ def contender_argv(name: str, fake_port: int, workers: int) -> tuple[list[str], 
              str(fake_port)], {})
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without any setting of the server's or a provider's: each
+    benchmark says what its processes get."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
+
+
+def start_fake_provider(env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    """The fake provider on CPU 1 and a free port: (its process, its port)."""
+    fake, fake_url = start(pinned(1, [sys.executable, "-m", "sseserver", "fake-provider",
+                                      "--port", "0"]), env, r"on (http://\S+)")
+    return fake, int(fake_url.rsplit(":", 1)[1])
+
+
 def run(contender: str, streams: int, tokens: int, rate: float, stamp: bool = True,
         workers: int = 1, resumable: bool = False, store: str = "memory") -> RunResult:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
+    env = clean_env()
     with ExitStack() as stack:
         redis = None
         if store == "redis":
@@ -283,10 +296,9 @@ def run(contender: str, streams: int, tokens: int, rate: float, stamp: bool = Tr
             redis.start(pinned(1, []))
             stack.callback(redis.stop)
             env["SSESERVER_STREAMS_STORE"] = redis.url
-        fake, fake_url = start(pinned(1, [sys.executable, "-m", "sseserver", "fake-provider",
-                                          "--port", "0"]), env, r"on (http://\S+)")
+        fake, fake_port = start_fake_provider(env)
         stack.callback(_stop, fake)
-        argv, extra_env = contender_argv(contender, int(fake_url.rsplit(":", 1)[1]), workers)
+        argv, extra_env = contender_argv(contender, fake_port, workers)
         # the server gets CPU 0; with workers, all of them share it unless --workers says
         server_cpu = "0" if workers == 1 else "0,1"
         command = ["taskset", "-c", server_cpu, *argv] if shutil.which("taskset") else argv

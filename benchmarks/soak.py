@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 import time
@@ -29,12 +28,14 @@ import uvloop
 
 from benchmarks.load import (
     _stop,
+    clean_env,
     contender_argv,
     cpu_seconds,
     free_port,
     pinned,
     rss_bytes,
     start,
+    start_fake_provider,
 )
 
 MiB = 1024 * 1024
@@ -113,13 +114,11 @@ def main() -> None:
     parser.add_argument("--stats", action="store_true",
                         help="the server logs where its memory is (benchmarks.serve_stats)")
     args = parser.parse_args()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
+    env = clean_env()
     with ExitStack() as stack:
-        fake, fake_url = start(pinned(1, [sys.executable, "-m", "sseserver", "fake-provider",
-                                          "--port", "0"]), env, r"on (http://\S+)")
+        fake, fake_port = start_fake_provider(env)
         stack.callback(_stop, fake)
-        argv, extra = contender_argv("sseserver", int(fake_url.rsplit(":", 1)[1]), 1)
+        argv, extra = contender_argv("sseserver", fake_port, 1)
         extra["SSESERVER_STREAMS_RETENTION"] = str(args.retention)
         if args.stats:
             argv = [sys.executable, "-m", "benchmarks.serve_stats", "--port",

@@ -20,7 +20,7 @@ from contextlib import ExitStack
 
 import orjson
 
-from benchmarks.load import _stop, pinned, start
+from benchmarks.load import _stop, clean_env, pinned, start, start_fake_provider
 
 
 def first_token_time(port: int, path: bytes, body: bytes, marker: bytes) -> float:
@@ -52,22 +52,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SSESERVER_", "OPENAI_", "ANTHROPIC_"))}
+    env = clean_env()
     messages = [{"role": "user", "content": '#fake {"tokens": 3}'}]
     with ExitStack() as stack:
-        fake, fake_url = start(pinned(1, [sys.executable, "-m", "sseserver", "fake-provider",
-                                          "--port", "0"]), env, r"on (http://\S+)")
+        fake, fake_port = start_fake_provider(env)
         stack.callback(_stop, fake)
         server, url = start(pinned(0, [sys.executable, "-m", "sseserver", "serve", "--port",
                                        "0"]),
                             {**env, "OPENAI_API_KEY": "bench",
-                             "OPENAI_BASE_URL": fake_url + "/v1"},
+                             "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1"},
                             r"listening on (http://\S+)")
         stack.callback(_stop, server)
         if hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, {1})
-        fake_port, gateway_port = (int(u.rsplit(":", 1)[1]) for u in (fake_url, url))
+        gateway_port = int(url.rsplit(":", 1)[1])
         direct_body = orjson.dumps({"model": "m", "stream": True, "messages": messages})
         gateway_body = orjson.dumps({"model": "m", "messages": messages})
         direct, through = [], []
