@@ -25,7 +25,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -42,7 +42,7 @@ from sseserver.streams.follow import (
     FOLLOW_BLOCK_MS,
     FOLLOW_COUNT,
     Entries,
-    Follower,
+    FollowHub,
     StoreUnavailable,
 )
 from sseserver.streams.keys import (
@@ -52,6 +52,7 @@ from sseserver.streams.keys import (
     lease_key,
     meta_key,
     reading_key,
+    wake_key,
     xadd_prefix,
 )
 from sseserver.streams.local import LocalStreams, cancel_local, not_found, subscribe_local
@@ -79,6 +80,14 @@ RETRY_AFTER = 5
 # Seconds Redis may take to answer a command (a blocked XREAD adds its block): far
 # above any healthy round trip, short enough that a stalled Redis is noticed.
 SOCKET_TIMEOUT = 5.0
+# Connections redis-py may open (the frames have one more of their own): one held by
+# the cancel subscription, one by the readers' blocked XREAD, the rest for short
+# commands (a reader's first look, a DELETE elsewhere, the lease), which wait for a
+# free one rather than open one per client: 10,000 readers here are still 8
+# connections to Redis.
+MAX_CONNECTIONS = 8
+# Wake-up entries kept (only the newest matters; ids only grow).
+WAKE_MAXLEN = 8
 OWNER_LOST = ErrorEvent(type="owner_lost", retryable=True, message=(
     "the server generating this stream stopped before the end; start it again"))
 
@@ -95,9 +104,10 @@ class RedisStreams(LocalStreams):
     def __init__(self, settings: StreamSettings, node: str | None = None) -> None:
         super().__init__(settings)
         self.node = node or secrets.token_hex(8)
-        self.redis: Redis = Redis.from_url(
-            settings.store, retry=Retry(NoBackoff(), 0), socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=CONNECT_TIMEOUT)
+        self.redis: Redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+            settings.store, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 0), socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT))
         self.appender = Appender(self)
         self.up = False
         # keys of a stream whose owner dies live this long at most (s)
@@ -107,6 +117,7 @@ class RedisStreams(LocalStreams):
         self._read_elsewhere: set[str] = set()
         self._served = False  # the keeper's connection got as far as serving
         self._metas: dict[str, tuple[Any, ...]] = {}  # of the streams in the registry
+        self._hub: FollowHub | None = None
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -166,6 +177,8 @@ class RedisStreams(LocalStreams):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._hub is not None:
+            await self._hub.close()
         self._keeper = None
         self.up = False
         self.appender.close()
@@ -307,8 +320,8 @@ class RedisStreams(LocalStreams):
     async def _follow(self, stream_id: str, conn: Any, after: int) -> None:
         """A reader of a stream generated elsewhere."""
         try:
-            meta = await self.redis.hgetall(meta_key(stream_id))
-        except RedisError:
+            meta = await self._stream_meta(stream_id)
+        except (RedisError, OSError):
             respond_error(conn, 503, _UNREACHABLE, [("retry-after", str(RETRY_AFTER))])
             return
         if not meta:
@@ -321,36 +334,69 @@ class RedisStreams(LocalStreams):
         reader.start(stream_id, meta[b"ct"].decode(), orjson.loads(meta[b"hdr"]),
                      meta[b"pre"])
         try:
-            await Follower(self, stream_id, meta, reader, after,
-                           self.settings.heartbeat_interval).run()
-        except Exception as exc:  # a bug: this reader ends, and says why
-            logger.warning("stream %s: a reader here ended: %s: %s", stream_id,
-                           type(exc).__name__, exc)
+            await self.hub().follow(stream_id, meta, reader, after)
         finally:
             reader.close()
 
-    async def read_after(self, stream_id: str, cursor: int, mark: bool) -> Entries:
+    async def _stream_meta(self, stream_id: str) -> dict[bytes, bytes]:
+        """A stream's meta hash; asked twice at most: a pooled connection that Redis
+        closed (a restart) fails once, and is then opened again."""
+        try:
+            return await self.redis.hgetall(meta_key(stream_id))  # type: ignore[no-any-return]
+        except (RedisError, OSError):
+            return await self.redis.hgetall(meta_key(stream_id))  # type: ignore[no-any-return]
+
+    def hub(self) -> FollowHub:
+        """This process's readers of streams generated elsewhere (made on first use)."""
+        if self._hub is None:
+            self._hub = FollowHub(self, self.settings.heartbeat_interval)
+        return self._hub
+
+    async def read_many(self, cursors: dict[str, int], wake_cursor: bytes,
+                        marks: list[str]) -> tuple[dict[str, Entries], bytes]:
+        keys: dict[Any, Any] = {wake_key(self.node): wake_cursor}
+        for stream_id, cursor in cursors.items():
+            keys[events_key(stream_id)] = b"%d-0" % cursor
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                if mark:
+                for stream_id in marks:
                     pipe.set(reading_key(stream_id), 1, px=int(LEASE * 1000))
-                pipe.xread({events_key(stream_id): b"%d-0" % cursor}, count=FOLLOW_COUNT,
-                           block=FOLLOW_BLOCK_MS)
+                pipe.xread(keys, count=FOLLOW_COUNT, block=FOLLOW_BLOCK_MS)
                 replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from None
-        found = replies[-1]
-        return found[0][1] if found else []
+        found: dict[str, Entries] = {}
+        wake = wake_key(self.node).encode()
+        for key, entries in replies[-1] or []:
+            if key == wake:
+                wake_cursor = entries[-1][0]
+            else:  # sse:{ID}:e
+                found[key[5:-3].decode()] = entries
+        return found, wake_cursor
 
-    async def still_there(self, stream_id: str, owner: str) -> tuple[bool, bool]:
+    def wake(self) -> None:
+        self._spawn(self._wake())
+
+    async def _wake(self) -> None:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.exists(meta_key(stream_id))
-                pipe.exists(lease_key(owner))
-                kept, alive = await pipe.execute()
+                pipe.xadd(wake_key(self.node), {"w": 1}, maxlen=WAKE_MAXLEN)
+                pipe.expire(wake_key(self.node), self.lifetime)
+                await pipe.execute()
+        except (RedisError, OSError):
+            pass  # the blocked read returns by itself within a block
+
+    async def still_there(self, streams: list[tuple[str, str]]) -> list[tuple[bool, bool]]:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for stream_id, owner in streams:
+                    pipe.exists(meta_key(stream_id))
+                    pipe.exists(lease_key(owner))
+                replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from None
-        return bool(kept), bool(alive)
+        return [(bool(kept), bool(alive)) for kept, alive in zip(
+            replies[::2], replies[1::2], strict=True)]
 
 
 def lost_frames(formatter: Formatter) -> tuple[bytes, bytes, bool]:
