@@ -23,7 +23,7 @@ from sseserver.compat.ui_chat import parse_ui_chat
 from sseserver.errors import RequestError
 from sseserver.fanout import NumberedLogOutput
 from sseserver.output import CollectingOutput, Output, ShapedOutput
-from sseserver.relay import Relay, RelayState, Target
+from sseserver.relay import Relay, Target
 
 if TYPE_CHECKING:
     from sseserver.gateway import Gateway
@@ -106,10 +106,7 @@ class CompatRoutes:
         ``resumeStreamIsReplay``); 204 when none is running."""
         # the transport sends the id through encodeURIComponent
         chat_id = unquote(request.path[len(CHAT_PREFIX):-len(CHAT_STREAM_SUFFIX)])
-        running = [r for r in self._gateway.store.values() if r.chat_id == chat_id and
-                   r.relay.state is not RelayState.ENDED]
-        if not chat_id or not running:
+        if not chat_id:
             conn.respond(204, [], b"")
             return
-        resumable = max(running, key=lambda r: r.relay.started)
-        resumable.output.subscribe(conn, 0, resumable.headers)
+        self._gateway.store.subscribe_chat(chat_id, conn)

@@ -47,6 +47,7 @@ from sseserver.streams.follow import (
 )
 from sseserver.streams.keys import (
     cancel_channel,
+    chat_key,
     entry_number,
     events_key,
     lease_key,
@@ -91,6 +92,11 @@ WAKE_MAXLEN = 8
 OWNER_LOST = ErrorEvent(type="owner_lost", retryable=True, message=(
     "the server generating this stream stopped before the end; start it again"))
 
+# Points a chat at its turn's stream, unless a later turn took it already: the chat
+# key of a turn that ended lives retention longer (KEYS[1] the chat, ARGV the stream
+# and the seconds).
+_CHAT_ENDED = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
+               "return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0")
 _ID_LINE = re.compile(rb"(?m)^id:[^\n]*\n")
 _UNREACHABLE = "the stream store is unreachable; retry shortly"
 
@@ -163,6 +169,24 @@ class RedisStreams(LocalStreams):
     def _store_meta(self, stream_id: str, meta: tuple[Any, ...]) -> None:
         self.appender.command("HSET", meta_key(stream_id), *meta)
         self.appender.command("EXPIRE", meta_key(stream_id), self.lifetime)
+        resumable = self.get(stream_id)
+        if resumable is not None and resumable.chat_id:
+            if resumable.output.log.finished:
+                self._chat_ended(resumable.chat_id, stream_id)
+            else:  # the chat's latest turn: its resume finds it from any process
+                self.appender.command("SET", chat_key(resumable.chat_id), stream_id,
+                                      "EX", self.lifetime)
+
+    def _chat_ended(self, chat_id: str, stream_id: str) -> None:
+        retention = max(1, round(self.settings.retention))
+        self.appender.command("EVAL", _CHAT_ENDED, 1, chat_key(chat_id), stream_id,
+                              retention)
+
+    def ended(self, stream_id: str) -> None:
+        super().ended(stream_id)
+        resumable = self.get(stream_id)
+        if resumable is not None and resumable.chat_id:
+            self._chat_ended(resumable.chat_id, stream_id)
 
     def forget(self, stream_ids: list[str]) -> None:
         for stream_id in stream_ids:
@@ -290,6 +314,22 @@ class RedisStreams(LocalStreams):
         self.check_available()
         self._spawn(self._follow(stream_id, conn, after))
 
+    def subscribe_chat(self, chat_id: str, conn: Any) -> None:
+        if self.running_turn(chat_id) is not None or not self.up:
+            super().subscribe_chat(chat_id, conn)  # Redis down: this process's turns
+            return
+        self._spawn(self._resume_chat(chat_id, conn))
+
+    async def _resume_chat(self, chat_id: str, conn: Any) -> None:
+        try:
+            stream_id = await self.redis.get(chat_key(chat_id))
+        except (RedisError, OSError):
+            stream_id = None  # as when nothing runs: useChat shows the chat as it is
+        if stream_id is None:
+            conn.respond(204, [], b"")
+            return
+        await self._follow(stream_id.decode(), conn, 0, running_only=True)
+
     def cancel(self, stream_id: str, conn: Any) -> None:
         resumable = self.get(stream_id)
         if resumable is not None:
@@ -317,8 +357,10 @@ class RedisStreams(LocalStreams):
         conn.respond_json(200, {"id": stream_id,
                                 "status": "cancelled" if last is None else "ended"})
 
-    async def _follow(self, stream_id: str, conn: Any, after: int) -> None:
-        """A reader of a stream generated elsewhere."""
+    async def _follow(self, stream_id: str, conn: Any, after: int,
+                      running_only: bool = False) -> None:
+        """A reader of a stream generated elsewhere; ``running_only``: 204 for one
+        that has ended (a chat's resume)."""
         try:
             meta = await self._stream_meta(stream_id)
         except (RedisError, OSError):
@@ -327,7 +369,7 @@ class RedisStreams(LocalStreams):
         if not meta:
             respond_error(conn, 404, str(not_found(stream_id)))
             return
-        if b"last" in meta and after >= int(meta[b"last"]):
+        if b"last" in meta and (running_only or after >= int(meta[b"last"])):
             conn.respond(204, [], b"")  # nothing left: an EventSource stops reconnecting
             return
         reader = RemoteReader(conn)
