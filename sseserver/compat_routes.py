@@ -63,13 +63,14 @@ class CompatRoutes:
             resume = parse_resume_options(request.headers, compat.stream)
             route = gateway.resolve(compat.generation)
         except RequestError as exc:
-            gateway.counters["http_errors"] += 1
-            conn.respond_json(exc.status, api.shape(exc.status, {"error": {
-                "type": exc.error_type, "message": str(exc)}}), exc.headers)
+            self._refuse(api, exc, conn)
             return
         created = int(time.time())
         if resume.resumable:
-            self._serve_resumable(api, compat, resume, route, created, conn)
+            try:  # refused while the stream store is out of reach
+                self._serve_resumable(api, compat, resume, route, created, conn)
+            except RequestError as exc:
+                self._refuse(api, exc, conn)
             return
         if compat.stream:
             formatter = api.formatter(compat, created)
@@ -80,6 +81,12 @@ class CompatRoutes:
                                       api.error_answer)
         gateway.start_relay(Relay(output, compat.generation, route, formatter,
                                   gateway.policy, gateway.pool, on_end=gateway.relay_ended))
+
+    def _refuse(self, api: CompatAPI, exc: RequestError, conn: HTTPConnection) -> None:
+        """A request refused before its stream started, in its API's error shape."""
+        self._gateway.counters["http_errors"] += 1
+        conn.respond_json(exc.status, api.shape(exc.status, {"error": {
+            "type": exc.error_type, "message": str(exc)}}), exc.headers)
 
     def _serve_resumable(self, api: CompatAPI, compat: CompatRequest, resume: ResumeOptions,
                          route: list[Target], created: int, conn: HTTPConnection) -> None:
