@@ -117,6 +117,7 @@ class Followed:
     readers: set[Reader] = field(default_factory=set)
     quiet_since: float = 0.0  # loop time of its last entry, or of its last look
     missing_since: float | None = None  # when the owner's lease was first gone
+    marked: bool = False  # said to be read here at least once
 
     def end_lost(self) -> None:
         """Each reader's owner_lost error and end, numbered after its last frame."""
@@ -235,12 +236,17 @@ class FollowHub:
         return cursors
 
     def _marks_due(self) -> list[str]:
-        """The marks are renewed once per MARK_INTERVAL, not once per read."""
+        """The marks are renewed once per MARK_INTERVAL, not once per read; a stream
+        newly followed is marked at its first read (its owner may be about to cancel
+        it as unread)."""
         now = self._loop.time()
-        if now - self._marked < MARK_INTERVAL:
-            return []
-        self._marked = now
-        return list(self.streams)
+        due = now - self._marked >= MARK_INTERVAL
+        if due:
+            self._marked = now
+        marks = [s for s, followed in self.streams.items() if due or not followed.marked]
+        for stream_id in marks:
+            self.streams[stream_id].marked = True
+        return marks
 
     async def _look_at_quiet(self, cursors: dict[str, int], now: float) -> None:
         """Streams without an entry for a whole block: heartbeats where due, and a look

@@ -74,6 +74,12 @@ LEASE_RENEW = 1.0
 # Reconnecting to Redis: from 0.1 s, doubled, at most 5 s apart, so a restart is
 # noticed within seconds and an outage costs one attempt per 5 s.
 BACKOFF_MIN = 0.1
+# The owner looks whether its unread streams are read elsewhere every LEASE_RENEW, or
+# four times per streams.detached_idle_timeout when that is shorter (so that a stream
+# read only elsewhere is known to be read before the timeout cancels it), but no
+# more often than every CHECK_MIN s: one round trip, whatever the number of streams.
+CHECK_MIN = 0.05
+BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 # What a new resumable stream is told while Redis is unreachable: the reconnect
 # backoff's ceiling, so the next try likely finds Redis back.
@@ -124,6 +130,8 @@ class RedisStreams(LocalStreams):
         self._served = False  # the keeper's connection got as far as serving
         self._metas: dict[str, tuple[Any, ...]] = {}  # of the streams in the registry
         self._hub: FollowHub | None = None
+        self.check_interval = max(CHECK_MIN, min(LEASE_RENEW,
+                                                 settings.detached_idle_timeout / 4))
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -247,26 +255,34 @@ class RedisStreams(LocalStreams):
             await self.resync()
             self._served = True
             logger.info("stream store connected (node %s)", self.node)
-            renewed = time.monotonic()
+            renewed = checked = time.monotonic()
             while self.appender.connected:
                 message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                   timeout=LEASE_RENEW)
+                                                   timeout=self.check_interval)
                 if message is not None:
                     self._cancelled_elsewhere(message["data"])
-                if time.monotonic() - renewed >= LEASE_RENEW:
-                    await self._renew()
-                    renewed = time.monotonic()
+                now = time.monotonic()
+                if now - checked >= self.check_interval:
+                    renew = now - renewed >= LEASE_RENEW
+                    await self._renew(renew)
+                    checked = time.monotonic()
+                    renewed = checked if renew else renewed
 
-    async def _renew(self) -> None:
-        """Renew the lease; learn which of our unread streams are read elsewhere."""
+    async def _renew(self, lease: bool = True) -> None:
+        """Renew the lease (when ``lease``); learn which of our unread streams are read
+        elsewhere."""
         alone = [r.relay.id for r in self.registry.values()
                  if r.output.alone_since is not None and not r.output.log.finished]
+        if not alone and not lease:
+            self._read_elsewhere = set()
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(lease_key(self.node), 1, px=int(LEASE * 1000))
             for stream_id in alone:
                 pipe.exists(reading_key(stream_id))
+            if lease:
+                pipe.set(lease_key(self.node), 1, px=int(LEASE * 1000))
             replies = await pipe.execute()
-        self._read_elsewhere = {s for s, n in zip(alone, replies[1:], strict=True) if n}
+        self._read_elsewhere = {s for s, n in zip(alone, replies, strict=False) if n}
 
     def _cancelled_elsewhere(self, data: bytes) -> None:
         resumable = self.get(data.decode("ascii", "replace"))
