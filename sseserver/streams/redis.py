@@ -180,21 +180,25 @@ class RedisStreams(LocalStreams):
         resumable = self.get(stream_id)
         if resumable is not None and resumable.chat_id:
             if resumable.output.log.finished:
-                self._chat_ended(resumable.chat_id, stream_id)
+                self._chat_ended(resumable.chat_id, stream_id, ended_at(resumable))
             else:  # the chat's latest turn: its resume finds it from any process
                 self.appender.command("SET", chat_key(resumable.chat_id), stream_id,
                                       "EX", self.lifetime)
 
-    def _chat_ended(self, chat_id: str, stream_id: str) -> None:
-        retention = max(1, round(self.settings.retention))
+    def _chat_ended(self, chat_id: str, stream_id: str, ended: float) -> None:
         self.appender.command("EVAL", _CHAT_ENDED, 1, chat_key(chat_id), stream_id,
-                              retention)
+                              self.retention_left(ended))
+
+    def retention_left(self, ended: float) -> int:
+        """Seconds a stream that ended at ``ended`` (wall time) is still kept; at
+        least 1 (EXPIRE 0 deletes at once, while this process still serves it)."""
+        return max(1, round(self.settings.retention - (time.time() - ended)))
 
     def ended(self, stream_id: str) -> None:
         super().ended(stream_id)
         resumable = self.get(stream_id)
         if resumable is not None and resumable.chat_id:
-            self._chat_ended(resumable.chat_id, stream_id)
+            self._chat_ended(resumable.chat_id, stream_id, ended_at(resumable))
 
     def forget(self, stream_ids: list[str]) -> None:
         for stream_id in stream_ids:
@@ -318,7 +322,7 @@ class RedisStreams(LocalStreams):
         for event_id, frame in enumerate(log.since(stored), start=stored + 1):
             self.appender.frame(stream_id, prefix, event_id, frame)
         if log.finished:  # its end again (a duplicate is refused), and its expiry
-            self.appender.queue_end(stream_id, log.last_id)
+            self.appender.queue_end(stream_id, log.last_id, ended_at(resumable))
 
     # -- any process's side ------------------------------------------------------------
 
@@ -455,6 +459,13 @@ class RedisStreams(LocalStreams):
             raise StoreUnavailable(str(exc)) from None
         return [(bool(kept), bool(alive)) for kept, alive in zip(
             replies[::2], replies[1::2], strict=True)]
+
+
+def ended_at(resumable: Resumable) -> float:
+    """The wall time a stream of this process ended (now for one still running)."""
+    log = resumable.output.log
+    finished = log.finished_at if isinstance(log, MirroredLog) else 0.0
+    return finished or time.time()
 
 
 def lost_frames(formatter: Formatter) -> tuple[bytes, bytes, bool]:
