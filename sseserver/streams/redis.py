@@ -16,10 +16,8 @@ A stream's keys expire ``streams.retention`` after its end (and
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 import logging
-import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,10 +32,7 @@ from redis.exceptions import RedisError
 from sseserver.config import StreamSettings
 from sseserver.core.stream_log import StreamLog
 from sseserver.errors import RequestError
-from sseserver.events import ErrorEvent
 from sseserver.fanout import NumberedLogOutput, RemoteReader
-from sseserver.formats.ai_sdk import AISDKFormatter
-from sseserver.formats.sse import SSEFormatter
 from sseserver.streams.follow import (
     FOLLOW_BLOCK_MS,
     FOLLOW_COUNT,
@@ -57,6 +52,7 @@ from sseserver.streams.keys import (
     xadd_prefix,
 )
 from sseserver.streams.local import LocalStreams, cancel_local, not_found, subscribe_local
+from sseserver.streams.lost import lost_frames
 from sseserver.streams.redis_append import CONNECT_TIMEOUT, Appender, MirroredLog
 from sseserver.streams.store import Resumable
 
@@ -95,15 +91,12 @@ SOCKET_TIMEOUT = 5.0
 MAX_CONNECTIONS = 8
 # Wake-up entries kept (only the newest matters; ids only grow).
 WAKE_MAXLEN = 8
-OWNER_LOST = ErrorEvent(type="owner_lost", retryable=True, message=(
-    "the server generating this stream stopped before the end; start it again"))
 
 # Points a chat at its turn's stream, unless a later turn took it already: the chat
 # key of a turn that ended lives retention longer (KEYS[1] the chat, ARGV the stream
 # and the seconds).
 _CHAT_ENDED = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
                "return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0")
-_ID_LINE = re.compile(rb"(?m)^id:[^\n]*\n")
 _UNREACHABLE = "the stream store is unreachable; retry shortly"
 
 
@@ -466,27 +459,6 @@ def ended_at(resumable: Resumable) -> float:
     log = resumable.output.log
     finished = log.finished_at if isinstance(log, MirroredLog) else 0.0
     return finished or time.time()
-
-
-def lost_frames(formatter: Formatter) -> tuple[bytes, bytes, bool]:
-    """The error and end frames that end a stream whose owner is lost, without ids
-    (the reader numbers them after the last frame it sent), and whether the format
-    numbers its frames: made by a copy of the stream's formatter as it was before its
-    first frame. The same for every stream of /v1/stream's formats (kept once)."""
-    kind = type(formatter)
-    known = _LOST.get(kind)
-    if known is not None:
-        return known
-    fresh = copy.deepcopy(formatter)
-    error, end = fresh.event(OWNER_LOST), fresh.end()
-    numbered = _ID_LINE.search(end) is not None
-    frames = _ID_LINE.sub(b"", error), _ID_LINE.sub(b"", end), numbered
-    if kind in (SSEFormatter, AISDKFormatter):  # nothing of the request in their frames
-        _LOST[kind] = frames
-    return frames
-
-
-_LOST: dict[type, tuple[bytes, bytes, bool]] = {}
 
 
 @functools.lru_cache(maxsize=64)
