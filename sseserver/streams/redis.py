@@ -67,14 +67,13 @@ logger = logging.getLogger("sseserver.streams")
 # dead owner within LEASE + two blocks of XREAD (5 s).
 LEASE = 3.0
 LEASE_RENEW = 1.0
-# Reconnecting to Redis: from 0.1 s, doubled, at most 5 s apart, so a restart is
-# noticed within seconds and an outage costs one attempt per 5 s.
-BACKOFF_MIN = 0.1
 # The owner looks whether its unread streams are read elsewhere every LEASE_RENEW, or
 # four times per streams.detached_idle_timeout when that is shorter (so that a stream
 # read only elsewhere is known to be read before the timeout cancels it), but no
 # more often than every CHECK_MIN s: one round trip, whatever the number of streams.
 CHECK_MIN = 0.05
+# Reconnecting to Redis: from 0.1 s, doubled, at most 5 s apart, so a restart is
+# noticed within seconds and an outage costs one attempt per 5 s.
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 # What a new resumable stream is told while Redis is unreachable: the reconnect
