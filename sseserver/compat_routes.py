@@ -23,7 +23,7 @@ from sseserver.compat.ui_chat import parse_ui_chat
 from sseserver.errors import RequestError
 from sseserver.fanout import NumberedLogOutput
 from sseserver.output import CollectingOutput, Output, ShapedOutput
-from sseserver.relay import Relay, RelayState, Target
+from sseserver.relay import Relay, Target
 
 if TYPE_CHECKING:
     from sseserver.gateway import Gateway
@@ -63,13 +63,14 @@ class CompatRoutes:
             resume = parse_resume_options(request.headers, compat.stream)
             route = gateway.resolve(compat.generation)
         except RequestError as exc:
-            gateway.counters["http_errors"] += 1
-            conn.respond_json(exc.status, api.shape(exc.status, {"error": {
-                "type": exc.error_type, "message": str(exc)}}), exc.headers)
+            self._refuse(api, exc, conn)
             return
         created = int(time.time())
         if resume.resumable:
-            self._serve_resumable(api, compat, resume, route, created, conn)
+            try:  # refused while the stream store is out of reach
+                self._serve_resumable(api, compat, resume, route, created, conn)
+            except RequestError as exc:
+                self._refuse(api, exc, conn)
             return
         if compat.stream:
             formatter = api.formatter(compat, created)
@@ -80,6 +81,12 @@ class CompatRoutes:
                                       api.error_answer)
         gateway.start_relay(Relay(output, compat.generation, route, formatter,
                                   gateway.policy, gateway.pool, on_end=gateway.relay_ended))
+
+    def _refuse(self, api: CompatAPI, exc: RequestError, conn: HTTPConnection) -> None:
+        """A request refused before its stream started, in its API's error shape."""
+        self._gateway.counters["http_errors"] += 1
+        conn.respond_json(exc.status, api.shape(exc.status, {"error": {
+            "type": exc.error_type, "message": str(exc)}}), exc.headers)
 
     def _serve_resumable(self, api: CompatAPI, compat: CompatRequest, resume: ResumeOptions,
                          route: list[Target], created: int, conn: HTTPConnection) -> None:
@@ -106,10 +113,7 @@ class CompatRoutes:
         ``resumeStreamIsReplay``); 204 when none is running."""
         # the transport sends the id through encodeURIComponent
         chat_id = unquote(request.path[len(CHAT_PREFIX):-len(CHAT_STREAM_SUFFIX)])
-        running = [r for r in self._gateway.store.values() if r.chat_id == chat_id and
-                   r.relay.state is not RelayState.ENDED]
-        if not chat_id or not running:
+        if not chat_id:
             conn.respond(204, [], b"")
             return
-        resumable = max(running, key=lambda r: r.relay.started)
-        resumable.output.subscribe(conn, 0, resumable.headers)
+        self._gateway.store.subscribe_chat(chat_id, conn)

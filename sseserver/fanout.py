@@ -306,7 +306,7 @@ class RemoteReader:
     connection's write buffer pauses the reading (:meth:`writable`), and a client above
     high water past the slow-consumer timeout is disconnected by its connection."""
 
-    __slots__ = ("_conn", "_resumed", "_writer", "gone", "last_write")
+    __slots__ = ("_conn", "_resumed", "_writer", "gone", "last_write", "on_resume")
 
     def __init__(self, conn: HTTPConnection) -> None:
         self._conn = conn
@@ -315,6 +315,8 @@ class RemoteReader:
         self._resumed.set()
         self.gone = False
         self.last_write = 0.0  # loop time of the last write (heartbeats fill silences)
+        # told when the client takes more again (the reading waits for no task)
+        self.on_resume: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<RemoteReader gone={self.gone} paused={not self._resumed.is_set()}>"
@@ -323,9 +325,14 @@ class RemoteReader:
               preamble: bytes) -> None:
         self._writer = self._conn.start_stream(
             200, stream_head(stream_id, content_type, extra_headers))
-        self._conn.flow.attach(self._resumed.clear, self._resumed.set)
+        self._conn.flow.attach(self._resumed.clear, self._resume)
         self._conn.on_lost = self._lost
         self.write(preamble)
+
+    def _resume(self) -> None:
+        self._resumed.set()
+        if self.on_resume is not None:
+            self.on_resume()
 
     def write(self, data: bytes) -> None:
         if self._writer is not None and data:

@@ -13,7 +13,11 @@ keys on one shard:
 - ``sse:{ID}:r``: set by readers elsewhere while they follow, so that the owner does
   not cancel the stream as unread;
 - ``sse:node:NODE``: a process's lease, renewed while it runs;
-- ``sse:cancel:NODE``: the channel a ``DELETE`` on any process sends the owner.
+- ``sse:cancel:NODE``: the channel a ``DELETE`` on any process sends the owner;
+- ``sse:wake:NODE``: a Redis Stream a process adds to when the set of streams it
+  follows changes, so that its one blocked XREAD (which reads this key too) returns;
+- ``sse:chat:{CHAT}``: the stream of a useChat chat's latest turn, so that its resume
+  finds it from any process.
 """
 
 from __future__ import annotations
@@ -37,6 +41,14 @@ def lease_key(node: str) -> str:
 
 def cancel_channel(node: str) -> str:
     return f"sse:cancel:{node}"
+
+
+def wake_key(node: str) -> str:
+    return f"sse:wake:{node}"
+
+
+def chat_key(chat_id: str) -> str:
+    return f"sse:chat:{{{chat_id}}}"
 
 
 def entry_number(entry_id: bytes) -> int:

@@ -71,6 +71,19 @@ class LocalStreams:
             raise not_found(stream_id)
         subscribe_local(resumable, conn, after)
 
+    def subscribe_chat(self, chat_id: str, conn: Any) -> None:
+        resumable = self.running_turn(chat_id)
+        if resumable is None:
+            conn.respond(204, [], b"")
+            return
+        resumable.output.subscribe(conn, 0, resumable.headers)
+
+    def running_turn(self, chat_id: str) -> Resumable | None:
+        """The chat's latest turn running in this process."""
+        running = [r for r in self.registry.values() if r.chat_id == chat_id and
+                   r.relay.state is not RelayState.ENDED]
+        return max(running, key=lambda r: r.relay.started) if running else None
+
     def cancel(self, stream_id: str, conn: Any) -> None:
         resumable = self.get(stream_id)
         if resumable is None:

@@ -16,16 +16,14 @@ A stream's keys expire ``streams.retention`` after its end (and
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 import logging
-import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -34,27 +32,27 @@ from redis.exceptions import RedisError
 from sseserver.config import StreamSettings
 from sseserver.core.stream_log import StreamLog
 from sseserver.errors import RequestError
-from sseserver.events import ErrorEvent
 from sseserver.fanout import NumberedLogOutput, RemoteReader
-from sseserver.formats.ai_sdk import AISDKFormatter
-from sseserver.formats.sse import SSEFormatter
 from sseserver.streams.follow import (
     FOLLOW_BLOCK_MS,
     FOLLOW_COUNT,
     Entries,
-    Follower,
+    FollowHub,
     StoreUnavailable,
 )
 from sseserver.streams.keys import (
     cancel_channel,
+    chat_key,
     entry_number,
     events_key,
     lease_key,
     meta_key,
     reading_key,
+    wake_key,
     xadd_prefix,
 )
 from sseserver.streams.local import LocalStreams, cancel_local, not_found, subscribe_local
+from sseserver.streams.lost import lost_frames
 from sseserver.streams.redis_append import CONNECT_TIMEOUT, Appender, MirroredLog
 from sseserver.streams.store import Resumable
 
@@ -69,6 +67,11 @@ logger = logging.getLogger("sseserver.streams")
 # dead owner within LEASE + two blocks of XREAD (5 s).
 LEASE = 3.0
 LEASE_RENEW = 1.0
+# The owner looks whether its unread streams are read elsewhere every LEASE_RENEW, or
+# four times per streams.detached_idle_timeout when that is shorter (so that a stream
+# read only elsewhere is known to be read before the timeout cancels it), but no
+# more often than every CHECK_MIN s: one round trip, whatever the number of streams.
+CHECK_MIN = 0.05
 # Reconnecting to Redis: from 0.1 s, doubled, at most 5 s apart, so a restart is
 # noticed within seconds and an outage costs one attempt per 5 s.
 BACKOFF_MIN = 0.1
@@ -79,10 +82,20 @@ RETRY_AFTER = 5
 # Seconds Redis may take to answer a command (a blocked XREAD adds its block): far
 # above any healthy round trip, short enough that a stalled Redis is noticed.
 SOCKET_TIMEOUT = 5.0
-OWNER_LOST = ErrorEvent(type="owner_lost", retryable=True, message=(
-    "the server generating this stream stopped before the end; start it again"))
+# Connections redis-py may open (the frames have one more of their own): one held by
+# the cancel subscription, one by the readers' blocked XREAD, the rest for short
+# commands (a reader's first look, a DELETE elsewhere, the lease), which wait for a
+# free one rather than open one per client: 10,000 readers here are still 8
+# connections to Redis.
+MAX_CONNECTIONS = 8
+# Wake-up entries kept (only the newest matters; ids only grow).
+WAKE_MAXLEN = 8
 
-_ID_LINE = re.compile(rb"(?m)^id:[^\n]*\n")
+# Points a chat at its turn's stream, unless a later turn took it already: the chat
+# key of a turn that ended lives retention longer (KEYS[1] the chat, ARGV the stream
+# and the seconds).
+_CHAT_ENDED = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
+               "return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0")
 _UNREACHABLE = "the stream store is unreachable; retry shortly"
 
 
@@ -95,9 +108,10 @@ class RedisStreams(LocalStreams):
     def __init__(self, settings: StreamSettings, node: str | None = None) -> None:
         super().__init__(settings)
         self.node = node or secrets.token_hex(8)
-        self.redis: Redis = Redis.from_url(
-            settings.store, retry=Retry(NoBackoff(), 0), socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=CONNECT_TIMEOUT)
+        self.redis: Redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+            settings.store, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 0), socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT))
         self.appender = Appender(self)
         self.up = False
         # keys of a stream whose owner dies live this long at most (s)
@@ -107,6 +121,9 @@ class RedisStreams(LocalStreams):
         self._read_elsewhere: set[str] = set()
         self._served = False  # the keeper's connection got as far as serving
         self._metas: dict[str, tuple[Any, ...]] = {}  # of the streams in the registry
+        self._hub: FollowHub | None = None
+        self.check_interval = max(CHECK_MIN, min(LEASE_RENEW,
+                                                 settings.detached_idle_timeout / 4))
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -152,6 +169,28 @@ class RedisStreams(LocalStreams):
     def _store_meta(self, stream_id: str, meta: tuple[Any, ...]) -> None:
         self.appender.command("HSET", meta_key(stream_id), *meta)
         self.appender.command("EXPIRE", meta_key(stream_id), self.lifetime)
+        resumable = self.get(stream_id)
+        if resumable is not None and resumable.chat_id:
+            if resumable.output.log.finished:
+                self._chat_ended(resumable.chat_id, stream_id, ended_at(resumable))
+            else:  # the chat's latest turn: its resume finds it from any process
+                self.appender.command("SET", chat_key(resumable.chat_id), stream_id,
+                                      "EX", self.lifetime)
+
+    def _chat_ended(self, chat_id: str, stream_id: str, ended: float) -> None:
+        self.appender.command("EVAL", _CHAT_ENDED, 1, chat_key(chat_id), stream_id,
+                              self.retention_left(ended))
+
+    def retention_left(self, ended: float) -> int:
+        """Seconds a stream that ended at ``ended`` (wall time) is still kept; at
+        least 1 (EXPIRE 0 deletes at once, while this process still serves it)."""
+        return max(1, round(self.settings.retention - (time.time() - ended)))
+
+    def ended(self, stream_id: str) -> None:
+        super().ended(stream_id)
+        resumable = self.get(stream_id)
+        if resumable is not None and resumable.chat_id:
+            self._chat_ended(resumable.chat_id, stream_id, ended_at(resumable))
 
     def forget(self, stream_ids: list[str]) -> None:
         for stream_id in stream_ids:
@@ -166,6 +205,8 @@ class RedisStreams(LocalStreams):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._hub is not None:
+            await self._hub.close()
         self._keeper = None
         self.up = False
         self.appender.close()
@@ -210,26 +251,34 @@ class RedisStreams(LocalStreams):
             await self.resync()
             self._served = True
             logger.info("stream store connected (node %s)", self.node)
-            renewed = time.monotonic()
+            renewed = checked = time.monotonic()
             while self.appender.connected:
                 message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                   timeout=LEASE_RENEW)
+                                                   timeout=self.check_interval)
                 if message is not None:
                     self._cancelled_elsewhere(message["data"])
-                if time.monotonic() - renewed >= LEASE_RENEW:
-                    await self._renew()
-                    renewed = time.monotonic()
+                now = time.monotonic()
+                if now - checked >= self.check_interval:
+                    renew = now - renewed >= LEASE_RENEW
+                    await self._renew(renew)
+                    checked = time.monotonic()
+                    renewed = checked if renew else renewed
 
-    async def _renew(self) -> None:
-        """Renew the lease; learn which of our unread streams are read elsewhere."""
+    async def _renew(self, lease: bool = True) -> None:
+        """Renew the lease (when ``lease``); learn which of our unread streams are read
+        elsewhere."""
         alone = [r.relay.id for r in self.registry.values()
                  if r.output.alone_since is not None and not r.output.log.finished]
+        if not alone and not lease:
+            self._read_elsewhere = set()
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(lease_key(self.node), 1, px=int(LEASE * 1000))
             for stream_id in alone:
                 pipe.exists(reading_key(stream_id))
+            if lease:
+                pipe.set(lease_key(self.node), 1, px=int(LEASE * 1000))
             replies = await pipe.execute()
-        self._read_elsewhere = {s for s, n in zip(alone, replies[1:], strict=True) if n}
+        self._read_elsewhere = {s for s, n in zip(alone, replies, strict=False) if n}
 
     def _cancelled_elsewhere(self, data: bytes) -> None:
         resumable = self.get(data.decode("ascii", "replace"))
@@ -265,7 +314,7 @@ class RedisStreams(LocalStreams):
         for event_id, frame in enumerate(log.since(stored), start=stored + 1):
             self.appender.frame(stream_id, prefix, event_id, frame)
         if log.finished:  # its end again (a duplicate is refused), and its expiry
-            self.appender.queue_end(stream_id, log.last_id)
+            self.appender.queue_end(stream_id, log.last_id, ended_at(resumable))
 
     # -- any process's side ------------------------------------------------------------
 
@@ -276,6 +325,22 @@ class RedisStreams(LocalStreams):
             return
         self.check_available()
         self._spawn(self._follow(stream_id, conn, after))
+
+    def subscribe_chat(self, chat_id: str, conn: Any) -> None:
+        if self.running_turn(chat_id) is not None or not self.up:
+            super().subscribe_chat(chat_id, conn)  # Redis down: this process's turns
+            return
+        self._spawn(self._resume_chat(chat_id, conn))
+
+    async def _resume_chat(self, chat_id: str, conn: Any) -> None:
+        try:
+            stream_id = await self.redis.get(chat_key(chat_id))
+        except (RedisError, OSError):
+            stream_id = None  # as when nothing runs: useChat shows the chat as it is
+        if stream_id is None:
+            conn.respond(204, [], b"")
+            return
+        await self._follow(stream_id.decode(), conn, 0, running_only=True)
 
     def cancel(self, stream_id: str, conn: Any) -> None:
         resumable = self.get(stream_id)
@@ -304,74 +369,95 @@ class RedisStreams(LocalStreams):
         conn.respond_json(200, {"id": stream_id,
                                 "status": "cancelled" if last is None else "ended"})
 
-    async def _follow(self, stream_id: str, conn: Any, after: int) -> None:
-        """A reader of a stream generated elsewhere."""
+    async def _follow(self, stream_id: str, conn: Any, after: int,
+                      running_only: bool = False) -> None:
+        """A reader of a stream generated elsewhere; ``running_only``: 204 for one
+        that has ended (a chat's resume)."""
         try:
-            meta = await self.redis.hgetall(meta_key(stream_id))
-        except RedisError:
+            meta = await self._stream_meta(stream_id)
+        except (RedisError, OSError):
             respond_error(conn, 503, _UNREACHABLE, [("retry-after", str(RETRY_AFTER))])
             return
         if not meta:
             respond_error(conn, 404, str(not_found(stream_id)))
             return
-        if b"last" in meta and after >= int(meta[b"last"]):
+        if b"last" in meta and (running_only or after >= int(meta[b"last"])):
             conn.respond(204, [], b"")  # nothing left: an EventSource stops reconnecting
             return
         reader = RemoteReader(conn)
         reader.start(stream_id, meta[b"ct"].decode(), orjson.loads(meta[b"hdr"]),
                      meta[b"pre"])
         try:
-            await Follower(self, stream_id, meta, reader, after,
-                           self.settings.heartbeat_interval).run()
-        except Exception as exc:  # a bug: this reader ends, and says why
-            logger.warning("stream %s: a reader here ended: %s: %s", stream_id,
-                           type(exc).__name__, exc)
+            await self.hub().follow(stream_id, meta, reader, after)
         finally:
             reader.close()
 
-    async def read_after(self, stream_id: str, cursor: int, mark: bool) -> Entries:
+    async def _stream_meta(self, stream_id: str) -> dict[bytes, bytes]:
+        """A stream's meta hash; asked twice at most: a pooled connection that Redis
+        closed (a restart) fails once, and is then opened again."""
+        try:
+            return await self.redis.hgetall(meta_key(stream_id))  # type: ignore[no-any-return]
+        except (RedisError, OSError):
+            return await self.redis.hgetall(meta_key(stream_id))  # type: ignore[no-any-return]
+
+    def hub(self) -> FollowHub:
+        """This process's readers of streams generated elsewhere (made on first use)."""
+        if self._hub is None:
+            self._hub = FollowHub(self, self.settings.heartbeat_interval)
+        return self._hub
+
+    async def read_many(self, cursors: dict[str, int], wake_cursor: bytes,
+                        marks: list[str]) -> tuple[dict[str, Entries], bytes]:
+        keys: dict[Any, Any] = {wake_key(self.node): wake_cursor}
+        for stream_id, cursor in cursors.items():
+            keys[events_key(stream_id)] = b"%d-0" % cursor
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                if mark:
+                for stream_id in marks:
                     pipe.set(reading_key(stream_id), 1, px=int(LEASE * 1000))
-                pipe.xread({events_key(stream_id): b"%d-0" % cursor}, count=FOLLOW_COUNT,
-                           block=FOLLOW_BLOCK_MS)
+                pipe.xread(keys, count=FOLLOW_COUNT, block=FOLLOW_BLOCK_MS)
                 replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from None
-        found = replies[-1]
-        return found[0][1] if found else []
+        found: dict[str, Entries] = {}
+        wake = wake_key(self.node).encode()
+        for key, entries in replies[-1] or []:
+            if key == wake:
+                wake_cursor = entries[-1][0]
+            else:  # sse:{ID}:e
+                found[key[5:-3].decode()] = entries
+        return found, wake_cursor
 
-    async def still_there(self, stream_id: str, owner: str) -> tuple[bool, bool]:
+    def wake(self) -> None:
+        self._spawn(self._wake())
+
+    async def _wake(self) -> None:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.exists(meta_key(stream_id))
-                pipe.exists(lease_key(owner))
-                kept, alive = await pipe.execute()
+                pipe.xadd(wake_key(self.node), {"w": 1}, maxlen=WAKE_MAXLEN)
+                pipe.expire(wake_key(self.node), self.lifetime)
+                await pipe.execute()
+        except (RedisError, OSError):
+            pass  # the blocked read returns by itself within a block
+
+    async def still_there(self, streams: list[tuple[str, str]]) -> list[tuple[bool, bool]]:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for stream_id, owner in streams:
+                    pipe.exists(meta_key(stream_id))
+                    pipe.exists(lease_key(owner))
+                replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from None
-        return bool(kept), bool(alive)
+        return [(bool(kept), bool(alive)) for kept, alive in zip(
+            replies[::2], replies[1::2], strict=True)]
 
 
-def lost_frames(formatter: Formatter) -> tuple[bytes, bytes, bool]:
-    """The error and end frames that end a stream whose owner is lost, without ids
-    (the reader numbers them after the last frame it sent), and whether the format
-    numbers its frames: made by a copy of the stream's formatter as it was before its
-    first frame. The same for every stream of /v1/stream's formats (kept once)."""
-    kind = type(formatter)
-    known = _LOST.get(kind)
-    if known is not None:
-        return known
-    fresh = copy.deepcopy(formatter)
-    error, end = fresh.event(OWNER_LOST), fresh.end()
-    numbered = _ID_LINE.search(end) is not None
-    frames = _ID_LINE.sub(b"", error), _ID_LINE.sub(b"", end), numbered
-    if kind in (SSEFormatter, AISDKFormatter):  # nothing of the request in their frames
-        _LOST[kind] = frames
-    return frames
-
-
-_LOST: dict[type, tuple[bytes, bytes, bool]] = {}
+def ended_at(resumable: Resumable) -> float:
+    """The wall time a stream of this process ended (now for one still running)."""
+    log = resumable.output.log
+    finished = log.finished_at if isinstance(log, MirroredLog) else 0.0
+    return finished or time.time()
 
 
 @functools.lru_cache(maxsize=64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from typing import TYPE_CHECKING, Any
 
 import hiredis
@@ -33,7 +34,7 @@ MAX_UNSENT_BYTES = 64 * 1024 * 1024
 class MirroredLog(StreamLog):
     """A stream log whose every frame also goes to Redis."""
 
-    __slots__ = ("_appender", "_prefix", "stream_id")
+    __slots__ = ("_appender", "_prefix", "finished_at", "stream_id")
 
     def __init__(self, max_events: int, max_bytes: int, stream_id: str,
                  appender: Appender) -> None:
@@ -41,6 +42,7 @@ class MirroredLog(StreamLog):
         self.stream_id = stream_id
         self._prefix = xadd_prefix(stream_id)
         self._appender = appender
+        self.finished_at = 0.0  # wall time of its end: retention runs from there
 
     def append(self, frame: bytes) -> int:
         event_id = super().append(frame)
@@ -49,7 +51,8 @@ class MirroredLog(StreamLog):
 
     def finish(self) -> None:
         super().finish()
-        self._appender.end(self.stream_id, self.last_id)
+        self.finished_at = time.time()
+        self._appender.end(self.stream_id, self.last_id, self.finished_at)
 
 
 class AppendConnection(asyncio.Protocol):
@@ -148,17 +151,19 @@ class Appender:
             self._queue(encode_command("EXPIRE", events_key(stream_id),
                                        self._store.lifetime))
 
-    def end(self, stream_id: str, last_id: int) -> None:
+    def end(self, stream_id: str, last_id: int, ended: float) -> None:
         if not self._store.up:
             self._drop(stream_id)
             return
-        self.queue_end(stream_id, last_id)
+        self.queue_end(stream_id, last_id, ended)
 
-    def queue_end(self, stream_id: str, last_id: int) -> None:
-        retention = max(1, round(self._store.settings.retention))
+    def queue_end(self, stream_id: str, last_id: int, ended: float) -> None:
+        """The end entry, and the keys' expiry retention after ``ended`` (wall time):
+        stored again by a resync, they still expire when they would have."""
+        retention = self._store.retention_left(ended)
         events, meta = events_key(stream_id), meta_key(stream_id)
         self._queue(encode_command("XADD", events, b"%d-0" % (last_id + 1), "end", "1"))
-        self._queue(encode_command("HSET", meta, "last", last_id))
+        self._queue(encode_command("HSET", meta, "last", last_id, "ended", round(ended, 3)))
         self._queue(encode_command("EXPIRE", events, retention))
         self._queue(encode_command("EXPIRE", meta, retention))
 

@@ -72,6 +72,11 @@ class StreamStore(Protocol):
         when nothing is left; RequestError 404 for a stream not kept (anywhere)."""
         ...
 
+    def subscribe_chat(self, chat_id: str, conn: Connection) -> None:
+        """Answer useChat's resume: the chat's running turn from its start, wherever it
+        runs; 204 when none is running."""
+        ...
+
     def cancel(self, stream_id: str, conn: Connection) -> None:
         """Answer ``DELETE``: stop the generation, wherever it runs."""
         ...

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -171,3 +172,35 @@ def test_with_workers_any_worker_serves_any_stream() -> None:
             for stream in streams:
                 events = read(url + stream, None)
                 assert [e[0] for e in events] == list(range(1, 104))
+
+
+def chat_turn(chat_id: str, script: dict[str, Any]) -> dict[str, Any]:
+    text = "#fake " + orjson.dumps(script).decode()
+    return {"id": chat_id, "model": "gpt-4o-mini", "trigger": "submit-message",
+            "messages": [{"id": "u1", "role": "user",
+                          "parts": [{"type": "text", "text": text}]}]}
+
+
+def test_a_chat_running_on_one_server_is_resumed_on_the_other(
+        cluster: tuple[RedisServer, str, list[tuple[Any, str]]]) -> None:
+    """useChat's resume (GET /v1/chat/{id}/stream) lands on either server: the one
+    that does not run the turn finds it through Redis and replays it from its start."""
+    _, _, nodes = cluster
+    (_, a), (_, b) = nodes
+    chat_id = "chat r+é"
+    resume = f"/v1/chat/{quote(chat_id, safe='')}/stream"  # as encodeURIComponent
+    with httpx.Client(timeout=15) as client, client.stream(
+            "POST", a + "/v1/chat", json=chat_turn(chat_id, {"tokens": 40, "rate": 20})
+            ) as started:
+        assert started.status_code == 200
+        chunks = started.iter_text()
+        first = next(chunks)
+        resumed = httpx.get(b + resume, timeout=15)
+        rest = "".join(chunks)
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert resumed.text == first + rest  # replayed from the start, then followed live
+    assert resumed.text.endswith("data: [DONE]\n\n")
+    for server in (a, b):  # the turn is over: nothing to resume, on either server
+        assert httpx.get(server + resume).status_code == 204
+    assert httpx.get(b + "/v1/chat/never/stream").status_code == 204
