@@ -187,7 +187,9 @@ def test_a_chat_turn_resumes_on_either_worker(server: Workers) -> None:
     with httpx.Client(timeout=20) as client, client.stream(
             "POST", server.url + "/v1/chat", json=body) as turn:
         assert turn.status_code == 200
-        for _ in range(6):  # the replay's start, on a fresh connection each
+        # the replay's start, on a fresh connection each: twelve, so that all landing
+        # on the worker running the turn (no handoff to see) is a 1-in-4096 chance
+        for _ in range(12):
             with httpx.Client(timeout=20) as resumer, \
                     connect_sse(resumer, "GET", resume_url) as replay:
                 assert replay.response.status_code == 200
