@@ -141,6 +141,10 @@ class LimitsSettings:
     max_head_bytes: int = 16384  # h11's limit; Envoy allows 60 KiB
     max_header_count: int = 100  # Envoy and gunicorn
     max_body_bytes: int = 8 * MiB  # a long chat history fits; nginx defaults to 1 MiB
+    # Chunks of one chunked request body (0: no bound). h11 reads a chunk at ~52,000
+    # instructions whatever its size, so 8 MiB of one-byte chunks would take seconds of
+    # CPU; a client's chunks are its writes (KiBs each: a JSON body is a few).
+    max_body_chunks: int = 4096
     body_timeout: float = 60.0  # s; nginx client_body_timeout
     keepalive_timeout: float = 5.0  # s; uvicorn
     max_pipelined_bytes: int = 65536  # unread input while a response is in progress
@@ -492,6 +496,9 @@ def _validate(config: Config) -> None:
                         config.upstream.max_bytes_without_event)):
         if value < 1:
             raise ConfigError(f"{key}: must be a positive integer, got {value}")
+    if limits.max_body_chunks < 0:
+        raise ConfigError("limits.max_body_chunks: must be 0 (no bound) or more, got "
+                          f"{limits.max_body_chunks}")
     if not limits.write_low_water < limits.write_high_water <= limits.max_write_buffer:
         raise ConfigError("limits: need write_low_water < write_high_water <= "
                           "max_write_buffer")

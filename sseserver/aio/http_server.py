@@ -73,6 +73,7 @@ from sseserver.core.request_checks import (
     body_too_large,
     check_head,
     error_type,
+    too_many_chunks,
 )
 from sseserver.errors import LocalProtocolError, RemoteProtocolError
 
@@ -400,6 +401,8 @@ class HTTPConnection(asyncio.Protocol):
         # reading the body costs, not only what it holds.
         if self._reader.body_bytes > self._limits.max_body_bytes:
             raise body_too_large(self._limits)
+        if self._reader.body_chunks > self._limits.max_body_chunks > 0:
+            raise too_many_chunks(self._limits)
         self._body.append(data)
 
     def _dispatch(self) -> None:

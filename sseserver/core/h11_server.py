@@ -115,7 +115,7 @@ class RequestReader:
     """
 
     __slots__ = ("_body_left", "_buffer", "_conn", "_ended", "_fed", "_max_head_size",
-                 "body_bytes", "state")
+                 "body_bytes", "body_chunks", "state")
 
     def __init__(self, max_head_size: int = MAX_HEAD_SIZE) -> None:
         # Received and not taken by h11 yet; h11 was given the first ``_fed`` bytes
@@ -131,6 +131,9 @@ class RequestReader:
         # The current body's bytes read so far as sent: chunk-size lines, extensions,
         # CRLFs and trailers included, so a limit on it bounds what framing costs too.
         self.body_bytes = 0
+        # The current chunked body's chunks begun so far: h11 reads one at ~52,000
+        # instructions whatever its size, so their number bounds what reading costs.
+        self.body_chunks = 0
         self.state = ReaderState.HEAD
 
     def __repr__(self) -> str:
@@ -274,7 +277,7 @@ class RequestReader:
                 length = int(value)
             fields.append((name, value))
         self._body_left = length
-        self.body_bytes = 0
+        self.body_bytes = self.body_chunks = 0
         self.state = ReaderState.BODY
         if not length:
             self._end_message(self._fed)  # no body: the end at the next event
@@ -321,6 +324,8 @@ class RequestReader:
             event = conn.next_event()
             if type(event) is h11.Data:
                 pieces.append(event.data)
+                if event.chunk_start:
+                    self.body_chunks += 1
                 continue
             if type(event) is h11.EndOfMessage:
                 self._end_message(len(conn.trailing_data[0]) if self._fed else 0)

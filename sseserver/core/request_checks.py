@@ -26,6 +26,12 @@ def awaits_continue(headers: dict[str, str], declared: str | None) -> bool:
         "transfer-encoding" in headers or (declared is not None and int(declared) > 0))
 
 
+def too_many_chunks(limits: Limits) -> HTTPError:
+    """The refusal of a chunked body in more than ``limits.max_body_chunks`` chunks."""
+    return HTTPError(413, f"request body in more than {limits.max_body_chunks} chunks",
+                     close=True)
+
+
 def body_too_large(limits: Limits) -> HTTPError:
     """The refusal of a body over ``limits.max_body_bytes`` (declared or as sent)."""
     return HTTPError(413, f"request body exceeds {limits.max_body_bytes} bytes", close=True)

@@ -17,7 +17,7 @@ from sseserver.aio import http_server
 from sseserver.aio.http_server import Admission, HTTPConnection, HTTPRequest
 from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.config import LimitsSettings as Limits
-from sseserver.core.h11_server import RequestReader
+from sseserver.core.h11_server import NEED_DATA, RequestHead, RequestReader
 from tests.conftest import run_async
 
 FAST = Limits(header_timeout=0.3, body_timeout=0.3, keepalive_timeout=0.3,
@@ -612,3 +612,36 @@ def test_a_request_cut_by_the_end_of_input_gets_400() -> None:
         writer.close()
 
     run(test)
+
+
+CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("chunks, status", [(16, 200), (17, 413)])
+def test_a_chunked_body_is_bounded_in_chunks(chunks: int, status: int) -> None:
+    """Past ``max_body_chunks`` a body is refused however few its bytes (each chunk
+    costs h11 the same), at the bound and not before."""
+    limits = dataclasses.replace(FAST, max_body_chunks=16)
+
+    async def test(h: Harness, port: int) -> None:
+        body = b"1\r\nx\r\n" * chunks + b"0\r\n\r\n"
+        response = await exchange(port, CHUNKED_HEAD + body, read_timeout=0.5)
+        assert status_of(response) == status
+        if status == 413:
+            assert b"more than 16 chunks" in response
+            assert b"connection: close" in response.lower()
+        else:
+            assert b'"body":"' + b"x" * chunks + b'"' in response
+
+    run(test, limits)
+
+
+def test_a_chunk_split_over_reads_counts_once() -> None:
+    reader = RequestReader()
+    reader.feed(CHUNKED_HEAD)
+    assert isinstance(reader.next_event(), RequestHead)
+    for piece in (b"a\r\n01234", b"56789\r\n", b"3\r\nabc\r\n"):
+        reader.feed(piece)
+        while reader.next_event() is not NEED_DATA:
+            pass
+    assert reader.body_chunks == 2

@@ -10,6 +10,7 @@ of MiB.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -132,7 +133,8 @@ def test_a_body_of_one_byte_chunks_does_not_hold_the_loop() -> None:
     was decoded to its end (9.1 s for 48 MiB). h11 reads such a body at ~0.7 MB/s
     here, so what goes in 8 s (what the server read, and what the socket buffers
     hold) is a few MiB."""
-    with server({"SSESERVER_LIMITS_MAX_BODY_BYTES": str(64 << 20)}) as served, \
+    with server({"SSESERVER_LIMITS_MAX_BODY_BYTES": str(64 << 20),
+                 "SSESERVER_LIMITS_MAX_BODY_CHUNKS": "0"}) as served, \
             served.connect() as hostile:
         sent: list[int] = []
 
@@ -145,6 +147,25 @@ def test_a_body_of_one_byte_chunks_does_not_hold_the_loop() -> None:
         assert slowest < HEALTHZ_BOUND, f"/healthz waited {slowest:.3f} s"
 
 
+def test_a_body_of_one_byte_chunks_is_refused_past_its_chunk_bound() -> None:
+    """At the default bound (4,096 chunks) a one-byte-chunk flood meets a 413 within
+    its first 25 KB, not after seconds of CPU; the server serves on."""
+    with server() as served, served.connect() as hostile:
+        hostile.sendall(CHUNKED_POST)
+        sent = send_for(hostile, b"1\r\nx\r\n" * 1000, 12 << 20, 5)
+        hostile.settimeout(5)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := hostile.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert b"more than 4096 chunks" in answer
+        assert sent < 4 << 20  # closed long before the flood's 12 MiB
+        with served.connect() as probe:
+            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert probe.recv(4096).startswith(b"HTTP/1.1 200 OK")
+
+
 def test_many_connections_flooding_at_once_do_not_hold_the_loop() -> None:
     """500 connections, each a body of one-byte chunks: each read its eight events per
     turn, so a turn (and /healthz) waited for all of them (5 s here); the turn's
@@ -154,7 +175,8 @@ def test_many_connections_flooding_at_once_do_not_hold_the_loop() -> None:
     per loop turn, so connections still in the listen backlog when the flood starts
     would be accepted one per turn (~50 per second here), the probe's among them.
     """
-    with server({"SSESERVER_LIMITS_MAX_BODY_BYTES": str(64 << 20)}) as served:
+    with server({"SSESERVER_LIMITS_MAX_BODY_BYTES": str(64 << 20),
+                 "SSESERVER_LIMITS_MAX_BODY_CHUNKS": "0"}) as served:
         hostile = [served.connect() for _ in range(500)]
         try:
             for sock in hostile:
