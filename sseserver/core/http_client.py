@@ -61,18 +61,40 @@ def encode_request(method: str, target: str, host: str,
     beyond ASCII; and for a ``host``, ``content-length`` or ``transfer-encoding``
     header among ``headers`` (those are written here).
     """
+    key = (method, target, host, *headers)
+    head = _checked_heads.get(key)
+    if head is None:
+        head = _checked_head(method, target, host, headers)
+        if len(_checked_heads) >= _MAX_CACHED_HEADS:
+            _checked_heads.clear()
+        _checked_heads[key] = head
+    return b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body)
+
+
+# Heads already built and checked, up to the content-length line: a gateway sends the
+# same few (one per provider, key and endpoint) again and again, and building and
+# checking one costs more than the rest of a request's bytes.
+_checked_heads: dict[tuple[object, ...], bytes] = {}
+# Far more than the endpoints times the keys of any configuration; a fuller table is
+# emptied (the heads are rebuilt as they are sent) rather than let grow.
+_MAX_CACHED_HEADS = 256
+
+
+def _checked_head(method: str, target: str, host: str,
+                  headers: Sequence[tuple[str, str]]) -> bytes:
+    """The head of :func:`encode_request` without its content-length line, checked."""
     lines = [f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n"]
     for name, value in headers:
         if name not in _valid_names:
             _check_name(name)
         lines.append(f"{name}: {value}\r\n")
-    lines.append(f"content-length: {len(body)}\r\n\r\n")
     head = "".join(lines)
     # A CR LF inside a value would make a well-formed extra line: count the lines.
-    if head.count("\n") != len(headers) + 4 or _REQUEST_HEAD.fullmatch(head) is None:
+    if head.count("\n") != len(headers) + 2 or \
+            _REQUEST_HEAD.fullmatch(f"{head}content-length: 0\r\n\r\n") is None:
         raise LocalProtocolError(_explain_request(method, target, host, headers))
     try:
-        return head.encode("ascii") + body
+        return head.encode("ascii")
     except UnicodeEncodeError:
         raise LocalProtocolError("a request head must be ASCII text") from None
 
