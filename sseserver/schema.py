@@ -24,6 +24,8 @@ _KNOWN_FIELDS = frozenset({
     "model", "messages", "provider", "system", "max_tokens", "temperature", "tools",
     "resumable", "format", "on_disconnect",
 })
+# The fields most requests have, and all that many have.
+_COMMON_FIELDS = frozenset({"model", "messages"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +90,11 @@ def parse_generation_request(body: bytes) -> GenerationRequest:
         raise RequestError(f"body is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise RequestError(f"body must be a JSON object, not {_json_type(raw)}")
-    unknown = sorted(set(raw) - _KNOWN_FIELDS)
-    if unknown:
+    if not _KNOWN_FIELDS.issuperset(raw):
+        unknown = sorted(set(raw) - _KNOWN_FIELDS)
         raise RequestError(f"unknown field(s): {', '.join(unknown)}")
+    if _COMMON_FIELDS.issuperset(raw):  # the rest at their defaults: no look at them
+        return GenerationRequest(_model(raw.get("model")), _messages(raw.get("messages")))
     return GenerationRequest(
         model=_model(raw.get("model")),
         messages=_messages(raw.get("messages")),
@@ -130,7 +134,7 @@ def _messages(value: Any) -> tuple[Message, ...]:
         raise RequestError("'messages' must not be empty")
     if len(value) > MAX_MESSAGES:
         raise RequestError(f"'messages' has more than {MAX_MESSAGES} entries")
-    return tuple(_message(i, item) for i, item in enumerate(value))
+    return tuple([_message(i, item) for i, item in enumerate(value)])
 
 
 def _message(index: int, item: Any) -> Message:

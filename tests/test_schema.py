@@ -1,3 +1,5 @@
+import re
+
 import orjson
 import pytest
 
@@ -63,3 +65,30 @@ def test_bad_requests_say_what_is_wrong(body: bytes, message: str) -> None:
         parse_generation_request(body)
     assert message in str(info.value)
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "system", "content": "be brief"},
+     {"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+])
+def test_a_request_of_model_and_messages_alone_is_the_general_parse(
+        messages: list[dict[str, object]]) -> None:
+    common = {"model": "gpt-4o-mini", "messages": messages}
+    # every other field stated at its default: the general parse
+    stated = {**common, "provider": None, "system": None, "max_tokens": None,
+              "temperature": None, "tools": None, "resumable": False, "format": None,
+              "on_disconnect": None}
+    assert parse_generation_request(orjson.dumps(common)) == \
+        parse_generation_request(orjson.dumps(stated))
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"messages": [{"role": "user", "content": "hi"}]}', "'model' is required"),
+    (b'{"model": "m"}', "'messages' is required"),
+    (b'{"model": "m", "messages": [{"role": "x", "content": "hi"}]}', "messages[0].role"),
+])
+def test_a_request_of_model_and_messages_alone_is_checked_all_the_same(
+        body: bytes, message: str) -> None:
+    with pytest.raises(RequestError, match=re.escape(message)):
+        parse_generation_request(body)
