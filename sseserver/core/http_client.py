@@ -62,7 +62,10 @@ def encode_request(method: str, target: str, host: str,
     header among ``headers`` (those are written here).
     """
     key = (method, target, host, *headers)
-    head = _checked_heads.get(key)
+    try:
+        head = _checked_heads.get(key)
+    except TypeError:  # a field as a list (one read back from JSON): built each time
+        head = _checked_head(method, target, host, headers)
     if head is None:
         head = _checked_head(method, target, host, headers)
         if len(_checked_heads) >= _MAX_CACHED_HEADS:

@@ -53,7 +53,10 @@ def encode_response_head(status: int, headers: Sequence[tuple[str, str]]) -> byt
     character beyond Latin-1.
     """
     key = (status, *headers)
-    head = _checked_heads.get(key)
+    try:
+        head = _checked_heads.get(key)
+    except TypeError:  # a field as a list (one read back from JSON): built each time
+        return _checked_head(status, headers)
     if head is None:
         head = _checked_head(status, headers)
         if len(_checked_heads) >= _MAX_CACHED_HEADS:

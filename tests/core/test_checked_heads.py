@@ -58,3 +58,12 @@ def test_the_tables_stay_bounded() -> None:
     assert encode_request("POST", "/v1/x", "api.example", [("x-n", "0")], b"{}") == (
         b"POST /v1/x HTTP/1.1\r\nhost: api.example\r\nx-n: 0\r\n"
         b"content-length: 2\r\n\r\n{}")
+
+
+def test_fields_given_as_lists_are_sent_as_tuples_are() -> None:
+    # a stream's headers read back from a JSON store come as [name, value] lists
+    as_tuples = [("content-type", "text/event-stream"), ("x-vercel-ai-ui-message-stream", "v1")]
+    as_lists = [list(field) for field in as_tuples]
+    assert encode_response_head(200, as_lists) == encode_response_head(200, as_tuples)  # type: ignore[arg-type]
+    assert encode_request("POST", "/v1/x", "api.example", as_lists, b"{}") == \
+        encode_request("POST", "/v1/x", "api.example", as_tuples, b"{}")  # type: ignore[arg-type]
