@@ -52,29 +52,6 @@ def encode_response_head(status: int, headers: Sequence[tuple[str, str]]) -> byt
     not a token, or a value with a control character (CR, LF and NUL included) or a
     character beyond Latin-1.
     """
-    key = (status, *headers)
-    try:
-        head = _checked_heads.get(key)
-    except TypeError:  # a field as a list (one read back from JSON): built each time
-        return _checked_head(status, headers)
-    if head is None:
-        head = _checked_head(status, headers)
-        if len(_checked_heads) >= _MAX_CACHED_HEADS:
-            _checked_heads.clear()
-        _checked_heads[key] = head
-    return head
-
-
-# Heads already built and checked: within a second (the Date field's resolution) a
-# server sends the same few again and again (one per route and format, CORS origin),
-# and building and checking one costs more than finding it.
-_checked_heads: dict[tuple[object, ...], bytes] = {}
-# Far more than the distinct heads of one second; a fuller table is emptied (a new
-# second's heads replace the last one's) rather than let grow.
-_MAX_CACHED_HEADS = 256
-
-
-def _checked_head(status: int, headers: Sequence[tuple[str, str]]) -> bytes:
     if not 100 <= status <= 999:
         raise LocalProtocolError(f"invalid status code {status}")
     lines = [f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"]
