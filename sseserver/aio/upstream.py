@@ -163,8 +163,8 @@ class UpstreamConnection(asyncio.Protocol):
             sink = self._sink
             if sink is not None and len(pieces) == 1:  # one whole chunk: the per-token read
                 sink.on_body(pieces[0])
-            else:  # a burst is one piece: its events go out in one client write
-                self._deliver([b"".join(pieces)] if len(pieces) > 1 else pieces)
+            else:
+                self._deliver(pieces)
             if decoder.done:
                 self._on_end()
         elif self.state is State.IDLE:  # nothing may arrive between responses
@@ -317,7 +317,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._malformed_body(exc, data)
             return
         # One piece for the whole read: its events go out in one client write.
-        self._deliver([b"".join(pieces)] if len(pieces) > 1 else pieces)
+        self._deliver(pieces)
         if decoder.done:
             self._on_end()
 
@@ -327,12 +327,14 @@ class UpstreamConnection(asyncio.Protocol):
                                   f"{self._where(exc, data)}"))
 
     def _deliver(self, pieces: list[bytes]) -> None:
-        for piece in pieces:
-            sink = self._sink  # looked up each time: a sink may hand over to another
-            if sink is not None:
-                sink.on_body(piece)
-            else:
-                self._pending.append(piece)
+        """A read's body pieces, as one: a burst's events go out in one client write."""
+        if not pieces:
+            return
+        piece = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if self._sink is not None:
+            self._sink.on_body(piece)
+        else:
+            self._pending.append(piece)
 
     def _where(self, exc: RemoteProtocolError, data: bytes) -> str:
         """Where in the response the fault lies: ``data`` is what the failed call got,
