@@ -19,7 +19,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
 
-from sseserver import metrics
+from sseserver import metrics, stream_ids
 from sseserver.aio.http_server import HTTPConnection, HTTPRequest
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import Timeouts
@@ -46,7 +46,7 @@ from sseserver.gate import (
 from sseserver.output import DirectOutput
 from sseserver.providers.base import Provider
 from sseserver.redact import Redactor
-from sseserver.relay import Relay, RelayPolicy, new_stream_id
+from sseserver.relay import Relay, RelayPolicy
 from sseserver.routing import Router, Target
 from sseserver.schema import GenerationRequest, parse_generation_request
 from sseserver.streams import open_store
@@ -334,7 +334,7 @@ class Gateway:
         route = route if route is not None else self.resolve(generation)
         store = self.store
         store.check_available()
-        stream_id = new_stream_id()
+        stream_id = stream_ids.new_stream_id()
         output = output_type(store.new_log(stream_id), cancel_when_alone=cancel_when_alone,
                              now=asyncio.get_running_loop().time)
         relay = Relay(output, generation, route, formatter, self.policy, self.pool,

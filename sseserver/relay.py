@@ -114,10 +114,6 @@ class RelayPolicy:
     redact: Redactor = field(default_factory=Redactor)
 
 
-def new_stream_id() -> str:
-    return stream_ids.new_stream_id()
-
-
 class Relay:
     # Slots: thousands live at once; a dict of attributes each would be more memory.
     __slots__ = ("_events_seen", "_formatter", "_heartbeat", "_loop", "_on_end", "_output",
@@ -129,7 +125,7 @@ class Relay:
                  route: Sequence[Target], formatter: Formatter, policy: RelayPolicy,
                  pool: ConnectionPool, on_end: Callable[[Relay], None] | None = None,
                  stream_id: str | None = None) -> None:
-        self.id = stream_id or new_stream_id()
+        self.id = stream_id or stream_ids.new_stream_id()
         self.state = RelayState.STARTING
         self._output = output
         self._request = request
