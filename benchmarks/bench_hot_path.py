@@ -20,8 +20,8 @@ from sseserver.aio.upstream import State, Timeouts, UpstreamConnection
 from sseserver.config import LimitsSettings, ProviderSettings
 from sseserver.core.chunked import ChunkedDecoder
 from sseserver.core.eventstream import encode_message
+from sseserver.core.h11_server import END_OF_MESSAGE, RequestHead, RequestReader
 from sseserver.core.http_client import ResponseHeadParser, encode_request
-from sseserver.core.http_request import END_OF_MESSAGE, RequestHead, RequestReader
 from sseserver.core.sse import (
     MAX_BYTES_WITHOUT_EVENT,
     MAX_EVENT_BYTES,

@@ -15,7 +15,7 @@ from sseserver.aio.handoff import request_bytes
 from sseserver.aio.http_server import HTTPRequest
 from sseserver.aio.worker_channel import MAX_MESSAGE_BYTES, Channel, Message, channel_pair
 from sseserver.config import LimitsSettings
-from sseserver.core.http_request import END_OF_MESSAGE, RequestHead, RequestReader
+from sseserver.core.h11_server import END_OF_MESSAGE, RequestHead, RequestReader
 from sseserver.core.request_checks import check_head
 from sseserver.stream_ids import Owner
 

@@ -29,7 +29,7 @@ def request_bytes(request: HTTPRequest) -> bytes:
               if name not in _FRAMING_FIELDS]
     if request.body:
         lines.append(f"content-length: {len(request.body)}")
-    # the head was read as latin-1 (core/http_request.py): the same bytes again
+    # the head was read as latin-1 (core/h11_server.py): the same bytes again
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body
 
 

@@ -2,10 +2,10 @@
 
 h11 receives one body chunk in ~4.6 µs; on the gateway's per-token hot path that is
 more than everything else together. These decoders read the response bodies providers
-send (aio/upstream.py) and the request bodies clients send (core/http_request.py).
+send (aio/upstream.py; a client's request body is h11's to read, core/h11_server.py).
 They accept exactly what h11 0.16 accepts and reject what it rejects (the differential
-tests in tests/core/test_chunked.py and tests/core/test_http_request.py hold them to
-that), and raise :class:`RemoteProtocolError` for anything malformed.
+tests in tests/core/test_chunked.py hold them to that), and raise
+:class:`RemoteProtocolError` for anything malformed.
 """
 
 from __future__ import annotations

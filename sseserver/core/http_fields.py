@@ -1,9 +1,10 @@
 """What every HTTP/1.1 head shares, sans-IO: where a head ends, the field-line grammar,
 and the Content-Length and Transfer-Encoding rules, all as h11 0.16 reads them.
 
-core/http_client.py reads response heads with these, core/http_request.py request
-heads, and core/chunked.py trailer sections; the differential tests of each hold them
-to what h11 accepts and refuses, and to the status h11 hints when it refuses.
+core/http_client.py frames response heads and explains h11's refusals with these,
+core/h11_errors.py explains a refused request head, and core/chunked.py reads trailer
+sections; the differential tests of each hold them to what h11 accepts and refuses,
+and to the status h11 hints when it refuses.
 """
 
 from __future__ import annotations
@@ -134,11 +135,6 @@ def _transfer_encoding(value: str, seen: bool) -> str:
         raise RemoteProtocolError("unsupported Transfer-Encoding: only chunked is read",
                                   UNSUPPORTED_CODING_STATUS)
     return value
-
-
-def explain_field_lines(lines: str) -> str:
-    """Which field line of a refused head is at fault (only on the error path)."""
-    return field_lines_fault(lines)[0]
 
 
 def field_lines_fault(lines: str) -> tuple[str, int]:
