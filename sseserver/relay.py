@@ -246,9 +246,9 @@ class Relay:
             self._await_head(upstream)
 
     def _await_head(self, upstream: UpstreamConnection) -> None:
-        """The request is out: the head's arrival (:meth:`_on_head`) takes it on."""
+        """The request is out: the head's arrival (:meth:`on_head`) takes it on."""
         self._upstream = upstream
-        upstream.head().add_done_callback(self._on_head)
+        upstream.await_head(self)
 
     def _not_sent(self, exc: Exception) -> None:
         """The attempt's request could not be sent: try on, or end the stream."""
@@ -260,22 +260,27 @@ class Relay:
         else:  # a bug must end this stream only, cleanly
             self._internal_error(exc)
 
-    def _on_head(self, head: asyncio.Future[ResponseHead]) -> None:
+    def on_head(self, head: ResponseHead) -> None:
+        """The upstream's response head, told by the connection as it reads it (a
+        connection given back to the pool tells nothing more)."""
         upstream, target = self._upstream, self._target
-        if head.cancelled() or upstream is None or target is None or \
-                head is not upstream.head() or self.state is RelayState.ENDED:
-            return  # the attempt was given up meanwhile (client gone, shutdown)
+        if upstream is None or target is None or self.state is RelayState.ENDED:
+            return
         try:
-            error = head.exception()
-            if isinstance(error, UpstreamError):
-                self._advance(error)
-            elif error is not None:
-                raise error
-            elif head.result().status == 200 and \
-                    is_event_stream(head.result().headers, target.provider.media_types):
+            if head.status == 200 and is_event_stream(head.headers,
+                                                      target.provider.media_types):
                 self._start_pump(target, upstream)
             else:
-                self._spawn(self._status_error(target, head.result(), upstream.read_body()))
+                self._spawn(self._status_error(target, head, upstream.read_body()))
+        except Exception as exc:  # a bug must end this stream only, cleanly
+            self._internal_error(exc)
+
+    def on_head_error(self, error: UpstreamError) -> None:
+        """The attempt's response failed before its head."""
+        if self._upstream is None or self.state is RelayState.ENDED:
+            return
+        try:
+            self._advance(error)
         except Exception as exc:  # a bug must end this stream only, cleanly
             self._internal_error(exc)
 
@@ -316,7 +321,8 @@ class Relay:
         own kind of error decides, and a page is not retried (the same page would come)."""
         upstream, target = self._upstream, self._target
         assert upstream is not None and target is not None
-        self._spawn(self._status_error(target, upstream.head().result(),
+        assert upstream.response_head is not None
+        self._spawn(self._status_error(target, upstream.response_head,
                                        upstream.read_body(start=start)))
 
     def on_unreadable(self, exc: Exception) -> None:

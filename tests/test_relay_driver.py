@@ -90,7 +90,8 @@ class FakeUpstream:
         self.state = State.AWAITING_HEAD
         self.closed = False
         self.paused = 0
-        self._head: asyncio.Future[ResponseHead] = loop.create_future()
+        self._listener: Any = None
+        self.response_head: ResponseHead | None = None
         self._sink: Any = None
         self._chunks = list(script.chunks)
         loop.call_later(script.ttfb, self._answer)
@@ -100,13 +101,14 @@ class FakeUpstream:
             return
         if self.script.fail is not None:
             self.state = State.FAILED
-            self._head.set_exception(self.script.fail)
+            self._listener.on_head_error(self.script.fail)
             return
         self.state = State.BODY
-        self._head.set_result(ResponseHead(self.script.status, self.script.headers))
+        self.response_head = ResponseHead(self.script.status, self.script.headers)
+        self._listener.on_head(self.response_head)
 
-    def head(self) -> asyncio.Future[ResponseHead]:
-        return self._head
+    def await_head(self, listener: Any) -> None:
+        self._listener = listener
 
     def stream(self, sink: Any) -> None:
         first = self._sink is None

@@ -1,8 +1,9 @@
 """The upstream HTTP/1.1 client: one request, its response head, then a pushed body.
 
 :func:`open_upstream` connects (plain TCP or TLS), sends one request and returns an
-:class:`UpstreamConnection`. The caller awaits :meth:`~UpstreamConnection.head`; for a
-streamed 200 it then calls :meth:`~UpstreamConnection.stream` with a :class:`BodySink`
+:class:`UpstreamConnection`. The caller hears of the head through
+:meth:`~UpstreamConnection.await_head` (or awaits :meth:`~UpstreamConnection.head`);
+for a streamed 200 it then calls :meth:`~UpstreamConnection.stream` with a :class:`BodySink`
 and receives body bytes from the protocol callbacks, with no task per chunk. Reading
 can be paused and resumed, which is how a slow client slows the provider down.
 Nothing here parses HTTP: core/http_client.py encodes the request and reads the
@@ -69,6 +70,38 @@ class BodySink(Protocol):
     def on_body_error(self, error: UpstreamError) -> None: ...
 
 
+class HeadListener(Protocol):
+    """Who waits for a response head (:meth:`UpstreamConnection.await_head`)."""
+
+    def on_head(self, head: ResponseHead) -> None:
+        """The final head is read. Called in the connection's own callback, before any
+        body byte goes anywhere: :meth:`~UpstreamConnection.stream` or
+        :meth:`~UpstreamConnection.read_body` called here gets the body from its start."""
+        ...
+
+    def on_head_error(self, error: UpstreamError) -> None:
+        """The response ended before its head (timeout, closed, invalid HTTP); the
+        connection is closed already."""
+        ...
+
+
+class _HeadFuture:
+    """A head listener that fills a future, for a caller that awaits the head."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[ResponseHead]) -> None:
+        self.future = future
+
+    def on_head(self, head: ResponseHead) -> None:
+        if not self.future.done():
+            self.future.set_result(head)
+
+    def on_head_error(self, error: UpstreamError) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
 class State(enum.Enum):
     CONNECTING = "connecting"
     AWAITING_HEAD = "awaiting-head"
@@ -81,10 +114,11 @@ class State(enum.Enum):
 class UpstreamConnection(asyncio.Protocol):
     # Slots: a token's read touches this object, one of thousands; a dict of its
     # attributes would be more memory to miss in the cache.
-    __slots__ = ("_decoder", "_ended", "_error", "_head", "_head_parser", "_keep_alive",
-                 "_last_activity", "_loop", "_pending", "_progress_seen", "_response_start",
-                 "_sink", "_started", "_timeouts", "_timer", "_transport", "_wheel",
-                 "bytes_received", "idle_since", "on_idle_lost", "origin", "requests", "state")
+    __slots__ = ("_decoder", "_ended", "_error", "_head_listener", "_head_parser",
+                 "_keep_alive", "_last_activity", "_loop", "_pending", "_progress_seen",
+                 "_response_start", "_sink", "_started", "_timeouts", "_timer", "_transport",
+                 "_wheel", "bytes_received", "idle_since", "on_idle_lost", "origin",
+                 "requests", "response_head", "state")
 
     def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -103,7 +137,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _reset(self) -> None:
         """Per-request state, fresh for each request on this connection."""
-        self._head: asyncio.Future[ResponseHead] = self._loop.create_future()
+        # No future: the head's reader is told in the same callback that read it, with
+        # no loop pass between (a future's callback would wait for the next one).
+        self._head_listener: HeadListener | None = None
+        self.response_head: ResponseHead | None = None  # once read
         self._head_parser = ResponseHeadParser()
         self._sink: BodySink | None = None
         self._pending: list[bytes] = []  # body bytes that arrived before stream()
@@ -225,12 +262,28 @@ class UpstreamConnection(asyncio.Protocol):
         timeouts = self._timeouts
         self._schedule_check(min(timeouts.first_byte, self._idle_step(), timeouts.total))
 
-    def head(self) -> asyncio.Future[ResponseHead]:
-        """The response head, to await. Raises :class:`UpstreamError` (timeout, closed).
+    def await_head(self, listener: HeadListener) -> None:
+        """Tell ``listener`` of the response head, or of the error that ended the
+        response before it: at once if either came already, else when it comes. One
+        listener a response; a connection closed by :meth:`close` tells it nothing.
 
-        A future rather than a coroutine: a stream may wait minutes for it, and a
-        coroutine frame would be held all that time."""
-        return self._head
+        A callback rather than a coroutine: a stream may wait minutes for its head,
+        and a coroutine frame would be held all that time."""
+        if self.response_head is not None:
+            listener.on_head(self.response_head)
+        elif self._error is not None:
+            listener.on_head_error(self._error)
+        elif self.state is not State.FAILED:
+            self._head_listener = listener
+
+    def head(self) -> asyncio.Future[ResponseHead]:
+        """The response head, to await (:meth:`await_head` as a future). Raises
+        :class:`UpstreamError` (timeout, closed); cancelled by :meth:`close`."""
+        future: asyncio.Future[ResponseHead] = self._loop.create_future()
+        self.await_head(_HeadFuture(future))
+        if self.state is State.FAILED and self._error is None:
+            future.cancel()
+        return future
 
     def stream(self, sink: BodySink) -> None:
         """Deliver the body to ``sink`` from now on (bytes that came early first)."""
@@ -287,8 +340,9 @@ class UpstreamConnection(asyncio.Protocol):
         """Abort the request: the provider sees the connection go at once."""
         self._cancel_timer()
         self.state = State.FAILED
-        if not self._head.done():
-            self._head.cancel()
+        listener, self._head_listener = self._head_listener, None
+        if type(listener) is _HeadFuture:
+            listener.future.cancel()
         if self._transport is not None:
             self._transport.abort()
 
@@ -307,8 +361,9 @@ class UpstreamConnection(asyncio.Protocol):
         if head is not None:
             decoder = self._on_head(head)
             # even with nothing after the head: an empty body (204, Content-Length: 0)
-            # ends right here
-            self._decode(decoder, parser.rest)
+            # ends right here; unless the head's listener closed the connection
+            if self.state is State.BODY:
+                self._decode(decoder, parser.rest)
 
     def _decode(self, decoder: BodyDecoder, data: bytes) -> None:
         try:
@@ -359,8 +414,10 @@ class UpstreamConnection(asyncio.Protocol):
             not isinstance(self._decoder, UntilCloseDecoder) and \
             not any(name == "connection" and "close" in value.lower()
                     for name, value in head.fields)
-        if not self._head.done():
-            self._head.set_result(head)
+        self.response_head = head
+        listener, self._head_listener = self._head_listener, None
+        if listener is not None:
+            listener.on_head(head)
         return decoder
 
     def _on_end(self) -> None:
@@ -378,12 +435,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.state = State.FAILED
         self._error = error
         self._cancel_timer()
-        if not self._head.done():
-            self._head.set_exception(error)
-        elif self._sink is not None:
-            self._sink.on_body_error(error)
         if self._transport is not None:
             self._transport.abort()
+        if self.response_head is None:
+            listener, self._head_listener = self._head_listener, None
+            if listener is not None:
+                listener.on_head_error(error)
+        elif self._sink is not None:
+            self._sink.on_body_error(error)
 
     def _schedule_check(self, delay: float) -> None:
         self._cancel_timer()
