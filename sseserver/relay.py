@@ -134,7 +134,7 @@ class Relay:
         self._policy = policy
         self._pool = pool
         self._on_end = on_end
-        self._loop = asyncio.get_running_loop()
+        self._loop = pool.loop  # not asyncio.get_running_loop(): a system call each
         self._pump = Pump(formatter, output, self)
         self._upstream: UpstreamConnection | None = None
         self._target: Target | None = None

@@ -57,6 +57,7 @@ class ConnectionPool:
         self.max_per_origin = max_per_origin
         self.idle_timeout = idle_timeout
         self._ssl_context = ssl_context
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._origins: dict[str, _Origin] = {}
         self._idle: IdleSet[UpstreamConnection] = IdleSet(idle_timeout)
         self._expiry: asyncio.TimerHandle | None = None
@@ -70,6 +71,16 @@ class ConnectionPool:
         return (f"<ConnectionPool origins={len(self._origins)} idle={len(self._idle)} "
                 f"in_use={in_use} opened={self.opened} reused={self.reused} "
                 f"drained={self.drained}>")
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the pool's connections live on: the running one at first use (and
+        again once that one closed). Asked of the pool, not of asyncio, by each of its
+        users: asyncio's answer costs a system call (it checks the process id)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -191,7 +202,7 @@ class ConnectionPool:
 
     async def _open(self, origin: _Origin, target: Target) -> UpstreamConnection:
         while origin.size >= self.max_per_origin:
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = self.loop.create_future()
             origin.waiters.append(waiter)
             try:
                 await waiter
@@ -240,11 +251,11 @@ class ConnectionPool:
                 return  # due already, no later than needed
             self._expiry.cancel()
         self._expiry_at = deadline
-        self._expiry = asyncio.get_running_loop().call_at(deadline, self._expire_idle)
+        self._expiry = self.loop.call_at(deadline, self._expire_idle)
 
     def _expire_idle(self) -> None:
         self._expiry = None
-        for conn in self._idle.expire(asyncio.get_running_loop().time()):
+        for conn in self._idle.expire(self.loop.time()):
             conn.close()
             self._wake(self._origin(conn.origin))
         self._arm_expiry()
@@ -260,7 +271,7 @@ class _Drain:
         self._conn = conn
         self._pool = pool
         self.progress = 0  # bytes: the grace timer bounds the wait, not the idle limit
-        wheel = wheel_for(asyncio.get_running_loop())
+        wheel = wheel_for(pool.loop)
         self._timer: Deadline | None = wheel.call_later(DRAIN_GRACE, self._give_up)
         pool.drained += 1
         conn.stream(self)

@@ -412,8 +412,9 @@ class UpstreamConnection(asyncio.Protocol):
         decoder = self._decoder = _body_decoder(head)
         self._keep_alive = head.http_version == "1.1" and \
             not isinstance(self._decoder, UntilCloseDecoder) and \
-            not any(name == "connection" and "close" in value.lower()
-                    for name, value in head.fields)
+            not ("connection" in head.headers and  # every line, if any: "close" in one
+                 any(name == "connection" and "close" in value.lower()
+                     for name, value in head.fields))
         self.response_head = head
         listener, self._head_listener = self._head_listener, None
         if listener is not None:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from sseserver.compat.upstream import openai_body
+from sseserver.config import ProviderSettings
 from sseserver.errors import RequestError
 from sseserver.events import (
     ErrorEvent,
@@ -43,14 +44,27 @@ _RETRYABLE_ERROR_TYPES = frozenset({"server_error", "service_unavailable_error",
 
 
 class OpenAIProvider(SettingsProvider):
+    # (settings, URL, headers) of the last request built: the same for every request
+    # of these settings, and the same objects each time (their hashes, for the pool's
+    # and the request encoder's lookups, are computed once).
+    _endpoint: tuple[ProviderSettings, str, tuple[tuple[str, str], ...]] | None = None
+
     def build_request(self, request: GenerationRequest, model: str) -> UpstreamRequest:
         body = openai_body(request.native, model) if request.native is not None else \
             self._stream_body(request, model)
-        headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
-        if self.settings.api_key:
-            headers.append(("authorization", f"Bearer {self.settings.api_key}"))
-        return UpstreamRequest("POST", f"{self.settings.base_url}/chat/completions",
-                               tuple(headers), orjson.dumps(body))
+        _, url, headers = self._endpoint_for(self.settings)
+        return UpstreamRequest("POST", url, headers, orjson.dumps(body))
+
+    def _endpoint_for(self, settings: ProviderSettings
+                      ) -> tuple[ProviderSettings, str, tuple[tuple[str, str], ...]]:
+        endpoint = self._endpoint
+        if endpoint is None or endpoint[0] is not settings:
+            headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
+            if settings.api_key:
+                headers.append(("authorization", f"Bearer {settings.api_key}"))
+            endpoint = self._endpoint = (settings, f"{settings.base_url}/chat/completions",
+                                         tuple(headers))
+        return endpoint
 
     def _stream_body(self, request: GenerationRequest, model: str) -> dict[str, Any]:
         messages: list[dict[str, Any]] = []
