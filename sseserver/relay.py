@@ -4,10 +4,11 @@ A :class:`Relay` performs what two sans-IO parts decide: :mod:`sseserver.retry` 
 what follows an attempt (retry after a delay, the next target of the route, fail,
 done), and a :class:`~sseserver.pump.Pump` turns the provider's body into client
 frames, as the upstream connection's body sink (so a token costs no call of the
-driver's). The driver makes the attempts, opens the response, sends heartbeats, ends
-the stream and logs it. An attempt runs as a short task only while it awaits
-something (a backoff, a connection, an error body); the head and the body arrive as
-callbacks. Its state is one enum, its moves one table (:data:`TRANSITIONS`):
+driver's). The driver makes the attempts, opens the response, sends the heartbeats
+a :class:`~sseserver.aio.heartbeat.Heartbeat` calls for, ends the stream and logs it.
+An attempt runs as a short task only while it awaits something (a backoff, a
+connection, an error body); the head and the body arrive as callbacks. Its state is
+one enum, its moves one table (:data:`TRANSITIONS`):
 
     STARTING --(upstream 200, or first heartbeat due)--> OPEN
     OPEN --(first content event sent)--> COMMITTED
@@ -36,9 +37,10 @@ from typing import Any
 import orjson
 
 from sseserver import stream_ids
+from sseserver.aio.heartbeat import Heartbeat
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, Timeouts, UpstreamConnection
-from sseserver.aio.wheel import Deadline, wheel_for
+from sseserver.aio.wheel import wheel_for
 from sseserver.config import (
     BACKOFF_INITIAL,
     BACKOFF_MAX,
@@ -116,10 +118,10 @@ class RelayPolicy:
 
 class Relay:
     # Slots: thousands live at once; a dict of attributes each would be more memory.
-    __slots__ = ("_events_seen", "_formatter", "_heartbeat", "_loop", "_on_end", "_output",
-                 "_policy", "_pool", "_position", "_pump", "_quiet_checks", "_request",
-                 "_route", "_target", "_task", "_tries", "_upstream", "_wheel", "attempts",
-                 "first_token_at", "id", "key", "reason", "started", "state", "status")
+    __slots__ = ("_formatter", "_heartbeat", "_loop", "_on_end", "_output", "_policy",
+                 "_pool", "_position", "_pump", "_request", "_route", "_target", "_task",
+                 "_tries", "_upstream", "attempts", "first_token_at", "id", "key", "reason",
+                 "started", "state", "status")
 
     def __init__(self, output: Output, request: GenerationRequest,
                  route: Sequence[Target], formatter: Formatter, policy: RelayPolicy,
@@ -141,10 +143,7 @@ class Relay:
         self._position = 0  # the route's target being tried
         self._tries = 0  # attempts made on it
         self._task: asyncio.Task[None] | None = None
-        self._wheel = wheel_for(self._loop)
-        self._heartbeat: Deadline | None = None
-        self._events_seen = 0  # self.events at the last heartbeat check
-        self._quiet_checks = 0  # checks since the last write
+        self._heartbeat = Heartbeat(wheel_for(self._loop), policy.heartbeat_interval, self)
         self.started = self._loop.time()
         self.first_token_at: float | None = None
         self.attempts = 0
@@ -176,7 +175,7 @@ class Relay:
         self._output.bind(self.on_client_gone, self._overflow)
         if self._output.streams_at_once:
             self._open_response()
-        self._schedule_heartbeat()
+        self._heartbeat.start()
         self._try_target(0.0)
 
     # -- walking the route ---------------------------------------------------------
@@ -439,9 +438,7 @@ class Relay:
 
     def _end(self) -> None:
         self._move(RelayState.ENDED)
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            self._heartbeat = None
+        self._heartbeat.stop()
         self._pump.stop()  # a body still flowing is let go in the next pass
         self._output.unbind()
         self._log()
@@ -476,29 +473,10 @@ class Relay:
         redact = self._policy.redact
         return redact(error.error_type, MAX_ERROR_TYPE_CHARS), redact(str(error))
 
-    # Heartbeats: a check every half interval sees whether an event went out since the
-    # one before; two quiet checks in a row mean a heartbeat is due. No silence lasts
-    # longer than the interval, and a token costs no clock reading.
-
-    def _schedule_heartbeat(self) -> None:
-        interval = self._policy.heartbeat_interval
-        if interval > 0:
-            self._heartbeat = self._wheel.call_later(interval / 2, self._on_heartbeat)
-
-    def _on_heartbeat(self) -> None:
-        self._heartbeat = None
-        if self.state is RelayState.ENDED:
-            return
-        if self.events != self._events_seen:  # written since the last check
-            self._events_seen = self.events
-            self._quiet_checks = 1  # the write may be up to half an interval old
-        else:
-            self._quiet_checks += 1
-        if self._quiet_checks >= 2:
-            self._open_response()  # the head goes out when the first heartbeat is due
-            self._output.heartbeat(self._formatter.heartbeat)
-            self._quiet_checks = 0
-        self._schedule_heartbeat()
+    def on_heartbeat_due(self) -> None:
+        """Silent for a heartbeat interval (:class:`~sseserver.aio.heartbeat.Heartbeat`)."""
+        self._open_response()  # the head goes out when the first heartbeat is due
+        self._output.heartbeat(self._formatter.heartbeat)
 
     def _log(self) -> None:
         if not logger.isEnabledFor(logging.INFO):
