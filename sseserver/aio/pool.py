@@ -16,14 +16,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sseserver.aio.upstream import (
-    State,
-    Target,
-    Timeouts,
-    UpstreamConnection,
-    connect,
-    parse_url,
-)
+from sseserver.aio.connect import Target, connect, parse_url
+from sseserver.aio.upstream import State, Timeouts, UpstreamConnection
 from sseserver.aio.wheel import Deadline, wheel_for
 from sseserver.core.pooling import DRAIN_GRACE, MAX_DRAIN_BYTES, Disposal, IdleSet, disposal
 from sseserver.errors import LocalProtocolError, UpstreamConnectError, UpstreamError

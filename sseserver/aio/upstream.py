@@ -1,7 +1,7 @@
 """The upstream HTTP/1.1 client: one request, its response head, then a pushed body.
 
-:func:`open_upstream` connects (plain TCP or TLS), sends one request and returns an
-:class:`UpstreamConnection`. The caller hears of the head through
+:func:`sseserver.aio.connect.open_upstream` connects (plain TCP or TLS), sends one
+request and returns an :class:`UpstreamConnection`. The caller hears of the head through
 :meth:`~UpstreamConnection.await_head` (or awaits :meth:`~UpstreamConnection.head`);
 for a streamed 200 it then calls :meth:`~UpstreamConnection.stream` with a :class:`BodySink`
 and receives body bytes from the protocol callbacks, with no task per chunk. Reading
@@ -22,24 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
-import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
-from urllib.parse import urlsplit
 
 from sseserver.aio.wheel import Deadline, wheel_for
 from sseserver.config import CONNECT_TIMEOUT, FIRST_BYTE_TIMEOUT, IDLE_TIMEOUT, TOTAL_TIMEOUT
-from sseserver.core.chunked import BodyDecoder, ChunkedDecoder, LengthDecoder, UntilCloseDecoder
-from sseserver.core.http_client import ResponseHead, ResponseHeadParser, encode_request
-from sseserver.errors import (
-    RemoteProtocolError,
-    UpstreamClosed,
-    UpstreamConnectError,
-    UpstreamError,
-    UpstreamTimeout,
+from sseserver.core.chunked import BodyDecoder, UntilCloseDecoder
+from sseserver.core.http_client import (
+    ResponseHead,
+    ResponseHeadParser,
+    body_decoder,
+    encode_request,
 )
+from sseserver.errors import RemoteProtocolError, UpstreamClosed, UpstreamError, UpstreamTimeout
 
 # An error body is read only to show its message; more is never needed.
 MAX_ERROR_BODY = 64 * 1024
@@ -409,7 +405,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _on_head(self, head: ResponseHead) -> BodyDecoder:
         self.state = State.BODY
         self._last_activity = self._loop.time()  # the idle limit starts here
-        decoder = self._decoder = _body_decoder(head)
+        decoder = self._decoder = body_decoder(head)
         self._keep_alive = head.http_version == "1.1" and \
             not isinstance(self._decoder, UntilCloseDecoder) and \
             not ("connection" in head.headers and  # every line, if any: "close" in one
@@ -495,85 +491,3 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamTimeout(f"no next event from the provider within {limit:g} s"))
         else:
             self._schedule_check(min(total_left, self._idle_step()))
-
-
-def _body_decoder(head: ResponseHead) -> BodyDecoder:
-    """How the body is delimited (RFC 9112 §6.3)."""
-    headers = head.headers
-    if head.status in (204, 304) or 100 <= head.status < 200:
-        return LengthDecoder(0)
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return ChunkedDecoder()
-    length = headers.get("content-length")
-    if length is not None:
-        return LengthDecoder(int(length))  # the head parser has validated it
-    return UntilCloseDecoder()
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where a URL points: the origin to connect to and the request target."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str  # request target: path and query
-    authority: str  # the Host header
-
-    @property
-    def origin(self) -> str:
-        return f"{self.scheme}://{self.authority}"
-
-
-@functools.lru_cache(maxsize=256)
-def parse_url(url: str) -> Target:
-    """Raises :class:`UpstreamConnectError` for a URL we cannot connect to.
-
-    Cached: a gateway sends every request of a provider to the same few URLs, and
-    splitting one costs more than encoding the whole request."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        # the URL is not quoted: it may carry credentials
-        raise UpstreamConnectError("unsupported upstream URL: http:// or https:// and a host "
-                                   "are needed", retryable=False)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(parts.scheme, parts.hostname, port, path, parts.netloc.rpartition("@")[2])
-
-
-async def connect(target: Target, timeouts: Timeouts,
-                  ssl_context: ssl.SSLContext | None = None) -> UpstreamConnection:
-    """Open a connection to ``target``'s origin (TLS for https, verified).
-
-    Raises :class:`UpstreamConnectError` or :class:`UpstreamTimeout`.
-    """
-    loop = asyncio.get_running_loop()
-    tls = target.scheme == "https"
-    context = (ssl_context or ssl.create_default_context()) if tls else None
-    try:
-        # asyncio.timeout, not wait_for: no task wrapped around the connection attempt
-        async with asyncio.timeout(timeouts.connect):
-            _, conn = await loop.create_connection(
-                lambda: UpstreamConnection(timeouts, loop), target.host, target.port,
-                ssl=context, server_hostname=target.host if tls else None)
-    except TimeoutError:
-        raise UpstreamTimeout(f"connecting to {target.authority} took longer than "
-                              f"{timeouts.connect:g} s") from None
-    except OSError as exc:  # ssl.SSLError (a bad certificate) is an OSError too
-        raise UpstreamConnectError(f"cannot connect to {target.authority}: {exc}") from None
-    conn.origin = target.origin
-    return conn
-
-
-async def open_upstream(
-    url: str, method: str, headers: Sequence[tuple[str, str]], body: bytes,
-    timeouts: Timeouts, ssl_context: ssl.SSLContext | None = None,
-) -> UpstreamConnection:
-    """Connect to ``url``'s origin on a new connection and send the request.
-
-    Raises :class:`UpstreamConnectError` or :class:`UpstreamTimeout`.
-    """
-    target = parse_url(url)
-    conn = await connect(target, timeouts, ssl_context)
-    conn.send_request(method, target.path, target.authority, headers, body)
-    return conn

@@ -9,7 +9,7 @@ with a fixed message and the offset of the byte at fault. A request is ours to w
 one string format checked by one regex (h11 took ~25 µs to build and check one),
 which the differential tests in tests/core/test_http_client.py hold to h11's bytes.
 The grammar a response head shares with a request head is core/http_fields.py's; the
-body after the head is core/chunked.py's.
+body after the head is core/chunked.py's, framed as :func:`body_decoder` says.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import h11
 
+from sseserver.core.chunked import BodyDecoder, ChunkedDecoder, LengthDecoder, UntilCloseDecoder
 from sseserver.core.http_fields import (
     FIELD_LINES,
     MAX_HEAD_SIZE,
@@ -32,7 +33,8 @@ from sseserver.core.http_fields import (
 )
 from sseserver.errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["MAX_HEAD_SIZE", "ResponseHead", "ResponseHeadParser", "encode_request"]
+__all__ = ["MAX_HEAD_SIZE", "ResponseHead", "ResponseHeadParser", "body_decoder",
+           "encode_request"]
 
 # -- requests ------------------------------------------------------------------------
 
@@ -328,3 +330,16 @@ def _status_line_fault(line: str) -> tuple[str, int]:
     valid = _REASON_CHAR.match(reason, _STATUS_CODE_AT + 4)
     at = valid.end() if valid is not None else _STATUS_CODE_AT + 4
     return "malformed status line: a forbidden control character in the reason phrase", at
+
+
+def body_decoder(head: ResponseHead) -> BodyDecoder:
+    """How the body after ``head`` is delimited (RFC 9112 §6.3)."""
+    headers = head.headers
+    if head.status in (204, 304) or 100 <= head.status < 200:
+        return LengthDecoder(0)
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return ChunkedDecoder()
+    length = headers.get("content-length")
+    if length is not None:
+        return LengthDecoder(int(length))  # the head parser has validated it
+    return UntilCloseDecoder()

@@ -11,7 +11,8 @@ from typing import cast
 
 import pytest
 
-from sseserver.aio.upstream import State, Timeouts, UpstreamConnection, open_upstream
+from sseserver.aio.connect import open_upstream
+from sseserver.aio.upstream import State, Timeouts, UpstreamConnection
 from sseserver.errors import (
     LocalProtocolError,
     UpstreamClosed,

@@ -1,0 +1,84 @@
+"""Where an upstream URL points, and a connection to it: plain TCP or TLS, with the
+connect timeout, giving an :class:`~sseserver.aio.upstream.UpstreamConnection` (the
+pool opens its connections here; :func:`open_upstream` also sends one request)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sseserver.aio.upstream import Timeouts, UpstreamConnection
+from sseserver.errors import UpstreamConnectError, UpstreamTimeout
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a URL points: the origin to connect to and the request target."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str  # request target: path and query
+    authority: str  # the Host header
+
+    @property
+    def origin(self) -> str:
+        return f"{self.scheme}://{self.authority}"
+
+
+@functools.lru_cache(maxsize=256)
+def parse_url(url: str) -> Target:
+    """Raises :class:`UpstreamConnectError` for a URL we cannot connect to.
+
+    Cached: a gateway sends every request of a provider to the same few URLs, and
+    splitting one costs more than encoding the whole request."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # the URL is not quoted: it may carry credentials
+        raise UpstreamConnectError("unsupported upstream URL: http:// or https:// and a host "
+                                   "are needed", retryable=False)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(parts.scheme, parts.hostname, port, path, parts.netloc.rpartition("@")[2])
+
+
+async def connect(target: Target, timeouts: Timeouts,
+                  ssl_context: ssl.SSLContext | None = None) -> UpstreamConnection:
+    """Open a connection to ``target``'s origin (TLS for https, verified).
+
+    Raises :class:`UpstreamConnectError` or :class:`UpstreamTimeout`.
+    """
+    loop = asyncio.get_running_loop()
+    tls = target.scheme == "https"
+    context = (ssl_context or ssl.create_default_context()) if tls else None
+    try:
+        # asyncio.timeout, not wait_for: no task wrapped around the connection attempt
+        async with asyncio.timeout(timeouts.connect):
+            _, conn = await loop.create_connection(
+                lambda: UpstreamConnection(timeouts, loop), target.host, target.port,
+                ssl=context, server_hostname=target.host if tls else None)
+    except TimeoutError:
+        raise UpstreamTimeout(f"connecting to {target.authority} took longer than "
+                              f"{timeouts.connect:g} s") from None
+    except OSError as exc:  # ssl.SSLError (a bad certificate) is an OSError too
+        raise UpstreamConnectError(f"cannot connect to {target.authority}: {exc}") from None
+    conn.origin = target.origin
+    return conn
+
+
+async def open_upstream(
+    url: str, method: str, headers: Sequence[tuple[str, str]], body: bytes,
+    timeouts: Timeouts, ssl_context: ssl.SSLContext | None = None,
+) -> UpstreamConnection:
+    """Connect to ``url``'s origin on a new connection and send the request.
+
+    Raises :class:`UpstreamConnectError` or :class:`UpstreamTimeout`.
+    """
+    target = parse_url(url)
+    conn = await connect(target, timeouts, ssl_context)
+    conn.send_request(method, target.path, target.authority, headers, body)
+    return conn
