@@ -34,8 +34,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from sseserver import stream_ids
 from sseserver.aio.heartbeat import Heartbeat
 from sseserver.aio.pool import ConnectionPool
@@ -69,6 +67,9 @@ from sseserver.redact import Redactor, describe_exception
 from sseserver.retry import Done, Fail, NextTarget, Position, RetryAfter, decide
 from sseserver.routing import Target
 from sseserver.schema import GenerationRequest
+from sseserver.stream_end import StreamStatus, log_stream_end
+
+__all__ = ["TRANSITIONS", "Relay", "RelayPolicy", "RelayState", "StreamStatus", "Target"]
 
 logger = logging.getLogger("sseserver.streams")
 
@@ -88,13 +89,6 @@ TRANSITIONS: dict[RelayState, frozenset[RelayState]] = {
     RelayState.ENDED: frozenset(),
 }
 
-
-class StreamStatus(enum.StrEnum):
-    """How a stream ended, for its log line and the server's counters."""
-
-    OK = "ok"
-    ERROR = "error"
-    CANCELLED = "cancelled"  # the client left, or asked to stop
 
 # An error type is an identifier; a provider's may be anything, and is cut to this.
 MAX_ERROR_TYPE_CHARS = 64
@@ -116,6 +110,20 @@ class RelayPolicy:
     redact: Redactor = field(default_factory=Redactor)
 
 
+class _Spent:
+    """What a finished stream's pump still answers: its counts."""
+
+    __slots__ = ("events", "usage")
+    finished = False  # nothing is read any more: a connection still held is closed
+
+    def __init__(self, pump: Pump | _Spent) -> None:
+        self.events = pump.events
+        self.usage = pump.usage
+
+    def stop(self) -> None:
+        pass
+
+
 class Relay:
     # Slots: thousands live at once; a dict of attributes each would be more memory.
     __slots__ = ("_formatter", "_heartbeat", "_loop", "_on_end", "_output", "_policy",
@@ -130,14 +138,14 @@ class Relay:
         self.id = stream_id or stream_ids.new_stream_id()
         self.state = RelayState.STARTING
         self._output = output
-        self._request = request
+        self._request: GenerationRequest | None = request  # None once the stream ended
         self._route = route
         self._formatter = formatter
         self._policy = policy
         self._pool = pool
         self._on_end = on_end
         self._loop = pool.loop  # not asyncio.get_running_loop(): a system call each
-        self._pump = Pump(formatter, output, self)
+        self._pump: Pump | _Spent = Pump(formatter, output, self)
         self._upstream: UpstreamConnection | None = None
         self._target: Target | None = None
         self._position = 0  # the route's target being tried
@@ -223,11 +231,12 @@ class Relay:
         """Count an attempt on the current target and build its request (which lives
         only until it is sent, not for the stream's life: orjson's buffer for it is
         ~4 KiB, a third of an idle stream's memory)."""
-        target = self._route[self._position]
+        target, request = self._route[self._position], self._request
+        assert request is not None, "no attempt begins once the stream ended"
         self._tries += 1
         self.attempts += 1
         self._target = target
-        return target.provider.build_request(self._request, target.model)
+        return target.provider.build_request(request, target.model)
 
     async def _connect(self, request: UpstreamRequest) -> None:
         """Send ``request`` on a new pooled connection (or one freed for it)."""
@@ -276,12 +285,7 @@ class Relay:
 
     def on_head_error(self, error: UpstreamError) -> None:
         """The attempt's response failed before its head."""
-        if self._upstream is None or self.state is RelayState.ENDED:
-            return
-        try:
-            self._advance(error)
-        except Exception as exc:  # a bug must end this stream only, cleanly
-            self._internal_error(exc)
+        self._attempt_over(error)
 
     async def _status_error(self, target: Target, head: ResponseHead,
                             body: asyncio.Future[bytes]) -> None:
@@ -311,7 +315,7 @@ class Relay:
         if type(result) is NotAStream:
             self._read_error_document(result.start)
         else:
-            self._loop.call_soon(self._pump_done, result)
+            self._loop.call_soon(self._attempt_over, result)
 
     def _read_error_document(self, start: bytes) -> None:
         """The 200 labelled an event stream is a JSON error or a page (its first read
@@ -330,7 +334,7 @@ class Relay:
                        target.provider.settings.name if target else None,
                        describe_exception(exc, self._policy.redact))
 
-    def _pump_done(self, error: UpstreamError | None) -> None:
+    def _attempt_over(self, error: UpstreamError | None) -> None:
         try:
             self._advance(error)
         except Exception as exc:  # a bug must end this stream only, cleanly
@@ -372,6 +376,7 @@ class Relay:
 
     def on_commit(self) -> dict[str, Any]:
         """The pump commits the stream: its first content event is going out."""
+        assert self._request is not None, "a stream commits before it ends"
         self._open_response()
         self._move(RelayState.COMMITTED)
         self.first_token_at = self._loop.time()
@@ -442,8 +447,20 @@ class Relay:
         self._pump.stop()  # a body still flowing is let go in the next pass
         self._output.unbind()
         self._log()
-        if self._on_end is not None:
-            self._on_end(self)
+        on_end, self._on_end = self._on_end, None
+        self._let_go()
+        if on_end is not None:
+            on_end(self)
+
+    def _let_go(self) -> None:
+        """A finished stream may be held for the whole retention window, but its late
+        readers read its log, not the relay: keep only what is asked of it then (its
+        id, state, status, counts, usage, times), not the request (a whole
+        conversation), the route, or the pump with its reader and adapter (and the
+        buffers they hold)."""
+        self._pump = _Spent(self._pump)
+        self._request = None
+        self._route = ()
 
     def _cancel_task(self) -> None:
         if self._task is not None and not self._task.done() and \
@@ -479,18 +496,7 @@ class Relay:
         self._output.heartbeat(self._formatter.heartbeat)
 
     def _log(self) -> None:
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        now = self._loop.time()
-        target = self._target
-        record: dict[str, Any] = {
-            "event": "stream_end", "id": self.id, "key": self.key, "status": self.status,
-            "provider": target.provider.settings.name if target else None,
-            "model": target.model if target else self._request.model,
-            "ttft_ms": round((self.first_token_at - self.started) * 1000, 2)
-            if self.first_token_at else None,
-            "duration_ms": round((now - self.started) * 1000, 2), "events": self.events,
-            "bytes": self._output.bytes_sent,
-            "attempts": self.attempts, "reason": self.reason,
-        }
-        logger.info(orjson.dumps(record).decode())
+        target, request = self._target, self._request
+        log_stream_end(self, target.provider.settings.name if target else None,
+                       target.model if target else request and request.model,
+                       self._loop.time(), self._output.bytes_sent)

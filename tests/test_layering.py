@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aio", "fake"),  # the asyncio layer, the fake provider
     ("output",),  # where a relay's frames go: one connection, or a collected answer
     ("fanout",),  # a stream log and its readers
+    ("stream_end",),  # how a stream ended, and its log line
     ("relay",),  # one generation, provider to client
     ("streams",),  # the stores of resumable generations (a relay and its readers)
     ("compat_routes",),

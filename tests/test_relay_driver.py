@@ -416,3 +416,43 @@ def test_the_state_moves_only_as_the_table_allows(loop: VirtualClockLoop) -> Non
     for state in list(reachable):
         reachable |= TRANSITIONS[state]
     assert reachable == set(RelayState)
+
+
+def _held_by(root: object, shared: tuple[object, ...], limit: int = 2000) -> list[object]:
+    """The objects ``root`` holds, directly or not: instances and containers only (no
+    class, module or function, which lead to everything), and not through ``shared``
+    (what every stream uses, such as the pool)."""
+    import gc
+    import types
+
+    skip = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)
+    seen: dict[int, object] = {}
+    todo = [root]
+    while todo and len(seen) < limit:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, skip) or any(obj is s for s in shared):
+            continue
+        seen[id(obj)] = obj
+        todo.extend(gc.get_referents(obj))
+    return list(seen.values())
+
+
+def test_a_finished_stream_holds_only_what_a_late_reader_asks_of_it(
+        loop: VirtualClockLoop) -> None:
+    """A finished relay is held for the retention window: not its request (a whole
+    conversation), nor the pump with its reader and adapter."""
+    from sseserver.core.sse import SSEParser
+    from sseserver.providers.openai import OpenAIAdapter
+    from sseserver.pump import Pump
+
+    run = start(loop, [Script(chunks=[token("Hel"), token("lo"), DONE])])
+    request = run.relay._request
+    run_until_ended(loop, run)
+    loop.run_until_complete(asyncio.sleep(0.5))  # the body's end drained, the pool told
+    run.output.on_gone = run.output.on_full = None
+    held = _held_by(run.relay, shared=(run.pool,))
+    assert not any(obj is request for obj in held)
+    assert not [obj for obj in held if isinstance(obj, Pump | SSEParser | OpenAIAdapter)]
+    assert (run.relay.events, run.relay.status, run.relay.state) == (
+        4, StreamStatus.OK, RelayState.ENDED)
+    assert run.relay.usage is None and run.relay.attempts == 1
