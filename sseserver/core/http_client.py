@@ -135,10 +135,12 @@ def _explain_request(method: str, target: str, host: str,
 _SENT_REQUEST = h11.Request(method="POST", target="/", headers=[("host", "upstream")])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseHead:
     """A final (non-1xx) response head. The defaults let a test or a fake build one
-    from a status and headers alone."""
+    from a status and headers alone. Nothing changes one once it is read; it is not
+    frozen only because a frozen dataclass sets each field through
+    ``object.__setattr__``, three times the cost of making one, once a response."""
 
     status: int
     # Lower-case names; a repeated field keeps its last value (use ``fields`` for all).
