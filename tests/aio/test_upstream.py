@@ -13,6 +13,7 @@ import pytest
 
 from sseserver.aio.connect import open_upstream
 from sseserver.aio.upstream import State, Timeouts, UpstreamConnection
+from sseserver.core.http_client import ResponseHead
 from sseserver.errors import (
     LocalProtocolError,
     UpstreamClosed,
@@ -594,3 +595,67 @@ def test_a_read_of_several_chunks_is_one_piece_and_its_end_reaches_the_new_sink(
     conn.data_received(chunk(b"a") + chunk(b"b") + chunk(b"c") + b"0\r\n\r\n")
     assert (first.body, second.body) == ([b"abc"], [])
     assert second.ended and not first.ended and conn.state is State.DONE
+
+
+def test_the_head_is_told_in_the_read_that_completed_it() -> None:
+    """A head listener hears of the head inside the read that brought it, before that
+    read's body bytes go anywhere: the sink it names gets them first-hand, with no loop
+    pass between the head and the body."""
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(HEAD + chunk(b"data: 1\n\n") + b"0\r\n\r\n")  # one write, one read
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async def test(url: str) -> None:
+        conn = await open_upstream(url, "POST", [], b"{}", Timeouts())
+        sink = Sink()
+        told: list[tuple[int, State, int]] = []
+
+        class Listener:
+            def on_head(self, head: ResponseHead) -> None:
+                told.append((head.status, conn.state, len(sink.body)))
+                conn.stream(sink)
+
+            def on_head_error(self, error: UpstreamError) -> None:
+                raise AssertionError(error)
+
+        conn.await_head(Listener())
+        assert await sink.done is None
+        assert told == [(200, State.BODY, 0)] and sink.body == [b"data: 1\n\n"]
+        late: list[ResponseHead] = []  # a listener after the head hears of it at once
+        conn.await_head(type("Late", (), {"on_head": lambda self, head: late.append(head),
+                                          "on_head_error": None})())
+        assert late == [conn.response_head]
+        conn.close()
+
+    run(script, test)
+
+
+def test_a_head_that_never_comes_is_told_as_an_error_and_a_closed_one_not_at_all() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(2)
+
+    async def test(url: str) -> None:
+        failed = await open_upstream(url, "POST", [], b"{}", Timeouts(first_byte=0.2))
+        errors: asyncio.Future[UpstreamError] = asyncio.get_running_loop().create_future()
+
+        class Listener:
+            def on_head(self, head: ResponseHead) -> None:
+                raise AssertionError("no head was sent")
+
+            def on_head_error(self, error: UpstreamError) -> None:
+                errors.set_result(error)
+
+        failed.await_head(Listener())
+        assert isinstance(await errors, UpstreamTimeout)
+        errors = asyncio.get_running_loop().create_future()
+        closed = await open_upstream(url, "POST", [], b"{}", Timeouts(first_byte=0.2))
+        closed.await_head(Listener())
+        closed.close()  # given up: its listener hears nothing more
+        awaited = await open_upstream(url, "POST", [], b"{}", Timeouts(first_byte=0.2))
+        head = awaited.head()
+        awaited.close()  # and a head awaited as a future is cancelled
+        await asyncio.sleep(0.4)
+        assert not errors.done() and head.cancelled()
+
+    run(script, test)
