@@ -37,7 +37,7 @@ class Heartbeat:
     def __init__(self, wheel: TimerWheel, interval: float, stream: Beating) -> None:
         self._wheel = wheel
         self._interval = interval  # 0: no heartbeats
-        self._stream = stream
+        self._stream: Beating | None = stream  # None once stopped: no cycle outlives it
         self._deadline: Deadline | None = None
         self._events_seen = 0  # the stream's events at the last check
         self._quiet_checks = 0  # checks since the last write
@@ -47,17 +47,22 @@ class Heartbeat:
         return f"<Heartbeat every {self._interval:g} s {state}>"
 
     def start(self) -> None:
-        if self._interval > 0:
+        if self._interval > 0 and self._stream is not None:
             self._deadline = self._wheel.call_later(self._interval / 2, self._check)
 
     def stop(self) -> None:
+        """For good: a stopped heartbeat lets go of its stream."""
+        self._stream = None
         deadline, self._deadline = self._deadline, None
         if deadline is not None:
             deadline.cancel()
 
     def _check(self) -> None:
         self._deadline = None
-        events = self._stream.events
+        stream = self._stream
+        if stream is None:
+            return
+        events = stream.events
         if events != self._events_seen:  # written since the last check
             self._events_seen = events
             self._quiet_checks = 1  # the write may be up to half an interval old
@@ -65,5 +70,5 @@ class Heartbeat:
             self._quiet_checks += 1
         if self._quiet_checks >= 2:
             self._quiet_checks = 0
-            self._stream.on_heartbeat_due()
+            stream.on_heartbeat_due()
         self.start()

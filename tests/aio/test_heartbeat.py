@@ -49,3 +49,19 @@ def test_a_stopped_heartbeat_and_a_zero_interval_never_beat(clock: VirtualClock)
     Heartbeat(wheel, 0.0, stream).start()
     clock.advance(60.0)
     assert len(stream.beats) == 1 and len(wheel) == 0
+
+
+def test_a_stopped_heartbeat_lets_go_of_its_stream(clock: VirtualClock) -> None:
+    """The stream holds its heartbeat and the heartbeat its stream: once stopped, no
+    such cycle is left for the collector, and the stream is freed when let go."""
+    import gc
+
+    stream = Stream(clock)
+    heartbeat = Heartbeat(TimerWheel(clock), 10.0, stream)
+    heartbeat.start()
+    assert any(obj is stream for obj in gc.get_referents(heartbeat))
+    heartbeat.stop()
+    assert not any(obj is stream for obj in gc.get_referents(heartbeat))
+    heartbeat.start()  # stopped for good
+    clock.advance(60.0)
+    assert stream.beats == []
