@@ -66,7 +66,13 @@ class Deadline:
     def cancel(self) -> None:
         if self._callback is not None:
             self._callback = None
-            self._wheel._forget(self)
+            # the wheel's bucket, forgotten here (a call less: every stream cancels two)
+            buckets = self._wheel._buckets
+            bucket = buckets.get(self._tick)
+            if bucket is not None:
+                bucket.discard(self)
+                if not bucket:
+                    del buckets[self._tick]  # its heap entry is skipped later
 
 
 class TimerWheel:
@@ -88,7 +94,8 @@ class TimerWheel:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Deadline:
         # ceil: a deadline's tick is never before its time
-        tick = math.ceil((self._loop.time() + max(delay, 0.0)) / self.resolution)
+        tick = math.ceil((self._loop.time() + (delay if delay > 0.0 else 0.0)) /
+                         self.resolution)
         deadline = Deadline(self, tick, callback)
         bucket = self._buckets.get(tick)
         if bucket is None:
@@ -98,13 +105,6 @@ class TimerWheel:
         if self._armed is None or tick < self._armed_tick:
             self._arm(tick)
         return deadline
-
-    def _forget(self, deadline: Deadline) -> None:
-        bucket = self._buckets.get(deadline._tick)
-        if bucket is not None:
-            bucket.discard(deadline)
-            if not bucket:
-                del self._buckets[deadline._tick]  # its heap entry is skipped later
 
     def _arm(self, tick: int) -> None:
         if self._armed is not None:
