@@ -32,6 +32,10 @@ logger = logging.getLogger("sseserver.http")
 # kind per this many seconds.
 _ERROR_LOG_INTERVAL = 10.0
 _log_unsendable_head = RateLimitedLog(logger, logging.WARNING, _ERROR_LOG_INTERVAL)
+# The fields the connection adds, one tuple each: core/http_response.py finds their
+# encoded line by the pair.
+_CHUNKED = ("transfer-encoding", "chunked")
+_CLOSE = ("connection", "close")
 INTERNAL_ERROR = orjson.dumps({"error": {"type": "internal_error",
                                          "message": "internal server error"}})
 
@@ -47,7 +51,6 @@ def http_date() -> str:
         value = formatdate(second, usegmt=True)
         _date_cache[0] = (second, value)
     return value
-
 
 
 class Responding:
@@ -112,30 +115,34 @@ class Responding:
         self.respond(status, [("content-type", "application/json"), *(headers or [])],
                      orjson.dumps(payload), close=close)
 
-    def start_stream(self, status: int, headers: list[tuple[str, str]]) -> StreamWriter:
+    def start_stream(self, status: int, headers: list[tuple[str, str]], first: bytes = b""
+                     ) -> StreamWriter:
         """Send the head of a body of unknown length; the returned writer sends the body.
 
+        ``first``, the body's first bytes (a format's preamble), goes in the head's
+        write: one segment and one system call where two writes made two.
         HTTP/1.1 clients get chunked framing; an HTTP/1.0 client gets the raw body and
         the connection closes after it (it cannot read chunks); a HEAD gets the head.
         A head that cannot be sent (a header value with a line break) becomes a 500,
         the connection closes, and the writer returned is closed: it drops what it is
         given.
         """
-        assert self._transport is not None
+        transport = self._transport
+        assert transport is not None
         chunked = self._http11
         all_headers = [*headers, *self.response_headers]
         if chunked:
-            all_headers.append(("transfer-encoding", "chunked"))
+            all_headers.append(_CHUNKED)
         head = self._encode_head(status, all_headers, close=False)
         if head is None:
             self._send_internal_error()
-            writer = StreamWriter(self, self._transport)
+            writer = StreamWriter(self, transport)
             writer.closed = True
             return writer
-        self._transport.write(head)
-        self.stream = StreamWriter(self, self._transport, chunked=chunked,
-                                   sends_body=not self._head_only)
-        return self.stream
+        writer = self.stream = StreamWriter(self, transport, chunked=chunked,
+                                            sends_body=not self._head_only)
+        transport.write(head + writer.frame(first) if first else head)
+        return writer
 
     def end_stream(self) -> None:
         """Called by :meth:`StreamWriter.close`: the body is complete."""
@@ -163,7 +170,7 @@ class Responding:
         headers.append(("date", http_date()))
         # a response before the whole request was read closes: the rest is not read
         if close or not self._keep_alive or not self._request_read():
-            headers.append(("connection", "close"))
+            headers.append(_CLOSE)
             self._close_after_response = True
         return headers
 
