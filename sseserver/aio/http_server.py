@@ -44,7 +44,6 @@ from sseserver.core.h11_server import (
     END_OF_MESSAGE,
     NEED_DATA,
     PAUSED,
-    Event,
     ReaderState,
     RequestHead,
     RequestReader,
@@ -133,6 +132,12 @@ class HTTPConnection(Responding, asyncio.Protocol):
     def __repr__(self) -> str:
         return (f"<HTTPConnection peer={self.peer} phase={self.phase.value} "
                 f"served={self.requests_served} paused_writing={self.flow.paused}>")
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the connection runs on (asyncio.get_running_loop makes a system
+        call each time it is asked)."""
+        return self._loop
 
     @property
     def transport(self) -> asyncio.Transport | None:
@@ -253,8 +258,15 @@ class HTTPConnection(Responding, asyncio.Protocol):
                 self._pause_reading()
                 return done
             self.attained += 1
-            try:
-                self._handle_event(event)
+            try:  # the events by how often they come (a body is one piece or more)
+                if type(event) is bytes:
+                    self._add_body(event)
+                elif event is END_OF_MESSAGE:
+                    self._dispatch()
+                elif type(event) is RequestHead:
+                    self._start_request(event)
+                elif event is CONNECTION_CLOSED:
+                    self._close()
             except HTTPError as exc:
                 self._fail(exc.status, str(exc), close=exc.close)
                 return done + 1
@@ -285,16 +297,6 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self._turn_due = False
         return self._process_events(bound)
 
-    def _handle_event(self, event: Event) -> None:
-        if isinstance(event, RequestHead):
-            self._start_request(event)
-        elif isinstance(event, bytes):
-            self._add_body(event)
-        elif event is END_OF_MESSAGE:
-            self._dispatch()
-        elif event is CONNECTION_CLOSED:
-            self._close()
-
     def _start_request(self, head: RequestHead) -> None:
         self.phase = Phase.READING
         headers = check_head(head, self._limits)
@@ -302,17 +304,17 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self._request = HTTPRequest(
             method=head.method, path=path, query=query, headers=headers,
             http_version=head.http_version, peer=self.peer)
+        http11 = self._http11 = head.http_version == "1.1"  # chunked for a streamed body
         # RFC 9112 §9.3, as h11 decides it: HTTP/1.1 without a "close" connection option
-        self._keep_alive = head.http_version == "1.1" and "close" not in (
-            token.strip(" \t") for token in headers.get("connection", "").lower().split(","))
+        connection = headers.get("connection")
+        self._keep_alive = http11 and (connection is None or not _asks_close(connection))
         self._head_only = head.method == "HEAD"
-        self._http11 = head.http_version == "1.1"  # chunked framing for a streamed body
         self._body = []
         declared = headers.get("content-length")
         if declared is not None and int(declared) > self._limits.max_body_bytes:
             raise body_too_large(self._limits)
         self._body_timed = False
-        if self._http11 and self._reader.buffered == 0 and \
+        if http11 and self._reader.buffered == 0 and \
                 awaits_continue(headers, declared):
             self._continue_or_refuse(self._request)
 
@@ -462,3 +464,8 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self._timer = None
         if self.phase is Phase.IDLE:
             self._close()
+
+
+def _asks_close(connection: str) -> bool:
+    """A Connection field value lists the "close" option."""
+    return "close" in (token.strip(" \t") for token in connection.lower().split(","))

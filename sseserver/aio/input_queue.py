@@ -128,9 +128,18 @@ _input_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InputQueue] 
     weakref.WeakKeyDictionary()
 
 
+# The queue asked for last. It holds its loop; a test's closed loop it holds is let go
+# at the next loop's first connection.
+_last: list[InputQueue | None] = [None]
+
+
 def input_queue(loop: asyncio.AbstractEventLoop) -> InputQueue:
     """The loop's input queue, made on first use."""
-    queue = _input_queues.get(loop)
+    last = _last[0]
+    if last is not None and last._loop is loop:  # one loop a process: every connection
+        return last
+    queue = _input_queues.get(loop)  # (a weak-keyed lookup makes a weak reference)
     if queue is None:
         queue = _input_queues[loop] = InputQueue(loop)
+    _last[0] = queue
     return queue
