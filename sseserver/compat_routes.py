@@ -80,7 +80,8 @@ class CompatRoutes:
             output = CollectingOutput(conn, assembler, gateway.config.streams.max_bytes,
                                       api.error_answer)
         gateway.start_relay(Relay(output, compat.generation, route, formatter,
-                                  gateway.policy, gateway.pool, on_end=gateway.relay_ended))
+                                  gateway.policy, gateway.pool, on_end=gateway.relay_ended,
+                                  loop=conn.loop))
 
     def _refuse(self, api: CompatAPI, exc: RequestError, conn: HTTPConnection) -> None:
         """A request refused before its stream started, in its API's error shape."""

@@ -279,7 +279,7 @@ class Gateway:
             return
         relay = Relay(DirectOutput(conn, format_headers(generation.format)), generation,
                       self.resolve(generation), self._formatter(generation.format),
-                      self.policy, self.pool, on_end=self.relay_ended)
+                      self.policy, self.pool, on_end=self.relay_ended, loop=conn.loop)
         self.start_relay(relay)
 
     def _post_streams(self, request: HTTPRequest, conn: HTTPConnection) -> None:

@@ -124,7 +124,8 @@ class Relay:
     def __init__(self, output: Output, request: GenerationRequest,
                  route: Sequence[Target], formatter: Formatter, policy: RelayPolicy,
                  pool: ConnectionPool, on_end: Callable[[Relay], None] | None = None,
-                 stream_id: str | None = None) -> None:
+                 stream_id: str | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.id = stream_id or stream_ids.new_stream_id()
         self.state = RelayState.STARTING
         self._output = output
@@ -134,7 +135,8 @@ class Relay:
         self._policy = policy
         self._pool = pool
         self._on_end = on_end
-        self._loop = asyncio.get_running_loop()
+        # given by who has it at hand: asking costs a getpid system call
+        self._loop = loop or asyncio.get_running_loop()
         self._pump = Pump(formatter, output, self)
         self._upstream: UpstreamConnection | None = None
         self._target: Target | None = None
