@@ -142,6 +142,8 @@ class Responding:
         writer = self.stream = StreamWriter(self, transport, chunked=chunked,
                                             sends_body=not self._head_only)
         transport.write(head + writer.frame(first) if first else head)
+        if first and self.flow.paused:  # as a write of the first bytes checks
+            self.check_write_buffer()
         return writer
 
     def end_stream(self) -> None:
