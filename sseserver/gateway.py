@@ -187,7 +187,10 @@ class Gateway:
 
     def within_ceiling(self, generation: GenerationRequest) -> GenerationRequest:
         """The generation with its caller's max_tokens ceiling when it states none."""
-        return with_max_tokens(generation, self.gate.max_tokens_ceiling(self._caller))
+        caller = self._caller
+        if caller is None:  # no gate, or a route it does not ask about: no ceiling
+            return generation
+        return with_max_tokens(generation, self.gate.max_tokens_ceiling(caller))
 
     def _refuse(self, path: str, conn: HTTPConnection, refusal: Refusal) -> None:
         """A refusal of the gate, in the error shape of the endpoint called."""
@@ -370,9 +373,7 @@ class Gateway:
         relay: the store holds nothing of the others)."""
         self.relays.discard(relay)
         self.counters["stream_events"] += relay.events
-        key = {"ok": "streams_ok", "cancelled": "streams_cancelled"}.get(
-            relay.status, "streams_error")
-        self.counters[key] += 1
+        self.counters[_STATUS_COUNTERS.get(relay.status, "streams_error")] += 1
         if relay.key is not None:
             usage = relay.usage
             self.gate.stream_ended(relay.key, usage.input_tokens if usage else 0,
@@ -442,6 +443,8 @@ class Gateway:
 
 
 STREAMS_PREFIX = "/v1/streams/"
+# The counter of a stream's end by its status (StreamStatus values): any other is an error.
+_STATUS_COUNTERS = {"ok": "streams_ok", "cancelled": "streams_cancelled"}
 COMPAT_APIS: dict[str, CompatAPI] = {"/v1/chat/completions": OPENAI_CHAT,
                                      "/v1/messages": ANTHROPIC_MESSAGES}
 
