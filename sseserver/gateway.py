@@ -119,6 +119,10 @@ class Gateway:
         self._caller: Caller | None = None  # of the request being routed (synchronously)
         # the other workers of a --workers server (peers.py): None in a single process
         self.peers: Peers | None = None
+        server = config.server
+        self._cors = CORSPolicy.from_settings(
+            server.cors_origins, server.cors_allow_credentials, server.cors_allow_headers)
+        self._cors_enabled = self._cors.enabled
 
     def _route_needs(self) -> dict[Route, Need]:
         """What each route asks of its caller when [auth] is configured."""
@@ -141,7 +145,8 @@ class Gateway:
         if self.peers is not None and self.peers.route(request, conn):
             return  # the worker that holds its stream answers it (and counts it)
         self.counters["requests"] += 1
-        conn.response_headers = self._cors_headers(request)
+        if self._cors_enabled:  # else the connection's fresh list stays, empty
+            conn.response_headers = self._cors_headers(request)
         methods = self._routes.get(request.path)
         if methods is None and request.path.startswith(STREAMS_PREFIX):
             methods = self._stream_routes
@@ -182,7 +187,10 @@ class Gateway:
 
     def within_ceiling(self, generation: GenerationRequest) -> GenerationRequest:
         """The generation with its caller's max_tokens ceiling when it states none."""
-        return with_max_tokens(generation, self.gate.max_tokens_ceiling(self._caller))
+        caller = self._caller
+        if caller is None:  # no gate, or a route it does not ask about: no ceiling
+            return generation
+        return with_max_tokens(generation, self.gate.max_tokens_ceiling(caller))
 
     def _refuse(self, path: str, conn: HTTPConnection, refusal: Refusal) -> None:
         """A refusal of the gate, in the error shape of the endpoint called."""
@@ -194,9 +202,6 @@ class Gateway:
         self.counters["http_errors"] += 1
         conn.respond_json(refusal.status, api.shape(refusal.status, {"error": {
             "type": refusal.error_type, "message": refusal.message}}), refusal.headers)
-
-    # Built from the settings at the first request, then kept (the settings are frozen).
-    _cors: CORSPolicy | None = None
 
     def admit_head(self, request: HTTPRequest, conn: HTTPConnection) -> bool:
         """Whether to ask for the body of a request whose client awaits ``100
@@ -228,17 +233,12 @@ class Gateway:
         return False
 
     def _cors_headers(self, request: HTTPRequest) -> list[tuple[str, str]]:
-        policy = self._cors
-        if policy is None:
-            server = self.config.server
-            policy = self._cors = CORSPolicy.from_settings(
-                server.cors_origins, server.cors_allow_credentials, server.cors_allow_headers)
-        return cors.response_headers(policy, request.headers.get("origin"))
+        return cors.response_headers(self._cors, request.headers.get("origin"))
 
     def _preflight(self, request: HTTPRequest, conn: HTTPConnection,
                    methods: dict[str, Route]) -> None:
         policy = self._cors
-        if policy is None or not policy.allows(request.headers.get("origin")):
+        if not policy.allows(request.headers.get("origin")):
             self.error(conn, 403, "origin not allowed")
             return
         try:
@@ -338,7 +338,7 @@ class Gateway:
         output = output_type(store.new_log(stream_id), cancel_when_alone=cancel_when_alone,
                              now=asyncio.get_running_loop().time)
         relay = Relay(output, generation, route, formatter, self.policy, self.pool,
-                      on_end=self.relay_ended, stream_id=stream_id)
+                      on_end=self._resumable_ended, stream_id=stream_id)
         resumable = Resumable(relay, output, f"{STREAMS_PREFIX}{stream_id}", headers, chat_id)
         store.add(resumable, formatter)
         self.start_relay(relay)
@@ -364,13 +364,16 @@ class Gateway:
                                error_type="not_found_error")
         return stream_id
 
+    def _resumable_ended(self, relay: Relay) -> None:
+        self.store.ended(relay.id)  # its retention starts
+        self.relay_ended(relay)
+
     def relay_ended(self, relay: Relay) -> None:
+        """A stream ended (a resumable one's store is told first, by start_resumable's
+        relay: the store holds nothing of the others)."""
         self.relays.discard(relay)
-        self.store.ended(relay.id)
         self.counters["stream_events"] += relay.events
-        key = {"ok": "streams_ok", "cancelled": "streams_cancelled"}.get(
-            relay.status, "streams_error")
-        self.counters[key] += 1
+        self.counters[_STATUS_COUNTERS.get(relay.status, "streams_error")] += 1
         if relay.key is not None:
             usage = relay.usage
             self.gate.stream_ended(relay.key, usage.input_tokens if usage else 0,
@@ -423,6 +426,8 @@ class Gateway:
         or max_tokens outside the caller's key or token.
         """
         targets = self.router.targets(request.model, request.provider)
+        if self._caller is None:  # the gate limits callers only
+            return targets
         refusal = self.gate.check_generation(
             self._caller, request.model, [t.provider.settings.name for t in targets],
             request.max_tokens)
@@ -438,6 +443,8 @@ class Gateway:
 
 
 STREAMS_PREFIX = "/v1/streams/"
+# The counter of a stream's end by its status (StreamStatus values): any other is an error.
+_STATUS_COUNTERS = {"ok": "streams_ok", "cancelled": "streams_cancelled"}
 COMPAT_APIS: dict[str, CompatAPI] = {"/v1/chat/completions": OPENAI_CHAT,
                                      "/v1/messages": ANTHROPIC_MESSAGES}
 

@@ -91,11 +91,10 @@ class DirectOutput:
         self._conn.on_lost = None
 
     def open(self, stream_id: str, content_type: str, preamble: bytes) -> None:
-        self._writer = self._conn.start_stream(
-            200, stream_head(stream_id, content_type, self._extra_headers))
         # with the head, not with the first event: a client cut before its first token
-        # has been told when to come back (the transport sends both in one write)
-        self._writer.write(preamble)
+        # has been told when to come back (one write sends both)
+        self._writer = self._conn.start_stream(
+            200, stream_head(stream_id, content_type, self._extra_headers), preamble)
         self.write_frame = self._writer.write  # a token's frame: one call, one chunk
 
     def write(self, frames: list[bytes]) -> None:

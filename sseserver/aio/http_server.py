@@ -7,19 +7,10 @@ protocol parser leaves to us (reference/http-hardening.md, core/request_checks.p
 hands each complete request to the application's ``handler`` and offers two ways to
 answer: :meth:`HTTPConnection.respond` for a whole response, or
 :meth:`HTTPConnection.start_stream` and a :class:`StreamWriter` for a streamed one.
-Responses are written by hand (core/http_response.py builds the head,
-aio/stream_writer.py frames a streamed body): that is the per-token path. The reader
+Answering is :class:`~sseserver.aio.http_responses.Responding`'s (written by hand:
+the per-token path); fairness between connections is aio/input_queue.py's. The reader
 holds h11's state only while a request is read, so a connection that streams holds
 none of it.
-
-Fairness: a connection reads at most ``_EVENTS_PER_TURN`` request events (heads,
-body pieces, ends; each request it dispatches is two at least) per turn of the event
-loop, and all connections together about ``_EVENTS_PER_LOOP_TURN`` as their input
-arrives, and as many from input left over: past either, a connection stops reading
-and waits in the loop's :class:`InputQueue`, where the one that has had the fewest
-events since it was last idle goes first. So no client's input holds the loop (a body of
-one-byte chunks, a flood of pipelined requests) however fast it arrives, nor do many
-such clients at once, and a fresh request goes ahead of their backlog.
 
 Backpressure: the transport's write-buffer limits call ``pause_writing`` and
 ``resume_writing``; a stream writer forwards them to the producer's ``pause`` and
@@ -29,29 +20,21 @@ that stays paused past the slow-consumer timeout, or lets more than
 ``max_write_buffer`` bytes pile up (whole responses and streamed bodies alike), is
 disconnected.
 
-Client input never puts a traceback in the log: a response head that cannot be sent
-(a header value a handler echoed) becomes a plain 500, and a handler that raises
-costs its request a 500; each logs one short line, at most once per
-``_ERROR_LOG_INTERVAL``.
+Client input never puts a traceback in the log: a handler that raises costs its
+request a 500 and logs one short line, at most once per ``_ERROR_LOG_INTERVAL``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import heapq
 import logging
-import os
-import time
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from email.utils import formatdate
 from typing import cast
 
-import orjson
-
 from sseserver.aio.flow import FlowControl
+from sseserver.aio.http_request import Admission, Handler, HTTPRequest, Phase
+from sseserver.aio.http_responses import INTERNAL_ERROR, Responding, http_date
+from sseserver.aio.input_queue import EVENTS_PER_TURN, UNBOUNDED, input_queue
 from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.aio.stream_writer import StreamWriter
 from sseserver.aio.wheel import Deadline, wheel_for
@@ -61,12 +44,10 @@ from sseserver.core.h11_server import (
     END_OF_MESSAGE,
     NEED_DATA,
     PAUSED,
-    Event,
     ReaderState,
     RequestHead,
     RequestReader,
 )
-from sseserver.core.http_response import encode_response_head
 from sseserver.core.request_checks import (
     HTTPError,
     awaits_continue,
@@ -75,77 +56,24 @@ from sseserver.core.request_checks import (
     error_type,
     too_many_chunks,
 )
-from sseserver.errors import LocalProtocolError, RemoteProtocolError
+from sseserver.errors import RemoteProtocolError
+
+__all__ = ["Admission", "HTTPConnection", "HTTPRequest", "Handler", "Phase",
+           "StreamWriter", "http_date"]
 
 logger = logging.getLogger("sseserver.http")
 
-# Reader events one connection takes per turn of the event loop before the others
-# run. An event is at most one head (16 KiB), one socket read of a body or one slice
-# of a chunked body (h11_server.BODY_SLICE, about 1 ms on one-byte chunks), so a
-# turn costs a connection ~10 ms of reading at worst whatever its client sends, and
-# answers four pipelined requests at most (a GET is a head and an end).
-_EVENTS_PER_TURN = 8
-# Reader events all connections together take per turn as their input arrives, and
-# again from input left over: with each taking its eight, 50 connections flooding
-# one-byte chunks made a turn, and /healthz, wait 3.4 s here (500 of them, 5 s). One
-# connection's share each, so a turn costs ~20 ms at worst whatever their number; the
-# loop goes on at once, so a backlog is read as fast as before, in smaller turns.
-_EVENTS_PER_LOOP_TURN = _EVENTS_PER_TURN
-_UNBOUNDED = 1 << 62  # a read no waiting connection limits
 # RFC 9110 §10.1.1: the interim answer a client that sent "Expect: 100-continue" waits
 # for before its body (curl waits 1 s for it, then sends anyway).
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# Lines a client can cause (a handler failing on its request, a header it made a
-# handler echo): at most one of each kind per this many seconds.
+# Lines a client can cause (a handler failing on its request): at most one of each
+# kind per this many seconds.
 _ERROR_LOG_INTERVAL = 10.0
 _log_handler_failure = RateLimitedLog(logger, logging.ERROR, _ERROR_LOG_INTERVAL)
-_log_unsendable_head = RateLimitedLog(logger, logging.WARNING, _ERROR_LOG_INTERVAL)
 _log_read_failure = RateLimitedLog(logger, logging.ERROR, _ERROR_LOG_INTERVAL)
-_INTERNAL_ERROR = orjson.dumps({"error": {"type": "internal_error",
-                                          "message": "internal server error"}})
 
 
-class Phase(enum.Enum):
-    """Where the connection is in its request/response cycle."""
-
-    IDLE = "idle"  # between requests (keep-alive)
-    READING = "reading"  # head or body of a request is arriving
-    RESPONDING = "responding"  # the handler owns the connection
-    CLOSED = "closed"
-
-
-@dataclass(slots=True)
-class HTTPRequest:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
-    http_version: str
-    body: bytes = b""
-    peer: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
-
-
-Handler = Callable[[HTTPRequest, "HTTPConnection"], None]
-# Asked about a request (body not read) whose client awaits "100 Continue": True to
-# let the body come; False once it has answered the request with its final status.
-Admission = Callable[[HTTPRequest, "HTTPConnection"], bool]
-
-
-_date_cache: list[tuple[int, str]] = [(0, "")]
-
-
-def http_date() -> str:
-    """The Date header value; it changes once a second, so it is built once a second."""
-    second = int(time.time())
-    cached_second, value = _date_cache[0]
-    if second != cached_second:
-        value = formatdate(second, usegmt=True)
-        _date_cache[0] = (second, value)
-    return value
-
-
-class HTTPConnection(asyncio.Protocol):
+class HTTPConnection(Responding, asyncio.Protocol):
     """One client connection. Thin callbacks; decisions in small methods."""
 
     __slots__ = ("_admit", "_between_requests", "_body", "_body_timed",
@@ -206,6 +134,12 @@ class HTTPConnection(asyncio.Protocol):
                 f"served={self.requests_served} paused_writing={self.flow.paused}>")
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the connection runs on (asyncio.get_running_loop makes a system
+        call each time it is asked)."""
+        return self._loop
+
+    @property
     def transport(self) -> asyncio.Transport | None:
         """The client's transport (None before the connection is made)."""
         return self._transport
@@ -263,7 +197,7 @@ class HTTPConnection(asyncio.Protocol):
             return False
         self._reader.feed_eof()
         if not self._turn_due:
-            self._process_events(_UNBOUNDED)
+            self._process_events(UNBOUNDED)
         return True  # finish the response in progress, then close
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -291,7 +225,7 @@ class HTTPConnection(asyncio.Protocol):
     # -- reading requests ----------------------------------------------------------
 
     def _process_events(self, bound: int) -> int:
-        """Read the client's input for one turn of the loop (see _EVENTS_PER_TURN),
+        """Read the client's input for one turn of the loop (see EVENTS_PER_TURN),
         until the connection has had more than ``bound`` events since it was idle;
         the number of events read."""
         try:
@@ -305,7 +239,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def _read_events(self, bound: int) -> int:
         reader = self._reader
-        for done in range(_EVENTS_PER_TURN):
+        for done in range(EVENTS_PER_TURN):
             if self.attained > bound:  # a connection that has had fewer events waits
                 break
             if self.phase is not Phase.IDLE and self.phase is not Phase.READING:
@@ -324,13 +258,20 @@ class HTTPConnection(asyncio.Protocol):
                 self._pause_reading()
                 return done
             self.attained += 1
-            try:
-                self._handle_event(event)
+            try:  # the events by how often they come (a body is one piece or more)
+                if type(event) is bytes:
+                    self._add_body(event)
+                elif event is END_OF_MESSAGE:
+                    self._dispatch()
+                elif type(event) is RequestHead:
+                    self._start_request(event)
+                elif event is CONNECTION_CLOSED:
+                    self._close()
             except HTTPError as exc:
                 self._fail(exc.status, str(exc), close=exc.close)
                 return done + 1
         else:
-            done = _EVENTS_PER_TURN
+            done = EVENTS_PER_TURN
         self._next_turn()
         return done
 
@@ -356,16 +297,6 @@ class HTTPConnection(asyncio.Protocol):
         self._turn_due = False
         return self._process_events(bound)
 
-    def _handle_event(self, event: Event) -> None:
-        if isinstance(event, RequestHead):
-            self._start_request(event)
-        elif isinstance(event, bytes):
-            self._add_body(event)
-        elif event is END_OF_MESSAGE:
-            self._dispatch()
-        elif event is CONNECTION_CLOSED:
-            self._close()
-
     def _start_request(self, head: RequestHead) -> None:
         self.phase = Phase.READING
         headers = check_head(head, self._limits)
@@ -373,17 +304,17 @@ class HTTPConnection(asyncio.Protocol):
         self._request = HTTPRequest(
             method=head.method, path=path, query=query, headers=headers,
             http_version=head.http_version, peer=self.peer)
+        http11 = self._http11 = head.http_version == "1.1"  # chunked for a streamed body
         # RFC 9112 §9.3, as h11 decides it: HTTP/1.1 without a "close" connection option
-        self._keep_alive = head.http_version == "1.1" and "close" not in (
-            token.strip(" \t") for token in headers.get("connection", "").lower().split(","))
+        connection = headers.get("connection")
+        self._keep_alive = http11 and (connection is None or not _asks_close(connection))
         self._head_only = head.method == "HEAD"
-        self._http11 = head.http_version == "1.1"  # chunked framing for a streamed body
         self._body = []
         declared = headers.get("content-length")
         if declared is not None and int(declared) > self._limits.max_body_bytes:
             raise body_too_large(self._limits)
         self._body_timed = False
-        if self._http11 and self._reader.buffered == 0 and \
+        if http11 and self._reader.buffered == 0 and \
                 awaits_continue(headers, declared):
             self._continue_or_refuse(self._request)
 
@@ -435,7 +366,7 @@ class HTTPConnection(asyncio.Protocol):
         """A 500 and the close; the close alone once the response has begun."""
         if self.phase is not Phase.CLOSED and not self._response_started:
             self.phase = Phase.RESPONDING
-            self.respond(500, [("content-type", "application/json")], _INTERNAL_ERROR,
+            self.respond(500, [("content-type", "application/json")], INTERNAL_ERROR,
                          close=True)
         self._close()
 
@@ -450,119 +381,6 @@ class HTTPConnection(asyncio.Protocol):
             self._transport.resume_reading()
 
     # -- answering -----------------------------------------------------------------
-
-    def respond(self, status: int, headers: list[tuple[str, str]], body: bytes,
-                *, close: bool = False) -> None:
-        """Send a whole response and finish the cycle."""
-        if self.phase is Phase.CLOSED or self._transport is None:
-            return
-        if self._response_started:  # a second answer to one request: a handler bug
-            self._close()
-            return
-        all_headers = [*headers, *self.response_headers]
-        has_body = status not in (204, 304)  # RFC 9110 §8.6: no length on these
-        if has_body:
-            all_headers.append(("content-length", str(len(body))))
-        head = self._encode_head(status, all_headers, close)
-        if head is None:
-            self._send_internal_error()
-            return
-        self._transport.write(head + body if has_body and not self._head_only else head)
-        if not self.check_write_buffer():
-            self._finish_cycle()
-
-    def respond_json(self, status: int, payload: object,
-                     headers: list[tuple[str, str]] | None = None, *, close: bool = False
-                     ) -> None:
-        self.respond(status, [("content-type", "application/json"), *(headers or [])],
-                     orjson.dumps(payload), close=close)
-
-    def start_stream(self, status: int, headers: list[tuple[str, str]]) -> StreamWriter:
-        """Send the head of a body of unknown length; the returned writer sends the body.
-
-        HTTP/1.1 clients get chunked framing; an HTTP/1.0 client gets the raw body and
-        the connection closes after it (it cannot read chunks); a HEAD gets the head.
-        A head that cannot be sent (a header value with a line break) becomes a 500,
-        the connection closes, and the writer returned is closed: it drops what it is
-        given.
-        """
-        assert self._transport is not None
-        chunked = self._http11
-        all_headers = [*headers, *self.response_headers]
-        if chunked:
-            all_headers.append(("transfer-encoding", "chunked"))
-        head = self._encode_head(status, all_headers, close=False)
-        if head is None:
-            self._send_internal_error()
-            writer = StreamWriter(self, self._transport)
-            writer.closed = True
-            return writer
-        self._transport.write(head)
-        self.stream = StreamWriter(self, self._transport, chunked=chunked,
-                                   sends_body=not self._head_only)
-        return self.stream
-
-    def end_stream(self) -> None:
-        """Called by :meth:`StreamWriter.close`: the body is complete."""
-        self.stream = None
-        self._finish_cycle()
-
-    def detach(self) -> int:
-        """Give the connection up, unanswered, to be served elsewhere: a duplicate of
-        its socket's descriptor, the caller's to close. This side stops reading and
-        closes its copy, which leaves the TCP connection open (no reset, no FIN)."""
-        assert self._transport is not None
-        self._pause_reading()
-        sock = self._transport.get_extra_info("socket")
-        duplicate = os.dup(sock.fileno())
-        self._close()
-        return duplicate
-
-    def abort(self) -> None:
-        """Drop the connection at once (no more bytes are sent)."""
-        if self._transport is not None and self.phase is not Phase.CLOSED:
-            self._transport.abort()
-
-    def _finish_headers(self, headers: list[tuple[str, str]], close: bool
-                        ) -> list[tuple[str, str]]:
-        headers.append(("date", http_date()))
-        # a response before the whole request was read closes: the rest is not read
-        if close or not self._keep_alive or not self._request_read():
-            headers.append(("connection", "close"))
-            self._close_after_response = True
-        return headers
-
-    def _encode_head(self, status: int, headers: list[tuple[str, str]], close: bool
-                     ) -> bytes | None:
-        """The head, or None if it cannot be sent (logged, rate-limited)."""
-        try:
-            head = encode_response_head(status, self._finish_headers(headers, close))
-        except LocalProtocolError as exc:
-            _log_unsendable_head("cannot send a %d response to %s: %.100s", status,
-                                 self.peer, exc)
-            return None
-        self._response_started = True
-        return head
-
-    def _send_internal_error(self) -> None:
-        """Answer 500 instead of a response that cannot be sent, and close."""
-        assert self._transport is not None
-        headers = [("content-type", "application/json"),
-                   ("content-length", str(len(_INTERNAL_ERROR)))]
-        head = encode_response_head(500, self._finish_headers(headers, close=True))
-        self._response_started = True
-        self._transport.write(head if self._head_only else head + _INTERNAL_ERROR)
-        self._close()
-
-    def check_write_buffer(self) -> bool:
-        """Evict a client that lets more than max_write_buffer bytes pile up while it
-        does not read (StreamWriter.write holds streamed bodies to the same cap)."""
-        assert self._transport is not None
-        if self.flow.paused and \
-                self._transport.get_write_buffer_size() > self._limits.max_write_buffer:
-            self._evict("write buffer limit exceeded")
-            return True
-        return False
 
     def _finish_cycle(self) -> None:
         if self._close_after_response or not self._request_read():
@@ -648,96 +466,6 @@ class HTTPConnection(asyncio.Protocol):
             self._close()
 
 
-class InputQueue:
-    """Reads as they arrive, and the connections with input left for a later turn.
-
-    A read is taken at once while this turn's budget lasts (``_EVENTS_PER_LOOP_TURN``
-    events) and no connection waits that has had fewer events since it was last idle;
-    else the connection waits here. Each turn the waiting are served fewest events
-    first, each until it has had more than the next one (least attained service: a
-    new request goes ahead of a flood's backlog, pipelined or a body, and 500 requests
-    arriving at once each get their head read before any gets its body), each at most
-    once, ``_EVENTS_PER_LOOP_TURN`` events in all.
-    """
-
-    __slots__ = ("_budget", "_later", "_loop", "_scheduled", "_sequence", "_turning",
-                 "_waiting")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        # (events attained, arrival, connection): a heap, fewest events first
-        self._waiting: list[tuple[int, int, HTTPConnection]] = []
-        self._later: list[HTTPConnection] = []  # added during a turn: the next one
-        self._sequence = 0
-        self._budget = _EVENTS_PER_LOOP_TURN  # for reads as they arrive, this turn
-        self._scheduled = False
-        self._turning = False
-
-    def __repr__(self) -> str:
-        return f"<InputQueue waiting={len(self)} budget={self._budget}>"
-
-    def __len__(self) -> int:
-        return len(self._waiting) + len(self._later)
-
-    def reads_now(self, attained: int) -> bool:
-        """Whether a read for a connection that has had ``attained`` events since it
-        was idle is taken now."""
-        waiting = self._waiting
-        return self._budget > 0 and (not waiting or attained <= waiting[0][0])
-
-    def bound(self) -> int:
-        """The events the first waiting connection has had: a read now goes on while
-        its connection has had no more."""
-        waiting = self._waiting
-        return waiting[0][0] if waiting else _UNBOUNDED
-
-    def spend(self, events: int) -> None:
-        """Count events read as input arrived against this turn's budget."""
-        self._budget -= events
-        self._schedule()  # the next turn gives the budget back
-
-    def add(self, conn: HTTPConnection) -> None:
-        if self._turning:
-            self._later.append(conn)
-        else:
-            self._push(conn)
-        self._schedule()
-
-    def _push(self, conn: HTTPConnection) -> None:
-        self._sequence += 1
-        heapq.heappush(self._waiting, (conn.attained, self._sequence, conn))
-
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._turn)
-
-    def _turn(self) -> None:
-        self._scheduled = False
-        self._turning = True
-        budget = _EVENTS_PER_LOOP_TURN
-        waiting = self._waiting
-        try:
-            while waiting and budget > 0:
-                conn = heapq.heappop(waiting)[2]
-                budget -= max(1, conn.take_turn(self.bound()))
-        finally:
-            self._turning = False
-        for conn in self._later:
-            self._push(conn)
-        self._later.clear()
-        self._budget = _EVENTS_PER_LOOP_TURN
-        if waiting:
-            self._schedule()
-
-
-_input_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InputQueue] = \
-    weakref.WeakKeyDictionary()
-
-
-def input_queue(loop: asyncio.AbstractEventLoop) -> InputQueue:
-    """The loop's input queue, made on first use."""
-    queue = _input_queues.get(loop)
-    if queue is None:
-        queue = _input_queues[loop] = InputQueue(loop)
-    return queue
+def _asks_close(connection: str) -> bool:
+    """A Connection field value lists the "close" option."""
+    return "close" in (token.strip(" \t") for token in connection.lower().split(","))

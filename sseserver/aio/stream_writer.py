@@ -42,6 +42,14 @@ class StreamWriter:
     def flow(self) -> FlowControl:
         return self._flow
 
+    def frame(self, data: bytes) -> bytes:
+        """``data`` as the body carries it (one chunk; nothing for a HEAD), counted as
+        sent: for a write the caller makes itself (the head's)."""
+        self.bytes_sent += len(data)
+        if self._chunked:
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        return data if self._sends_body else b""
+
     def write(self, data: bytes) -> None:
         """Send ``data`` as one chunk now (never held back to batch it)."""
         if self.closed or not data:

@@ -280,7 +280,7 @@ class RequestReader:
         self.body_bytes = self.body_chunks = 0
         self.state = ReaderState.BODY
         if not length:
-            self._end_message(self._fed)  # no body: the end at the next event
+            self._let_go()  # no body: the end at the next event
         return RequestHead(request.method.decode("ascii"), request.target.decode("ascii"),
                            request.http_version.decode("ascii"), fields)
 
@@ -305,7 +305,7 @@ class RequestReader:
             if not self._body_left:
                 # h11 would end the body next, taking no byte: the end is due at the
                 # next event, and h11's state goes now (a third of a request's cost)
-                self._end_message(self._fed)
+                self._let_go()
             return piece if type(piece) is bytes else bytes(piece)
         if type(event) is h11.EndOfMessage:
             self._end_message(self._fed)
@@ -361,6 +361,12 @@ class RequestReader:
         """h11 has read the whole request, and holds ``left_in_h11`` bytes it was given
         beyond it (they are still at the front of the buffer); h11's state goes."""
         self._taken(self._fed - left_in_h11)
+        self._fed = 0
+        self._conn = None
+
+    def _let_go(self) -> None:
+        """:meth:`_end_message` when h11 has taken every byte of the request it was
+        given (what it holds is what follows the request)."""
         self._fed = 0
         self._conn = None
 

@@ -18,9 +18,19 @@ from sseserver.errors import LocalProtocolError
 _TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 # CR and LF are counted instead: each may appear only as the end of a line.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Any control character but tab in a value: CR and LF split the head, the rest no
+# client may be sent (RFC 9110 §5.5).
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Names already checked; a server sends a small fixed set of them.
 _valid_names: set[str] = set()
 _MAX_CACHED_NAMES = 256
+# Field lines checked and encoded, by their (name, value) pair: the fixed lines of the
+# server's responses are a few dozen; each stream's id line passes through, and the
+# table starts afresh when it is full (a re-check of the fixed lines, once per this
+# many streams).
+_MAX_LINES = 512
+_lines: dict[tuple[str, str], bytes] = {}
+_status_lines: dict[int, bytes] = {}
 
 # RFC 9110 §15: every status the server sends carries its registered reason phrase
 # (an empty one is legal, but some load tools count it as a failure,
@@ -51,22 +61,67 @@ def encode_response_head(status: int, headers: Sequence[tuple[str, str]]) -> byt
     Raises :class:`LocalProtocolError` for a status outside 100-999, a name that is
     not a token, or a value with a control character (CR, LF and NUL included) or a
     character beyond Latin-1.
+
+    A field line is checked and encoded once and then found by its (name, value) pair:
+    a stream's head repeats all its lines but its id (the date changes once a second),
+    and the checks of a whole head cost ~10,000 instructions. Lines given otherwise (a
+    pair as a list) are built each time.
     """
+    status_line = _status_lines.get(status)
+    if status_line is None:
+        status_line = _status_line(status)
+    parts = [status_line]
+    lines = _lines
+    for pair in headers:
+        line = lines.get(pair) if type(pair) is tuple else None
+        if line is None:
+            line = _checked_line(pair, headers)
+            if type(pair) is tuple:
+                if len(lines) >= _MAX_LINES:  # a line of each stream's id fills it
+                    lines.clear()
+                lines[pair] = line
+        parts.append(line)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _status_line(status: int) -> bytes:
     if not 100 <= status <= 999:
         raise LocalProtocolError(f"invalid status code {status}")
-    lines = [f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"]
+    line = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n".encode("latin-1")
+    _status_lines[status] = line  # at most 900 of them
+    return line
+
+
+def _checked_line(pair: Sequence[str], headers: Sequence[tuple[str, str]]) -> bytes:
+    """One field line, checked; a line that fails is reported as the whole head's
+    check reports it (the first bad name before any bad value)."""
+    name, value = pair
+    line = f"{name}: {value}\r\n"
+    if _TOKEN.fullmatch(name) is None or _BAD_VALUE.search(line, len(name) + 2, len(line) - 2):
+        check_head(headers)
+    try:
+        return line.encode("latin-1")
+    except UnicodeEncodeError:
+        check_head(headers)
+        raise  # not reached: check_head raised
+
+
+def check_head(headers: Sequence[tuple[str, str]]) -> None:
+    """Raises :class:`LocalProtocolError` for the first name that is not a token, else
+    for a value with a control character, else one beyond Latin-1."""
+    lines = []
     for name, value in headers:
         if name not in _valid_names:
             _check_name(name)
         lines.append(f"{name}: {value}\r\n")
-    lines.append("\r\n")
     head = "".join(lines)
-    line_ends = len(headers) + 2
+    line_ends = len(headers)
     if head.count("\n") != line_ends or head.count("\r") != line_ends or \
             _CONTROL.search(head) is not None:
         raise LocalProtocolError("a response header value contains a control character")
     try:
-        return head.encode("latin-1")
+        head.encode("latin-1")
     except UnicodeEncodeError:
         raise LocalProtocolError("a response header value is not Latin-1 text") from None
 

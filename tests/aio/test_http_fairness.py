@@ -7,13 +7,8 @@ import asyncio
 import dataclasses
 import socket
 
-from sseserver.aio.http_server import (
-    _EVENTS_PER_LOOP_TURN,
-    _EVENTS_PER_TURN,
-    HTTPConnection,
-    HTTPRequest,
-    Phase,
-)
+from sseserver.aio.http_server import HTTPConnection, HTTPRequest, Phase
+from sseserver.aio.input_queue import EVENTS_PER_LOOP_TURN, EVENTS_PER_TURN
 from sseserver.config import LimitsSettings
 from sseserver.core.h11_server import HEAD_SLICE
 from tests.aio.test_http_server import (
@@ -79,7 +74,7 @@ def test_pipelined_requests_in_one_read_are_answered_a_few_per_turn() -> None:
     """uvloop delivers up to 32 reads in one turn; each used to be read to its end
     (5 MB of pipelined requests held the loop for seconds)."""
     served: list[str] = []
-    per_turn = _EVENTS_PER_TURN // 2  # a GET is a head and an end
+    per_turn = EVENTS_PER_TURN // 2  # a GET is a head and an end
 
     def handler(request: HTTPRequest, conn: HTTPConnection) -> None:
         served.append(request.path)
@@ -136,7 +131,7 @@ def test_many_connections_share_one_budget_per_turn() -> None:
             now = sum(conn._reader.buffered for conn, _ in conns)
             # a turn reads its budget, and the last connection read may finish its eight
             # (an event takes a body slice, the first after a head at most a head slice)
-            assert left - now <= (_EVENTS_PER_LOOP_TURN + _EVENTS_PER_TURN) * HEAD_SLICE
+            assert left - now <= (EVENTS_PER_LOOP_TURN + EVENTS_PER_TURN) * HEAD_SLICE
             left = now
 
     asyncio.run(main())
@@ -156,7 +151,7 @@ def test_a_fresh_request_goes_ahead_of_a_backlog() -> None:
         flood.data_received(GET * 500)  # takes this turn's budget
         fresh.data_received(b"GET /fresh HTTP/1.1\r\nHost: t\r\n\r\n")
         await asyncio.sleep(0)
-        assert "/fresh" in served[:_EVENTS_PER_TURN // 2 + 1]
+        assert "/fresh" in served[:EVENTS_PER_TURN // 2 + 1]
 
     asyncio.run(main())
 

@@ -13,7 +13,7 @@ from unittest.mock import patch
 
 import pytest
 
-from sseserver.aio import http_server
+from sseserver.aio import http_responses, http_server
 from sseserver.aio.http_server import Admission, HTTPConnection, HTTPRequest
 from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.config import LimitsSettings as Limits
@@ -108,8 +108,9 @@ def logged_by(action: Callable[[], None]) -> list[logging.LogRecord]:
     log.setLevel(logging.INFO)
     with patch.multiple(http_server,
                         _log_handler_failure=RateLimitedLog(log, logging.ERROR, 60.0),
-                        _log_unsendable_head=RateLimitedLog(log, logging.WARNING, 60.0),
-                        _log_read_failure=RateLimitedLog(log, logging.ERROR, 60.0)):
+                        _log_read_failure=RateLimitedLog(log, logging.ERROR, 60.0)), \
+            patch.object(http_responses, "_log_unsendable_head",
+                         RateLimitedLog(log, logging.WARNING, 60.0)):
         try:
             action()
         finally:

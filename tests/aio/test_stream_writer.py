@@ -64,3 +64,39 @@ def test_raw_body_for_http10_and_nothing_for_head() -> None:
     head.write(b"data: a\n\n")
     head.close(b"data: [DONE]\n\n")
     assert head_transport.writes == [] and conn.stream is None
+
+
+def started(http11: bool = True, head_only: bool = False
+            ) -> tuple[HTTPConnection, RecordingTransport]:
+    """A connection whose request is read, ready to answer it."""
+    transport = RecordingTransport()
+    conn = HTTPConnection(lambda request, c: None, LimitsSettings(header_timeout=0),
+                          lambda c, status, message: None, asyncio.new_event_loop())
+    conn._transport = transport  # type: ignore[assignment]
+    conn._http11, conn._head_only, conn._keep_alive = http11, head_only, False
+    return conn, transport
+
+
+def test_the_first_bytes_of_a_stream_go_in_the_heads_write() -> None:
+    """The preamble travels with the head: one write (one segment, one system call),
+    the bytes a head and then a write of the preamble sent."""
+    for http11, head_only in [(True, False), (False, False), (True, True)]:
+        conn, transport = started(http11, head_only)
+        stream = conn.start_stream(200, [("content-type", "text/event-stream")],
+                                   b"retry: 3000\n")
+        stream.write(b"data: a\n\n")
+        apart, apart_transport = started(http11, head_only)
+        apart_stream = apart.start_stream(200, [("content-type", "text/event-stream")])
+        apart_stream.write(b"retry: 3000\n")
+        apart_stream.write(b"data: a\n\n")
+        # a HEAD's body is never sent: its head is its one write either way
+        assert len(transport.writes) == (1 if head_only else 2)
+        assert len(apart_transport.writes) == (1 if head_only else 3)
+        assert b"".join(transport.writes) == b"".join(apart_transport.writes)
+        assert stream.bytes_sent == apart_stream.bytes_sent == 12 + 9
+
+
+def test_a_stream_with_no_first_bytes_sends_its_head_at_once() -> None:
+    conn, transport = started()
+    conn.start_stream(200, [("content-type", "text/event-stream")])
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 
 import h11
@@ -9,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sseserver.core.http_response import encode_response_head, reason_phrase
+from sseserver.core import http_response
+from sseserver.core.http_response import check_head, encode_response_head, reason_phrase
 from sseserver.errors import LocalProtocolError
 
 TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
@@ -89,3 +91,50 @@ def test_status_out_of_range_is_refused(status: int) -> None:
 def test_tab_and_obs_text_pass_as_h11_allows() -> None:
     event = parsed_by_h11(encode_response_head(200, [("x-a", "a\tb \xe9")]))
     assert event.headers[0][1] == b"a\tb \xe9"
+
+
+def general_head(status: int, headers: list[tuple[str, str]]) -> bytes:
+    """The head as one pass over all of it builds it: what the table of lines must
+    give (or the error it must raise)."""
+    check_head(headers)
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return f"HTTP/1.1 {status} {reason_phrase(status)}\r\n{lines}\r\n".encode("latin-1")
+
+
+def outcome(make: Callable[[], bytes]) -> bytes | str:
+    try:
+        return make()
+    except LocalProtocolError as exc:
+        return str(exc)
+
+
+ANY_TEXT = st.text(st.characters(max_codepoint=0x2603), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(heads=st.lists(st.lists(st.tuples(st.one_of(names, ANY_TEXT),
+                                         st.one_of(values, ANY_TEXT)), max_size=6),
+                      min_size=1, max_size=4))
+def test_a_head_built_from_the_table_of_lines_is_the_head_built_in_one_pass(
+        heads: list[list[tuple[str, str]]]) -> None:
+    """Lines found in the table (the same pairs again, in other heads) give the bytes
+    and the refusals a head checked whole gives."""
+    for headers in [*heads, *heads]:
+        assert outcome(lambda h=headers: encode_response_head(200, h)) == \
+            outcome(lambda h=headers: general_head(200, h))
+
+
+def test_the_table_of_lines_stays_bounded_and_a_refused_line_is_never_kept() -> None:
+    for number in range(http_response._MAX_LINES * 2):
+        encode_response_head(200, [("x-stream-id", f"id{number}")])
+        assert len(http_response._lines) <= http_response._MAX_LINES
+    bad = ("x-a", "a\r\nx-injected: 1")
+    for _ in range(2):
+        with pytest.raises(LocalProtocolError):
+            encode_response_head(200, [bad])
+    assert bad not in http_response._lines
+
+
+def test_pairs_given_as_lists_are_built_each_time() -> None:
+    assert encode_response_head(200, [["x-a", "1"], ("x-b", "2")]) == \
+        b"HTTP/1.1 200 OK\r\nx-a: 1\r\nx-b: 2\r\n\r\n"  # type: ignore[list-item]

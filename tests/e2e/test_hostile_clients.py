@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 # Another client's /healthz must be answered within this, however the flood goes:
-# the loop's turns are bounded (http_server._EVENTS_PER_TURN); a stalled loop took
+# the loop's turns are bounded (input_queue.EVENTS_PER_TURN); a stalled loop took
 # 2.5-9 s here.
 HEALTHZ_BOUND = 0.2
 # The growth of the server's RSS a flooding non-reader may cause: a few buffers of
