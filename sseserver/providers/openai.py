@@ -121,12 +121,15 @@ class OpenAIAdapter:
         return self._usage  # OpenAI reports usage only in its last chunk
 
     def feed(self, event: str, data: str) -> list[NormalizedEvent]:
-        result = self.feed_message(data)  # every event of this wire format is unnamed
-        return [TextDelta(result)] if type(result) is str else result
+        """The full reading, no shortcut taken: every event of this wire format is
+        unnamed, so its name is not looked at."""
+        if data == "[DONE]":
+            return self._done()
+        return self._chunk_events(_parse(data))
 
     def feed_message(self, data: str) -> str | list[NormalizedEvent]:
-        """:meth:`feed` for an unnamed event, except that a plain text delta (the
-        per-token chunk) comes back as its bare content: no event, no list.
+        """:meth:`feed` by its shortcuts, except that a plain text delta (the per-token
+        chunk) comes back as its bare content: no event, no list.
 
         The shortcuts decide nothing of their own: whatever they accept, the full
         reading (:meth:`_chunk_events`) maps to that same one text delta."""
@@ -139,12 +142,8 @@ class OpenAIAdapter:
             if type(content) is str and content:
                 return content
         if data == "[DONE]":
-            self.finished = True
-            return self._complete_tool_calls()
-        try:
-            chunk = _loads(data)
-        except orjson.JSONDecodeError:
-            chunk = loads_after_error(data)
+            return self._done()
+        chunk = _parse(data)
         content = plain_text(chunk)
         if content is None:
             return self._chunk_events(chunk)
@@ -170,6 +169,10 @@ class OpenAIAdapter:
             proved = False
         if proved:
             self._text_head, self._text_tail = head, tail
+
+    def _done(self) -> list[NormalizedEvent]:
+        self.finished = True
+        return self._complete_tool_calls()
 
     def _chunk_events(self, chunk: Any) -> list[NormalizedEvent]:
         """The events of one decoded chunk, every field checked."""
@@ -245,6 +248,13 @@ SHAPE_LEARNT_AT = 2
 # that parsed, what follows is a value.
 _TO_CONTENT_VALUE = re.compile(r'.*"content"\s*:\s*', re.DOTALL)
 _STRING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _parse(data: str) -> Any:
+    try:
+        return _loads(data)
+    except orjson.JSONDecodeError:
+        return loads_after_error(data)
 
 
 def plain_text(chunk: Any) -> str | None:

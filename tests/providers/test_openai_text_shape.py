@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sseserver.errors import ProviderError
+from sseserver.events import TextDelta
 from sseserver.providers.openai import OpenAIAdapter, text_shape
 
 # Text chunks as servers write them: OpenAI's, with usage null (include_usage), with
@@ -48,7 +49,7 @@ def text(content: str) -> str:
 
 
 def full_reading(data: str) -> Any:
-    """What a fresh adapter's full reading gives (or the error it raises)."""
+    """What the full reading gives (or the error it raises)."""
     try:
         return OpenAIAdapter().feed("message", data)
     except ProviderError as exc:
@@ -63,10 +64,12 @@ def learnt(shape: str) -> OpenAIAdapter:
 
 
 def read(adapter: OpenAIAdapter, data: str) -> Any:
+    """What the shortcuts give, as events (a bare text is one text delta)."""
     try:
-        return adapter.feed("message", data)
+        result = adapter.feed_message(data)
     except ProviderError as exc:
         return ("error", str(exc))
+    return [TextDelta(result)] if type(result) is str else result
 
 
 # What may stand where the text goes: JSON strings of any text (escapes, non-ASCII,
@@ -131,6 +134,6 @@ def test_events_of_other_shapes_still_read_whole_after_the_shape_is_known() -> N
     finish = '{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],' \
         '"usage":null}'
     usage = '{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
-    assert [type(e).__name__ for e in adapter.feed("message", finish)] == ["Finish"]
-    assert [type(e).__name__ for e in adapter.feed("message", usage)] == ["Usage"]
+    assert [type(e).__name__ for e in adapter.feed_message(finish)] == ["Finish"]
+    assert [type(e).__name__ for e in adapter.feed_message(usage)] == ["Usage"]
     assert adapter.feed_message("[DONE]") == [] and adapter.finished
