@@ -103,18 +103,17 @@ class OpenAIAdapter:
     alone, a short JSON string instead of the whole object (a token's largest cost).
     """
 
-    __slots__ = ("_plain_texts", "_text_head", "_text_tail", "_tool_arguments", "_usage",
-                 "finished")
+    __slots__ = ("_plain_texts", "_text_shape", "_tool_arguments", "_usage", "finished")
 
     def __init__(self) -> None:
         self.finished = False
         self._usage: Usage | None = None
         # tool-call index -> whether any argument text came; None until a tool call does
         self._tool_arguments: dict[int, bool] | None = None
-        # A text chunk is this head, the text as one JSON string, this tail; None while
-        # the stream's text chunks have no shape proved (or once one broke it).
-        self._text_head: str | None = None
-        self._text_tail = ""
+        # A text chunk is a head, the text as one JSON string, a tail: (head, tail, where
+        # the tail begins counted from the end); None while the stream's text chunks
+        # have no shape proved (or once one broke it).
+        self._text_shape: tuple[str, str, int] | None = None
         self._plain_texts = 0  # text chunks read whole: the shape is learnt from one
 
     def usage_so_far(self) -> Usage | None:
@@ -133,22 +132,24 @@ class OpenAIAdapter:
 
         The shortcuts decide nothing of their own: whatever they accept, the full
         reading (:meth:`_chunk_events`) maps to that same one text delta."""
-        head = self._text_head
-        if head is not None and data.startswith(head) and data.endswith(self._text_tail):
-            try:  # what lies between is one JSON string, or this is no text chunk
-                content = _loads(data[len(head):len(data) - len(self._text_tail)])
-            except orjson.JSONDecodeError:
-                content = None
-            if type(content) is str and content:
-                return content
+        shape = self._text_shape
+        if shape is not None:
+            head, tail, tail_start = shape
+            if data.startswith(head) and data.endswith(tail):
+                try:  # what lies between is one JSON string, or this is no text chunk
+                    content = _loads(data[len(head):tail_start])
+                except orjson.JSONDecodeError:
+                    content = None
+                if type(content) is str and content:
+                    return content
         if data == "[DONE]":
             return self._done()
         chunk = _parse(data)
         content = plain_text(chunk)
         if content is None:
             return self._chunk_events(chunk)
-        if head is not None:  # a text chunk of another shape: the stream has none
-            self._text_head = None
+        if shape is not None:  # a text chunk of another shape: the stream has none
+            self._text_shape = None
         else:
             self._plain_texts += 1
             if self._plain_texts == SHAPE_LEARNT_AT:
@@ -168,7 +169,7 @@ class OpenAIAdapter:
         except orjson.JSONDecodeError:
             proved = False
         if proved:
-            self._text_head, self._text_tail = head, tail
+            self._text_shape = (head, tail, -len(tail))
 
     def _done(self) -> list[NormalizedEvent]:
         self.finished = True
