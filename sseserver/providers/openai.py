@@ -114,7 +114,7 @@ class OpenAIAdapter:
         # the tail begins counted from the end); None while the stream's text chunks
         # have no shape proved (or once one broke it).
         self._text_shape: tuple[str, str, int] | None = None
-        self._plain_texts = 0  # text chunks read whole: the shape is learnt from one
+        self._plain_texts = 0  # text chunks read whole, until the shape is taken
 
     def usage_so_far(self) -> Usage | None:
         return self._usage  # OpenAI reports usage only in its last chunk
@@ -159,7 +159,7 @@ class OpenAIAdapter:
     def _learn_text_shape(self, data: str, content: str) -> None:
         """Take the shape of ``data``, a text chunk of ``content``, once it is proved:
         the same chunk with another text in its place reads as that other text."""
-        shape = text_shape(data)
+        shape = text_shape(data) if len(data) <= MAX_SHAPED_CHUNK else None
         if shape is None:
             return
         head, tail = shape
@@ -244,6 +244,11 @@ class OpenAIAdapter:
 # The shape is taken from the second text chunk read whole, not the first: a stream
 # of one token then never pays for the proof (one more parse of a chunk).
 SHAPE_LEARNT_AT = 2
+# A stream holds its shape for its life: taken only from a chunk this long at most.
+# Text chunks are 150-600 characters (OpenAI's about 250, Azure's with its filter
+# results about 550); a longer one carries fields that change (logprobs), which no
+# later chunk would fit.
+MAX_SHAPED_CHUNK = 4096
 # Up to the value of a text chunk's last "content" key. Its quote after ``content`` is
 # no escaped one, so the colon after it stands outside every string: in a document
 # that parsed, what follows is a value.

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sseserver.errors import ProviderError
 from sseserver.events import TextDelta
-from sseserver.providers.openai import OpenAIAdapter, text_shape
+from sseserver.providers.openai import MAX_SHAPED_CHUNK, OpenAIAdapter, text_shape
 
 # Text chunks as servers write them: OpenAI's, with usage null (include_usage), with
 # whitespace (Python's json.dumps), Azure's filter results, an index left out, the
@@ -137,3 +137,11 @@ def test_events_of_other_shapes_still_read_whole_after_the_shape_is_known() -> N
     assert [type(e).__name__ for e in adapter.feed_message(finish)] == ["Finish"]
     assert [type(e).__name__ for e in adapter.feed_message(usage)] == ["Usage"]
     assert adapter.feed_message("[DONE]") == [] and adapter.finished
+
+
+def test_a_long_text_chunk_gives_no_shape_to_hold() -> None:
+    shape = '{"choices":[{"delta":{"content":%s}}],"pad":"' + "x" * MAX_SHAPED_CHUNK + '"}'
+    adapter = OpenAIAdapter()
+    for token in "abc":
+        assert adapter.feed_message(shape % text(token)) == token
+    assert adapter._text_shape is None
