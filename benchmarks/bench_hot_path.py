@@ -497,6 +497,43 @@ def test_floor_burst_read_to_client_write(benchmark: Any) -> None:
     assert client.last.count(b'data: {"content":"Hello"}') == BURST_EVENTS
 
 
+# A fast model's read as the fake provider writes it at rate 0: one HTTP chunk holding
+# twenty token events, each its own text, in the chunk shape OpenAI sends.
+BURST_20_TEXTS = [f"word{n} " for n in range(20)]
+BURST_20_PAYLOAD = b"".join(OPENAI_CHUNK.replace(b'"Hello"', orjson.dumps(text))
+                            for text in BURST_20_TEXTS)
+BURST_20_READ = b"%x\r\n%b\r\n" % (len(BURST_20_PAYLOAD), BURST_20_PAYLOAD)
+BURST_20_GROUP = "burst of 20 events in one chunk"
+
+
+def burst_20_texts(written: bytes) -> list[str]:
+    return [orjson.loads(line[6:])["content"] for line in written.split(b"\n")
+            if line.startswith(b"data: {")]
+
+
+def test_upstream_burst_20_read_to_client_write(benchmark: Any) -> None:
+    """One read of one chunk of 20 events through the whole path, one client write
+    (time / 20 is the per-event cost)."""
+    benchmark.group = BURST_20_GROUP
+    loop = asyncio.new_event_loop()
+    read, transport = our_token_path(loop)
+    writes = transport.writes
+    read(BURST_20_READ)
+    assert transport.writes - writes == 1
+    benchmark(read, BURST_20_READ)
+    benchmark.extra_info["events"] = len(BURST_20_TEXTS)
+    assert burst_20_texts(transport.last) == BURST_20_TEXTS
+    loop.close()
+
+
+def test_floor_burst_20_read_to_client_write(benchmark: Any) -> None:
+    benchmark.group = BURST_20_GROUP
+    read, client = floor_token_path()
+    benchmark(read, BURST_20_READ)
+    benchmark.extra_info["events"] = len(BURST_20_TEXTS)
+    assert burst_20_texts(client.last) == BURST_20_TEXTS
+
+
 # A server holds thousands of streams, and a token touches its own stream's objects,
 # which the tokens of the others have pushed out of the CPU caches: a round of one token
 # to each of this many streams times that, divided by it per token.

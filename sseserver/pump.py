@@ -191,9 +191,15 @@ class Pump:
             self.events += texts
 
     def _general(self, data: bytes, frames: list[bytes]) -> None:
+        """A read the reader's shortcuts leave (an event cut across reads, a named
+        event): its events, the unnamed ones still by the adapter's shortcuts."""
         adapter = self._adapter
         for sse in self._reader.feed(data):
-            self._frames(adapter.feed(sse.event, sse.data), frames)
+            if sse.event == "message":
+                result = adapter.feed_message(sse.data)
+                self._frames([TextDelta(result)] if type(result) is str else result, frames)
+            else:
+                self._frames(adapter.feed(sse.event, sse.data), frames)
             if adapter.finished:
                 return
 
@@ -338,3 +344,10 @@ class ReferencePump(Pump):
         self._flush(frames)
         if adapter.finished:
             self._settle(None)
+
+    def _general(self, data: bytes, frames: list[bytes]) -> None:
+        adapter = self._adapter
+        for sse in self._reader.feed(data):
+            self._frames(adapter.feed(sse.event, sse.data), frames)
+            if adapter.finished:
+                return

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -298,3 +299,56 @@ def test_the_pump_needs_no_event_loop() -> None:
                  if isinstance(node, ast.ImportFrom)}
     assert not {"asyncio", "socket", "time"} & imported
     assert not any(name.startswith("sseserver.aio") for name in imported)
+
+
+# -- bursts: many events in one read, built for the shortcuts' edges -------------------
+
+_HEAD = b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",' \
+    b'"choices":[{"index":0,'
+_TEXTS = st.one_of(st.text(max_size=12).map(lambda t: orjson.dumps(t)),
+                   st.sampled_from([b'"caf\xc3"', b'"\xff\xfe"', b'"\\ud800"', b'"a\xe2\x82"',
+                                    b'""', b'"\\u00e9\\n"']))
+# What a burst may carry besides text: the role chunk, a tool call, reasoning, the
+# finish, the usage, an error, a text chunk of another shape, comments, the end.
+_OTHERS = st.sampled_from([
+    b'data: ' + _HEAD + b'"delta":{"role":"assistant","content":""},"finish_reason":null}]}',
+    b'data: ' + _HEAD + b'"delta":{"tool_calls":[{"index":0,"id":"call_1","type":'
+    b'"function","function":{"name":"f","arguments":""}}]},"finish_reason":null}]}',
+    b'data: ' + _HEAD + b'"delta":{"reasoning_content":"hm"},"finish_reason":null}]}',
+    b'data: ' + _HEAD + b'"delta":{},"finish_reason":"stop"}]}',
+    b'data: {"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}',
+    b'data: {"error":{"message":"overloaded","type":"server_error"}}',
+    b'data: {"choices":[{"delta":{"content":"x"}}],"obfuscation":"abc"}',
+    b'data: ' + _HEAD + b'"delta":{"content":"a"},"finish_reason":null}]}\ndata: two lines',
+    b': keep-alive',
+    b'data: [DONE]',
+])
+_BURST_EVENT = st.one_of(
+    _TEXTS.map(lambda t: b'data: ' + _HEAD + b'"delta":{"content":' + t +
+               b'},"logprobs":null,"finish_reason":null}]}'),
+    _OTHERS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=st.lists(_BURST_EVENT, min_size=1, max_size=40),
+       sizes=st.lists(st.integers(1, 25), max_size=12), format_name=st.sampled_from(
+           sorted(FORMATTERS)))
+def test_bursts_of_any_size_give_the_general_paths_frames(
+        events: list[bytes], sizes: list[int], format_name: str) -> None:
+    """Reads of 1 to 25 whole events each, text chunks of one shape (so the adapter
+    reads them by their text) among events of every other kind, invalid UTF-8 and
+    lone surrogates inside: the frames are those of the general path."""
+    blocks = [event + b"\n\n" for event in events]
+    reads, at = [], 0
+    for size in [*sizes, len(blocks)]:
+        if at < len(blocks):
+            reads.append(b"".join(blocks[at:at + size]))
+            at += size
+    fast, fast_pump = pump_through(Pump, OPENAI, FORMATTERS[format_name](), reads)
+    general, general_pump = pump_through(ReferencePump, OPENAI, FORMATTERS[format_name](),
+                                         reads)
+    assert b"".join(fast.output.writes) == b"".join(general.output.writes)
+    assert fast.ending() == general.ending()
+    assert (fast.commits, fast_pump.events, fast_pump.usage) == \
+        (general.commits, general_pump.events, general_pump.usage)
+    assert len(fast.output.writes) <= len(reads) + 1

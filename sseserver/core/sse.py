@@ -172,16 +172,16 @@ class SSEParser:
         if not (self._at_boundary and chunk.startswith(b"data: ") and
                 self._ends_an_event(chunk)):
             return None
-        lines = chunk[:-2].split(b"\n\n")
-        for line in lines:
-            if not line.startswith(b"data: ") or 10 in line:
-                return None
+        # One decoding for all: a break between events is ASCII, which ends any
+        # invalid sequence before it, so each event's data decodes as it would alone.
+        data = _decode(chunk[6:-2]).split("\n\ndata: ")
+        # Each event but the first begins after a blank line, and no line break is
+        # there but the two after each event: counted, not looked for line by line.
+        if chunk.count(b"\n") != 2 * len(data):
+            return None
         self.last_event_id = self._id  # §2.5, as _dispatch does
         self._started = True
-        try:
-            return [line[6:].decode() for line in lines]
-        except UnicodeDecodeError:
-            return [_decode(line[6:]) for line in lines]
+        return data
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         if self._at_boundary and self._ends_an_event(chunk):

@@ -58,8 +58,9 @@ class SSEFormatter:
         return b"id: %d\nevent: metadata\ndata: %b\n\n" % (self.last_id, _dumps(metadata))
 
     def text(self, content: str) -> bytes:
+        # {"content": ...} as orjson writes it, around the text alone: no dict to build
         self.last_id += 1
-        return b"id: %d\ndata: %b\n\n" % (self.last_id, _dumps({"content": content}))
+        return b'id: %d\ndata: {"content":%b}\n\n' % (self.last_id, _dumps(content))
 
     def event(self, event: NormalizedEvent) -> bytes:
         if type(event) is TextDelta:  # the per-token case first

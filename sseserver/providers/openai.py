@@ -6,6 +6,7 @@ adapter reads defensively: every delta field optional, unknown keys ignored.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -109,46 +110,84 @@ class OpenAIAdapter:
     Every field is read by its documented type (:mod:`shapes`): a chunk with a field of
     another type is a :class:`ProviderError`, never an exception of another kind, and
     the events it gives have the types :mod:`sseserver.events` documents.
+
+    A provider writes a stream's text chunks alike but for the text: the same id,
+    model and fields around it. Once two have been read, the text chunk's shape is
+    known (:func:`text_shape`), and a chunk of that shape is read by parsing its text
+    alone, a short JSON string instead of the whole object (a token's largest cost).
     """
 
-    __slots__ = ("_tool_arguments", "_usage", "finished")
+    __slots__ = ("_plain_texts", "_text_shape", "_tool_arguments", "_usage", "finished")
 
     def __init__(self) -> None:
         self.finished = False
         self._usage: Usage | None = None
         # tool-call index -> whether any argument text came; None until a tool call does
         self._tool_arguments: dict[int, bool] | None = None
+        # A text chunk is a head, the text as one JSON string, a tail: (head, tail, where
+        # the tail begins counted from the end); None while the stream's text chunks
+        # have no shape proved (or once one broke it).
+        self._text_shape: tuple[str, str, int] | None = None
+        self._plain_texts = 0  # text chunks read whole, until the shape is taken
 
     def usage_so_far(self) -> Usage | None:
         return self._usage  # OpenAI reports usage only in its last chunk
 
     def feed(self, event: str, data: str) -> list[NormalizedEvent]:
-        result = self.feed_message(data)  # every event of this wire format is unnamed
-        return [TextDelta(result)] if type(result) is str else result
+        """The full reading, no shortcut taken: every event of this wire format is
+        unnamed, so its name is not looked at."""
+        if data == "[DONE]":
+            return self._done()
+        return self._chunk_events(_parse(data))
 
     def feed_message(self, data: str) -> str | list[NormalizedEvent]:
-        """:meth:`feed` for an unnamed event, except that a plain text delta (the
-        per-token chunk) comes back as its bare content: no event, no list.
+        """:meth:`feed` by its shortcuts, except that a plain text delta (the per-token
+        chunk) comes back as its bare content: no event, no list.
 
-        The shortcut decides nothing of its own: whatever it accepts, the full reading
-        (:meth:`_chunk_events`) maps to that same one text delta."""
-        if data == "[DONE]":
-            self.finished = True
-            return self._complete_tool_calls()
-        try:
-            chunk = _loads(data)
-        except orjson.JSONDecodeError:
-            chunk = loads_after_error(data)
-        if type(chunk) is dict and chunk.get("usage") is None and "error" not in chunk:
-            choices = chunk.get("choices")
-            if type(choices) is list and choices:
-                choice = choices[0]
-                if type(choice) is dict and type(delta := choice.get("delta")) is dict \
-                        and len(delta) == 1 and type(content := delta.get("content")) is str \
-                        and content and choice.get("finish_reason") is None \
-                        and (index := choice.get("index", 0)) == 0 and type(index) is int:
+        The shortcuts decide nothing of their own: whatever they accept, the full
+        reading (:meth:`_chunk_events`) maps to that same one text delta."""
+        shape = self._text_shape
+        if shape is not None:
+            head, tail, tail_start = shape
+            if data.startswith(head) and data.endswith(tail):
+                try:  # what lies between is one JSON string, or this is no text chunk
+                    content = _loads(data[len(head):tail_start])
+                except orjson.JSONDecodeError:
+                    content = None
+                if type(content) is str and content:
                     return content
-        return self._chunk_events(chunk)
+        if data == "[DONE]":
+            return self._done()
+        chunk = _parse(data)
+        content = plain_text(chunk)
+        if content is None:
+            return self._chunk_events(chunk)
+        if shape is not None:  # a text chunk of another shape: the stream has none
+            self._text_shape = None
+        else:
+            self._plain_texts += 1
+            if self._plain_texts == SHAPE_LEARNT_AT:
+                self._learn_text_shape(data, content)
+        return content
+
+    def _learn_text_shape(self, data: str, content: str) -> None:
+        """Take the shape of ``data``, a text chunk of ``content``, once it is proved:
+        the same chunk with another text in its place reads as that other text."""
+        shape = text_shape(data) if len(data) <= MAX_SHAPED_CHUNK else None
+        if shape is None:
+            return
+        head, tail = shape
+        probe = content + "."
+        try:
+            proved = plain_text(_loads(head + orjson.dumps(probe).decode() + tail)) == probe
+        except orjson.JSONDecodeError:
+            proved = False
+        if proved:
+            self._text_shape = (head, tail, -len(tail))
+
+    def _done(self) -> list[NormalizedEvent]:
+        self.finished = True
+        return self._complete_tool_calls()
 
     def _chunk_events(self, chunk: Any) -> list[NormalizedEvent]:
         """The events of one decoded chunk, every field checked."""
@@ -214,6 +253,57 @@ class OpenAIAdapter:
         for index in empty:
             seen[index] = True
         return [ToolCallDelta(index, None, None, "{}") for index in empty]
+
+
+# The shape is taken from the second text chunk read whole, not the first: a stream
+# of one token then never pays for the proof (one more parse of a chunk).
+SHAPE_LEARNT_AT = 2
+# A stream holds its shape for its life: taken only from a chunk this long at most.
+# Text chunks are 150-600 characters (OpenAI's about 250, Azure's with its filter
+# results about 550); a longer one carries fields that change (logprobs), which no
+# later chunk would fit.
+MAX_SHAPED_CHUNK = 4096
+# Up to the value of a text chunk's last "content" key. Its quote after ``content`` is
+# no escaped one, so the colon after it stands outside every string: in a document
+# that parsed, what follows is a value.
+_TO_CONTENT_VALUE = re.compile(r'.*"content"\s*:\s*', re.DOTALL)
+_STRING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _parse(data: str) -> Any:
+    try:
+        return _loads(data)
+    except orjson.JSONDecodeError:
+        return loads_after_error(data)
+
+
+def plain_text(chunk: Any) -> str | None:
+    """The text of a chunk that is one plain text delta and nothing else: what the
+    full reading maps to that one :class:`TextDelta` (and to no other event, no
+    usage, no error). None for any other chunk."""
+    try:  # only a list and dicts take these subscripts: types are checked as they go
+        choice = chunk["choices"][0]
+        delta = choice["delta"]
+        content = delta["content"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    if type(content) is not str or not content or len(delta) != 1 or \
+            choice.get("finish_reason") is not None or chunk.get("usage") is not None \
+            or "error" in chunk:
+        return None
+    index = choice.get("index", 0)
+    return content if index == 0 and type(index) is int else None
+
+
+def text_shape(data: str) -> tuple[str, str] | None:
+    """A text chunk's text as (what comes before it, what comes after it), the text
+    being its last "content" key's value, a JSON string; None if that is no string.
+    Whether that value is the chunk's text is for the caller to prove."""
+    key = _TO_CONTENT_VALUE.match(data)
+    token = _STRING_TOKEN.match(data, key.end()) if key is not None else None
+    if token is None:
+        return None
+    return data[:token.start()], data[token.end():]
 
 
 def _choice_index(choice: dict[str, Any]) -> int:

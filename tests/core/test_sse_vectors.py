@@ -208,7 +208,9 @@ def test_round_trip_at_random_split_points(
 _field_line = st.sampled_from([b"data", b"event", b"id", b"retry", b"", b"dat", b"data "]).flatmap(
     lambda name: st.tuples(st.just(name), st.sampled_from([b":", b": ", b":  ", b""]),
                            st.sampled_from([b"", b"x", b" y", b"{\"a\":1}", b"\xff\xfe",
-                                            b"123", b"message", b"caf\xc3\xa9"])))
+                                            b"123", b"message", b"caf\xc3\xa9",
+                                            # a character cut short, at a line's end
+                                            b"caf\xc3", b"\xe2\x82"])))
 # a read is usually a whole block, sometimes lines of a block still open
 _block = st.tuples(st.lists(_field_line, min_size=0, max_size=3), st.booleans()).map(
     lambda read: b"".join(name + colon + value + b"\n" for name, colon, value in read[0])
@@ -276,6 +278,8 @@ def test_data_line_reads_parse_as_byte_by_byte(blocks: list[bytes], bom: bool) -
 @example([b"data: a\n\n", b"data: b\n"], [2], False)
 @example([b"data: a\n\n", b"\n", b"data: b\n\n"], [3], False)
 @example([b"data: a\n\n", b"data:b\n\n"], [2], False)
+# invalid UTF-8, a character cut short at the end of an event's data
+@example([b"data: caf\xc3\n\n", b"data: \xff\xfe\n\n", b"data: \xe2\x82\n\n"], [3], False)
 def test_reads_of_several_data_line_events_parse_as_byte_by_byte(
         blocks: list[bytes], groups: list[int], bom: bool) -> None:
     """Reads of several blocks each: feed_data_lines takes those made only of whole

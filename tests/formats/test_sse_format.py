@@ -61,6 +61,15 @@ def test_text_is_the_text_delta_frame() -> None:
     assert by_text.last_id == by_event.last_id == 8
 
 
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_a_text_frame_is_the_text_as_orjson_writes_it_in_an_object(content: str) -> None:
+    """The text frame writes the object around the text by hand: byte for byte what
+    orjson writes for the object itself."""
+    assert SSEFormatter(first_id=8).text(content) == \
+        b"id: 9\ndata: %b\n\n" % orjson.dumps({"content": content})
+
 def _decoded_by_httpx_sse(wire: bytes) -> list[tuple[str, str, str | None, int | None]]:
     from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
