@@ -32,6 +32,9 @@ logger = logging.getLogger("sseserver.http")
 # kind per this many seconds.
 _ERROR_LOG_INTERVAL = 10.0
 _log_unsendable_head = RateLimitedLog(logger, logging.WARNING, _ERROR_LOG_INTERVAL)
+# Phase.CLOSED as a module name: an enum member read through its class goes through
+# EnumType.__getattr__'s slot in CPython 3.11 (~0.8k instructions more than a global).
+_CLOSED = Phase.CLOSED
 # The fields the connection adds, one tuple each: core/http_response.py finds their
 # encoded line by the pair.
 _CHUNKED = ("transfer-encoding", "chunked")
@@ -92,7 +95,7 @@ class Responding:
     def respond(self, status: int, headers: list[tuple[str, str]], body: bytes,
                 *, close: bool = False) -> None:
         """Send a whole response and finish the cycle."""
-        if self.phase is Phase.CLOSED or self._transport is None:
+        if self.phase is _CLOSED or self._transport is None:
             return
         if self._response_started:  # a second answer to one request: a handler bug
             self._close()
@@ -164,7 +167,7 @@ class Responding:
 
     def abort(self) -> None:
         """Drop the connection at once (no more bytes are sent)."""
-        if self._transport is not None and self.phase is not Phase.CLOSED:
+        if self._transport is not None and self.phase is not _CLOSED:
             self._transport.abort()
 
     def _finish_headers(self, headers: list[tuple[str, str]], close: bool
