@@ -475,4 +475,13 @@ class HTTPConnection(Responding, asyncio.Protocol):
 
 def _asks_close(connection: str) -> bool:
     """A Connection field value lists the "close" option."""
-    return "close" in (token.strip(" \t") for token in connection.lower().split(","))
+    options = connection.lower()
+    if options == "close":  # what clients send: no list to split
+        return True
+    return "close" in options and _lists_close(options)
+
+
+def _lists_close(options: str) -> bool:
+    """The general reading of a lower-cased Connection value (RFC 9110 §7.6.1: a
+    comma-separated list of options, optional whitespace around each)."""
+    return "close" in (token.strip(" \t") for token in options.split(","))

@@ -646,3 +646,13 @@ def test_a_chunk_split_over_reads_counts_once() -> None:
         while reader.next_event() is not NEED_DATA:
             pass
     assert reader.body_chunks == 2
+
+
+@pytest.mark.parametrize("value", [
+    "close", "Close", "CLOSE", "keep-alive", "keep-alive, close", "close, upgrade",
+    " close ", "\tclose", "closed", "enclose", "close-ish", "upgrade,close", "", ",",
+    "keep-alive,\tClose\t", "x-close", "close,", "clos", "c lose"])
+def test_connection_close_option_read_as_the_general_list_reading(value: str) -> None:
+    # the shortcuts (the whole value is "close"; no "close" anywhere) answer as
+    # splitting the option list does
+    assert http_server._asks_close(value) is http_server._lists_close(value.lower())
