@@ -188,10 +188,14 @@ def _max_tokens(value: Any) -> int | None:
     return value
 
 
+# a tuple made once: ``int | float`` in the call builds a types.UnionType each time
+_NUMBER_TYPES = (int, float)
+
+
 def _temperature(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2:
+    if isinstance(value, bool) or not isinstance(value, _NUMBER_TYPES) or not 0 <= value <= 2:
         raise RequestError("'temperature' must be a number from 0 to 2")
     return float(value)
 
