@@ -347,8 +347,11 @@ class Relay:
         self._dispose_upstream()
         if self.state is RelayState.ENDED:
             return
+        if error is None:  # finished: done from any position (the rules' first row),
+            self.complete()  # without the table's lookup (10k instructions a stream)
+            return
         committed = self.state is RelayState.COMMITTED
-        if error is not None and not committed:
+        if not committed:
             logger.info("stream %s: attempt %d on %s failed: %s", self.id, self.attempts,
                         self._route[self._position].provider.settings.name,
                         self._public(error)[1])
