@@ -80,6 +80,11 @@ class RelayState(enum.Enum):
     COMMITTED = "committed"  # the client saw content: no retry, no fallback
     ENDED = "ended"
 
+    # A member is its own identity (Enum compares by it): hashed so in C, not by
+    # Enum.__hash__'s Python call; every move looks its state up twice (5k instructions
+    # a stream's three moves).
+    __hash__ = object.__hash__
+
 
 # The moves a relay may make; any other is a bug (:meth:`Relay._move` refuses it).
 TRANSITIONS: dict[RelayState, frozenset[RelayState]] = {
