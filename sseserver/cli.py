@@ -31,7 +31,7 @@ from sseserver.auth_cli import add_auth_commands, run_auth_command
 from sseserver.auth_settings import all_keys, exposure_error
 from sseserver.config import Config, load_config, read_config_file
 from sseserver.errors import ConfigError
-from sseserver.log_format import MessageFormatter
+from sseserver.log_format import LineHandler, MessageFormatter
 from sseserver.stopping import (
     FORCING_SIGNALS,
     WORKER_FORCING_SIGNALS,
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("keys", "token"):  # print one value, start nothing
         return run_auth_command(args, dict(os.environ))
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineHandler(sys.stderr)
     handler.setFormatter(MessageFormatter())  # the message alone, as "%(message)s"
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     # The format shows the message alone: skip gathering the caller, thread and process
