@@ -31,13 +31,13 @@ from sseserver.auth_cli import add_auth_commands, run_auth_command
 from sseserver.auth_settings import all_keys, exposure_error
 from sseserver.config import Config, load_config, read_config_file
 from sseserver.errors import ConfigError
-from sseserver.log_format import LineHandler, MessageFormatter
 from sseserver.stopping import (
     FORCING_SIGNALS,
     WORKER_FORCING_SIGNALS,
     StopStage,
     next_stage,
 )
+from sseserver.stream_end import LineHandler, MessageFormatter
 
 if TYPE_CHECKING:
     from sseserver.aio.worker_channel import WorkerPlace

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sseserver.log_format import LineHandler, MessageFormatter
+from sseserver.stream_end import LineHandler, MessageFormatter
 
 
 def _record(msg: object, args: tuple[object, ...] = (), *, exc: bool = False,
