@@ -37,6 +37,7 @@ from sseserver.stopping import (
     StopStage,
     next_stage,
 )
+from sseserver.stream_end import LineHandler, MessageFormatter
 
 if TYPE_CHECKING:
     from sseserver.aio.worker_channel import WorkerPlace
@@ -122,8 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("keys", "token"):  # print one value, start nothing
         return run_auth_command(args, dict(os.environ))
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(message)s")
+    handler = LineHandler(sys.stderr)
+    handler.setFormatter(MessageFormatter())  # the message alone, as "%(message)s"
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     # The format shows the message alone: skip gathering the caller, thread and process
     # of each record (a third of the cost of a stream's end-of-stream line).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

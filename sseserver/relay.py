@@ -80,6 +80,11 @@ class RelayState(enum.Enum):
     COMMITTED = "committed"  # the client saw content: no retry, no fallback
     ENDED = "ended"
 
+    # A member is its own identity (Enum compares by it): hashed so in C, not by
+    # Enum.__hash__'s Python call; every move looks its state up twice (5k instructions
+    # a stream's three moves).
+    __hash__ = object.__hash__
+
 
 # The moves a relay may make; any other is a bug (:meth:`Relay._move` refuses it).
 TRANSITIONS: dict[RelayState, frozenset[RelayState]] = {
@@ -347,8 +352,11 @@ class Relay:
         self._dispose_upstream()
         if self.state is RelayState.ENDED:
             return
+        if error is None:  # finished: done from any position (the rules' first row),
+            self.complete()  # without the table's lookup (10k instructions a stream)
+            return
         committed = self.state is RelayState.COMMITTED
-        if error is not None and not committed:
+        if not committed:
             logger.info("stream %s: attempt %d on %s failed: %s", self.id, self.attempts,
                         self._route[self._position].provider.settings.name,
                         self._public(error)[1])

@@ -4,13 +4,19 @@ Every stream, whatever ended it, logs one ``stream_end`` line of JSON on the
 ``sseserver.streams`` logger: its id, the name of the key it served (never the key),
 how it ended, the provider and model it reached, its times, counts and attempts, and
 the reason (already redacted by the relay).
+
+The server writes every log line as its message alone: :class:`MessageFormatter`
+writes exactly what ``Formatter("%(message)s")`` writes, without the format string's
+dictionary lookup and the traceback checks when a record carries none (a record with
+one goes the general way); :class:`LineHandler` writes each line to a line-buffered
+stream (stderr is one) without flushing it again after the write did.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import orjson
 
@@ -53,3 +59,34 @@ def log_stream_end(stream: EndedStream, provider: str | None, model: str | None,
         "bytes": bytes_sent, "attempts": stream.attempts, "reason": stream.reason,
     }
     logger.info(orjson.dumps(record).decode())
+
+
+class MessageFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        # set as Formatter.format sets it: a filter or handler after this may read it
+        record.message = message = record.getMessage()
+        return message
+
+
+class LineHandler(logging.StreamHandler[TextIO]):
+    """A :class:`logging.StreamHandler` whose line, on a line-buffered stream, is in
+    the file when the write returns: the handler's flush after it (a lock and a call
+    that find nothing to write) is left out. Any other stream or terminator is written
+    and flushed as StreamHandler does; ``flush()`` itself flushes as ever."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = self.stream
+        if self.terminator != "\n" or not getattr(stream, "line_buffering", False):
+            super().emit(record)
+            return
+        try:
+            stream.write(self.format(record) + "\n")
+        except RecursionError:  # as StreamHandler.emit: not a handler's error to report
+            raise
+        except Exception:
+            self.handleError(record)

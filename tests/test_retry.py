@@ -150,3 +150,15 @@ def test_the_decision_module_needs_no_event_loop() -> None:
     imported |= {node.module or "" for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom)}
     assert not {"asyncio", "socket", "random", "time"} & imported
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 10])
+@pytest.mark.parametrize("committed", [False, True])
+@pytest.mark.parametrize("last_target", [False, True])
+def test_a_finished_attempt_is_done_from_every_position(
+        attempt: int, committed: bool, last_target: bool) -> None:
+    # the relay completes a finished attempt without asking decide (its shortcut)
+    assert decide(None, attempt, Position(committed, last_target), POLICY,
+                  0.5) is DONE
+    assert all(step is Step.DONE for (outcome, *_), step in TRANSITIONS.items()
+               if outcome is Outcome.FINISHED)
