@@ -176,12 +176,22 @@ def _serve(config: Config, *, worker: WorkerPlace | None = None) -> int:
         if server.gateway is not None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP,
                                                           server.gateway.gate.reload)
-        await stop.requested.wait()
+        await _stop_requested(stop, server)
         logger.info("draining: running streams get up to %g s; a second Ctrl-C stops "
                     "at once", config.streams.drain_timeout)
         await _drain_unless_forced(server, stop)
 
     return _run(run(), "cannot start")
+
+
+async def _stop_requested(stop: StopSignals, server: Server) -> None:
+    """Until a stop signal comes or, for a worker, its parent process is gone."""
+    waits = {asyncio.ensure_future(stop.requested.wait())}
+    if server.peers is not None:
+        waits.add(asyncio.ensure_future(server.peers.parent_gone.wait()))
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
 
 
 async def _drain_unless_forced(server: Server, stop: StopSignals) -> None:

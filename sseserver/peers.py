@@ -74,6 +74,10 @@ class Peers:
         self.handed_out = 0
         self.handed_in = 0
         self._closing = False
+        # Set when the parent process is gone (killed, say, by the OOM killer): nobody
+        # supervises this worker or passes it a stop signal any more, so it drains and
+        # exits rather than hold the shared port for ever.
+        self.parent_gone = asyncio.Event()
         self._control = Channel(place.control, self._loop, self._on_control,
                                 self._on_parent_gone, "to the parent")
         logger.info("worker %d of %d (pid %d, restarted %d times)", place.slot,
@@ -275,7 +279,8 @@ class Peers:
 
     def _on_parent_gone(self) -> None:
         if not self._closing:
-            logger.warning("the channel to the parent process closed")
+            logger.warning("the parent process is gone: this worker drains and exits")
+            self.parent_gone.set()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = self._loop.create_task(coroutine)

@@ -130,3 +130,32 @@ def test_workers_share_the_port_restart_when_killed_and_drain_on_sigterm() -> No
         assert listening == [f"http://127.0.0.1:{port}"] * 2
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_exit_when_their_parent_is_killed() -> None:
+    # Nobody would supervise them or pass them a stop signal: left running, they would
+    # hold the port for ever, beside the workers of a parent started again.
+    with serve("--demo", "--workers", "2") as (process, url):
+        deadline = time.monotonic() + 10
+        while len(_children(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = _children(process.pid)
+        assert len(workers) == 2
+        response = httpx.post(url + "/v1/stream", json=request_body({"tokens": 1}),
+                              timeout=10)
+        assert response.status_code == 200
+        process.kill()
+        process.wait(10)
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in workers), "a worker outlived its parent"
