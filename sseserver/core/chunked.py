@@ -33,6 +33,9 @@ _TRAILER_FIELD = re.compile(
     rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+:[ \t]*(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?[ \t]*")
 # The end of the trailer section: a blank line, CRLF or bare LF endings (as h11).
 _BLANK_LINE = re.compile(rb"\n\r?\n")
+# The last chunk with no extension, then the end of an empty trailer section: how a
+# body ends, mostly in the read of its last chunk with data.
+_LAST_CHUNK = b"0\r\n\r\n"
 
 
 class ChunkedDecoder:
@@ -66,7 +69,24 @@ class ChunkedDecoder:
                 size = _KNOWN_SIZES.get(field) or _chunk_size(field)
                 if size and len(data) == line_end + size + 4 and data.endswith(b"\r\n"):
                     return [data[line_end + 2:-2]]
+                if data.endswith(_LAST_CHUNK):
+                    return self._end_of_body(data, line_end, size)
         return self._decode(data)
+
+    def _end_of_body(self, data: bytes, line_end: int, size: int) -> list[bytes]:
+        """:meth:`feed`'s shortcut for a read that ends the body (a provider's last
+        read): the last chunk alone, or one whole chunk then the last chunk, with no
+        extension and no trailer field. Any other read ending so goes the general way."""
+        if data == _LAST_CHUNK:
+            pieces = []
+        elif size and len(data) == line_end + size + 4 + len(_LAST_CHUNK) and \
+                data.startswith(b"\r\n", line_end + 2 + size):
+            pieces = [data[line_end + 2:line_end + 2 + size]]
+        else:
+            return self._decode(data)
+        self._state = _TRAILER
+        self.done = True
+        return pieces
 
     def _decode(self, data: bytes) -> list[bytes]:
         """:meth:`feed` for any read, whatever the state: the general path, which the
@@ -186,6 +206,8 @@ def _whole_chunks(data: bytes, out: list[bytes]) -> int:
 
 def _chunk_size(field: bytes) -> int:
     """The size a bare hex chunk-size field gives (0 if it is not one), remembered."""
+    if field == b"0":  # the last chunk's: every body has one
+        return 0
     if len(field) > 20 or _HEX_DIGITS.fullmatch(field) is None:
         return 0
     size = int(field, 16)

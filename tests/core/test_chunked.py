@@ -372,3 +372,48 @@ def test_whole_byte_by_byte_and_with_trailing_data_as_h11() -> None:
         decoder = ChunkedDecoder()
         payload = b"".join(b"".join(decoder.feed(piece)) for piece in split(body + b"extra", reads))
         assert payload == expected[0] and decoder.done and decoder.trailing == b"extra"
+
+
+@st.composite
+def ending_reads(draw: st.DrawFn) -> list[bytes]:
+    """A body's last read as providers send it, the last chunk with data and the end
+    of the body together (or the end alone), and near misses of that shape."""
+    payload = draw(st.binary(min_size=0, max_size=40))
+    size = draw(size_fields).format(len(payload)).encode()
+    chunk = size + b"\r\n" + payload + draw(st.sampled_from([b"\r\n", b"\r\n", b"ab"]))
+    end = draw(st.sampled_from([b"0\r\n\r\n", b"0\r\n\r\n", b"00\r\n\r\n", b"0;x\r\n\r\n",
+                                b"0\r\nX-T: 1\r\n\r\n", b"0\r\n\r\n0\r\n\r\n"]))
+    before = draw(st.sampled_from([[], [b"3\r\nabc\r\n"], [b"3\r\nab"]]))
+    return [*before, *draw(st.sampled_from([[chunk + end], [chunk, end], [end]]))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(reads=ending_reads())
+def test_the_end_of_body_shortcut_equals_the_general_path(reads: list[bytes]) -> None:
+    fast, general = ChunkedDecoder(), ChunkedDecoder()
+    for data in reads:
+        ours = outcome(fast.feed, fast, data)
+        assert ours == outcome(general._decode, general, data), reads
+        if ours[0] == "error":
+            break
+        assert (fast._state, fast._buffer) == (general._state, general._buffer), reads
+
+
+def test_a_last_read_takes_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider's last read, its last events and the end of the body, and the end
+    alone, never go the general way."""
+    general: list[bytes] = []
+    decode = ChunkedDecoder._decode
+
+    def counted(self: ChunkedDecoder, data: bytes) -> list[bytes]:
+        general.append(data)
+        return decode(self, data)
+
+    monkeypatch.setattr(ChunkedDecoder, "_decode", counted)
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"5\r\nhello\r\n0\r\n\r\n") == [b"hello"]
+    assert decoder.done and decoder.trailing == b""
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"0\r\n\r\n") == [] and decoder.done
+    assert decoder.feed(b"more") == [] and decoder.trailing == b"more"
+    assert general == [b"more"]  # after the end: kept as trailing, by the general way
