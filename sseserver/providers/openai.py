@@ -25,6 +25,7 @@ from sseserver.events import (
 )
 from sseserver.providers.base import SettingsProvider, UpstreamRequest
 from sseserver.providers.shapes import (
+    MAX_COUNT,
     loads_after_error,
     malformed,
     message_text,
@@ -158,7 +159,10 @@ class OpenAIAdapter:
                     return content
         if data == "[DONE]":
             return self._done()
-        chunk = _parse(data)
+        try:
+            chunk = _loads(data)
+        except orjson.JSONDecodeError:
+            chunk = loads_after_error(data)
         content = plain_text(chunk)
         if content is None:
             return self._chunk_events(chunk)
@@ -190,43 +194,67 @@ class OpenAIAdapter:
         return self._complete_tool_calls()
 
     def _chunk_events(self, chunk: Any) -> list[NormalizedEvent]:
-        """The events of one decoded chunk, every field checked."""
+        """The events of one decoded chunk, every field checked.
+
+        Each field is checked inline, a reader of :mod:`shapes` called only for a
+        value of an unusual type, to raise its error (a stream's role, finish and
+        usage chunks are read here, each once): what each reader accepts, and the
+        same error for what it refuses, in the same order."""
         if type(chunk) is not dict:
             raise malformed("a chunk", "a JSON object")
         error = chunk.get("error")
         if error:  # what openai-python raises on: any truthy error (reference 6.2)
             return [_error_event(error)]
         events: list[NormalizedEvent] = []
-        choices = optional_list(chunk.get("choices"), "choices")
-        choice = optional_object(choices[0], "choices[0]") if choices else None
-        # Only the first choice is relayed: the gateway asks for n=1.
-        if choice is not None and _choice_index(choice) == 0:
-            self._choice_events(choice, events)
-        usage = optional_object(chunk.get("usage"), "usage")
+        choices = chunk.get("choices")
+        if type(choices) is not list and choices is not None:
+            raise malformed("choices", "a list")
+        if choices:
+            choice = choices[0]
+            if type(choice) is not dict and choice is not None:
+                raise malformed("choices[0]", "an object")
+            # Only the first choice is relayed: the gateway asks for n=1.
+            if choice is not None and _choice_index(choice) == 0:
+                self._choice_events(choice, events)
+        usage = chunk.get("usage")
         if usage is not None:
-            self._usage = Usage(
-                optional_count(usage.get("prompt_tokens"), "usage.prompt_tokens") or 0,
-                optional_count(usage.get("completion_tokens"), "usage.completion_tokens") or 0)
+            self._usage = _usage(usage)
             events.append(self._usage)
         return events
 
     def _choice_events(self, choice: dict[str, Any], events: list[NormalizedEvent]) -> None:
-        delta = optional_object(choice.get("delta"), "choices[0].delta")
-        if delta:
-            _content_events(delta.get("content"), events)
-            reasoning = optional_text(delta.get("reasoning_content"), "delta.reasoning_content") \
-                or optional_text(delta.get("reasoning"), "delta.reasoning")
-            if reasoning:
-                events.append(ReasoningDelta(reasoning))
-            refusal = optional_text(delta.get("refusal"), "delta.refusal")
-            if refusal:  # a refusal is text the user should read
-                events.append(TextDelta(refusal))
-            for call in optional_list(delta.get("tool_calls"), "delta.tool_calls") or ():
-                self._tool_call_events(call, events)
-        reason = optional_text(choice.get("finish_reason"), "choices[0].finish_reason")
+        delta = choice.get("delta")
+        if type(delta) is not dict and delta is not None:
+            raise malformed("choices[0].delta", "an object")
+        if delta and delta not in _INERT_DELTAS:
+            self._delta_events(delta, events)
+        reason = choice.get("finish_reason")
+        if type(reason) is not str and reason is not None:
+            raise malformed("choices[0].finish_reason", "a string")
         if reason:
-            events.extend(self._complete_tool_calls())
-            events.append(Finish(wire_token(reason, "other")))
+            if self._tool_arguments:
+                events.extend(self._complete_tool_calls())
+            events.append(_FINISHES.get(reason) or Finish(wire_token(reason, "other")))
+
+    def _delta_events(self, delta: dict[str, Any], events: list[NormalizedEvent]) -> None:
+        content = delta.get("content")
+        if type(content) is str:
+            if content:
+                events.append(TextDelta(content))
+        elif content is not None:
+            _content_events(content, events)
+        reasoning = _reasoning(delta)
+        if reasoning:
+            events.append(ReasoningDelta(reasoning))
+        refusal = delta.get("refusal")
+        if type(refusal) is not str and refusal is not None:
+            raise malformed("delta.refusal", "a string")
+        if refusal:  # a refusal is text the user should read
+            events.append(TextDelta(refusal))
+        calls = delta.get("tool_calls")
+        if calls is not None:
+            for call in optional_list(calls, "delta.tool_calls") or ():
+                self._tool_call_events(call, events)
 
     def _tool_call_events(self, call: Any, events: list[NormalizedEvent]) -> None:
         if type(call) is not dict:
@@ -255,6 +283,19 @@ class OpenAIAdapter:
         return [ToolCallDelta(index, None, None, "{}") for index in empty]
 
 
+# The finish reasons of the reference (§5), each its own wire token, as events made
+# once: an event is a frozen value, and making one costs as much as reading the
+# chunk's fields.
+_FINISHES = {reason: Finish(reason) for reason in
+             ("stop", "length", "tool_calls", "content_filter", "function_call")}
+# A stream's first chunk names the role and has no text: these deltas, as providers
+# send them (the recorded streams), give no event; a delta equal to one is known so
+# by one comparison, not read field by field.
+_INERT_DELTAS = ({"role": "assistant", "content": "", "refusal": None},
+                 {"role": "assistant", "content": ""},
+                 {"role": "assistant", "content": None, "refusal": ""},
+                 {"role": "assistant", "content": None},
+                 {"role": "assistant"})
 # The shape is taken from the second text chunk read whole, not the first: a stream
 # of one token then never pays for the proof (one more parse of a chunk).
 SHAPE_LEARNT_AT = 2
@@ -282,14 +323,15 @@ def plain_text(chunk: Any) -> str | None:
     full reading maps to that one :class:`TextDelta` (and to no other event, no
     usage, no error). None for any other chunk."""
     try:  # only a list and dicts take these subscripts: types are checked as they go
+        if chunk.get("usage") is not None:  # a usage chunk, before its empty choices
+            return None
         choice = chunk["choices"][0]
         delta = choice["delta"]
-        content = delta["content"]
-    except (KeyError, IndexError, TypeError):
+        content = delta.get("content")  # a finish chunk's delta has none
+    except (KeyError, IndexError, TypeError, AttributeError):
         return None
     if type(content) is not str or not content or len(delta) != 1 or \
-            choice.get("finish_reason") is not None or chunk.get("usage") is not None \
-            or "error" in chunk:
+            choice.get("finish_reason") is not None or "error" in chunk:
         return None
     index = choice.get("index", 0)
     return content if index == 0 and type(index) is int else None
@@ -307,7 +349,36 @@ def text_shape(data: str) -> tuple[str, str] | None:
 
 
 def _choice_index(choice: dict[str, Any]) -> int:
-    return optional_count(choice.get("index"), "choices[0].index") or 0
+    index = choice.get("index")
+    if index is None:
+        return 0
+    if type(index) is int and 0 <= index <= MAX_COUNT:
+        return index
+    return optional_count(index, "choices[0].index") or 0  # raises, in its words
+
+
+def _reasoning(delta: dict[str, Any]) -> str | None:
+    """``delta.reasoning_content`` (DeepSeek, vLLM), else ``delta.reasoning`` (Ollama,
+    OpenRouter, Groq)."""
+    reasoning = delta.get("reasoning_content")
+    if type(reasoning) is not str and reasoning is not None:
+        raise malformed("delta.reasoning_content", "a string")
+    if not reasoning:
+        reasoning = delta.get("reasoning")
+        if type(reasoning) is not str and reasoning is not None:
+            raise malformed("delta.reasoning", "a string")
+    return reasoning
+
+
+def _usage(usage: Any) -> Usage:
+    if type(usage) is not dict:
+        raise malformed("usage", "an object")
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if type(prompt) is not int or not 0 <= prompt <= MAX_COUNT:
+        prompt = optional_count(prompt, "usage.prompt_tokens") or 0  # None, or raises
+    if type(completion) is not int or not 0 <= completion <= MAX_COUNT:
+        completion = optional_count(completion, "usage.completion_tokens") or 0
+    return Usage(prompt, completion)
 
 
 def _content_events(content: Any, events: list[NormalizedEvent]) -> None:
