@@ -21,6 +21,8 @@ from sseserver.failures import collected_headers
 
 # Response headers of every stream (DESIGN.md §2), besides the content type.
 STREAM_HEADERS = (("cache-control", "no-cache, no-store"), ("x-accel-buffering", "no"))
+# Content types are the output formats' few; the bound only keeps the table a table.
+_MAX_FIXED_HEADS = 64
 
 
 class Output(Protocol):
@@ -64,8 +66,22 @@ class Output(Protocol):
 
 def stream_head(stream_id: str, content_type: str, extra: list[tuple[str, str]]
                 ) -> list[tuple[str, str]]:
-    return [("content-type", content_type), *STREAM_HEADERS, ("x-stream-id", stream_id),
-            *extra]
+    return [*fixed_stream_head(content_type), ("x-stream-id", stream_id), *extra]
+
+
+# A stream head's lines before its id, by content type (one per output format).
+_fixed_heads: dict[str, tuple[tuple[str, str], ...]] = {}
+
+
+def fixed_stream_head(content_type: str) -> tuple[tuple[str, str], ...]:
+    """The lines of a stream's head before its id: the same for every stream of a
+    format, one tuple (the head's template is found by it)."""
+    fixed = _fixed_heads.get(content_type)
+    if fixed is None:
+        fixed = (("content-type", content_type), *STREAM_HEADERS)
+        if len(_fixed_heads) < _MAX_FIXED_HEADS:
+            _fixed_heads[content_type] = fixed
+    return fixed
 
 
 class DirectOutput:
@@ -93,8 +109,9 @@ class DirectOutput:
     def open(self, stream_id: str, content_type: str, preamble: bytes) -> None:
         # with the head, not with the first event: a client cut before its first token
         # has been told when to come back (one write sends both)
-        self._writer = self._conn.start_stream(
-            200, stream_head(stream_id, content_type, self._extra_headers), preamble)
+        self._writer = self._conn.start_spliced_stream(
+            200, fixed_stream_head(content_type), ("x-stream-id", stream_id),
+            self._extra_headers, preamble)
         self.write_frame = self._writer.write  # a token's frame: one call, one chunk
 
     def write(self, frames: list[bytes]) -> None:

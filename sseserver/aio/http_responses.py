@@ -23,7 +23,7 @@ from sseserver.aio.http_request import Phase
 from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.aio.stream_writer import StreamWriter
 from sseserver.config import LimitsSettings as Limits
-from sseserver.core.http_response import encode_response_head
+from sseserver.core.http_response import encode_response_head, encode_spliced_head
 from sseserver.errors import LocalProtocolError
 
 logger = logging.getLogger("sseserver.http")
@@ -130,19 +130,44 @@ class Responding:
         the connection closes, and the writer returned is closed: it drops what it is
         given.
         """
+        all_headers = [*headers, *self.response_headers]
+        if self._http11:
+            all_headers.append(_CHUNKED)
+        return self._send_stream_head(self._encode_head(status, all_headers, close=False),
+                                      first)
+
+    def start_spliced_stream(self, status: int, fixed: tuple[tuple[str, str], ...],
+                             spliced: tuple[str, str], extra: list[tuple[str, str]],
+                             first: bytes = b"") -> StreamWriter:
+        """:meth:`start_stream` with the headers ``[*fixed, spliced, *extra]``, the
+        head built by :func:`encode_spliced_head` (a stream's head: fixed lines but
+        its id and the date)."""
+        after = (*extra, *self.response_headers, _CHUNKED) if self._http11 else \
+            (*extra, *self.response_headers)
+        # as _finish_headers decides: a response before the whole request was read closes
+        close = not self._keep_alive or not self._request_read()
+        if close:
+            self._close_after_response = True
+        try:
+            head: bytes | None = encode_spliced_head(status, fixed, spliced, after,
+                                                     http_date(), close)
+        except LocalProtocolError as exc:
+            _log_unsendable_head("cannot send a %d response to %s: %.100s", status,
+                                 self.peer, exc)
+            head = None
+        else:
+            self._response_started = True
+        return self._send_stream_head(head, first)
+
+    def _send_stream_head(self, head: bytes | None, first: bytes) -> StreamWriter:
         transport = self._transport
         assert transport is not None
-        chunked = self._http11
-        all_headers = [*headers, *self.response_headers]
-        if chunked:
-            all_headers.append(_CHUNKED)
-        head = self._encode_head(status, all_headers, close=False)
         if head is None:
             self._send_internal_error()
             writer = StreamWriter(self, transport)
             writer.closed = True
             return writer
-        writer = self.stream = StreamWriter(self, transport, chunked=chunked,
+        writer = self.stream = StreamWriter(self, transport, chunked=self._http11,
                                             sends_body=not self._head_only)
         transport.write(head + writer.frame(first) if first else head)
         if first and self.flow.paused:  # as a write of the first bytes checks

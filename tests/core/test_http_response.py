@@ -138,3 +138,40 @@ def test_the_table_of_lines_stays_bounded_and_a_refused_line_is_never_kept() -> 
 def test_pairs_given_as_lists_are_built_each_time() -> None:
     assert encode_response_head(200, [["x-a", "1"], ("x-b", "2")]) == \
         b"HTTP/1.1 200 OK\r\nx-a: 1\r\nx-b: 2\r\n\r\n"  # type: ignore[list-item]
+
+
+# -- a stream's head from a template of its fixed lines ---------------------------------
+
+pairs = st.tuples(st.one_of(names, names, ANY_TEXT), st.one_of(values, values, ANY_TEXT))
+spliced_values = st.one_of(st.text("0123456789abcdef", min_size=1, max_size=24), values,
+                           ANY_TEXT)
+DATE = "Tue, 01 Dec 2026 14:56:48 GMT"
+
+
+@settings(max_examples=300, deadline=None)
+@given(status=st.sampled_from([200, 200, 299, 1000]),
+       before=st.lists(pairs, max_size=3).map(tuple), name=st.one_of(names, ANY_TEXT),
+       streams=st.lists(st.tuples(spliced_values, st.one_of(st.just(DATE), ANY_TEXT)),
+                        min_size=1, max_size=4),
+       after=st.lists(pairs, max_size=3).map(tuple), close=st.booleans())
+def test_a_spliced_head_is_the_head_encoded_whole(
+        status: int, before: tuple[tuple[str, str], ...], name: str,
+        streams: list[tuple[str, str]], after: tuple[tuple[str, str], ...],
+        close: bool) -> None:
+    """Heads of the same fixed lines, each stream's value and date put in (the first
+    makes the template, the others take it): the bytes, or the refusal, of the head
+    encoded whole."""
+    http_response._templates.clear()
+    for value, date in [*streams, *streams]:
+        whole = [*before, (name, value), *after, ("date", date),
+                 *([("connection", "close")] if close else [])]
+        assert outcome(lambda v=value, d=date: http_response.encode_spliced_head(
+            status, before, (name, v), after, d, close)) == \
+            outcome(lambda h=whole: encode_response_head(status, h)), (value, date)
+
+
+def test_the_table_of_templates_stays_bounded() -> None:
+    for number in range(http_response._MAX_TEMPLATES * 2):
+        http_response.encode_spliced_head(200, (("x-n", str(number)),), ("x-stream-id", "a"),
+                                          (), DATE, close=False)
+        assert len(http_response._templates) <= http_response._MAX_TEMPLATES
