@@ -155,8 +155,10 @@ class Pump:
                     self.events += 1
                     self._write_frame(self._formatter.text(result))
                     return
-                else:
-                    self._frame(TextDelta(result), frames)
+                else:  # the first: what _frame does with its TextDelta, without one
+                    self.commit(frames)
+                    frames.append(self._formatter.text(result))
+                    self.events += 1
             elif (lines := self._reader.feed_data_lines(data)) is not None:
                 self._burst(lines, frames)
             else:
@@ -178,11 +180,11 @@ class Pump:
         try:
             for line in lines:
                 result = feed(line)
-                if type(result) is str and self.committed:
+                if type(result) is str:
+                    if not self.committed:  # as _frame commits for a TextDelta
+                        self.commit(frames)
                     append(text(result))
                     texts += 1
-                elif type(result) is str:
-                    self._frame(TextDelta(result), frames)
                 else:
                     self._frames(result, frames)
                     if adapter.finished:
