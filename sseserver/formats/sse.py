@@ -67,6 +67,11 @@ class SSEFormatter:
             return self.text(event.content)
         if type(event) in _NOT_SHOWN:
             return b""
+        if type(event) is Usage and type(event.input_tokens) is int and \
+                type(event.output_tokens) is int:  # every stream's, as orjson writes it
+            self.last_id += 1
+            return b'id: %d\nevent: usage\ndata: {"input_tokens":%d,"output_tokens":%d}\n\n' % (
+                self.last_id, event.input_tokens, event.output_tokens)
         name, payload = _named(event)
         self.last_id += 1
         return b"id: %d\nevent: %b\ndata: %b\n\n" % (self.last_id, name, _dumps(payload))

@@ -105,3 +105,11 @@ def test_the_preamble_alone_or_before_any_frame_makes_no_event() -> None:
             assert decoded[0][3] == 1500 and ours[0].retry == 1500, name
     assert _decoded_by_httpx_sse(starts["alone"]) == []
     assert [e[2] for e in _decoded_by_httpx_sse(starts["resumed"])] == ["7", "8"]
+
+
+@given(input_tokens=st.integers(-2**63, 2**64 - 1), output_tokens=st.integers(-2**63, 2**64 - 1))
+def test_a_usage_frame_is_its_payload_as_orjson_writes_it(input_tokens: int,
+                                                          output_tokens: int) -> None:
+    usage = Usage(input_tokens, output_tokens)
+    payload = orjson.dumps({"input_tokens": input_tokens, "output_tokens": output_tokens})
+    assert SSEFormatter().event(usage) == b"id: 1\nevent: usage\ndata: %b\n\n" % payload
