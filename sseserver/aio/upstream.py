@@ -122,7 +122,8 @@ class UpstreamConnection(asyncio.Protocol):
                  "_wheel", "bytes_received", "idle_since", "on_idle_lost", "origin",
                  "requests", "response_head", "state")
 
-    def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop,
+                 origin: str = "") -> None:
         self._loop = loop
         self._timeouts = timeouts
         self._transport: asyncio.Transport | None = None
@@ -131,30 +132,40 @@ class UpstreamConnection(asyncio.Protocol):
         self._timer: Deadline | None = None
         self.bytes_received = 0
         self.requests = 0
-        self.origin = ""
+        self.origin = origin  # scheme://authority: the pool's key
         self.idle_since = 0.0
         # Called with this connection if it breaks while idle (its pool forgets it).
         self.on_idle_lost: Callable[[UpstreamConnection], None] | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        """Per-request state, fresh for each request on this connection."""
-        # No future: the head's reader is told in the same callback that read it, with
-        # no loop pass between (a future's callback would wait for the next one).
+        # The per-request state as :meth:`_reset` leaves it, set here once.
         self._head_listener: HeadListener | None = None
-        self.response_head: ResponseHead | None = None  # once read
+        self.response_head: ResponseHead | None = None
         self._head_parser = ResponseHeadParser()
         self._sink: BodySink | None = None
-        self._pending: list[bytes] = []  # body bytes that arrived before stream()
+        self._pending: list[bytes] = []
         self._ended = False
         self._error: UpstreamError | None = None
         self._decoder: BodyDecoder | None = None
         self._keep_alive = False
-        self._started = self._loop.time()
-        # the request going out, then the head's arrival, then the sink's progress
-        self._last_activity = self._started
+        # send_request sets these three: the clocks of a request count from it
+        self._started = self._last_activity = 0.0
+        self._response_start = 0
+        self._progress_seen = 0
+
+    def _reset(self) -> None:
+        """Per-request state, fresh for each request on this connection (as
+        :meth:`__init__` sets it; :meth:`send_request` sets the request's clocks)."""
+        # No future: the head's reader is told in the same callback that read it, with
+        # no loop pass between (a future's callback would wait for the next one).
+        self._head_listener = None
+        self.response_head = None  # once read
+        self._head_parser = ResponseHeadParser()
+        self._sink = None
+        self._pending = []  # body bytes that arrived before stream()
+        self._ended = False
+        self._error = None
+        self._decoder = None
+        self._keep_alive = False
         self._progress_seen = 0  # the sink's progress at the last check
-        self._response_start = self.bytes_received  # where this response's bytes begin
 
     def __repr__(self) -> str:
         return (f"<UpstreamConnection {self.origin} state={self.state.value} "
