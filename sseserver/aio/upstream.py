@@ -268,12 +268,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.state = _AWAITING_HEAD
         # the total limit and the head's deadline count from here: a pooled connection
         # was reset when it went idle, maybe long before
-        self._started = self._last_activity = self._loop.time()
+        now = self._started = self._last_activity = self._loop.time()
         self._response_start = self.bytes_received
         # Due by the head's deadline and within a step of the idle limit both: the
         # head's arrival then needs no check of its own.
         timeouts = self._timeouts
-        self._schedule_check(min(timeouts.first_byte, self._idle_step(), timeouts.total))
+        delay = min(timeouts.first_byte, self._idle_step(), timeouts.total)
+        timer = self._timer
+        # The check the last response left pending serves, if due no later than this
+        # one must be (a check is never early in effect: it measures what is left and
+        # is set again): a pooled connection's request sets and cancels no deadline.
+        if timer is None or timer.when() > now + delay:
+            self._schedule_check(delay)
 
     def await_head(self, listener: HeadListener) -> None:
         """Tell ``listener`` of the response head, or of the error that ended the
@@ -439,7 +445,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.state = _DONE
         self._ended = True
-        self._cancel_timer()
+        # The check stays set: it does nothing between responses, and the next
+        # request on this connection is checked by it (see send_request); closing
+        # the connection cancels it.
         if self._sink is not None:
             self._sink.on_body_end()
 
@@ -472,13 +480,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _check_deadlines(self) -> None:
         self._timer = None
+        state = self.state
+        if state is not _AWAITING_HEAD and state is not _BODY:
+            return  # between responses: nothing to time (the next request sets it again)
         now = self._loop.time()
         timeouts = self._timeouts
         total_left = self._started + timeouts.total - now
         if total_left <= 0:
             self._fail(UpstreamTimeout(
                 f"provider stream exceeded the total timeout of {timeouts.total:g} s"))
-        elif self.state is _AWAITING_HEAD:
+        elif state is _AWAITING_HEAD:
             self._check_head(now, total_left)
         else:
             self._check_progress(now, total_left)
