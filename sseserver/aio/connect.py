@@ -65,14 +65,18 @@ async def connect(target: Target, timeouts: Timeouts,
             lambda: UpstreamConnection(timeouts, loop, target.origin), target.host,
             target.port, ssl=context, server_hostname=target.host if tls else None)
     except asyncio.CancelledError:
+        limit.cancel()
         if limit.expired():
             raise UpstreamTimeout(f"connecting to {target.authority} took longer than "
                                   f"{timeouts.connect:g} s") from None
         raise
-    except OSError as exc:  # ssl.SSLError (a bad certificate) is an OSError too
-        raise UpstreamConnectError(f"cannot connect to {target.authority}: {exc}") from None
-    finally:
+    except BaseException as exc:
         limit.cancel()
+        if isinstance(exc, OSError):  # ssl.SSLError (a bad certificate) is one too
+            raise UpstreamConnectError(f"cannot connect to {target.authority}: "
+                                       f"{exc}") from None
+        raise
+    limit.hand_over(conn)
     return conn
 
 
@@ -103,6 +107,15 @@ class _ConnectLimit:
 
     def cancel(self) -> None:
         self._deadline.cancel()
+
+    def hand_over(self, conn: UpstreamConnection) -> None:
+        """Connected: the limit's deadline, still pending, becomes the connection's
+        first check (due no later than the connect limit, it is early for any limit
+        of the request, and a check that comes early measures and is set again): the
+        request then sets no deadline of its own when its limits are longer."""
+        if self._fired:  # fired as the connection came: taken back, as asyncio.timeout
+            self._task.uncancel()  # does (the cancellation itself stays pending)
+        conn.adopt_check(self._deadline)
 
 
 async def open_upstream(

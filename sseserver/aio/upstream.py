@@ -466,6 +466,14 @@ class UpstreamConnection(asyncio.Protocol):
         elif self._sink is not None:
             self._sink.on_body_error(error)
 
+    def adopt_check(self, deadline: Deadline) -> None:
+        """Take ``deadline`` as this connection's pending check (the connect limit's,
+        due before any limit of a request), unless it ran or was cancelled already."""
+        if self._timer is None and deadline.redirect(self._check_deadlines):
+            self._timer = deadline
+        else:
+            deadline.cancel()
+
     def _schedule_check(self, delay: float) -> None:
         self._cancel_timer()
         self._timer = self._wheel.call_later(delay, self._check_deadlines)

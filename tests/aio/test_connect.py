@@ -13,7 +13,7 @@ import pytest
 
 from sseserver.aio.connect import _ConnectLimit, connect, parse_url
 from sseserver.aio.upstream import Timeouts
-from sseserver.aio.wheel import RESOLUTION
+from sseserver.aio.wheel import RESOLUTION, wheel_for
 from sseserver.errors import UpstreamConnectError, UpstreamTimeout
 from tests.conftest import loopback_server, run_async
 
@@ -150,5 +150,52 @@ def test_the_connect_limit_decides_as_asyncio_timeout(scenario: str) -> None:
         expected = await outcome(wheel_limit=False)
         assert await outcome(wheel_limit=True) == expected
         assert expected[0] == scenario.split()[0].replace("expires", "timeout")
+
+    run_async(main)
+
+
+def test_the_connect_limits_deadline_becomes_the_connections_check() -> None:
+    """Connected, the limit's pending deadline is the connection's one check: it never
+    cancels the task after, and the request's head deadline, longer than the connect
+    limit, still counts from the request and fails it in time, never early."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(5)  # never answers
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        wheel = wheel_for(loop)
+        async with loopback_server(handle) as port:
+            timeouts = Timeouts(connect=0.1, first_byte=0.4, idle=10)
+            conn = await connect(parse_url(f"http://127.0.0.1:{port}/x"), timeouts)
+            assert len(wheel) == 1  # the limit's deadline, the connection's now
+            await asyncio.sleep(0.05)
+            conn.send_request("POST", "/x", "api.test", [], b"{}")
+            sent = loop.time()
+            assert len(wheel) == 1  # due first: the request set none of its own
+            with pytest.raises(UpstreamTimeout, match="first byte"):
+                await conn.head()  # the limit's deadline passed: no cancellation came
+            assert 0.4 <= loop.time() - sent < 1.5
+            assert len(wheel) == 0
+
+    run_async(main)
+
+
+def test_a_connection_whose_limits_are_shorter_than_the_connect_limit_sets_its_own() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(5)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with loopback_server(handle) as port:
+            timeouts = Timeouts(connect=5.0, first_byte=0.2)
+            conn = await connect(parse_url(f"http://127.0.0.1:{port}/x"), timeouts)
+            conn.send_request("POST", "/x", "api.test", [], b"{}")
+            sent = loop.time()
+            assert len(wheel_for(loop)) == 1  # the limit's deadline gave way
+            with pytest.raises(UpstreamTimeout, match="first byte"):
+                await conn.head()
+            assert 0.2 <= loop.time() - sent < 1.5
 
     run_async(main)
