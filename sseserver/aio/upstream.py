@@ -15,7 +15,11 @@ The whole response head has one deadline, ``first_byte`` after the request went 
 the body only progress counts against the idle limit, and the sink says what progress
 is (the relay counts events: bytes that carry none, such as comment lines, do not keep
 a stream alive); a read touches no clock, and the timer asks the sink a few times per
-idle limit whether it moved on.
+idle limit whether it moved on. A check measures what is left of each limit and is
+set again, so one due early does no harm: the connect limit's deadline becomes a new
+connection's first check, and a check left set after a response serves the next
+request on the connection (between responses it does nothing), so a request sets a
+deadline of its own only when the pending one is due later than it needs.
 """
 
 from __future__ import annotations
