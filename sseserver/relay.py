@@ -391,12 +391,8 @@ class Relay:
     def on_commit(self) -> dict[str, Any]:
         """The pump commits the stream: its first content event is going out."""
         assert self._request is not None, "a stream commits before it ends"
-        state = self.state
-        if state is _STARTING:
-            self._open_response()
-        elif state is not _OPEN:
-            self._move(_COMMITTED)  # refused: a stream commits once, before it ends
-        self.state = _COMMITTED  # OPEN -> COMMITTED, the move TRANSITIONS allows
+        self._open_response()
+        self._move(_COMMITTED)
         self.first_token_at = self._loop.time()
         target = self._target  # None only if no attempt could even begin
         return {"stream_id": self.id,
@@ -460,9 +456,7 @@ class Relay:
         self._end()
 
     def _end(self) -> None:
-        if self.state is _ENDED:
-            self._move(_ENDED)  # refused: a stream ends once
-        self.state = _ENDED  # from any other state, as TRANSITIONS allows
+        self._move(_ENDED)
         self._heartbeat.stop()
         self._pump.stop()  # a body still flowing is let go in the next pass
         self._output.unbind()
@@ -499,7 +493,7 @@ class Relay:
 
     def _open_response(self) -> None:
         if self.state is _STARTING:
-            self.state = _OPEN  # STARTING -> OPEN, the move TRANSITIONS allows
+            self._move(_OPEN)
             self._output.open(self.id, self._formatter.content_type,
                               self._formatter.preamble)
 

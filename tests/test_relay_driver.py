@@ -418,30 +418,6 @@ def test_the_state_moves_only_as_the_table_allows(loop: VirtualClockLoop) -> Non
     assert reachable == set(RelayState)
 
 
-@pytest.mark.parametrize("state", list(RelayState))
-def test_the_commit_and_the_end_move_as_the_table_says(loop: VirtualClockLoop,
-                                                       state: RelayState) -> None:
-    """on_commit and _end make their moves without the table's lookup: from each state
-    they are refused, or lead where, exactly as :meth:`Relay._move` by the table (a
-    commit before the head opens the response first: STARTING, then OPEN)."""
-    for step, target in ((Relay.on_commit, RelayState.COMMITTED), (Relay._end, RelayState.ENDED)):
-        run = start(loop, [Script(ttfb=5.0, chunks=[DONE])])
-        relay = run.relay
-        relay.state = state
-        start_from = RelayState.OPEN if (state, target) == (
-            RelayState.STARTING, RelayState.COMMITTED) else state
-        if target in TRANSITIONS[start_from]:
-            step(relay)
-            assert relay.state is target
-        else:
-            with pytest.raises(AssertionError, match="no move"):
-                step(relay)
-            assert relay.state is state
-        if relay.state is not RelayState.ENDED:
-            relay.on_client_gone()  # ends it, sending nothing more
-        loop.run_until_complete(asyncio.sleep(0.01))
-
-
 def _held_by(root: object, shared: tuple[object, ...], limit: int = 2000) -> list[object]:
     """The objects ``root`` holds, directly or not: instances and containers only (no
     class, module or function, which lead to everything), and not through ``shared``

@@ -90,12 +90,13 @@ class ConnectionPool:
 
         Raises :class:`UpstreamConnectError` or :class:`UpstreamTimeout`.
         """
+        conn = self.request_idle(url, method, headers, body)
+        if conn is not None:
+            return conn
         target = parse_url(url)
         origin = self._origin(target.origin)
-        conn = self._idle_for(origin)
-        if conn is None:
-            conn = await self._open(origin, target)
-        return self._send(origin, conn, target, method, headers, body)
+        return self._send(origin, await self._open(origin, target), target, method, headers,
+                          body)
 
     def request_idle(self, url: str, method: str, headers: Sequence[tuple[str, str]],
                      body: bytes) -> UpstreamConnection | None:
@@ -104,18 +105,13 @@ class ConnectionPool:
         opened or waited for."""
         target = parse_url(url)
         origin = self._origin(target.origin)
-        conn = self._idle_for(origin)
-        return None if conn is None else self._send(origin, conn, target, method, headers,
-                                                    body)
-
-    def _idle_for(self, origin: _Origin) -> UpstreamConnection | None:
-        """An idle connection of ``origin`` to take now, unless others wait for one."""
         if origin.waiters or origin.woken:
             return None  # they came first
         conn = self._take_idle(origin)
-        if conn is not None:
-            self.reused += 1
-        return conn
+        if conn is None:
+            return None
+        self.reused += 1
+        return self._send(origin, conn, target, method, headers, body)
 
     def _origin(self, name: str) -> _Origin:
         origin = self._origins.get(name)

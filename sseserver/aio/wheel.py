@@ -83,11 +83,6 @@ class Deadline:
                     del buckets[self._tick]  # its heap entry is skipped later
 
 
-_ceil = math.ceil
-_heappush = heapq.heappush
-_new_deadline = object.__new__
-
-
 class TimerWheel:
     __slots__ = ("_armed", "_armed_tick", "_buckets", "_loop", "_ticks", "resolution")
 
@@ -107,17 +102,13 @@ class TimerWheel:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Deadline:
         # ceil: a deadline's tick is never before its time
-        tick = _ceil((self._loop.time() + (delay if delay > 0.0 else 0.0)) / self.resolution)
-        # Deadline's fields set here, not by its __init__: a class's __init__ is a call
-        # CPython 3.11 does not inline (a stream sets three or four deadlines)
-        deadline = _new_deadline(Deadline)
-        deadline._wheel = self
-        deadline._tick = tick
-        deadline._callback = callback
+        tick = math.ceil((self._loop.time() + (delay if delay > 0.0 else 0.0)) /
+                         self.resolution)
+        deadline = Deadline(self, tick, callback)
         bucket = self._buckets.get(tick)
         if bucket is None:
             bucket = self._buckets[tick] = set()
-            _heappush(self._ticks, tick)
+            heapq.heappush(self._ticks, tick)
         bucket.add(deadline)
         if self._armed is None or tick < self._armed_tick:
             self._arm(tick)
