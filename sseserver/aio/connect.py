@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from sseserver.aio.upstream import Timeouts, UpstreamConnection
+from sseserver.aio.wheel import wheel_for
 from sseserver.errors import UpstreamConnectError, UpstreamTimeout
 
 
@@ -24,10 +25,9 @@ class Target:
     port: int
     path: str  # request target: path and query
     authority: str  # the Host header
-
-    @property
-    def origin(self) -> str:
-        return f"{self.scheme}://{self.authority}"
+    # scheme://authority, the pool's key: built once with the (cached) target, not at
+    # each of a stream's look-ups
+    origin: str
 
 
 @functools.lru_cache(maxsize=256)
@@ -43,7 +43,9 @@ def parse_url(url: str) -> Target:
                                    "are needed", retryable=False)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(parts.scheme, parts.hostname, port, path, parts.netloc.rpartition("@")[2])
+    authority = parts.netloc.rpartition("@")[2]
+    return Target(parts.scheme, parts.hostname, port, path, authority,
+                  f"{parts.scheme}://{authority}")
 
 
 async def connect(target: Target, timeouts: Timeouts,
@@ -55,19 +57,65 @@ async def connect(target: Target, timeouts: Timeouts,
     loop = asyncio.get_running_loop()
     tls = target.scheme == "https"
     context = (ssl_context or ssl.create_default_context()) if tls else None
+    # The limit on the loop's wheel, not asyncio.timeout (a loop timer, a context
+    # manager's four calls): a deadline that cancels this task, as asyncio.timeout does.
+    limit = _ConnectLimit(loop, timeouts.connect)
     try:
-        # asyncio.timeout, not wait_for: no task wrapped around the connection attempt
-        async with asyncio.timeout(timeouts.connect):
-            _, conn = await loop.create_connection(
-                lambda: UpstreamConnection(timeouts, loop), target.host, target.port,
-                ssl=context, server_hostname=target.host if tls else None)
-    except TimeoutError:
-        raise UpstreamTimeout(f"connecting to {target.authority} took longer than "
-                              f"{timeouts.connect:g} s") from None
-    except OSError as exc:  # ssl.SSLError (a bad certificate) is an OSError too
-        raise UpstreamConnectError(f"cannot connect to {target.authority}: {exc}") from None
-    conn.origin = target.origin
+        _, conn = await loop.create_connection(
+            lambda: UpstreamConnection(timeouts, loop, target.origin), target.host,
+            target.port, ssl=context, server_hostname=target.host if tls else None)
+    except asyncio.CancelledError:
+        limit.cancel()
+        if limit.expired():
+            raise UpstreamTimeout(f"connecting to {target.authority} took longer than "
+                                  f"{timeouts.connect:g} s") from None
+        raise
+    except BaseException as exc:
+        limit.cancel()
+        if isinstance(exc, OSError):  # ssl.SSLError (a bad certificate) is one too
+            raise UpstreamConnectError(f"cannot connect to {target.authority}: "
+                                       f"{exc}") from None
+        raise
+    limit.hand_over(conn)
     return conn
+
+
+class _ConnectLimit:
+    """Cancels the connecting task when the connect timeout passes (on the loop's
+    wheel: never early, at most a tick late). :meth:`expired` tells, on the
+    cancellation, whether it was this limit's, as ``asyncio.timeout`` tells it: a
+    cancellation from elsewhere (the stream given up) stays a cancellation."""
+
+    __slots__ = ("_cancelling", "_deadline", "_fired", "_task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        task = asyncio.current_task(loop)
+        assert task is not None, "a connection is opened in a task"
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._fired = False
+        self._deadline = wheel_for(loop).call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        if not self._task.done():
+            self._fired = True
+            self._task.cancel()
+
+    def expired(self) -> bool:
+        """Whether the cancellation being handled is this limit's (and only its)."""
+        return self._fired and self._task.uncancel() <= self._cancelling
+
+    def cancel(self) -> None:
+        self._deadline.cancel()
+
+    def hand_over(self, conn: UpstreamConnection) -> None:
+        """Connected: the limit's deadline, still pending, becomes the connection's
+        first check (due no later than the connect limit, it is early for any limit
+        of the request, and a check that comes early measures and is set again): the
+        request then sets no deadline of its own when its limits are longer."""
+        if self._fired:  # fired as the connection came: taken back, as asyncio.timeout
+            self._task.uncancel()  # does (the cancellation itself stays pending)
+        conn.adopt_check(self._deadline)
 
 
 async def open_upstream(

@@ -15,7 +15,11 @@ The whole response head has one deadline, ``first_byte`` after the request went 
 the body only progress counts against the idle limit, and the sink says what progress
 is (the relay counts events: bytes that carry none, such as comment lines, do not keep
 a stream alive); a read touches no clock, and the timer asks the sink a few times per
-idle limit whether it moved on.
+idle limit whether it moved on. A check measures what is left of each limit and is
+set again, so one due early does no harm: the connect limit's deadline becomes a new
+connection's first check, and a check left set after a response serves the next
+request on the connection (between responses it does nothing), so a request sets a
+deadline of its own only when the pending one is due later than it needs.
 """
 
 from __future__ import annotations
@@ -122,7 +126,8 @@ class UpstreamConnection(asyncio.Protocol):
                  "_wheel", "bytes_received", "idle_since", "on_idle_lost", "origin",
                  "requests", "response_head", "state")
 
-    def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop,
+                 origin: str = "") -> None:
         self._loop = loop
         self._timeouts = timeouts
         self._transport: asyncio.Transport | None = None
@@ -131,30 +136,40 @@ class UpstreamConnection(asyncio.Protocol):
         self._timer: Deadline | None = None
         self.bytes_received = 0
         self.requests = 0
-        self.origin = ""
+        self.origin = origin  # scheme://authority: the pool's key
         self.idle_since = 0.0
         # Called with this connection if it breaks while idle (its pool forgets it).
         self.on_idle_lost: Callable[[UpstreamConnection], None] | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        """Per-request state, fresh for each request on this connection."""
-        # No future: the head's reader is told in the same callback that read it, with
-        # no loop pass between (a future's callback would wait for the next one).
+        # The per-request state as :meth:`_reset` leaves it, set here once.
         self._head_listener: HeadListener | None = None
-        self.response_head: ResponseHead | None = None  # once read
+        self.response_head: ResponseHead | None = None
         self._head_parser = ResponseHeadParser()
         self._sink: BodySink | None = None
-        self._pending: list[bytes] = []  # body bytes that arrived before stream()
+        self._pending: list[bytes] = []
         self._ended = False
         self._error: UpstreamError | None = None
         self._decoder: BodyDecoder | None = None
         self._keep_alive = False
-        self._started = self._loop.time()
-        # the request going out, then the head's arrival, then the sink's progress
-        self._last_activity = self._started
+        # send_request sets these three: the clocks of a request count from it
+        self._started = self._last_activity = 0.0
+        self._response_start = 0
+        self._progress_seen = 0
+
+    def _reset(self) -> None:
+        """Per-request state, fresh for each request on this connection (as
+        :meth:`__init__` sets it; :meth:`send_request` sets the request's clocks)."""
+        # No future: the head's reader is told in the same callback that read it, with
+        # no loop pass between (a future's callback would wait for the next one).
+        self._head_listener = None
+        self.response_head = None  # once read
+        self._head_parser = ResponseHeadParser()
+        self._sink = None
+        self._pending = []  # body bytes that arrived before stream()
+        self._ended = False
+        self._error = None
+        self._decoder = None
+        self._keep_alive = False
         self._progress_seen = 0  # the sink's progress at the last check
-        self._response_start = self.bytes_received  # where this response's bytes begin
 
     def __repr__(self) -> str:
         return (f"<UpstreamConnection {self.origin} state={self.state.value} "
@@ -257,12 +272,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.state = _AWAITING_HEAD
         # the total limit and the head's deadline count from here: a pooled connection
         # was reset when it went idle, maybe long before
-        self._started = self._last_activity = self._loop.time()
+        now = self._started = self._last_activity = self._loop.time()
         self._response_start = self.bytes_received
         # Due by the head's deadline and within a step of the idle limit both: the
         # head's arrival then needs no check of its own.
         timeouts = self._timeouts
-        self._schedule_check(min(timeouts.first_byte, self._idle_step(), timeouts.total))
+        delay = min(timeouts.first_byte, self._idle_step(), timeouts.total)
+        timer = self._timer
+        # The check the last response left pending serves, if due no later than this
+        # one must be (a check is never early in effect: it measures what is left and
+        # is set again): a pooled connection's request sets and cancels no deadline.
+        if timer is None or timer.when() > now + delay:
+            self._schedule_check(delay)
 
     def await_head(self, listener: HeadListener) -> None:
         """Tell ``listener`` of the response head, or of the error that ended the
@@ -428,7 +449,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.state = _DONE
         self._ended = True
-        self._cancel_timer()
+        # The check stays set: it does nothing between responses, and the next
+        # request on this connection is checked by it (see send_request); closing
+        # the connection cancels it.
         if self._sink is not None:
             self._sink.on_body_end()
 
@@ -447,6 +470,14 @@ class UpstreamConnection(asyncio.Protocol):
         elif self._sink is not None:
             self._sink.on_body_error(error)
 
+    def adopt_check(self, deadline: Deadline) -> None:
+        """Take ``deadline`` as this connection's pending check (the connect limit's,
+        due before any limit of a request), unless it ran or was cancelled already."""
+        if self._timer is None and deadline.redirect(self._check_deadlines):
+            self._timer = deadline
+        else:
+            deadline.cancel()
+
     def _schedule_check(self, delay: float) -> None:
         self._cancel_timer()
         self._timer = self._wheel.call_later(delay, self._check_deadlines)
@@ -461,13 +492,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _check_deadlines(self) -> None:
         self._timer = None
+        state = self.state
+        if state is not _AWAITING_HEAD and state is not _BODY:
+            return  # between responses: nothing to time (the next request sets it again)
         now = self._loop.time()
         timeouts = self._timeouts
         total_left = self._started + timeouts.total - now
         if total_left <= 0:
             self._fail(UpstreamTimeout(
                 f"provider stream exceeded the total timeout of {timeouts.total:g} s"))
-        elif self.state is _AWAITING_HEAD:
+        elif state is _AWAITING_HEAD:
             self._check_head(now, total_left)
         else:
             self._check_progress(now, total_left)

@@ -63,6 +63,14 @@ class Deadline:
     def cancelled(self) -> bool:
         return self._callback is None
 
+    def redirect(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` at this deadline instead of its own; False (and nothing
+        changed) once it ran or was cancelled."""
+        if self._callback is None:
+            return False
+        self._callback = callback
+        return True
+
     def cancel(self) -> None:
         if self._callback is not None:
             self._callback = None

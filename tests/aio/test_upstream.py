@@ -13,6 +13,7 @@ import pytest
 
 from sseserver.aio.connect import open_upstream
 from sseserver.aio.upstream import State, Timeouts, UpstreamConnection
+from sseserver.aio.wheel import wheel_for
 from sseserver.core.http_client import ResponseHead
 from sseserver.errors import (
     LocalProtocolError,
@@ -657,5 +658,34 @@ def test_a_head_that_never_comes_is_told_as_an_error_and_a_closed_one_not_at_all
         awaited.close()  # and a head awaited as a future is cancelled
         await asyncio.sleep(0.4)
         assert not errors.done() and head.cancelled()
+
+    run(script, test)
+
+
+@pytest.mark.parametrize("idle_for", [0.0, 0.5])
+def test_a_pooled_connections_next_request_keeps_its_head_deadline(idle_for: float) -> None:
+    """The check a response leaves set serves the next request on the connection
+    (``idle_for`` 0) or, fired while the connection was idle, did nothing and is set
+    again (0.5): either way the second request's head deadline counts from it, never
+    earlier, and fails it in time."""
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(2)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await reader.readuntil(b"\r\n\r\n")  # the second request: never answered
+        await asyncio.sleep(5)
+
+    async def test(url: str) -> None:
+        loop = asyncio.get_running_loop()
+        conn = await open_upstream(url, "POST", [], b"{}", Timeouts(first_byte=0.3, idle=10))
+        await conn.head()
+        assert await conn.read_body() == b"ok" and conn.recycle()
+        await asyncio.sleep(idle_for)
+        assert conn.state is State.IDLE
+        conn.send_request("POST", "/v1/x", "api.test", [], b"{}")
+        sent = loop.time()
+        with pytest.raises(UpstreamTimeout, match="first byte"):
+            await conn.head()
+        assert 0.3 <= loop.time() - sent < 1.5
+        assert len(wheel_for(loop)) == 0  # a failed connection holds no deadline
 
     run(script, test)

@@ -155,3 +155,20 @@ def test_one_wheel_per_loop() -> None:
     run_async(other)
     run_async(other)
     assert first[0] is not first[1]
+
+
+def test_a_redirected_deadline_calls_its_new_callback_at_its_time(clock: VirtualClock) -> None:
+    wheel = TimerWheel(clock)
+    fired: list[str] = []
+    deadline = wheel.call_later(0.1, lambda: fired.append("old"))
+    assert deadline.redirect(lambda: fired.append("new"))
+    clock.advance(0.05)
+    assert fired == []  # never early
+    clock.advance(0.05 + RESOLUTION)
+    assert fired == ["new"] and len(wheel) == 0
+    assert not deadline.redirect(lambda: fired.append("late"))  # it ran: nothing changes
+    cancelled = wheel.call_later(0.1, lambda: fired.append("cancelled"))
+    cancelled.cancel()
+    assert not cancelled.redirect(lambda: fired.append("revived"))
+    clock.advance(1.0)
+    assert fired == ["new"] and len(wheel) == 0
