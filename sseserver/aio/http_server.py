@@ -246,7 +246,8 @@ class HTTPConnection(Responding, asyncio.Protocol):
 
     def _read_events(self, bound: int) -> int:
         reader = self._reader
-        for done in range(EVENTS_PER_TURN):
+        done = 0
+        while done < EVENTS_PER_TURN:
             if self.attained > bound:  # a connection that has had fewer events waits
                 break
             if self.phase is not _IDLE and self.phase is not _READING:
@@ -264,21 +265,34 @@ class HTTPConnection(Responding, asyncio.Protocol):
             if event is PAUSED:
                 self._pause_reading()
                 return done
+            done += 1
             self.attained += 1
             try:  # the events by how often they come (a body is one piece or more)
-                if type(event) is bytes:
+                if type(event) is RequestHead:
+                    self._start_request(event)
+                    # The body and its end as one when all of the body came with the
+                    # head, as the loop would read them: room for both in this turn,
+                    # still reading, answers read
+                    if done + 2 <= EVENTS_PER_TURN and self.attained < bound and \
+                            self.phase is _READING and not self.flow.paused:
+                        body = reader.whole_body()
+                        if body is not None:
+                            if body:  # its piece
+                                done += 1
+                                self.attained += 1
+                                self._check_body_size()
+                            done += 1  # its end
+                            self.attained += 1
+                            self._dispatch(body)
+                elif type(event) is bytes:
                     self._add_body(event)
                 elif event is END_OF_MESSAGE:
                     self._dispatch()
-                elif type(event) is RequestHead:
-                    self._start_request(event)
                 elif event is CONNECTION_CLOSED:
                     self._close()
             except HTTPError as exc:
                 self._fail(exc.status, str(exc), close=exc.close)
-                return done + 1
-        else:
-            done = EVENTS_PER_TURN
+                return done
         self._next_turn()
         return done
 
@@ -335,19 +349,27 @@ class HTTPConnection(Responding, asyncio.Protocol):
             self._transport.write(_CONTINUE)
 
     def _add_body(self, data: bytes) -> None:
+        self._check_body_size()
+        self._body.append(data)
+
+    def _check_body_size(self) -> None:
         # Counted as sent (chunk framing and extensions too): the limit bounds what
         # reading the body costs, not only what it holds.
         if self._reader.body_bytes > self._limits.max_body_bytes:
             raise body_too_large(self._limits)
         if self._reader.body_chunks > self._limits.max_body_chunks > 0:
             raise too_many_chunks(self._limits)
-        self._body.append(data)
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, body: bytes | None = None) -> None:
+        """Hand the request to the handler: its body is ``body``, or else the pieces
+        read."""
         request = self._request
         assert request is not None
-        request.body = b"".join(self._body)
-        self._body = []
+        if body is None:
+            request.body = b"".join(self._body)
+            self._body = []
+        else:
+            request.body = body
         # the handler keeps what it needs of the request: a stream may last an hour
         self._request = None
         self._cancel_timer()
