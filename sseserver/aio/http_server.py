@@ -34,10 +34,10 @@ from typing import cast
 from sseserver.aio.flow import FlowControl
 from sseserver.aio.http_request import Admission, Handler, HTTPRequest, Phase
 from sseserver.aio.http_responses import INTERNAL_ERROR, Responding, http_date
-from sseserver.aio.input_queue import EVENTS_PER_TURN, UNBOUNDED, input_queue
+from sseserver.aio.input_queue import EVENTS_PER_TURN, UNBOUNDED, InputQueue, input_queue
 from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.aio.stream_writer import StreamWriter
-from sseserver.aio.wheel import Deadline, wheel_for
+from sseserver.aio.wheel import Deadline, TimerWheel, wheel_for
 from sseserver.config import LimitsSettings as Limits
 from sseserver.core.h11_server import (
     CONNECTION_CLOSED,
@@ -112,11 +112,12 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self.peer = ""
         self._request: HTTPRequest | None = None
         self._body: list[bytes] = []
-        self._wheel = wheel_for(self._loop)
+        wheel, inputs = _loop_shared(self._loop)
+        self._wheel = wheel
         self._timer: Deadline | None = None  # head, body or keep-alive timeout
         self._reading_paused = False
         self._turn_due = False  # input is left for a later turn (waits in _inputs)
-        self._inputs = input_queue(self._loop)
+        self._inputs = inputs
         # events read since the connection was last idle (InputQueue's order): a
         # pipelining client is never idle, a client sending one request at a time is
         # between its requests
@@ -171,9 +172,11 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+        limits = self._limits
         transport.set_write_buffer_limits(
-            high=self._limits.write_high_water, low=self._limits.write_low_water)
-        self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
+            high=limits.write_high_water, low=limits.write_low_water)
+        if limits.header_timeout > 0:  # no timer is set yet
+            self._timer = self._wheel.call_later(limits.header_timeout, self._on_head_timeout)
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -185,8 +188,9 @@ class HTTPConnection(Responding, asyncio.Protocol):
                 self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
             if not self._turn_due and not self.flow.paused:
                 inputs = self._inputs
-                if inputs.reads_now(self.attained):
-                    inputs.spend(self._process_events(inputs.bound()))
+                bound = inputs.read_bound(self.attained)
+                if bound >= 0:
+                    inputs.spend(self._process_events(bound))
                 else:
                     self._next_turn()
                 return
@@ -209,8 +213,10 @@ class HTTPConnection(Responding, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = _CLOSED
-        self._cancel_timer()
-        self._cancel_slow_timer()
+        if self._timer is not None:
+            self._cancel_timer()
+        if self._slow_timer is not None:
+            self._cancel_slow_timer()
         if self.stream is not None:
             self.stream.closed = True
         callback, self.on_lost = self.on_lost, None
@@ -322,9 +328,8 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self.phase = _READING
         headers = check_head(head, self._limits)
         path, _, query = head.target.partition("?")
-        self._request = HTTPRequest(
-            method=head.method, path=path, query=query, headers=headers,
-            http_version=head.http_version, peer=self.peer)
+        self._request = HTTPRequest(head.method, path, query, headers, head.http_version,
+                                    b"", self.peer)
         http11 = self._http11 = head.http_version == "1.1"  # chunked for a streamed body
         # RFC 9112 §9.3, as h11 decides it: HTTP/1.1 without a "close" connection option
         connection = headers.get("connection")
@@ -335,7 +340,7 @@ class HTTPConnection(Responding, asyncio.Protocol):
         if declared is not None and int(declared) > self._limits.max_body_bytes:
             raise body_too_large(self._limits)
         self._body_timed = False
-        if http11 and self._reader.buffered == 0 and \
+        if http11 and "expect" in headers and self._reader.buffered == 0 and \
                 awaits_continue(headers, declared):
             self._continue_or_refuse(self._request)
 
@@ -372,7 +377,8 @@ class HTTPConnection(Responding, asyncio.Protocol):
             request.body = body
         # the handler keeps what it needs of the request: a stream may last an hour
         self._request = None
-        self._cancel_timer()
+        if self._timer is not None:
+            self._cancel_timer()
         self.phase = _RESPONDING
         self.requests_served += 1
         self._call(self._handler, request)
@@ -453,7 +459,8 @@ class HTTPConnection(Responding, asyncio.Protocol):
         if self.phase is _CLOSED:
             return
         self.phase = _CLOSED
-        self._cancel_timer()
+        if self._timer is not None:
+            self._cancel_timer()
         if self._transport is not None:
             self._transport.close()
 
@@ -493,6 +500,21 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self._timer = None
         if self.phase is _IDLE:
             self._close()
+
+
+# The loop a process runs, its timer wheel and its input queue: every connection asks
+# (wheel_for and input_queue are a call each, one making a weak reference).
+_shared: list[tuple[asyncio.AbstractEventLoop | None, TimerWheel | None, InputQueue | None]] = \
+    [(None, None, None)]
+
+
+def _loop_shared(loop: asyncio.AbstractEventLoop) -> tuple[TimerWheel, InputQueue]:
+    """The loop's wheel and input queue."""
+    shared_loop, wheel, inputs = _shared[0]
+    if shared_loop is not loop or wheel is None or inputs is None:
+        wheel, inputs = wheel_for(loop), input_queue(loop)
+        _shared[0] = (loop, wheel, inputs)
+    return wheel, inputs
 
 
 def _asks_close(connection: str) -> bool:
