@@ -26,7 +26,7 @@ from sseserver.errors import RequestError
 from sseserver.providers.base import Provider
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value; not frozen: see schema.Message
 class Target:
     """One step of a route: a provider, and the model name it is asked for."""
 
