@@ -152,7 +152,7 @@ def _message(index: int, item: Any) -> Message:
     if not isinstance(content, _CONTENT_TYPES):
         raise RequestError(f"messages[{index}].content must be a string or an array of "
                            "parts")
-    return Message(role=role, content=content)
+    return Message(role, content)
 
 
 _CONTENT_TYPES = (str, list)
