@@ -112,7 +112,9 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self.peer = ""
         self._request: HTTPRequest | None = None
         self._body: list[bytes] = []
-        wheel, inputs = _loop_shared(self._loop)
+        shared_loop, wheel, inputs = _shared[0]
+        if shared_loop is not self._loop:
+            wheel, inputs = _loop_shared(self._loop)
         self._wheel = wheel
         self._timer: Deadline | None = None  # head, body or keep-alive timeout
         self._reading_paused = False
@@ -283,10 +285,11 @@ class HTTPConnection(Responding, asyncio.Protocol):
                             self.phase is _READING and not self.flow.paused:
                         body = reader.whole_body()
                         if body is not None:
-                            if body:  # its piece
+                            if body:  # its piece (a Content-Length body: no chunks)
                                 done += 1
                                 self.attained += 1
-                                self._check_body_size()
+                                if reader.body_bytes > self._limits.max_body_bytes:
+                                    raise body_too_large(self._limits)
                             done += 1  # its end
                             self.attained += 1
                             self._dispatch(body)
@@ -504,16 +507,14 @@ class HTTPConnection(Responding, asyncio.Protocol):
 
 # The loop a process runs, its timer wheel and its input queue: every connection asks
 # (wheel_for and input_queue are a call each, one making a weak reference).
-_shared: list[tuple[asyncio.AbstractEventLoop | None, TimerWheel | None, InputQueue | None]] = \
-    [(None, None, None)]
+_shared: list[tuple[object, TimerWheel, InputQueue]] = [
+    (None, cast(TimerWheel, None), cast(InputQueue, None))]  # no loop yet
 
 
 def _loop_shared(loop: asyncio.AbstractEventLoop) -> tuple[TimerWheel, InputQueue]:
-    """The loop's wheel and input queue."""
-    shared_loop, wheel, inputs = _shared[0]
-    if shared_loop is not loop or wheel is None or inputs is None:
-        wheel, inputs = wheel_for(loop), input_queue(loop)
-        _shared[0] = (loop, wheel, inputs)
+    """The loop's wheel and input queue, kept as the loop's of ``_shared``."""
+    wheel, inputs = wheel_for(loop), input_queue(loop)
+    _shared[0] = (loop, wheel, inputs)
     return wheel, inputs
 
 
