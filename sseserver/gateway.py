@@ -171,7 +171,7 @@ class Gateway:
                        [("allow", allow)])
             return
         caller = self._check_caller(request, route) if self.gate.enabled else None
-        if isinstance(caller, Refusal):
+        if caller is not None and isinstance(caller, Refusal):
             self._refuse(request.path, conn, caller)
             return
         self._caller = caller

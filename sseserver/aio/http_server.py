@@ -106,7 +106,7 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self._loop = loop or asyncio.get_running_loop()
         # One reader for the connection's life: it holds no request once it is read,
         # and while the response is out, what the client sends waits in it (paused).
-        self._reader = RequestReader(max_head_size=limits.max_head_bytes)
+        self._reader = RequestReader(limits.max_head_bytes)
         self._transport: asyncio.Transport | None = None
         self.phase = _IDLE
         self.peer = ""
@@ -338,7 +338,8 @@ class HTTPConnection(Responding, asyncio.Protocol):
         connection = headers.get("connection")
         self._keep_alive = http11 and (connection is None or not _asks_close(connection))
         self._head_only = head.method == "HEAD"
-        self._body = []
+        if self._body:  # pieces of a request that failed (kept for no one)
+            self._body = []
         declared = headers.get("content-length")
         if declared is not None and int(declared) > self._limits.max_body_bytes:
             raise body_too_large(self._limits)
@@ -384,21 +385,27 @@ class HTTPConnection(Responding, asyncio.Protocol):
             self._cancel_timer()
         self.phase = _RESPONDING
         self.requests_served += 1
-        self._call(self._handler, request)
+        try:  # as _call does, without its frame: every request comes here
+            self._handler(request, self)
+        except Exception as exc:  # a handler bug costs one request, never the process
+            self._handler_failed(request, exc)
 
     def _call(self, handler: Callable[[HTTPRequest, HTTPConnection], object],
               request: HTTPRequest) -> object:
         try:
             return handler(request, self)
         except Exception as exc:  # a handler bug costs one request, never the process
-            # one short line (the request may be a client's probe, sent in a loop);
-            # the traceback only for whoever debugs
-            _log_handler_failure("handler failed for %s %.80r: %s", request.method,
-                                 request.path, type(exc).__name__)
-            logger.debug("handler failure", exc_info=True)
-            if self.phase is not _IDLE:  # IDLE: it answered before it raised
-                self._answer_failure()
+            self._handler_failed(request, exc)
             return False
+
+    def _handler_failed(self, request: HTTPRequest, exc: Exception) -> None:
+        # one short line (the request may be a client's probe, sent in a loop); the
+        # traceback only for whoever debugs
+        _log_handler_failure("handler failed for %s %.80r: %s", request.method,
+                             request.path, type(exc).__name__)
+        logger.debug("handler failure", exc_info=True)
+        if self.phase is not _IDLE:  # IDLE: it answered before it raised
+            self._answer_failure()
 
     def _answer_failure(self) -> None:
         """A 500 and the close; the close alone once the response has begun."""
