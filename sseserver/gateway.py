@@ -171,7 +171,7 @@ class Gateway:
                        [("allow", allow)])
             return
         caller = self._check_caller(request, route) if self.gate.enabled else None
-        if isinstance(caller, Refusal):
+        if caller is not None and isinstance(caller, Refusal):
             self._refuse(request.path, conn, caller)
             return
         self._caller = caller
@@ -306,8 +306,10 @@ class Gateway:
 
     def _admit(self, request: HTTPRequest) -> GenerationRequest:
         """The request's generation, if the server takes one more stream now."""
-        self.check_room()
-        return self.within_ceiling(parse_generation_request(request.body))
+        if self.draining or len(self.relays) >= self.config.server.max_connections:
+            self.check_room()  # refuses it, saying why
+        generation = parse_generation_request(request.body)
+        return generation if self._caller is None else self.within_ceiling(generation)
 
     def _formatter(self, output_format: str) -> Formatter:
         if output_format == "ai-sdk":

@@ -26,7 +26,7 @@ from sseserver.errors import RequestError
 from sseserver.providers.base import Provider
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value; not frozen: see schema.Message
 class Target:
     """One step of a route: a provider, and the model name it is asked for."""
 
@@ -131,7 +131,10 @@ class Router:
         """With several providers and no default, guessing would send a model to
         whoever happens to be listed first (an OpenAI model to Anthropic, say):
         refused instead, unless the name's family has one provider of its format."""
-        if not self.providers:  # whatever routing.default_provider names
+        providers = self.providers
+        if len(providers) == 1 and not self.settings.default_provider:  # the only one
+            return next(iter(providers.values()))
+        if not providers:  # whatever routing.default_provider names
             raise RequestError(NO_PROVIDER_MESSAGE, status=503, error_type="unavailable",
                                headers=[("retry-after", str(NO_PROVIDER_RETRY_AFTER))])
         default = self.default_provider_name()

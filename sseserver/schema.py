@@ -28,7 +28,11 @@ _KNOWN_FIELDS = frozenset({
 _COMMON_FIELDS = frozenset({"model", "messages"})
 
 
-@dataclass(frozen=True, slots=True)
+# Messages and generation requests are values: never changed once made (a changed one
+# is a new one, dataclasses.replace), hashed by their fields. Not frozen all the same:
+# a frozen dataclass sets each field through object.__setattr__, ~1.4k instructions a
+# field in CPython 3.11 (a request's eleven: 17k; 2.8k as a plain slots dataclass).
+@dataclass(slots=True, unsafe_hash=True)
 class Message:
     role: str
     content: Any  # a string, or a provider-neutral list of content parts
@@ -45,7 +49,7 @@ class NativeRequest:
     body: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: see Message
 class GenerationRequest:
     model: str
     messages: tuple[Message, ...]
@@ -148,7 +152,7 @@ def _message(index: int, item: Any) -> Message:
     if not isinstance(content, _CONTENT_TYPES):
         raise RequestError(f"messages[{index}].content must be a string or an array of "
                            "parts")
-    return Message(role=role, content=content)
+    return Message(role, content)
 
 
 _CONTENT_TYPES = (str, list)

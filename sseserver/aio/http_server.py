@@ -34,10 +34,10 @@ from typing import cast
 from sseserver.aio.flow import FlowControl
 from sseserver.aio.http_request import Admission, Handler, HTTPRequest, Phase
 from sseserver.aio.http_responses import INTERNAL_ERROR, Responding, http_date
-from sseserver.aio.input_queue import EVENTS_PER_TURN, UNBOUNDED, input_queue
+from sseserver.aio.input_queue import EVENTS_PER_TURN, UNBOUNDED, InputQueue, input_queue
 from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.aio.stream_writer import StreamWriter
-from sseserver.aio.wheel import Deadline, wheel_for
+from sseserver.aio.wheel import Deadline, TimerWheel, wheel_for
 from sseserver.config import LimitsSettings as Limits
 from sseserver.core.h11_server import (
     CONNECTION_CLOSED,
@@ -106,17 +106,20 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self._loop = loop or asyncio.get_running_loop()
         # One reader for the connection's life: it holds no request once it is read,
         # and while the response is out, what the client sends waits in it (paused).
-        self._reader = RequestReader(max_head_size=limits.max_head_bytes)
+        self._reader = RequestReader(limits.max_head_bytes)
         self._transport: asyncio.Transport | None = None
         self.phase = _IDLE
         self.peer = ""
         self._request: HTTPRequest | None = None
         self._body: list[bytes] = []
-        self._wheel = wheel_for(self._loop)
+        shared_loop, wheel, inputs = _shared[0]
+        if shared_loop is not self._loop:
+            wheel, inputs = _loop_shared(self._loop)
+        self._wheel = wheel
         self._timer: Deadline | None = None  # head, body or keep-alive timeout
         self._reading_paused = False
         self._turn_due = False  # input is left for a later turn (waits in _inputs)
-        self._inputs = input_queue(self._loop)
+        self._inputs = inputs
         # events read since the connection was last idle (InputQueue's order): a
         # pipelining client is never idle, a client sending one request at a time is
         # between its requests
@@ -171,9 +174,11 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+        limits = self._limits
         transport.set_write_buffer_limits(
-            high=self._limits.write_high_water, low=self._limits.write_low_water)
-        self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
+            high=limits.write_high_water, low=limits.write_low_water)
+        if limits.header_timeout > 0:  # no timer is set yet
+            self._timer = self._wheel.call_later(limits.header_timeout, self._on_head_timeout)
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -185,8 +190,9 @@ class HTTPConnection(Responding, asyncio.Protocol):
                 self._arm_timer(self._limits.header_timeout, self._on_head_timeout)
             if not self._turn_due and not self.flow.paused:
                 inputs = self._inputs
-                if inputs.reads_now(self.attained):
-                    inputs.spend(self._process_events(inputs.bound()))
+                bound = inputs.read_bound(self.attained)
+                if bound >= 0:
+                    inputs.spend(self._process_events(bound))
                 else:
                     self._next_turn()
                 return
@@ -209,8 +215,10 @@ class HTTPConnection(Responding, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = _CLOSED
-        self._cancel_timer()
-        self._cancel_slow_timer()
+        if self._timer is not None:
+            self._cancel_timer()
+        if self._slow_timer is not None:
+            self._cancel_slow_timer()
         if self.stream is not None:
             self.stream.closed = True
         callback, self.on_lost = self.on_lost, None
@@ -246,7 +254,8 @@ class HTTPConnection(Responding, asyncio.Protocol):
 
     def _read_events(self, bound: int) -> int:
         reader = self._reader
-        for done in range(EVENTS_PER_TURN):
+        done = 0
+        while done < EVENTS_PER_TURN:
             if self.attained > bound:  # a connection that has had fewer events waits
                 break
             if self.phase is not _IDLE and self.phase is not _READING:
@@ -264,21 +273,35 @@ class HTTPConnection(Responding, asyncio.Protocol):
             if event is PAUSED:
                 self._pause_reading()
                 return done
+            done += 1
             self.attained += 1
             try:  # the events by how often they come (a body is one piece or more)
-                if type(event) is bytes:
+                if type(event) is RequestHead:
+                    self._start_request(event)
+                    # The body and its end as one when all of the body came with the
+                    # head, as the loop would read them: room for both in this turn,
+                    # still reading, answers read
+                    if done + 2 <= EVENTS_PER_TURN and self.attained < bound and \
+                            self.phase is _READING and not self.flow.paused:
+                        body = reader.whole_body()
+                        if body is not None:
+                            if body:  # its piece (a Content-Length body: no chunks)
+                                done += 1
+                                self.attained += 1
+                                if reader.body_bytes > self._limits.max_body_bytes:
+                                    raise body_too_large(self._limits)
+                            done += 1  # its end
+                            self.attained += 1
+                            self._dispatch(body)
+                elif type(event) is bytes:
                     self._add_body(event)
                 elif event is END_OF_MESSAGE:
                     self._dispatch()
-                elif type(event) is RequestHead:
-                    self._start_request(event)
                 elif event is CONNECTION_CLOSED:
                     self._close()
             except HTTPError as exc:
                 self._fail(exc.status, str(exc), close=exc.close)
-                return done + 1
-        else:
-            done = EVENTS_PER_TURN
+                return done
         self._next_turn()
         return done
 
@@ -308,20 +331,20 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self.phase = _READING
         headers = check_head(head, self._limits)
         path, _, query = head.target.partition("?")
-        self._request = HTTPRequest(
-            method=head.method, path=path, query=query, headers=headers,
-            http_version=head.http_version, peer=self.peer)
+        self._request = HTTPRequest(head.method, path, query, headers, head.http_version,
+                                    b"", self.peer)
         http11 = self._http11 = head.http_version == "1.1"  # chunked for a streamed body
         # RFC 9112 §9.3, as h11 decides it: HTTP/1.1 without a "close" connection option
         connection = headers.get("connection")
         self._keep_alive = http11 and (connection is None or not _asks_close(connection))
         self._head_only = head.method == "HEAD"
-        self._body = []
+        if self._body:  # pieces of a request that failed (kept for no one)
+            self._body = []
         declared = headers.get("content-length")
         if declared is not None and int(declared) > self._limits.max_body_bytes:
             raise body_too_large(self._limits)
         self._body_timed = False
-        if http11 and self._reader.buffered == 0 and \
+        if http11 and "expect" in headers and self._reader.buffered == 0 and \
                 awaits_continue(headers, declared):
             self._continue_or_refuse(self._request)
 
@@ -335,39 +358,54 @@ class HTTPConnection(Responding, asyncio.Protocol):
             self._transport.write(_CONTINUE)
 
     def _add_body(self, data: bytes) -> None:
+        self._check_body_size()
+        self._body.append(data)
+
+    def _check_body_size(self) -> None:
         # Counted as sent (chunk framing and extensions too): the limit bounds what
         # reading the body costs, not only what it holds.
         if self._reader.body_bytes > self._limits.max_body_bytes:
             raise body_too_large(self._limits)
         if self._reader.body_chunks > self._limits.max_body_chunks > 0:
             raise too_many_chunks(self._limits)
-        self._body.append(data)
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, body: bytes | None = None) -> None:
+        """Hand the request to the handler: its body is ``body``, or else the pieces
+        read."""
         request = self._request
         assert request is not None
-        request.body = b"".join(self._body)
-        self._body = []
+        if body is None:
+            request.body = b"".join(self._body)
+            self._body = []
+        else:
+            request.body = body
         # the handler keeps what it needs of the request: a stream may last an hour
         self._request = None
-        self._cancel_timer()
+        if self._timer is not None:
+            self._cancel_timer()
         self.phase = _RESPONDING
         self.requests_served += 1
-        self._call(self._handler, request)
+        try:  # as _call does, without its frame: every request comes here
+            self._handler(request, self)
+        except Exception as exc:  # a handler bug costs one request, never the process
+            self._handler_failed(request, exc)
 
     def _call(self, handler: Callable[[HTTPRequest, HTTPConnection], object],
               request: HTTPRequest) -> object:
         try:
             return handler(request, self)
         except Exception as exc:  # a handler bug costs one request, never the process
-            # one short line (the request may be a client's probe, sent in a loop);
-            # the traceback only for whoever debugs
-            _log_handler_failure("handler failed for %s %.80r: %s", request.method,
-                                 request.path, type(exc).__name__)
-            logger.debug("handler failure", exc_info=True)
-            if self.phase is not _IDLE:  # IDLE: it answered before it raised
-                self._answer_failure()
+            self._handler_failed(request, exc)
             return False
+
+    def _handler_failed(self, request: HTTPRequest, exc: Exception) -> None:
+        # one short line (the request may be a client's probe, sent in a loop); the
+        # traceback only for whoever debugs
+        _log_handler_failure("handler failed for %s %.80r: %s", request.method,
+                             request.path, type(exc).__name__)
+        logger.debug("handler failure", exc_info=True)
+        if self.phase is not _IDLE:  # IDLE: it answered before it raised
+            self._answer_failure()
 
     def _answer_failure(self) -> None:
         """A 500 and the close; the close alone once the response has begun."""
@@ -431,7 +469,8 @@ class HTTPConnection(Responding, asyncio.Protocol):
         if self.phase is _CLOSED:
             return
         self.phase = _CLOSED
-        self._cancel_timer()
+        if self._timer is not None:
+            self._cancel_timer()
         if self._transport is not None:
             self._transport.close()
 
@@ -471,6 +510,19 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self._timer = None
         if self.phase is _IDLE:
             self._close()
+
+
+# The loop a process runs, its timer wheel and its input queue: every connection asks
+# (wheel_for and input_queue are a call each, one making a weak reference).
+_shared: list[tuple[object, TimerWheel, InputQueue]] = [
+    (None, cast(TimerWheel, None), cast(InputQueue, None))]  # no loop yet
+
+
+def _loop_shared(loop: asyncio.AbstractEventLoop) -> tuple[TimerWheel, InputQueue]:
+    """The loop's wheel and input queue, kept as the loop's of ``_shared``."""
+    wheel, inputs = wheel_for(loop), input_queue(loop)
+    _shared[0] = (loop, wheel, inputs)
+    return wheel, inputs
 
 
 def _asks_close(connection: str) -> bool:

@@ -72,11 +72,16 @@ class InputQueue:
     def __len__(self) -> int:
         return len(self._waiting) + len(self._later)
 
-    def reads_now(self, attained: int) -> bool:
+    def read_bound(self, attained: int) -> int:
         """Whether a read for a connection that has had ``attained`` events since it
-        was idle is taken now."""
+        was idle is taken now: if so, :meth:`bound` (what it reads up to), else -1."""
         waiting = self._waiting
-        return self._budget > 0 and (not waiting or attained <= waiting[0][0])
+        if self._budget <= 0:
+            return -1
+        if not waiting:
+            return UNBOUNDED
+        first = waiting[0][0]
+        return first if attained <= first else -1
 
     def bound(self) -> int:
         """The events the first waiting connection has had: a read now goes on while

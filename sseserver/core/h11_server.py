@@ -39,7 +39,7 @@ after a "Connection: close" request; this reader keeps them, unread).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import h11
 
@@ -63,6 +63,21 @@ BODY_SLICE = 512
 _SMALL_REST = 4096
 # RFC 9112 §6.3, as h11 has it: a chunked body, whatever Content-Length says.
 _CHUNKED = -1
+# Field names clients send on nearly every request, as they spell them (lower case or
+# each word capitalized), to the lower-case text: a table lookup where decoding and
+# lower-casing cost ~1.1k instructions a field. A fixed table: a name not in it is
+# decoded as before, and client input never adds to it.
+_COMMON_FIELD_NAMES = (
+    "host", "content-type", "content-length", "transfer-encoding", "connection",
+    "accept", "accept-encoding", "accept-language", "user-agent", "authorization",
+    "x-api-key", "origin", "referer", "cookie", "cache-control", "expect",
+    "last-event-id", "access-control-request-method", "access-control-request-headers",
+)
+_FIELD_NAMES = {spelling.encode("ascii"): name for name in _COMMON_FIELD_NAMES
+                for spelling in (name, name.title())}
+# The request line's tokens most requests have, decoded the same way (ASCII).
+_LINE_TOKENS = {token.encode("ascii"): token for token in (
+    "GET", "POST", "HEAD", "OPTIONS", "DELETE", "PUT", "PATCH", "1.1", "1.0")}
 
 
 class ReaderState(enum.Enum):
@@ -110,9 +125,21 @@ class RequestHead:
     # Every field line in order (continuations unfolded), lower-case names, values
     # without OWS; Content-Length and Transfer-Encoding as h11 normalizes them.
     fields: list[tuple[str, str]]
+    # The fields by name, a repeated field's values joined with ", " (RFC 9110 §5.3),
+    # in the order of their first lines; None: not made yet (fields_by_name makes it).
+    # Derived from fields: not compared, not shown.
+    headers: dict[str, str] | None = field(default=None, compare=False, repr=False)
 
 
 Event = RequestHead | bytes | Signal
+
+
+def fields_by_name(fields: list[tuple[str, str]]) -> dict[str, str]:
+    """Fields by name, a repeated field's values joined with ", " in their order."""
+    headers: dict[str, str] = {}
+    for name, value in fields:
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
 
 
 class RequestReader:
@@ -274,26 +301,49 @@ class RequestReader:
                                       offset=self._max_head_size)
         self._drop(head_size)
         self._fed = left_in_h11
-        length = 0
-        fields = []
         # raw_items() and lower() here: iterating h11's Headers goes through its
-        # Sequence __getitem__, twice the cost of the whole loop
-        for raw_name, raw_value in request.headers.raw_items():
-            name, value = raw_name.decode("ascii").lower(), raw_value.decode("latin-1")
-            if name == "transfer-encoding":  # "chunked": h11 refused any other
-                length = _CHUNKED
-            elif name == "content-length" and length != _CHUNKED:  # h11: digits
-                length = int(value)
-            fields.append((name, value))
+        # Sequence __getitem__, twice the cost of the whole conversion
+        fields = [(_FIELD_NAMES.get(name) or name.decode("ascii").lower(),
+                   value.decode("latin-1")) for name, value in request.headers.raw_items()]
+        headers = dict(fields)
+        if len(headers) != len(fields):  # a name repeats: its values are joined
+            headers = fields_by_name(fields)
+        # h11 keeps one Content-Length (equal ones merged, others refused) and one
+        # Transfer-Encoding ("chunked", the only one it takes), which wins
+        if "transfer-encoding" in headers:
+            length = _CHUNKED
+        else:
+            declared = headers.get("content-length")
+            length = 0 if declared is None else int(declared)  # h11: digits
         self._body_left = length
         self.body_bytes = self.body_chunks = 0
         self.state = _BODY
         if not length:
             self._let_go()  # no body: the end at the next event
-        return RequestHead(request.method.decode("ascii"), request.target.decode("ascii"),
-                           request.http_version.decode("ascii"), fields)
+        method, version = request.method, request.http_version
+        return RequestHead(_LINE_TOKENS.get(method) or method.decode("ascii"),
+                           request.target.decode("ascii"),
+                           _LINE_TOKENS.get(version) or version.decode("ascii"), fields,
+                           headers)
 
     # -- the body --------------------------------------------------------------------
+
+    def whole_body(self) -> bytes | None:
+        """The rest of the current request's body, when all of it has arrived: what
+        :meth:`next_event` would give next (the body's one piece, if any, then
+        ``END_OF_MESSAGE``), taken at once, and the reader is paused as after
+        ``END_OF_MESSAGE``. None when more of it is to come, the body is chunked, or
+        no body is being read: :meth:`next_event` reads it then.
+        """
+        left = self._body_left
+        if self.state is not _BODY or left == _CHUNKED or len(self._buffer) < left:
+            return None
+        # What is left of a Content-Length body is all in the buffer: h11 hands it as
+        # one Data event (it gives what it holds up to the length), and _read_body
+        # gives it all, ending the body (h11's state goes).
+        body = self._read_body() if self._conn is not None else b""
+        self.state = _DONE
+        return body  # type: ignore[return-value]
 
     def _read_body(self) -> Event:
         conn = self._conn

@@ -5,7 +5,7 @@ with the status to answer and whether the connection must close after it."""
 from __future__ import annotations
 
 from sseserver.config import LimitsSettings as Limits
-from sseserver.core.h11_server import RequestHead
+from sseserver.core.h11_server import RequestHead, fields_by_name
 from sseserver.errors import HTTPError, status_error_type
 
 # The reader measures the head as sent; the limit also holds for the head as parsed
@@ -50,11 +50,14 @@ def check_head(head: RequestHead, limits: Limits) -> dict[str, str]:
     fields = head.fields
     if len(fields) > limits.max_header_count:
         raise HTTPError(431, f"more than {limits.max_header_count} header fields", close=True)
-    size = len(head.method) + len(head.target) + 12
-    headers: dict[str, str] = {}
-    for name, value in fields:
-        size += len(name) + len(value) + _HEADER_LINE_OVERHEAD
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    headers = head.headers
+    if headers is None:
+        headers = fields_by_name(fields)
+    if len(headers) == len(fields):  # no name repeats: the dict holds every line
+        size = sum(map(len, headers)) + sum(map(len, headers.values()))
+    else:
+        size = sum([len(name) + len(value) for name, value in fields])
+    size += len(head.method) + len(head.target) + 12 + _HEADER_LINE_OVERHEAD * len(fields)
     if size > limits.max_head_bytes:
         raise HTTPError(431, f"request head exceeds {limits.max_head_bytes} bytes", close=True)
     if "content-length" in headers and "transfer-encoding" in headers:

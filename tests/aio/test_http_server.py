@@ -656,3 +656,47 @@ def test_connection_close_option_read_as_the_general_list_reading(value: str) ->
     # the shortcuts (the whole value is "close"; no "close" anywhere) answer as
     # splitting the option list does
     assert http_server._asks_close(value) is http_server._lists_close(value.lower())
+
+
+def test_a_request_whole_in_one_read_is_handled_as_one_in_pieces() -> None:
+    """A body that comes with its head is taken with its end in one step: the handler
+    gets the request a client sending it in pieces gets it as, the same events are
+    counted, and a body over the limit is refused the same way."""
+    seen: list[tuple[object, ...]] = []
+
+    def handler(request: HTTPRequest, conn: HTTPConnection) -> None:
+        seen.append((request.method, request.path, request.query, request.headers,
+                     request.http_version, request.body, conn.attained))
+        conn.respond_json(200, {"ok": True})
+
+    post = (b"POST /v1/stream?a=1 HTTP/1.1\r\nHost: h\r\nX-Twice: 1\r\nx-twice: 2\r\n"
+            b"Content-Length: 11\r\n\r\n{\"a\": \"b\"}\n")
+    get = b"GET /g HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    too_long = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1001\r\n\r\n" + b"x" * 1001
+
+    async def pieces(port: int, data: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in range(0, len(data), 7):
+            writer.write(data[i:i + 7])
+            await writer.drain()
+            await asyncio.sleep(0.002)
+        response = await asyncio.wait_for(reader.read(), 2.0)
+        writer.close()
+        return response
+
+    async def test(harness: Harness, port: int) -> None:
+        whole = await exchange(port, post + get)
+        whole_seen = list(seen)
+        seen.clear()
+        split = await pieces(port, post + get)
+        # the events counted: a head, a piece, an end (in pieces, a piece a read)
+        assert [item[-1] for item in whole_seen] == [3, 5]
+        assert [item[:-1] for item in whole_seen] == [item[:-1] for item in seen]
+        assert len(seen) == 2 and whole == split
+        assert status_of(await exchange(port, too_long)) == 413
+        head_alone = too_long[:too_long.index(b"\r\n\r\n") + 4]
+        assert status_of(await exchange(port, head_alone)) == 413
+
+    run(test, Limits(header_timeout=2.0, body_timeout=2.0, keepalive_timeout=2.0,
+                     max_body_bytes=1000, max_head_bytes=4096, max_header_count=20),
+        handler)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sseserver.config import LimitsSettings
 from sseserver.core.h11_server import (
     BODY_SLICE,
     CONNECTION_CLOSED,
@@ -20,9 +21,11 @@ from sseserver.core.h11_server import (
     ReaderState,
     RequestHead,
     RequestReader,
+    fields_by_name,
 )
 from sseserver.core.http_fields import MAX_HEAD_SIZE
-from sseserver.errors import RemoteProtocolError
+from sseserver.core.request_checks import check_head
+from sseserver.errors import HTTPError, RemoteProtocolError
 
 # A trace: what a server makes of the bytes, request after request. Body pieces are
 # joined (h11 and we cut them differently); a request that does not keep the
@@ -111,7 +114,7 @@ def h11_events(server: h11.Connection, trace: Trace) -> bool:
 
 
 def our_trace(data: bytes, cuts: list[int], eof: bool,
-              max_head_size: int = MAX_HEAD_SIZE) -> Trace:
+              max_head_size: int = MAX_HEAD_SIZE, whole: bool = False) -> Trace:
     reader = RequestReader(max_head_size)
     trace: Trace = []
     try:
@@ -120,7 +123,7 @@ def our_trace(data: bytes, cuts: list[int], eof: bool,
                 reader.feed(piece)
             else:
                 reader.feed_eof()
-            if our_events(reader, trace):
+            if our_events(reader, trace, whole):
                 break
     except RemoteProtocolError as exc:
         assert reader.state is ReaderState.ERROR
@@ -128,7 +131,7 @@ def our_trace(data: bytes, cuts: list[int], eof: bool,
     return with_unread(trace, reader.unread)
 
 
-def our_events(reader: RequestReader, trace: Trace) -> bool:
+def our_events(reader: RequestReader, trace: Trace, whole: bool = False) -> bool:
     while True:
         event = reader.next_event()
         if event is NEED_DATA:
@@ -137,7 +140,14 @@ def our_events(reader: RequestReader, trace: Trace) -> bool:
         if isinstance(event, RequestHead):
             trace.append(("head", event.method, event.target, event.http_version,
                           event.fields))
-        elif isinstance(event, bytes):
+            body = reader.whole_body() if whole else None
+            if body is None:
+                continue
+            # as its piece and END_OF_MESSAGE would have it
+            assert reader.state is ReaderState.DONE
+            add_body(trace, body)
+            event = END_OF_MESSAGE
+        if isinstance(event, bytes):
             assert event, "no empty body pieces"
             add_body(trace, event)
         elif event is END_OF_MESSAGE:
@@ -239,6 +249,35 @@ def test_valid_requests_read_as_h11_reads_them(data: bytes, cuts: list[int],
     ours = our_trace(data, cuts, eof)
     assert ours == h11_trace(data, cuts, eof)
     assert ours[-2][0] in ("end", "closed")  # whole requests, never an error
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=sequences, cuts=reads, eof=st.booleans())
+def test_a_whole_body_taken_at_once_reads_as_its_events(data: bytes, cuts: list[int],
+                                                        eof: bool) -> None:
+    """whole_body() after each head: the same requests, bodies and verdicts as the
+    events one by one, whatever the reads."""
+    assert our_trace(data, cuts, eof, whole=True) == our_trace(data, cuts, eof)
+
+
+def test_a_whole_body_is_taken_only_when_all_of_it_is_in() -> None:
+    reader = RequestReader()
+    reader.feed(POST[:-1])
+    assert reader.whole_body() is None  # no head read yet
+    assert reader.next_event() == EXPECTED_HEAD
+    assert reader.whole_body() is None  # a byte is missing
+    reader.feed(POST[-1:])
+    assert reader.whole_body() == b'{"a": "b"}\n'
+    assert reader.body_bytes == 11 and reader.state is ReaderState.DONE
+    assert reader.next_event() is NEED_DATA
+    reader.start_next_cycle()
+    reader.feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert isinstance(reader.next_event(), RequestHead)
+    assert reader.whole_body() == b""  # no body: the end alone
+    reader.start_next_cycle()
+    reader.feed(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert isinstance(reader.next_event(), RequestHead)
+    assert reader.whole_body() is None  # chunked: read by events
 
 
 MUTATIONS = [b"\n", b"\r", b" ", b"\t", b"\x00", b":", b"\x0b", b"\x0c", b"\x01", b"\xff",
@@ -626,3 +665,46 @@ def test_h11_is_given_the_head_limit() -> None:
         with pytest.raises(RemoteProtocolError, match=f"longer than {limit}") as caught:
             reader.next_event()
         assert caught.value.status_hint == 431
+
+
+# -- the head's fields by name -----------------------------------------------------
+
+
+def reference_check(head: RequestHead, limits: LimitsSettings) -> dict[str, str]:
+    """check_head as one loop over the fields (what the reader's dict stands for)."""
+    headers: dict[str, str] = {}
+    size = len(head.method) + len(head.target) + 12
+    for name, value in head.fields:
+        size += len(name) + len(value) + 4
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    if size > limits.max_head_bytes:
+        raise HTTPError(431, "too long", close=True)
+    return headers
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=sequences, max_head_bytes=st.integers(40, 400))
+def test_the_head_checked_from_the_readers_dict_as_from_its_fields(
+        data: bytes, max_head_bytes: int) -> None:
+    """check_head from the dict the reader made (one pass, repeats joined) gives what
+    one loop over the fields gives: the same dict, the same size verdict."""
+    reader = RequestReader()
+    reader.feed(data)
+    head = reader.next_event()
+    assert isinstance(head, RequestHead) and head.headers is not None
+    limits = LimitsSettings(max_head_bytes=max_head_bytes)
+    bare = RequestHead(head.method, head.target, "1.1", head.fields)
+    made = RequestHead(head.method, head.target, "1.1", head.fields, head.headers)
+    try:
+        expected: object = reference_check(bare, limits)
+    except HTTPError as exc:
+        expected = exc.status
+    for checked in (bare, made):
+        try:
+            got: object = check_head(checked, limits)
+        except HTTPError as exc:
+            got = exc.status
+        if got == 400:  # Content-Length beside Transfer-Encoding: not the reference's
+            continue
+        assert got == expected
+    assert head.headers == fields_by_name(head.fields)
