@@ -658,6 +658,10 @@ def test_connection_close_option_read_as_the_general_list_reading(value: str) ->
     assert http_server._asks_close(value) is http_server._lists_close(value.lower())
 
 
+def _without_dates(response: bytes) -> bytes:
+    return re.sub(rb"\r\ndate: [^\r]*", b"", response, flags=re.IGNORECASE)
+
+
 def test_a_request_whole_in_one_read_is_handled_as_one_in_pieces() -> None:
     """A body that comes with its head is taken with its end in one step: the handler
     gets the request a client sending it in pieces gets it as, the same events are
@@ -692,7 +696,8 @@ def test_a_request_whole_in_one_read_is_handled_as_one_in_pieces() -> None:
         # the events counted: a head, a piece, an end (in pieces, a piece a read)
         assert [item[-1] for item in whole_seen] == [3, 5]
         assert [item[:-1] for item in whole_seen] == [item[:-1] for item in seen]
-        assert len(seen) == 2 and whole == split
+        # the same bytes but the Date lines (the two exchanges may fall in two seconds)
+        assert len(seen) == 2 and _without_dates(whole) == _without_dates(split)
         assert status_of(await exchange(port, too_long)) == 413
         head_alone = too_long[:too_long.index(b"\r\n\r\n") + 4]
         assert status_of(await exchange(port, head_alone)) == 413
