@@ -33,6 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+from orjson import JSONDecodeError
+
 from sseserver.core.sse import NotAnEventStream, SSEParser
 from sseserver.errors import ProviderError, RemoteProtocolError, SSEServerError, UpstreamError
 from sseserver.events import CONTENT_EVENTS, ErrorEvent, NormalizedEvent, TextDelta, Usage
@@ -89,13 +92,34 @@ _UNREAD = _Unread()
 _NO_BODY_YET = SSEParser()
 
 
+# The text lane: a committed stream's text token read in one step, the data line, the
+# chunk's text and the frame at once, while the reader is between events, the adapter
+# knows its text chunk's shape and the formatter's text frame is a template around the
+# text's JSON (their documented promises, asked when the lane opens). A read of any
+# other kind closes it and takes the general path, and a later text token opens it
+# again. (data line and chunk head, chunk tail and event end, where the text begins,
+# where it ends, the frame's template, whether it is numbered)
+_Lane = tuple[bytes, bytes, int, int, bytes, bool]
+# The adapter learns its text chunk's shape from its second text chunk: a body whose
+# text tokens have not opened the lane in this many tries (its shape broken, say)
+# keeps to the general path and pays no more tries (each costs a few calls).
+LANE_TRIES = 4
+_loads = orjson.loads
+_dumps = orjson.dumps
+
+
+def _one_line(part: str) -> bool:
+    return "\n" not in part and "\r" not in part
+
+
 class Pump:
     # Slots: a token's read touches this object, one of thousands; a dict of its
     # attributes would be more memory to miss in the cache.
     # Every open stream holds one, idle or not: what the driver knows (the stream's
     # id, its target) is asked of it rather than kept twice.
-    __slots__ = ("_adapter", "_driver", "_flowing", "_formatter", "_held", "_output",
-                 "_reader", "_write_frame", "committed", "events", "silent_events", "usage")
+    __slots__ = ("_adapter", "_driver", "_flowing", "_formatter", "_held", "_lane",
+                 "_lane_tries", "_output", "_reader", "_write_frame", "committed", "events",
+                 "silent_events", "usage")
 
     def __init__(self, formatter: Formatter, output: FrameOutput, driver: PumpDriver
                  ) -> None:
@@ -109,6 +133,8 @@ class Pump:
         # streams have none, and an idle stream should hold little).
         self._held: list[NormalizedEvent] | None = None
         self._flowing = False  # a body is being read; on_settled not yet called
+        self._lane: _Lane | None = None  # the text lane, while open
+        self._lane_tries = 0  # times left to try opening it, for the body being read
         self.committed = False
         self.events = 0  # frames made
         self.silent_events = 0  # upstream events that made no frame (pings, held ones)
@@ -134,6 +160,8 @@ class Pump:
         self._reader = reader
         self._adapter = adapter
         self._flowing = True
+        self._lane = None
+        self._lane_tries = LANE_TRIES
 
     def stop(self) -> None:
         """Stop reading: a body still flowing is settled as over (``on_settled(None)``,
@@ -143,6 +171,33 @@ class Pump:
     # -- the body sink: upstream body bytes to client frames -----------------------
 
     def on_body(self, data: bytes) -> None:
+        lane = self._lane
+        if lane is not None:  # a committed text token, read here alone (see _Lane)
+            prefix, suffix, start, end, template, numbered = lane
+            if data.startswith(prefix) and data.endswith(suffix):
+                text = data[start:end]
+                try:
+                    content = _loads(text)
+                except JSONDecodeError:  # no JSON string: the general path says what
+                    content = None
+                if type(content) is str and content:
+                    # One byte a character and its quotes: ASCII with no escape and
+                    # no blank, which orjson writes as it is. Otherwise orjson's own.
+                    if len(text) != len(content) + 2:
+                        text = _dumps(content)
+                    if numbered:
+                        formatter = self._formatter
+                        formatter.last_id = number = formatter.last_id + 1  # type: ignore[attr-defined]
+                        frame = template % (number, text)
+                    else:
+                        frame = template % text
+                    self.events += 1
+                    try:
+                        self._write_frame(frame)
+                    except Exception as exc:  # as the general path's write
+                        self._fault(exc, data, [])
+                    return
+            self._lane = None  # until the reader, adapter and formatter allow it again
         adapter = self._adapter
         frames: list[bytes] = []
         try:
@@ -154,6 +209,8 @@ class Pump:
                 elif self.committed:  # a text delta: the fewest steps
                     self.events += 1
                     self._write_frame(self._formatter.text(result))
+                    if self._lane_tries:
+                        self._open_lane()
                     return
                 else:  # the first: what _frame does with its TextDelta, without one
                     self.commit(frames)
@@ -169,6 +226,27 @@ class Pump:
         self._flush(frames)
         if adapter.finished:
             self._settle(None)
+
+    def _open_lane(self) -> None:
+        """Open the text lane if the reader, the adapter and the formatter allow it
+        now (their documented promises: the reader's data_event_framing, the adapter's
+        text_chunk_shape, the formatter's text_template), after a text token read by
+        the shortcuts; a try that fails counts against the body's few."""
+        reader, adapter, formatter = self._reader, self._adapter, self._formatter
+        framing_of = getattr(reader, "data_event_framing", None)
+        shape_of = getattr(adapter, "text_chunk_shape", None)
+        template_of = getattr(formatter, "text_template", None)
+        if framing_of is None or shape_of is None or template_of is None:
+            self._lane_tries = 0  # none of this body's reads can take it
+            return
+        framing, shape, template = framing_of(), shape_of(), template_of()
+        if framing is None or shape is None or template is None or \
+                not _one_line(shape[0]) or not _one_line(shape[1]):
+            self._lane_tries -= 1
+            return
+        prefix = framing[0] + shape[0].encode()
+        suffix = shape[1].encode() + framing[1]
+        self._lane = (prefix, suffix, len(prefix), -len(suffix), *template)
 
     def _burst(self, lines: list[str], frames: list[bytes]) -> None:
         """Several whole "data:" events in one read (a fast model, a stream catching
