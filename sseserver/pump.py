@@ -232,43 +232,87 @@ class Pump:
         now (their documented promises: the reader's data_event_framing, the adapter's
         text_chunk_shape, the formatter's text_template), after a text token read by
         the shortcuts; a try that fails counts against the body's few."""
-        reader, adapter, formatter = self._reader, self._adapter, self._formatter
-        framing_of = getattr(reader, "data_event_framing", None)
-        shape_of = getattr(adapter, "text_chunk_shape", None)
-        template_of = getattr(formatter, "text_template", None)
-        if framing_of is None or shape_of is None or template_of is None:
-            self._lane_tries = 0  # none of this body's reads can take it
+        framing_of = getattr(self._reader, "data_event_framing", None)
+        promised = self._text_promises() if framing_of is not None else None
+        framing = framing_of() if framing_of is not None else None
+        if promised is None or framing is None:
+            if framing_of is None:
+                self._lane_tries = 0  # no reader of this body promises its framing
+            elif self._lane_tries:
+                self._lane_tries -= 1
             return
-        framing, shape, template = framing_of(), shape_of(), template_of()
-        if framing is None or shape is None or template is None or \
-                not _one_line(shape[0]) or not _one_line(shape[1]):
-            self._lane_tries -= 1
-            return
-        prefix = framing[0] + shape[0].encode()
-        suffix = shape[1].encode() + framing[1]
+        (head, tail), template = promised
+        prefix = framing[0] + head.encode()
+        suffix = tail.encode() + framing[1]
         self._lane = (prefix, suffix, len(prefix), -len(suffix), *template)
+
+    def _text_promises(self) -> tuple[tuple[str, str], tuple[bytes, bool]] | None:
+        """The adapter's text chunk shape, one line, and the formatter's text template,
+        when both are promised now; None otherwise (no try left when either offers no
+        such promise at all)."""
+        shape_of = getattr(self._adapter, "text_chunk_shape", None)
+        template_of = getattr(self._formatter, "text_template", None)
+        if shape_of is None or template_of is None:
+            self._lane_tries = 0  # none of this body's reads can take a lane
+            return None
+        shape, template = shape_of(), template_of()
+        if shape is None or template is None or not _one_line(shape[0]) or \
+                not _one_line(shape[1]):
+            return None
+        return shape, template
 
     def _burst(self, lines: list[str], frames: list[bytes]) -> None:
         """Several whole "data:" events in one read (a fast model, a stream catching
-        up, a stream's last read): per event, one adapter call and one formatter call;
-        one write for them all."""
+        up, a stream's last read): one write for them all. Once the stream commits,
+        its text chunks are read as the lane reads them (the adapter's shape, the
+        formatter's template, asked once a read), any other event by the adapter's
+        and formatter's calls."""
         adapter = self._adapter
         feed, text, append = adapter.feed_message, self._formatter.text, frames.append
         texts = 0  # frames of text deltas made here, counted once at the end
+        shaped: tuple[str, str, int, int, bytes, bool] | None = None
+        tried = not self._lane_tries  # a lane asked for once a read at most
         try:
             for line in lines:
+                if shaped is not None:
+                    head, tail, start, end, template, numbered = shaped
+                    if line.startswith(head) and line.endswith(tail):
+                        try:
+                            content = _loads(line[start:end])
+                        except JSONDecodeError:
+                            content = None
+                        if type(content) is str and content:
+                            if numbered:
+                                formatter = self._formatter
+                                formatter.last_id = number = formatter.last_id + 1  # type: ignore[attr-defined]
+                                append(template % (number, _dumps(content)))
+                            else:
+                                append(template % _dumps(content))
+                            texts += 1
+                            continue
+                    shaped = None  # the adapter and formatter are asked again
                 result = feed(line)
                 if type(result) is str:
                     if not self.committed:  # as _frame commits for a TextDelta
                         self.commit(frames)
                     append(text(result))
                     texts += 1
+                    if not tried:
+                        tried = True
+                        shaped = self._burst_lane()
                 else:
                     self._frames(result, frames)
                     if adapter.finished:
                         return
         finally:
             self.events += texts
+
+    def _burst_lane(self) -> tuple[str, str, int, int, bytes, bool] | None:
+        promised = self._text_promises()
+        if promised is None:
+            return None
+        (head, tail), template = promised
+        return (head, tail, len(head), -len(tail), *template)
 
     def _general(self, data: bytes, frames: list[bytes]) -> None:
         """A read the reader's shortcuts leave (an event cut across reads, a named

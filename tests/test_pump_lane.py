@@ -132,13 +132,15 @@ def _text_event(json_text: bytes) -> bytes:
     return b"data: " + _HEAD + b'"delta":{"content":' + json_text + b"}" + _TAIL + b"\n\n"
 
 
+# Texts the lane must leave to the general path, or pass on rewritten by orjson.
+_SPECIAL_TEXTS = [b'"caf\xc3"', b'"\xff"', b'"\\ud800"', b'""', b' "a"', b'"a" ', b'"\\/"',
+                  b"1", b'"a\x01"', b'"\\u0041"', b'"\\u00e9"', '"é"'.encode(), b"null"]
 _JSON_TEXTS = st.one_of(
     st.text(min_size=1, max_size=10).map(orjson.dumps),  # as orjson writes it
     st.text(min_size=1, max_size=10).map(lambda t: json.dumps(t).encode()),  # escaped
-    st.sampled_from([b'"caf\xc3"', b'"\xff"', b'"\\ud800"', b'""', b' "a"', b'"a" ',
-                     b'"\\/"', b"1", b'"a\x01"', b'"\\u0041"']))
+    st.sampled_from(_SPECIAL_TEXTS))
 # Reads that must close the lane, or that come before it may open.
-_OTHERS = st.sampled_from([
+_CLOSING = [
     b"data: " + _HEAD + b'"delta":{"role":"assistant","content":""},"finish_reason":null}]}'
     b"\n\n",
     b"data: " + _HEAD + b'"delta":{"reasoning_content":"hm"},"finish_reason":null}]}\n\n',
@@ -153,7 +155,10 @@ _OTHERS = st.sampled_from([
     b": keep-alive\n\n",
     b"data: " + _HEAD + b'"delta":{"content":"two"},\ndata: "finish_reason":null}]}\n\n',
     _text_event(b'"crlf"').replace(b"\n", b"\r\n"),
-])
+    b"data: " + _HEAD + b'"delta":{"content":"last"},"logprobs":null,"finish_reason":'
+    b'"stop"}]}\n\n',  # the shape's head, another tail
+]
+_OTHERS = st.sampled_from(_CLOSING)
 _EVENTS = st.lists(st.one_of(_JSON_TEXTS.map(_text_event), _OTHERS), max_size=30)
 _END = (b"data: " + _HEAD + b'"delta":{},"finish_reason":"stop"}]}\n\n'
         b'data: {"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":3,'
@@ -194,18 +199,22 @@ def run_pump(cls: type[Pump], format_name: str, reads: list[bytes]
     return run, pump, reader, adapter, b"".join(pump.end_frames())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(first=st.lists(_OTHERS, max_size=3), events=_EVENTS,
        texts=st.lists(st.text(min_size=1, max_size=8), min_size=3, max_size=6),
        cuts=st.sets(st.integers(1, 4000), max_size=6),
-       by_event=st.booleans(), format_name=st.sampled_from(sorted(FORMATTERS)))
+       by_event=st.booleans(), per_read=st.integers(1, 6),
+       format_name=st.sampled_from(sorted(FORMATTERS)))
 def test_the_lane_gives_the_general_paths_frames_and_state(
         first: list[bytes], events: list[bytes], texts: list[str], cuts: set[int],
-        by_event: bool, format_name: str) -> None:
+        by_event: bool, per_read: int, format_name: str) -> None:
+    """Reads of one or several whole events (a burst takes the lane's reading too),
+    or cut anywhere."""
     tokens = [_text_event(orjson.dumps(text)) for text in texts]
     blocks = [*first, *tokens, *events, *tokens, _END]
     body = b"".join(blocks)
-    ends = {sum(map(len, blocks[:n])) for n in range(1, len(blocks))} if by_event else set()
+    ends = {sum(map(len, blocks[:n])) for n in range(1, len(blocks), per_read)} \
+        if by_event else set()
     reads = cut(body, ends | cuts)
     lane = run_pump(Pump, format_name, reads)
     general = run_pump(ReferencePump, format_name, reads)
@@ -238,3 +247,39 @@ def test_a_shape_broken_for_good_stops_trying_the_lane() -> None:
     general = run_pump(ReferencePump, "sse", [*reads, _END])
     assert lane[0].output.writes == general[0].output.writes
     assert lane[3].reads == general[3].reads
+
+
+def test_a_burst_reads_committed_tokens_without_the_adapter() -> None:
+    """Ten tokens in one read after the commit: the first by the adapter, which says
+    the shape, the nine others as the lane reads them."""
+    tokens = [_text_event(orjson.dumps(f"t{n} ")) for n in range(10)]
+    reads = [tokens[0], tokens[1], b"".join(tokens), _END]
+    for format_name in sorted(FORMATTERS):
+        lane = run_pump(Pump, format_name, reads)
+        general = run_pump(ReferencePump, format_name, reads)
+        assert lane[0].output.writes == general[0].output.writes
+        assert lane[3].reads == 2 + 1 + 3
+
+
+@pytest.mark.parametrize("format_name", sorted(FORMATTERS))
+@pytest.mark.parametrize("per_read", [1, 2, 5])
+@pytest.mark.parametrize("closing", [*(_text_event(text) for text in _SPECIAL_TEXTS),
+                                     *_CLOSING])
+def test_every_read_that_closes_the_lane_gives_the_general_paths_frames(
+        format_name: str, per_read: int, closing: bytes) -> None:
+    """A read that must close the lane (or a text the lane must leave to the general
+    path, or rewrite) after tokens that opened it, then tokens again: read alone, or
+    a few events a read."""
+    tokens = [_text_event(orjson.dumps(f"t{n} ")) for n in range(4)]
+    blocks = [*tokens, closing, *tokens, _END]
+    reads = [*blocks[:2], *(b"".join(blocks[n:n + per_read])
+                            for n in range(2, len(blocks), per_read))]
+    lane = run_pump(Pump, format_name, reads)
+    general = run_pump(ReferencePump, format_name, reads)
+    assert b"".join(lane[0].output.writes) + lane[4] == \
+        b"".join(general[0].output.writes) + general[4]
+    assert (lane[1].events, lane[1].silent_events, lane[0].ending()) == \
+        (general[1].events, general[1].silent_events, general[0].ending())
+    assert (lane[2].last_event_id, lane[2].retry) == \
+        (general[2].last_event_id, general[2].retry)
+    assert lane[3].reads <= general[3].reads  # the lane reads some (no shape broken)
