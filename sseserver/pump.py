@@ -20,12 +20,19 @@ attempt, with the stream's one formatter (its frame numbering spans them):
 - :meth:`failure_frames` and :meth:`end_frames` give a stream's last frames; the
   driver sends them. :meth:`stop` stops listening.
 
-The per-token read takes one fused fast path: the reader's whole-data-line shortcut,
-the adapter's bare-text shortcut, the formatter's text frame, one write. A read of
-several whole events (a burst) takes the same shortcuts once per event and writes
-once. Every other read takes the general path: the reader's events, the adapter's
-events, the formatter's frames. :class:`ReferencePump` is the general path alone;
-tests prove both give the same frames for any cut of a recorded body.
+Once the stream has committed and its text chunks have a known shape, a text token
+read alone takes the text lane: the data line, the chunk's text and the frame at once,
+in this one call, by what the reader, the adapter and the formatter promise (their
+``data_event_framing``, ``text_chunk_shape`` and ``text_template``), no call of theirs
+a token. Any other read closes the lane: a read of one whole data event takes the
+reader's whole-data-line shortcut, the adapter's bare-text shortcut, the formatter's
+text frame, one write. A read of several whole events (a burst) reads its text chunks
+as the lane does and its other events by those shortcuts, and writes once. Every other
+read takes the general path: the reader's events, the adapter's events, the
+formatter's frames. :class:`ReferencePump` is the general path alone; tests prove
+both give the same frames for any cut of a recorded body (tests/test_pump.py), and
+the lane the same frames and state at each read that must close it
+(tests/test_pump_lane.py).
 """
 
 from __future__ import annotations
