@@ -111,6 +111,10 @@ _Lane = tuple[bytes, bytes, int, int, bytes, bool]
 # text tokens have not opened the lane in this many tries (its shape broken, say)
 # keeps to the general path and pays no more tries (each costs a few calls).
 LANE_TRIES = 4
+# Asking for the lane costs a burst about what it saves on eight of its text chunks:
+# a read of fewer events (a stream's last, with its finish and usage) reads them by
+# the adapter's and formatter's calls.
+BURST_LANE_MIN = 8
 _loads = orjson.loads
 _dumps = orjson.dumps
 
@@ -278,7 +282,8 @@ class Pump:
         feed, text, append = adapter.feed_message, self._formatter.text, frames.append
         texts = 0  # frames of text deltas made here, counted once at the end
         shaped: tuple[str, str, int, int, bytes, bool] | None = None
-        tried = not self._lane_tries  # a lane asked for once a read at most
+        # the lane asked for once a read at most, and only for a read of many events
+        tried = not self._lane_tries or len(lines) < BURST_LANE_MIN
         try:
             for line in lines:
                 if shaped is not None:

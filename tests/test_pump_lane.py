@@ -203,7 +203,7 @@ def run_pump(cls: type[Pump], format_name: str, reads: list[bytes]
 @given(first=st.lists(_OTHERS, max_size=3), events=_EVENTS,
        texts=st.lists(st.text(min_size=1, max_size=8), min_size=3, max_size=6),
        cuts=st.sets(st.integers(1, 4000), max_size=6),
-       by_event=st.booleans(), per_read=st.integers(1, 6),
+       by_event=st.booleans(), per_read=st.integers(1, 12),
        format_name=st.sampled_from(sorted(FORMATTERS)))
 def test_the_lane_gives_the_general_paths_frames_and_state(
         first: list[bytes], events: list[bytes], texts: list[str], cuts: set[int],
@@ -262,7 +262,7 @@ def test_a_burst_reads_committed_tokens_without_the_adapter() -> None:
 
 
 @pytest.mark.parametrize("format_name", sorted(FORMATTERS))
-@pytest.mark.parametrize("per_read", [1, 2, 5])
+@pytest.mark.parametrize("per_read", [1, 2, 9])
 @pytest.mark.parametrize("closing", [*(_text_event(text) for text in _SPECIAL_TEXTS),
                                      *_CLOSING])
 def test_every_read_that_closes_the_lane_gives_the_general_paths_frames(
