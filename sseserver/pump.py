@@ -107,6 +107,9 @@ _NO_BODY_YET = SSEParser()
 # again. (data line and chunk head, chunk tail and event end, where the text begins,
 # where it ends, the frame's template, whether it is numbered)
 _Lane = tuple[bytes, bytes, int, int, bytes, bool]
+# The same for a burst's decoded lines: (the chunk's head, its tail, where the text
+# begins, where it ends, the frame's template, whether it is numbered)
+_LaneLines = tuple[str, str, int, int, bytes, bool]
 # The adapter learns its text chunk's shape from its second text chunk: a body whose
 # text tokens have not opened the lane in this many tries (its shape broken, say)
 # keeps to the general path and pays no more tries (each costs a few calls).
@@ -129,8 +132,8 @@ class Pump:
     # Every open stream holds one, idle or not: what the driver knows (the stream's
     # id, its target) is asked of it rather than kept twice.
     __slots__ = ("_adapter", "_driver", "_flowing", "_formatter", "_held", "_lane",
-                 "_lane_tries", "_output", "_reader", "_write_frame", "committed", "events",
-                 "silent_events", "usage")
+                 "_lane_lines", "_lane_tries", "_output", "_reader", "_write_frame",
+                 "committed", "events", "silent_events", "usage")
 
     def __init__(self, formatter: Formatter, output: FrameOutput, driver: PumpDriver
                  ) -> None:
@@ -145,6 +148,8 @@ class Pump:
         self._held: list[NormalizedEvent] | None = None
         self._flowing = False  # a body is being read; on_settled not yet called
         self._lane: _Lane | None = None  # the text lane, while open
+        # the lane's reading of a burst's lines, from the same promises, while open
+        self._lane_lines: _LaneLines | None = None
         self._lane_tries = 0  # times left to try opening it, for the body being read
         self.committed = False
         self.events = 0  # frames made
@@ -209,6 +214,7 @@ class Pump:
                         self._fault(exc, data, [])
                     return
             self._lane = None  # until the reader, adapter and formatter allow it again
+            # (or the read is a burst of the lane's text tokens alone: see _burst)
         adapter = self._adapter
         frames: list[bytes] = []
         try:
@@ -228,7 +234,7 @@ class Pump:
                     frames.append(self._formatter.text(result))
                     self.events += 1
             elif (lines := self._reader.feed_data_lines(data)) is not None:
-                self._burst(lines, frames)
+                self._burst(lines, frames, lane)
             else:
                 self._general(data, frames)
         except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
@@ -256,6 +262,7 @@ class Pump:
         prefix = framing[0] + head.encode()
         suffix = tail.encode() + framing[1]
         self._lane = (prefix, suffix, len(prefix), -len(suffix), *template)
+        self._lane_lines = (head, tail, len(head), -len(tail), *template)
 
     def _text_promises(self) -> tuple[tuple[str, str], tuple[bytes, bool]] | None:
         """The adapter's text chunk shape, one line, and the formatter's text template,
@@ -272,7 +279,7 @@ class Pump:
             return None
         return shape, template
 
-    def _burst(self, lines: list[str], frames: list[bytes]) -> None:
+    def _burst(self, lines: list[str], frames: list[bytes], lane: _Lane | None) -> None:
         """Several whole "data:" events in one read (a fast model, a stream catching
         up, a stream's last read): one write for them all. Once the stream commits,
         its text chunks are read as the lane reads them (the adapter's shape, the
@@ -281,9 +288,11 @@ class Pump:
         adapter = self._adapter
         feed, text, append = adapter.feed_message, self._formatter.text, frames.append
         texts = 0  # frames of text deltas made here, counted once at the end
-        shaped: tuple[str, str, int, int, bytes, bool] | None = None
-        # the lane asked for once a read at most, and only for a read of many events
-        tried = not self._lane_tries or len(lines) < BURST_LANE_MIN
+        # Read by the open lane's promises (if the lane was open before this read: it
+        # stays so if they read every line, having changed nothing), or asked for
+        # once a read at most, and only for a read of many events.
+        shaped = self._lane_lines if lane is not None else None
+        tried = shaped is not None or not self._lane_tries or len(lines) < BURST_LANE_MIN
         try:
             for line in lines:
                 if shaped is not None:
@@ -302,7 +311,8 @@ class Pump:
                                 append(template % _dumps(content))
                             texts += 1
                             continue
-                    shaped = None  # the adapter and formatter are asked again
+                    shaped = lane = None  # the adapter and formatter are asked again
+                lane = None
                 result = feed(line)
                 if type(result) is str:
                     if not self.committed:  # as _frame commits for a TextDelta
@@ -318,8 +328,9 @@ class Pump:
                         return
         finally:
             self.events += texts
+        self._lane = lane
 
-    def _burst_lane(self) -> tuple[str, str, int, int, bytes, bool] | None:
+    def _burst_lane(self) -> _LaneLines | None:
         promised = self._text_promises()
         if promised is None:
             return None

@@ -250,15 +250,17 @@ def test_a_shape_broken_for_good_stops_trying_the_lane() -> None:
 
 
 def test_a_burst_reads_committed_tokens_without_the_adapter() -> None:
-    """Ten tokens in one read after the commit: the first by the adapter, which says
-    the shape, the nine others as the lane reads them."""
+    """Ten tokens in one read after the commit: with the lane closed (a reasoning
+    event before them), the first by the adapter, which says the shape, the nine
+    others as the lane reads them; with the lane open, all ten so."""
     tokens = [_text_event(orjson.dumps(f"t{n} ")) for n in range(10)]
-    reads = [tokens[0], tokens[1], b"".join(tokens), _END]
-    for format_name in sorted(FORMATTERS):
-        lane = run_pump(Pump, format_name, reads)
-        general = run_pump(ReferencePump, format_name, reads)
-        assert lane[0].output.writes == general[0].output.writes
-        assert lane[3].reads == 2 + 1 + 3
+    for before, adapter_reads in (([], 0), ([_CLOSING[1]], 2)):
+        reads = [tokens[0], tokens[1], *before, b"".join(tokens), _END]
+        for format_name in sorted(FORMATTERS):
+            lane = run_pump(Pump, format_name, reads)
+            general = run_pump(ReferencePump, format_name, reads)
+            assert lane[0].output.writes == general[0].output.writes
+            assert lane[3].reads == 2 + adapter_reads + 3
 
 
 @pytest.mark.parametrize("format_name", sorted(FORMATTERS))
@@ -283,3 +285,15 @@ def test_every_read_that_closes_the_lane_gives_the_general_paths_frames(
     assert (lane[2].last_event_id, lane[2].retry) == \
         (general[2].last_event_id, general[2].retry)
     assert lane[3].reads <= general[3].reads  # the lane reads some (no shape broken)
+
+
+def test_a_burst_of_the_lanes_tokens_alone_keeps_the_lane_open() -> None:
+    """Tokens that come two a read once the lane is open (reads that merged) are read
+    by its promises, and the lane stays open for the next token read alone."""
+    tokens = [_text_event(orjson.dumps(f"t{n} ")) for n in range(8)]
+    reads = [*tokens[:3], tokens[3] + tokens[4], tokens[5], tokens[6] + tokens[7], _END]
+    for format_name in sorted(FORMATTERS):
+        lane = run_pump(Pump, format_name, reads)
+        general = run_pump(ReferencePump, format_name, reads)
+        assert lane[0].output.writes == general[0].output.writes
+        assert lane[3].reads == 2 + 3  # two tokens, then the end's three events
