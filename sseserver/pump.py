@@ -190,8 +190,9 @@ class Pump:
         lane = self._lane
         if lane is not None:  # a committed text token, read here alone (see _Lane)
             prefix, suffix, start, end, template, numbered = lane
-            if data.startswith(prefix) and data.endswith(suffix):
-                text = data[start:end]
+            # an LF in the text: a read of several events (a burst), no JSON string
+            if data.startswith(prefix) and data.endswith(suffix) and \
+                    10 not in (text := data[start:end]):
                 try:
                     content = _loads(text)
                 except JSONDecodeError:  # no JSON string: the general path says what
