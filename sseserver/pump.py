@@ -20,18 +20,28 @@ attempt, with the stream's one formatter (its frame numbering spans them):
 - :meth:`failure_frames` and :meth:`end_frames` give a stream's last frames; the
   driver sends them. :meth:`stop` stops listening.
 
-The per-token read takes one fused fast path: the reader's whole-data-line shortcut,
-the adapter's bare-text shortcut, the formatter's text frame, one write. A read of
-several whole events (a burst) takes the same shortcuts once per event and writes
-once. Every other read takes the general path: the reader's events, the adapter's
-events, the formatter's frames. :class:`ReferencePump` is the general path alone;
-tests prove both give the same frames for any cut of a recorded body.
+Once the stream has committed and its text chunks have a known shape, a text token
+read alone takes the text lane: the data line, the chunk's text and the frame at once,
+in this one call, by what the reader, the adapter and the formatter promise (their
+``data_event_framing``, ``text_chunk_shape`` and ``text_template``), no call of theirs
+a token. Any other read closes the lane: a read of one whole data event takes the
+reader's whole-data-line shortcut, the adapter's bare-text shortcut, the formatter's
+text frame, one write. A read of several whole events (a burst) reads its text chunks
+as the lane does and its other events by those shortcuts, and writes once. Every other
+read takes the general path: the reader's events, the adapter's events, the
+formatter's frames. :class:`ReferencePump` is the general path alone; tests prove
+both give the same frames for any cut of a recorded body (tests/test_pump.py), and
+the lane the same frames and state at each read that must close it
+(tests/test_pump_lane.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import orjson
+from orjson import JSONDecodeError
 
 from sseserver.core.sse import NotAnEventStream, SSEParser
 from sseserver.errors import ProviderError, RemoteProtocolError, SSEServerError, UpstreamError
@@ -89,13 +99,41 @@ _UNREAD = _Unread()
 _NO_BODY_YET = SSEParser()
 
 
+# The text lane: a committed stream's text token read in one step, the data line, the
+# chunk's text and the frame at once, while the reader is between events, the adapter
+# knows its text chunk's shape and the formatter's text frame is a template around the
+# text's JSON (their documented promises, asked when the lane opens). A read of any
+# other kind closes it and takes the general path, and a later text token opens it
+# again. (data line and chunk head, chunk tail and event end, where the text begins,
+# where it ends, the frame's template, whether it is numbered)
+_Lane = tuple[bytes, bytes, int, int, bytes, bool]
+# The same for a burst's decoded lines: (the chunk's head, its tail, where the text
+# begins, where it ends, the frame's template, whether it is numbered)
+_LaneLines = tuple[str, str, int, int, bytes, bool]
+# The adapter learns its text chunk's shape from its second text chunk: a body whose
+# text tokens have not opened the lane in this many tries (its shape broken, say)
+# keeps to the general path and pays no more tries (each costs a few calls).
+LANE_TRIES = 4
+# Asking for the lane costs a burst about what it saves on eight of its text chunks:
+# a read of fewer events (a stream's last, with its finish and usage) reads them by
+# the adapter's and formatter's calls.
+BURST_LANE_MIN = 8
+_loads = orjson.loads
+_dumps = orjson.dumps
+
+
+def _one_line(part: str) -> bool:
+    return "\n" not in part and "\r" not in part
+
+
 class Pump:
     # Slots: a token's read touches this object, one of thousands; a dict of its
     # attributes would be more memory to miss in the cache.
     # Every open stream holds one, idle or not: what the driver knows (the stream's
     # id, its target) is asked of it rather than kept twice.
-    __slots__ = ("_adapter", "_driver", "_flowing", "_formatter", "_held", "_output",
-                 "_reader", "_write_frame", "committed", "events", "silent_events", "usage")
+    __slots__ = ("_adapter", "_driver", "_flowing", "_formatter", "_held", "_lane",
+                 "_lane_lines", "_lane_tries", "_output", "_reader", "_write_frame",
+                 "committed", "events", "silent_events", "usage")
 
     def __init__(self, formatter: Formatter, output: FrameOutput, driver: PumpDriver
                  ) -> None:
@@ -109,6 +147,10 @@ class Pump:
         # streams have none, and an idle stream should hold little).
         self._held: list[NormalizedEvent] | None = None
         self._flowing = False  # a body is being read; on_settled not yet called
+        self._lane: _Lane | None = None  # the text lane, while open
+        # the lane's reading of a burst's lines, from the same promises, while open
+        self._lane_lines: _LaneLines | None = None
+        self._lane_tries = 0  # times left to try opening it, for the body being read
         self.committed = False
         self.events = 0  # frames made
         self.silent_events = 0  # upstream events that made no frame (pings, held ones)
@@ -134,6 +176,8 @@ class Pump:
         self._reader = reader
         self._adapter = adapter
         self._flowing = True
+        self._lane = None
+        self._lane_tries = LANE_TRIES
 
     def stop(self) -> None:
         """Stop reading: a body still flowing is settled as over (``on_settled(None)``,
@@ -143,6 +187,35 @@ class Pump:
     # -- the body sink: upstream body bytes to client frames -----------------------
 
     def on_body(self, data: bytes) -> None:
+        lane = self._lane
+        if lane is not None:  # a committed text token, read here alone (see _Lane)
+            prefix, suffix, start, end, template, numbered = lane
+            # an LF in the text: a read of several events (a burst), no JSON string
+            if data.startswith(prefix) and data.endswith(suffix) and \
+                    10 not in (text := data[start:end]):
+                try:
+                    content = _loads(text)
+                except JSONDecodeError:  # no JSON string: the general path says what
+                    content = None
+                if type(content) is str and content:
+                    # One byte a character and its quotes: ASCII with no escape and
+                    # no blank, which orjson writes as it is. Otherwise orjson's own.
+                    if len(text) != len(content) + 2:
+                        text = _dumps(content)
+                    if numbered:
+                        formatter = self._formatter
+                        formatter.last_id = number = formatter.last_id + 1  # type: ignore[attr-defined]
+                        frame = template % (number, text)
+                    else:
+                        frame = template % text
+                    self.events += 1
+                    try:
+                        self._write_frame(frame)
+                    except Exception as exc:  # as the general path's write
+                        self._fault(exc, data, [])
+                    return
+            self._lane = None  # until the reader, adapter and formatter allow it again
+            # (or the read is a burst of the lane's text tokens alone: see _burst)
         adapter = self._adapter
         frames: list[bytes] = []
         try:
@@ -154,13 +227,15 @@ class Pump:
                 elif self.committed:  # a text delta: the fewest steps
                     self.events += 1
                     self._write_frame(self._formatter.text(result))
+                    if self._lane_tries:
+                        self._open_lane()
                     return
                 else:  # the first: what _frame does with its TextDelta, without one
                     self.commit(frames)
                     frames.append(self._formatter.text(result))
                     self.events += 1
             elif (lines := self._reader.feed_data_lines(data)) is not None:
-                self._burst(lines, frames)
+                self._burst(lines, frames, lane)
             else:
                 self._general(data, frames)
         except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
@@ -170,27 +245,98 @@ class Pump:
         if adapter.finished:
             self._settle(None)
 
-    def _burst(self, lines: list[str], frames: list[bytes]) -> None:
+    def _open_lane(self) -> None:
+        """Open the text lane if the reader, the adapter and the formatter allow it
+        now (their documented promises: the reader's data_event_framing, the adapter's
+        text_chunk_shape, the formatter's text_template), after a text token read by
+        the shortcuts; a try that fails counts against the body's few."""
+        framing_of = getattr(self._reader, "data_event_framing", None)
+        promised = self._text_promises() if framing_of is not None else None
+        framing = framing_of() if framing_of is not None else None
+        if promised is None or framing is None:
+            if framing_of is None:
+                self._lane_tries = 0  # no reader of this body promises its framing
+            elif self._lane_tries:
+                self._lane_tries -= 1
+            return
+        (head, tail), template = promised
+        prefix = framing[0] + head.encode()
+        suffix = tail.encode() + framing[1]
+        self._lane = (prefix, suffix, len(prefix), -len(suffix), *template)
+        self._lane_lines = (head, tail, len(head), -len(tail), *template)
+
+    def _text_promises(self) -> tuple[tuple[str, str], tuple[bytes, bool]] | None:
+        """The adapter's text chunk shape, one line, and the formatter's text template,
+        when both are promised now; None otherwise (no try left when either offers no
+        such promise at all)."""
+        shape_of = getattr(self._adapter, "text_chunk_shape", None)
+        template_of = getattr(self._formatter, "text_template", None)
+        if shape_of is None or template_of is None:
+            self._lane_tries = 0  # none of this body's reads can take a lane
+            return None
+        shape, template = shape_of(), template_of()
+        if shape is None or template is None or not _one_line(shape[0]) or \
+                not _one_line(shape[1]):
+            return None
+        return shape, template
+
+    def _burst(self, lines: list[str], frames: list[bytes], lane: _Lane | None) -> None:
         """Several whole "data:" events in one read (a fast model, a stream catching
-        up, a stream's last read): per event, one adapter call and one formatter call;
-        one write for them all."""
+        up, a stream's last read): one write for them all. Once the stream commits,
+        its text chunks are read as the lane reads them (the adapter's shape, the
+        formatter's template, asked once a read), any other event by the adapter's
+        and formatter's calls."""
         adapter = self._adapter
         feed, text, append = adapter.feed_message, self._formatter.text, frames.append
         texts = 0  # frames of text deltas made here, counted once at the end
+        # Read by the open lane's promises (if the lane was open before this read: it
+        # stays so if they read every line, having changed nothing), or asked for
+        # once a read at most, and only for a read of many events.
+        shaped = self._lane_lines if lane is not None else None
+        tried = shaped is not None or not self._lane_tries or len(lines) < BURST_LANE_MIN
         try:
             for line in lines:
+                if shaped is not None:
+                    head, tail, start, end, template, numbered = shaped
+                    if line.startswith(head) and line.endswith(tail):
+                        try:
+                            content = _loads(line[start:end])
+                        except JSONDecodeError:
+                            content = None
+                        if type(content) is str and content:
+                            if numbered:
+                                formatter = self._formatter
+                                formatter.last_id = number = formatter.last_id + 1  # type: ignore[attr-defined]
+                                append(template % (number, _dumps(content)))
+                            else:
+                                append(template % _dumps(content))
+                            texts += 1
+                            continue
+                    shaped = lane = None  # the adapter and formatter are asked again
+                lane = None
                 result = feed(line)
                 if type(result) is str:
                     if not self.committed:  # as _frame commits for a TextDelta
                         self.commit(frames)
                     append(text(result))
                     texts += 1
+                    if not tried:
+                        tried = True
+                        shaped = self._burst_lane()
                 else:
                     self._frames(result, frames)
                     if adapter.finished:
                         return
         finally:
             self.events += texts
+        self._lane = lane
+
+    def _burst_lane(self) -> _LaneLines | None:
+        promised = self._text_promises()
+        if promised is None:
+            return None
+        (head, tail), template = promised
+        return (head, tail, len(head), -len(tail), *template)
 
     def _general(self, data: bytes, frames: list[bytes]) -> None:
         """A read the reader's shortcuts leave (an event cut across reads, a named

@@ -29,6 +29,8 @@ _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 # blank), and a proxy's quota page or a JSON error labelled text/event-stream does.
 _OTHER_DOCUMENT = re.compile(rb"[ \t\r\n]*[{\[<]")
 _BAD_IN_FIELD = re.compile(r"[\r\n\x00]")
+# One whole event of one data line: what comes before its data and after it.
+_DATA_EVENT_FRAMING = (b"data: ", b"\n\n")
 
 
 class NotAnEventStream(RemoteProtocolError):
@@ -163,6 +165,17 @@ class SSEParser:
                 return chunk[6:-2].decode()
             except UnicodeDecodeError:
                 return _decode(chunk[6:-2])
+        return None
+
+    def data_event_framing(self) -> tuple[bytes, bytes] | None:
+        """``(before, after)`` when this parser is between events with nothing pending
+        (the stream begun, the last event id its id buffer): then a read ``before + D +
+        after``, ``D`` UTF-8 with no CR or LF, is one whole event whose data is
+        ``D.decode()``, and taking it leaves this parser as it is. A caller may take
+        such reads itself, with no call here, until it next feeds this parser (the
+        pump's text lane). None when nothing of the kind holds now."""
+        if self._at_boundary and self._started and self.last_event_id == self._id:
+            return _DATA_EVENT_FRAMING
         return None
 
     def feed_data_lines(self, chunk: bytes) -> list[str] | None:

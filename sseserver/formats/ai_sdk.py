@@ -78,6 +78,11 @@ class AISDKFormatter:
         self._text_prefix = b'data: {"type":"text-delta","id":"text-%d","delta":' % self._runs
         return b"%b%b%b}\n\n" % (opened, self._text_prefix, _dumps(content))
 
+    def text_template(self) -> tuple[bytes, bool] | None:
+        if self._open is not None and self._open[0] == "text":  # a run's id: digits
+            return self._text_prefix + b"%b}\n\n", False
+        return None
+
     def event(self, event: NormalizedEvent) -> bytes:
         if type(event) is TextDelta:
             return self.text(event.content)

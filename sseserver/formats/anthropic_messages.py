@@ -111,6 +111,11 @@ class AnthropicMessagesFormatter:
             b'"index":%d,"delta":{"type":"text_delta","text":' % self._block
         return opened + b"%b%b}}\n\n" % (self._text_prefix, _dumps(content))
 
+    def text_template(self) -> tuple[bytes, bool] | None:
+        if self._kind == "text":  # the block's index: digits
+            return self._text_prefix + b"%b}}\n\n", False
+        return None
+
     def event(self, event: NormalizedEvent) -> bytes:
         if type(event) is TextDelta:
             return self.text(event.content)

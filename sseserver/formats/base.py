@@ -27,6 +27,14 @@ class Formatter(Protocol):
         (the pump's per-token shortcut; its tests prove the two give the same)."""
         ...
 
+    def text_template(self) -> tuple[bytes, bool] | None:
+        """A bytes format for the frame :meth:`text` makes now, from the text's JSON
+        string as orjson writes it: ``template % json``, or, numbered, ``template %
+        (last_id + 1, json)`` with that number stored back as ``last_id`` (all that
+        :meth:`text` changes). It holds until any other method is called (the pump's
+        text lane). None when :meth:`text` is no such format now."""
+        ...
+
     def end(self) -> bytes:
         """The last frame; always sent, after an error too."""
         ...

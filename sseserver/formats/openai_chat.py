@@ -96,6 +96,11 @@ class OpenAIChatFormatter:
     def text(self, content: str) -> bytes:
         return b"%b%b%b" % (self._text_prefix, _dumps(content), self._text_suffix)
 
+    def text_template(self) -> tuple[bytes, bool] | None:
+        if not self._text_prefix:  # not started
+            return None
+        return b"%b%%b%b" % (_literal(self._text_prefix), _literal(self._text_suffix)), False
+
     def event(self, event: NormalizedEvent) -> bytes:
         if type(event) is TextDelta:  # the per-token case first
             return self.text(event.content)
@@ -133,6 +138,11 @@ class OpenAIChatFormatter:
         if self._include_usage:
             frames += b'%b],"usage":%b}\n\n' % (self._head, _dumps(usage_object(self._usage)))
         return frames + DONE
+
+
+def _literal(part: bytes) -> bytes:
+    """``part`` as the literal text of a bytes format (the model's name may hold "%")."""
+    return part.replace(b"%", b"%%")
 
 
 def openai_error(event: ErrorEvent) -> dict[str, Any]:

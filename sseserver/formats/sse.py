@@ -36,6 +36,8 @@ HEARTBEAT = b": ping\n"
 # events; these never change it).
 _NOT_SHOWN = frozenset({Finish, ReasoningSignature, RedactedReasoning})
 _dumps = orjson.dumps
+# text()'s frame, numbered (Formatter.text_template)
+_TEXT_TEMPLATE = (b'id: %d\ndata: {"content":%b}\n\n', True)
 
 
 class SSEFormatter:
@@ -61,6 +63,9 @@ class SSEFormatter:
         # {"content": ...} as orjson writes it, around the text alone: no dict to build
         self.last_id += 1
         return b'id: %d\ndata: {"content":%b}\n\n' % (self.last_id, _dumps(content))
+
+    def text_template(self) -> tuple[bytes, bool]:
+        return _TEXT_TEMPLATE
 
     def event(self, event: NormalizedEvent) -> bytes:
         if type(event) is TextDelta:  # the per-token case first

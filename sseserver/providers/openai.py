@@ -174,6 +174,15 @@ class OpenAIAdapter:
                 self._learn_text_shape(data, content)
         return content
 
+    def text_chunk_shape(self) -> tuple[str, str] | None:
+        """``(head, tail)`` once this stream's text chunk has a proved shape: then the
+        data ``head + J + tail``, ``J`` a JSON string of a non-empty text ``T``, is a
+        text delta of ``T`` that :meth:`feed_message` reads as ``T`` and changes
+        nothing here. A caller may read such data itself, with no call here, until it
+        next feeds this adapter (the pump's text lane). None while there is no shape."""
+        shape = self._text_shape
+        return None if shape is None else (shape[0], shape[1])
+
     def _learn_text_shape(self, data: str, content: str) -> None:
         """Take the shape of ``data``, a text chunk of ``content``, once it is proved:
         the same chunk with another text in its place reads as that other text."""
