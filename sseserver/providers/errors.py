@@ -67,7 +67,9 @@ def is_event_stream(headers: dict[str, str],
     break minimal servers that stream well."""
     value = headers.get("content-type", "")
     given = value.partition(";")[0].strip().lower()
-    return (not given or given in media_types) and not _is_encoded(headers)
+    # a stream carries no Content-Encoding: _is_encoded's call only for one that does
+    return (not given or given in media_types) and \
+        ("content-encoding" not in headers or not _is_encoded(headers))
 
 
 def _is_encoded(headers: dict[str, str]) -> bool:
