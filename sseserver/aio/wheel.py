@@ -148,9 +148,13 @@ class TimerWheel:
         # While callbacks run, _armed still holds this handle and its tick (now), so
         # what they schedule never arms the timer: it is armed once, at the end, for
         # the earliest tick of all (a callback's tick may lie past one already waiting).
-        now_tick = math.floor(self._loop.time() / self.resolution)
+        # A tick is due once its time (the time its timer was armed for) has come:
+        # compared as that time, not as now's tick (floor(tick * r / r) is tick - 1 for
+        # some ticks, and a timer due at that very time would find nothing due and be
+        # armed again for it, over and over, while the clock stands still).
+        now, resolution = self._loop.time(), self.resolution
         ticks = self._ticks
-        while ticks and ticks[0] <= now_tick:
+        while ticks and ticks[0] * resolution <= now:
             bucket = self._buckets.pop(heapq.heappop(ticks), None)
             for deadline in bucket or ():
                 callback, deadline._callback = deadline._callback, None
