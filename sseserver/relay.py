@@ -391,7 +391,8 @@ class Relay:
     def on_commit(self) -> dict[str, Any]:
         """The pump commits the stream: its first content event is going out."""
         assert self._request is not None, "a stream commits before it ends"
-        self._open_response()
+        if self.state is _STARTING:  # (the 200 opened it, as a rule)
+            self._open_response()
         self._move(_COMMITTED)
         self.first_token_at = self._loop.time()
         target = self._target  # None only if no attempt could even begin
@@ -460,7 +461,10 @@ class Relay:
         self._heartbeat.stop(self)
         self._pump.stop()  # a body still flowing is let go in the next pass
         self._output.unbind()
-        self._log()
+        target, request = self._target, self._request  # the stream_end line
+        log_stream_end(self, target.provider.settings.name if target else None,
+                       target.model if target else request and request.model,
+                       self._loop.time(), self._output.bytes_sent)
         on_end, self._on_end = self._on_end, None
         self._let_go()
         if on_end is not None:
@@ -508,9 +512,3 @@ class Relay:
         """Silent for a heartbeat interval (:class:`~sseserver.aio.heartbeat.Heartbeats`)."""
         self._open_response()  # the head goes out when the first heartbeat is due
         self._output.heartbeat(self._formatter.heartbeat)
-
-    def _log(self) -> None:
-        target, request = self._target, self._request
-        log_stream_end(self, target.provider.settings.name if target else None,
-                       target.model if target else request and request.model,
-                       self._loop.time(), self._output.bytes_sent)

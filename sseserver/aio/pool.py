@@ -108,7 +108,7 @@ class ConnectionPool:
         is none to take (or others already wait for one) and a connection must be
         opened or waited for."""
         target = parse_url(url)
-        origin = self._origin(target.origin)
+        origin = self._origins.get(target.origin) or self._origin(target.origin)
         if origin.waiters or origin.woken:
             return None  # they came first
         conn = self._take_idle(origin)
