@@ -110,7 +110,7 @@ class Heartbeats:
         current = self._round_of.pop(stream, None)
         if current is not None:
             members = current.members
-            del members[stream]
+            members.pop(stream, None)  # (not there if its round's check broke off)
             if not members:  # no deadline is left set for nobody
                 current.deadline.cancel()
                 if self._newest is current:
