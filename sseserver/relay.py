@@ -5,7 +5,7 @@ what follows an attempt (retry after a delay, the next target of the route, fail
 done), and a :class:`~sseserver.pump.Pump` turns the provider's body into client
 frames, as the upstream connection's body sink (so a token costs no call of the
 driver's). The driver makes the attempts, opens the response, sends the heartbeats
-a :class:`~sseserver.aio.heartbeat.Heartbeat` calls for, ends the stream and logs it.
+the loop's :class:`~sseserver.aio.heartbeat.Heartbeats` call for, ends the stream and logs it.
 An attempt runs as a short task only while it awaits something (a backoff, a
 connection, an error body); the head and the body arrive as callbacks. Its state is
 one enum, its moves one table (:data:`TRANSITIONS`):
@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sseserver import stream_ids
-from sseserver.aio.heartbeat import Heartbeat
+from sseserver.aio.heartbeat import heartbeats_for
 from sseserver.aio.pool import ConnectionPool
 from sseserver.aio.upstream import ResponseHead, Timeouts, UpstreamConnection
-from sseserver.aio.wheel import wheel_for
 from sseserver.config import (
     BACKOFF_INITIAL,
     BACKOFF_MAX,
@@ -162,7 +161,8 @@ class Relay:
         self._position = 0  # the route's target being tried
         self._tries = 0  # attempts made on it
         self._task: asyncio.Task[None] | None = None
-        self._heartbeat = Heartbeat(wheel_for(self._loop), policy.heartbeat_interval, self)
+        # the loop's heartbeats of this interval, which check this stream from start()
+        self._heartbeat = heartbeats_for(self._loop, policy.heartbeat_interval)
         self.started = self._loop.time()
         self.first_token_at: float | None = None
         self.attempts = 0
@@ -194,7 +194,7 @@ class Relay:
         self._output.bind(self.on_client_gone, self._overflow)
         if self._output.streams_at_once:
             self._open_response()
-        self._heartbeat.start()
+        self._heartbeat.start(self)
         self._try_target(0.0)
 
     # -- walking the route ---------------------------------------------------------
@@ -391,7 +391,8 @@ class Relay:
     def on_commit(self) -> dict[str, Any]:
         """The pump commits the stream: its first content event is going out."""
         assert self._request is not None, "a stream commits before it ends"
-        self._open_response()
+        if self.state is _STARTING:  # (the 200 opened it, as a rule)
+            self._open_response()
         self._move(_COMMITTED)
         self.first_token_at = self._loop.time()
         target = self._target  # None only if no attempt could even begin
@@ -457,10 +458,13 @@ class Relay:
 
     def _end(self) -> None:
         self._move(_ENDED)
-        self._heartbeat.stop()
+        self._heartbeat.stop(self)
         self._pump.stop()  # a body still flowing is let go in the next pass
         self._output.unbind()
-        self._log()
+        target, request = self._target, self._request  # the stream_end line
+        log_stream_end(self, target.provider.settings.name if target else None,
+                       target.model if target else request and request.model,
+                       self._loop.time(), self._output.bytes_sent)
         on_end, self._on_end = self._on_end, None
         self._let_go()
         if on_end is not None:
@@ -505,12 +509,6 @@ class Relay:
         return redact(error.error_type, MAX_ERROR_TYPE_CHARS), redact(str(error))
 
     def on_heartbeat_due(self) -> None:
-        """Silent for a heartbeat interval (:class:`~sseserver.aio.heartbeat.Heartbeat`)."""
+        """Silent for a heartbeat interval (:class:`~sseserver.aio.heartbeat.Heartbeats`)."""
         self._open_response()  # the head goes out when the first heartbeat is due
         self._output.heartbeat(self._formatter.heartbeat)
-
-    def _log(self) -> None:
-        target, request = self._target, self._request
-        log_stream_end(self, target.provider.settings.name if target else None,
-                       target.model if target else request and request.model,
-                       self._loop.time(), self._output.bytes_sent)

@@ -120,11 +120,11 @@ _CONNECTING, _AWAITING_HEAD, _BODY, _DONE, _IDLE, _FAILED = \
 class UpstreamConnection(asyncio.Protocol):
     # Slots: a token's read touches this object, one of thousands; a dict of its
     # attributes would be more memory to miss in the cache.
-    __slots__ = ("_decoder", "_ended", "_error", "_head_listener", "_head_parser",
-                 "_keep_alive", "_last_activity", "_loop", "_pending", "_progress_seen",
-                 "_response_start", "_sink", "_started", "_timeouts", "_timer", "_transport",
-                 "_wheel", "bytes_received", "idle_since", "on_idle_lost", "origin",
-                 "requests", "response_head", "state")
+    __slots__ = ("_decoder", "_ended", "_error", "_first_check", "_head_listener",
+                 "_head_parser", "_keep_alive", "_last_activity", "_loop", "_pending",
+                 "_progress_seen", "_response_start", "_sink", "_started", "_timeouts",
+                 "_timer", "_transport", "_wheel", "bytes_received", "idle_since",
+                 "on_idle_lost", "origin", "requests", "response_head", "state")
 
     def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop,
                  origin: str = "") -> None:
@@ -154,6 +154,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._started = self._last_activity = 0.0
         self._response_start = 0
         self._progress_seen = 0
+        # A request's first check: due by the head's deadline and within a step of the
+        # idle limit both (the head's arrival then needs no check of its own).
+        self._first_check = min(timeouts.first_byte, self._idle_step(), timeouts.total)
 
     def _reset(self) -> None:
         """Per-request state, fresh for each request on this connection (as
@@ -198,7 +201,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.state = _IDLE
         self.idle_since = self._loop.time()
         self._reset()
-        return self.reusable
+        transport = self._transport  # reusable, idle as it now is
+        return transport is not None and not transport.is_closing()
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -274,10 +278,7 @@ class UpstreamConnection(asyncio.Protocol):
         # was reset when it went idle, maybe long before
         now = self._started = self._last_activity = self._loop.time()
         self._response_start = self.bytes_received
-        # Due by the head's deadline and within a step of the idle limit both: the
-        # head's arrival then needs no check of its own.
-        timeouts = self._timeouts
-        delay = min(timeouts.first_byte, self._idle_step(), timeouts.total)
+        delay = self._first_check
         timer = self._timer
         # The check the last response left pending serves, if due no later than this
         # one must be (a check is never early in effect: it measures what is left and

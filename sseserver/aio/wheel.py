@@ -84,10 +84,11 @@ class Deadline:
 
 
 class TimerWheel:
-    __slots__ = ("_armed", "_armed_tick", "_buckets", "_loop", "_ticks", "resolution")
+    __slots__ = ("_armed", "_armed_tick", "_buckets", "_loop", "_ticks", "clock",
+                 "resolution")
 
     def __init__(self, loop: Clock, resolution: float = RESOLUTION) -> None:
-        self._loop = loop
+        self._loop = self.clock = loop
         self.resolution = resolution
         self._buckets: dict[int, set[Deadline]] = {}
         self._ticks: list[int] = []  # a heap of the ticks that have a bucket
@@ -114,16 +115,32 @@ class TimerWheel:
             self._arm(tick)
         return deadline
 
+    def call_at_tick(self, tick: int, callback: Callable[[], None]) -> Deadline:
+        """:meth:`call_later` for a tick its caller worked out (``ceil(time /
+        resolution)``): deadlines of callers that agree on it share the tick exactly."""
+        deadline = Deadline(self, tick, callback)
+        bucket = self._buckets.get(tick)
+        if bucket is None:
+            bucket = self._buckets[tick] = set()
+            heapq.heappush(self._ticks, tick)
+        bucket.add(deadline)
+        if self._armed is None or tick < self._armed_tick:
+            self._arm(tick)
+        return deadline
+
     def _arm(self, tick: int) -> None:
         if self._armed is not None:
             self._armed.cancel()
         self._armed_tick = tick
         self._armed = self._loop.call_at(tick * self.resolution, self._run)
 
-    def _call(self, callback: Callable[[], None]) -> None:
+    def call_guarded(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` as the wheel calls its own: an exception goes to the loop's
+        exception handler, not to the caller (one broken callback of a batch must not
+        lose the others)."""
         try:
             callback()
-        except Exception as exc:  # one broken callback must not lose the others
+        except Exception as exc:
             self._loop.call_exception_handler({
                 "message": f"exception in timer callback {callback!r}", "exception": exc})
 
@@ -131,14 +148,18 @@ class TimerWheel:
         # While callbacks run, _armed still holds this handle and its tick (now), so
         # what they schedule never arms the timer: it is armed once, at the end, for
         # the earliest tick of all (a callback's tick may lie past one already waiting).
-        now_tick = math.floor(self._loop.time() / self.resolution)
+        # A tick is due once its time (the time its timer was armed for) has come:
+        # compared as that time, not as now's tick (floor(tick * r / r) is tick - 1 for
+        # some ticks, and a timer due at that very time would find nothing due and be
+        # armed again for it, over and over, while the clock stands still).
+        now, resolution = self._loop.time(), self.resolution
         ticks = self._ticks
-        while ticks and ticks[0] <= now_tick:
+        while ticks and ticks[0] * resolution <= now:
             bucket = self._buckets.pop(heapq.heappop(ticks), None)
             for deadline in bucket or ():
                 callback, deadline._callback = deadline._callback, None
                 if callback is not None:
-                    self._call(callback)
+                    self.call_guarded(callback)
         self._armed = None
         while ticks and ticks[0] not in self._buckets:  # emptied by cancellations
             heapq.heappop(ticks)

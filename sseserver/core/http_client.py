@@ -191,6 +191,15 @@ class ResponseHeadParser:
         if self.head is not None:
             self.rest += data
             return self.head
+        if self._reader is None and not self._buffer:
+            # A whole final head in the first read, as nearly every one comes: the
+            # loop's steps below without their calls; anything else goes through them.
+            end = find_head_end(data, self._searched, self._max_size)
+            if end > 0:
+                final = _read_final_head(data[:end])
+                if final is not None:
+                    self.head, self.rest = final, data[end:]
+                    return final
         # where the buffer starts, counted from the start of data (interim heads move it)
         start = -len(self._buffer)
         buffer = self._buffer + data if self._buffer else data

@@ -66,8 +66,30 @@ def is_event_stream(headers: dict[str, str],
     all label them (application/json, text/html), so refusing the unlabelled would only
     break minimal servers that stream well."""
     value = headers.get("content-type", "")
+    given = _media_types.get(value)
+    if given is None:
+        given = _media_type(value)
+    # a stream carries no Content-Encoding: _is_encoded's call only for one that does
+    return (not given or given in media_types) and \
+        ("content-encoding" not in headers or not _is_encoded(headers))
+
+
+# Content-Type values already read, to their media type: a provider labels every
+# stream alike, and reading one costs three string methods a stream.
+_media_types: dict[str, str] = {}
+# Far more than the labels of any configuration's providers; a fuller table is emptied
+# (its values are read again as they come) rather than let grow with what a hostile
+# upstream may send.
+_MAX_MEDIA_TYPES = 64
+
+
+def _media_type(value: str) -> str:
+    """A Content-Type's media type, lower-case, without its parameters."""
     given = value.partition(";")[0].strip().lower()
-    return (not given or given in media_types) and not _is_encoded(headers)
+    if len(_media_types) >= _MAX_MEDIA_TYPES:
+        _media_types.clear()
+    _media_types[value] = given
+    return given
 
 
 def _is_encoded(headers: dict[str, str]) -> bool:

@@ -172,3 +172,17 @@ def test_a_redirected_deadline_calls_its_new_callback_at_its_time(clock: Virtual
     assert not cancelled.redirect(lambda: fired.append("revived"))
     clock.advance(1.0)
     assert fired == ["new"] and len(wheel) == 0
+
+
+def test_a_deadline_whose_time_divides_back_below_its_tick_runs_at_that_time() -> None:
+    """floor(tick * r / r) is tick - 1 for some ticks: such a tick is due at its time
+    all the same (it once found nothing due there and armed its timer again, forever
+    on a clock that stands still)."""
+    tick = next(t for t in range(51200, 52000)
+                if int(t * RESOLUTION / RESOLUTION) < t)  # floor below the tick
+    clock = VirtualClock(start=(tick - 10) * RESOLUTION)
+    wheel = TimerWheel(clock)
+    fired: list[float] = []
+    wheel.call_at_tick(tick, lambda: fired.append(clock.now))
+    clock.advance(10 * RESOLUTION)
+    assert fired == [tick * RESOLUTION] and clock.pending == 0
