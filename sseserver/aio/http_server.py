@@ -171,14 +171,21 @@ class HTTPConnection(Responding, asyncio.Protocol):
     # -- asyncio callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self._open(transport)
+
+    def _open(self, transport: asyncio.BaseTransport) -> object:
+        """Take the client's transport: its peer, write limits and the head timer. The
+        peer's address as the transport gives it (a host and port tuple for TCP)."""
+        # uvloop's transport is no asyncio.Transport subclass (and cast is a call)
+        self._transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
         limits = self._limits
-        transport.set_write_buffer_limits(
-            high=limits.write_high_water, low=limits.write_low_water)
+        transport.set_write_buffer_limits(  # type: ignore[attr-defined]
+            limits.write_high_water, limits.write_low_water)
         if limits.header_timeout > 0:  # no timer is set yet
             self._timer = self._wheel.call_later(limits.header_timeout, self._on_head_timeout)
+        return peer
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -330,13 +337,19 @@ class HTTPConnection(Responding, asyncio.Protocol):
     def _start_request(self, head: RequestHead) -> None:
         self.phase = _READING
         headers = check_head(head, self._limits)
-        path, _, query = head.target.partition("?")
+        target = head.target
+        if "?" in target:
+            path, _, query = target.partition("?")
+        else:  # most targets: no query to split off
+            path, query = target, ""
         self._request = HTTPRequest(head.method, path, query, headers, head.http_version,
                                     b"", self.peer)
         http11 = self._http11 = head.http_version == "1.1"  # chunked for a streamed body
         # RFC 9112 §9.3, as h11 decides it: HTTP/1.1 without a "close" connection option
+        # ("close" as clients send it known without a call)
         connection = headers.get("connection")
-        self._keep_alive = http11 and (connection is None or not _asks_close(connection))
+        self._keep_alive = http11 and (connection is None or (
+            connection != "close" and not _asks_close(connection)))
         self._head_only = head.method == "HEAD"
         if self._body:  # pieces of a request that failed (kept for no one)
             self._body = []
