@@ -33,6 +33,20 @@ def awaits_continue(headers: dict[str, str], declared: str | None) -> bool:
         "transfer-encoding" in headers or (declared is not None and int(declared) > 0))
 
 
+def asks_close(connection: str) -> bool:
+    """A Connection field value lists the "close" option."""
+    options = connection.lower()
+    if options == "close":  # what clients send: no list to split
+        return True
+    return "close" in options and lists_close(options)
+
+
+def lists_close(options: str) -> bool:
+    """The general reading of a lower-cased Connection value (RFC 9110 §7.6.1: a
+    comma-separated list of options, optional whitespace around each)."""
+    return "close" in (token.strip(" \t") for token in options.split(","))
+
+
 def too_many_chunks(limits: Limits) -> HTTPError:
     """The refusal of a chunked body in more than ``limits.max_body_chunks`` chunks."""
     return HTTPError(413, f"request body in more than {limits.max_body_chunks} chunks",

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from sseserver.aio import http_server
 from sseserver.aio.http_server import HTTPConnection, HTTPRequest
+from sseserver.core import request_checks
 from tests.aio.test_http_server import FAST, Harness
 from tests.conftest import run_async
 
@@ -54,7 +54,7 @@ def test_targets_and_connection_options_read_as_the_general_reading(version: str
                          % (target.encode(), version.encode(), line))
             path, _, query = target.partition("?")
             keep_alive = version == "1.1" and (
-                connection is None or not http_server._lists_close(connection.lower()))
+                connection is None or not request_checks.lists_close(connection.lower()))
             expected.append((path, query, keep_alive))
     got = [(request.path, request.query, keep_alive)
            for request, keep_alive in read_requests(heads)]
