@@ -37,7 +37,7 @@ from sseserver.stopping import (
     StopStage,
     next_stage,
 )
-from sseserver.stream_end import LineHandler, MessageFormatter
+from sseserver.stream_end import LineHandler, MessageFormatter, log_streams_directly
 
 if TYPE_CHECKING:
     from sseserver.aio.worker_channel import WorkerPlace
@@ -126,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = LineHandler(sys.stderr)
     handler.setFormatter(MessageFormatter())  # the message alone, as "%(message)s"
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    log_streams_directly(handler)  # the same lines, without two hops of propagation
     # The format shows the message alone: skip gathering the caller, thread and process
     # of each record (a third of the cost of a stream's end-of-stream line).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

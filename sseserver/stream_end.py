@@ -46,6 +46,17 @@ class EndedStream(Protocol):
     def events(self) -> int: ...
 
 
+def log_streams_directly(handler: logging.Handler) -> None:
+    """Give the ``sseserver.streams`` logger ``handler``, the root's one handler, and
+    stop its lines propagating: the same lines through the same handler, found without
+    climbing past two loggers that have none (a stream's line is the server's most
+    frequent). Nothing changes when the root has other or more handlers (a process
+    that configured logging itself)."""
+    if logging.getLogger().handlers == [handler]:
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def log_stream_end(stream: EndedStream, provider: str | None, model: str | None,
                    now: float, bytes_sent: int) -> None:
     if not logger.isEnabledFor(logging.INFO):
@@ -77,7 +88,23 @@ class LineHandler(logging.StreamHandler[TextIO]):
     """A :class:`logging.StreamHandler` whose line, on a line-buffered stream, is in
     the file when the write returns: the handler's flush after it (a lock and a call
     that find nothing to write) is left out. Any other stream or terminator is written
-    and flushed as StreamHandler does; ``flush()`` itself flushes as ever."""
+    and flushed as StreamHandler does; ``flush()`` itself flushes as ever.
+
+    :meth:`handle` is :class:`logging.Handler`'s, with the filters asked only when
+    there are any and the handler's lock taken as a context (its acquire and release
+    are three Python calls a line)."""
+
+    def handle(self, record: logging.LogRecord) -> bool | logging.LogRecord:
+        checked: bool | logging.LogRecord = True
+        if self.filters:
+            checked = self.filter(record)
+            if not checked:
+                return checked
+            if isinstance(checked, logging.LogRecord):  # a filter's copy (3.12)
+                record = checked
+        with self.lock:  # type: ignore[union-attr]  # made by createLock in __init__
+            self.emit(record)
+        return checked
 
     def emit(self, record: logging.LogRecord) -> None:
         stream = self.stream

@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sseserver.stream_end import LineHandler, MessageFormatter
+from sseserver import stream_end
+from sseserver.stream_end import LineHandler, MessageFormatter, log_streams_directly
 
 
 def _record(msg: object, args: tuple[object, ...] = (), *, exc: bool = False,
@@ -105,3 +106,66 @@ def test_line_handler_reports_a_failed_write_as_stream_handler_does(
     record = _record("lost")
     _log_through(handler, record)
     assert reported == [record]
+
+
+class _Lines(io.StringIO):
+    line_buffering = True  # as stderr: LineHandler writes without its flush
+
+
+def _drop_second(record: logging.LogRecord) -> bool:
+    return record.getMessage() != "two"
+
+
+def _shout(record: logging.LogRecord) -> logging.LogRecord:
+    copy = logging.makeLogRecord(record.__dict__)
+    copy.msg = str(record.msg).upper()
+    return copy
+
+
+@pytest.mark.parametrize("filters", [[], [_drop_second], [_shout], [_drop_second, _shout]])
+def test_line_handler_handles_as_handler_handle_does(filters: list[object]) -> None:
+    """Its handle: the same verdict and lines as logging.Handler.handle, with filters
+    and without, and the handler's lock held while it writes."""
+    out = {}
+    for name, handle in (("general", logging.Handler.handle), ("line", LineHandler.handle)):
+        stream = _Lines()
+        handler = LineHandler(stream)
+        handler.setFormatter(MessageFormatter())
+        for log_filter in filters:
+            handler.addFilter(log_filter)  # type: ignore[arg-type]
+        locked: list[bool] = []
+        emit = handler.emit
+        handler.emit = lambda record, emit=emit, handler=handler, locked=locked: (  # type: ignore[method-assign]
+            locked.append(handler.lock._is_owned()), emit(record))[1]  # type: ignore[union-attr]
+        verdicts = [bool(handle(handler, _record(text))) for text in ("one", "two")]
+        out[name] = (verdicts, stream.getvalue(), locked)
+    assert out["line"] == out["general"]
+    assert all(out["line"][2])
+
+
+def test_the_streams_logger_writes_through_the_roots_one_handler_directly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the CLI configures logging: the streams logger gets the root's one handler
+    and propagates no more, so each line is written once, the same; with other
+    handlers on the root (a process that configured logging itself) nothing changes."""
+    root, streams = logging.getLogger(), stream_end.logger
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(streams, "handlers", [])
+    monkeypatch.setattr(streams, "propagate", True)
+    monkeypatch.setattr(root, "level", logging.INFO)
+    streams.manager._clear_cache()
+    text = _Lines()
+    handler = LineHandler(text)
+    handler.setFormatter(MessageFormatter())
+    other = logging.StreamHandler(io.StringIO())
+    root.handlers = [handler, other]
+    log_streams_directly(handler)
+    assert streams.handlers == [] and streams.propagate
+    root.handlers = [handler]
+    streams.info("before")
+    log_streams_directly(handler)
+    assert streams.handlers == [handler] and not streams.propagate
+    streams.info("after")
+    logging.getLogger("sseserver.http").info("another logger")
+    assert text.getvalue() == "before\nafter\nanother logger\n"
+    streams.manager._clear_cache()

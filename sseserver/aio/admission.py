@@ -139,8 +139,9 @@ class AdmittedConnection(HTTPConnection):
         self._address: str | None = None  # set while counted in
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # reads the peer once, for both of us
-        address = self.peer.rpartition(":")[0]  # "::1:8080" -> "::1"
+        peer = self._open(transport)  # reads the peer once, for both of us
+        # the host: "::1:8080" -> "::1"
+        address = peer[0] if isinstance(peer, tuple) else self.peer.rpartition(":")[0]
         sock = transport.get_extra_info("socket")
         answer = self._admission.admit(address, sock.fileno() if sock is not None else -1)
         if answer is None:

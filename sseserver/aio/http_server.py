@@ -29,15 +29,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import cast
 
 from sseserver.aio.flow import FlowControl
 from sseserver.aio.http_request import Admission, Handler, HTTPRequest, Phase
 from sseserver.aio.http_responses import INTERNAL_ERROR, Responding, http_date
-from sseserver.aio.input_queue import EVENTS_PER_TURN, UNBOUNDED, InputQueue, input_queue
+from sseserver.aio.input_queue import EVENTS_PER_TURN, UNBOUNDED, keep_loop_parts, loop_parts
 from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.aio.stream_writer import StreamWriter
-from sseserver.aio.wheel import Deadline, TimerWheel, wheel_for
+from sseserver.aio.wheel import Deadline
 from sseserver.config import LimitsSettings as Limits
 from sseserver.core.h11_server import (
     CONNECTION_CLOSED,
@@ -50,6 +49,7 @@ from sseserver.core.h11_server import (
 )
 from sseserver.core.request_checks import (
     HTTPError,
+    asks_close,
     awaits_continue,
     body_too_large,
     check_head,
@@ -112,9 +112,9 @@ class HTTPConnection(Responding, asyncio.Protocol):
         self.peer = ""
         self._request: HTTPRequest | None = None
         self._body: list[bytes] = []
-        shared_loop, wheel, inputs = _shared[0]
+        shared_loop, wheel, inputs = loop_parts[0]
         if shared_loop is not self._loop:
-            wheel, inputs = _loop_shared(self._loop)
+            wheel, inputs = keep_loop_parts(self._loop)
         self._wheel = wheel
         self._timer: Deadline | None = None  # head, body or keep-alive timeout
         self._reading_paused = False
@@ -171,14 +171,21 @@ class HTTPConnection(Responding, asyncio.Protocol):
     # -- asyncio callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self._open(transport)
+
+    def _open(self, transport: asyncio.BaseTransport) -> object:
+        """Take the client's transport: its peer, write limits and the head timer. The
+        peer's address as the transport gives it (a host and port tuple for TCP)."""
+        # uvloop's transport is no asyncio.Transport subclass (and cast is a call)
+        self._transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
         limits = self._limits
-        transport.set_write_buffer_limits(
-            high=limits.write_high_water, low=limits.write_low_water)
+        transport.set_write_buffer_limits(  # type: ignore[attr-defined]
+            limits.write_high_water, limits.write_low_water)
         if limits.header_timeout > 0:  # no timer is set yet
             self._timer = self._wheel.call_later(limits.header_timeout, self._on_head_timeout)
+        return peer
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -192,7 +199,11 @@ class HTTPConnection(Responding, asyncio.Protocol):
                 inputs = self._inputs
                 bound = inputs.read_bound(self.attained)
                 if bound >= 0:
-                    inputs.spend(self._process_events(bound))
+                    try:  # as _process_events does, without its frame: every read
+                        done = self._read_events(bound)
+                    except Exception as exc:  # a bug: see _read_failed
+                        done = self._read_failed(exc)
+                    inputs.spend(done)
                 else:
                     self._next_turn()
                 return
@@ -245,12 +256,17 @@ class HTTPConnection(Responding, asyncio.Protocol):
         the number of events read."""
         try:
             return self._read_events(bound)
-        except Exception as exc:  # a bug must cost this connection, never log a traceback
-            _log_read_failure("reading a request from %s failed: %s", self.peer,
-                              type(exc).__name__)
-            logger.debug("read failure", exc_info=True)
-            self._answer_failure()
-            return 1
+        except Exception as exc:  # a bug: see _read_failed
+            return self._read_failed(exc)
+
+    def _read_failed(self, exc: Exception) -> int:
+        """A bug must cost this connection, never log a traceback: one short line, a
+        500 and the close. The events counted for the turn."""
+        _log_read_failure("reading a request from %s failed: %s", self.peer,
+                          type(exc).__name__)
+        logger.debug("read failure", exc_info=True)
+        self._answer_failure()
+        return 1
 
     def _read_events(self, bound: int) -> int:
         reader = self._reader
@@ -330,13 +346,19 @@ class HTTPConnection(Responding, asyncio.Protocol):
     def _start_request(self, head: RequestHead) -> None:
         self.phase = _READING
         headers = check_head(head, self._limits)
-        path, _, query = head.target.partition("?")
+        target = head.target
+        if "?" in target:
+            path, _, query = target.partition("?")
+        else:  # most targets: no query to split off
+            path, query = target, ""
         self._request = HTTPRequest(head.method, path, query, headers, head.http_version,
-                                    b"", self.peer)
+                                    b"", self.peer, {})  # (its default_factory: a call)
         http11 = self._http11 = head.http_version == "1.1"  # chunked for a streamed body
         # RFC 9112 §9.3, as h11 decides it: HTTP/1.1 without a "close" connection option
+        # ("close" as clients send it known without a call)
         connection = headers.get("connection")
-        self._keep_alive = http11 and (connection is None or not _asks_close(connection))
+        self._keep_alive = http11 and (connection is None or (
+            connection != "close" and not asks_close(connection)))
         self._head_only = head.method == "HEAD"
         if self._body:  # pieces of a request that failed (kept for no one)
             self._body = []
@@ -511,29 +533,3 @@ class HTTPConnection(Responding, asyncio.Protocol):
         if self.phase is _IDLE:
             self._close()
 
-
-# The loop a process runs, its timer wheel and its input queue: every connection asks
-# (wheel_for and input_queue are a call each, one making a weak reference).
-_shared: list[tuple[object, TimerWheel, InputQueue]] = [
-    (None, cast(TimerWheel, None), cast(InputQueue, None))]  # no loop yet
-
-
-def _loop_shared(loop: asyncio.AbstractEventLoop) -> tuple[TimerWheel, InputQueue]:
-    """The loop's wheel and input queue, kept as the loop's of ``_shared``."""
-    wheel, inputs = wheel_for(loop), input_queue(loop)
-    _shared[0] = (loop, wheel, inputs)
-    return wheel, inputs
-
-
-def _asks_close(connection: str) -> bool:
-    """A Connection field value lists the "close" option."""
-    options = connection.lower()
-    if options == "close":  # what clients send: no list to split
-        return True
-    return "close" in options and _lists_close(options)
-
-
-def _lists_close(options: str) -> bool:
-    """The general reading of a lower-cased Connection value (RFC 9110 §7.6.1: a
-    comma-separated list of options, optional whitespace around each)."""
-    return "close" in (token.strip(" \t") for token in options.split(","))

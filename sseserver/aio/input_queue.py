@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import weakref
-from typing import Protocol
+from typing import Protocol, cast
+
+from sseserver.aio.wheel import TimerWheel, wheel_for
 
 # Reader events one connection takes per turn of the event loop before the others
 # run. An event is at most one head (16 KiB), one socket read of a body or one slice
@@ -148,3 +150,16 @@ def input_queue(loop: asyncio.AbstractEventLoop) -> InputQueue:
         queue = _input_queues[loop] = InputQueue(loop)
     _last[0] = queue
     return queue
+
+
+# The loop a process runs, its timer wheel and its input queue: every connection asks
+# (wheel_for and input_queue are a call each, one making a weak reference).
+loop_parts: list[tuple[object, TimerWheel, InputQueue]] = [
+    (None, cast(TimerWheel, None), cast(InputQueue, None))]  # no loop yet
+
+
+def keep_loop_parts(loop: asyncio.AbstractEventLoop) -> tuple[TimerWheel, InputQueue]:
+    """The loop's wheel and input queue, kept as the loop's of ``loop_parts``."""
+    wheel, inputs = wheel_for(loop), input_queue(loop)
+    loop_parts[0] = (loop, wheel, inputs)
+    return wheel, inputs

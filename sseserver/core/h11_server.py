@@ -129,6 +129,9 @@ class RequestHead:
     # in the order of their first lines; None: not made yet (fields_by_name makes it).
     # Derived from fields: not compared, not shown.
     headers: dict[str, str] | None = field(default=None, compare=False, repr=False)
+    # The head's bytes as the client sent them, its request line and blank line
+    # included (-1: not known); a bound on the head as parsed (request_checks.py).
+    size: int = field(default=-1, compare=False, repr=False)
 
 
 Event = RequestHead | bytes | Signal
@@ -324,7 +327,7 @@ class RequestReader:
         return RequestHead(_LINE_TOKENS.get(method) or method.decode("ascii"),
                            request.target.decode("ascii"),
                            _LINE_TOKENS.get(version) or version.decode("ascii"), fields,
-                           headers)
+                           headers, head_size)
 
     # -- the body --------------------------------------------------------------------
 

@@ -12,6 +12,13 @@ from sseserver.errors import HTTPError, status_error_type
 # (a bare-LF head is shorter than the CRLF one it stands for): this is the per-line
 # overhead of ": " and CRLF.
 _HEADER_LINE_OVERHEAD = 4
+# A field line as parsed (name, ": ", value, CRLF) is at most this many bytes longer
+# than as sent (name, ":", value, a bare LF: OWS, obs-fold and repeated Content-Length
+# values only shorten it), and the request line at most one (a bare LF) where the
+# blank line ending the head is at least one byte not counted: a head sent in ``size``
+# bytes is at most ``size + 2 * fields`` as parsed, and one well within the limit needs
+# no count (the count over its fields is ~5k instructions a request).
+_PARSED_GROWTH_PER_LINE = 2
 # RFC 9112 §2.3 leaves other versions to the server: 505 (h11 reads any digit.digit).
 _SUPPORTED_VERSIONS = ("1.1", "1.0")
 # The type of a refusal's JSON error body: the one table, in errors.py.
@@ -24,6 +31,20 @@ def awaits_continue(headers: dict[str, str], declared: str | None) -> bool:
     expect = headers.get("expect")
     return expect is not None and expect.lower() == "100-continue" and (
         "transfer-encoding" in headers or (declared is not None and int(declared) > 0))
+
+
+def asks_close(connection: str) -> bool:
+    """A Connection field value lists the "close" option."""
+    options = connection.lower()
+    if options == "close":  # what clients send: no list to split
+        return True
+    return "close" in options and lists_close(options)
+
+
+def lists_close(options: str) -> bool:
+    """The general reading of a lower-cased Connection value (RFC 9110 §7.6.1: a
+    comma-separated list of options, optional whitespace around each)."""
+    return "close" in (token.strip(" \t") for token in options.split(","))
 
 
 def too_many_chunks(limits: Limits) -> HTTPError:
@@ -53,6 +74,18 @@ def check_head(head: RequestHead, limits: Limits) -> dict[str, str]:
     headers = head.headers
     if headers is None:
         headers = fields_by_name(fields)
+    if not 0 <= head.size <= limits.max_head_bytes - _PARSED_GROWTH_PER_LINE * len(fields):
+        _check_parsed_size(head, headers, limits)
+    if "content-length" in headers and "transfer-encoding" in headers:
+        # RFC 9112 §6.1: a server MUST close the connection after such a request
+        raise HTTPError(400, "both Content-Length and Transfer-Encoding", close=True)
+    return headers
+
+
+def _check_parsed_size(head: RequestHead, headers: dict[str, str], limits: Limits) -> None:
+    """Raises :class:`HTTPError` (431) for a head over ``limits.max_head_bytes`` as
+    parsed (``headers``: its fields by name)."""
+    fields = head.fields
     if len(headers) == len(fields):  # no name repeats: the dict holds every line
         size = sum(map(len, headers)) + sum(map(len, headers.values()))
     else:
@@ -60,7 +93,3 @@ def check_head(head: RequestHead, limits: Limits) -> dict[str, str]:
     size += len(head.method) + len(head.target) + 12 + _HEADER_LINE_OVERHEAD * len(fields)
     if size > limits.max_head_bytes:
         raise HTTPError(431, f"request head exceeds {limits.max_head_bytes} bytes", close=True)
-    if "content-length" in headers and "transfer-encoding" in headers:
-        # RFC 9112 §6.1: a server MUST close the connection after such a request
-        raise HTTPError(400, "both Content-Length and Transfer-Encoding", close=True)
-    return headers

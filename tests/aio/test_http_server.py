@@ -17,6 +17,7 @@ from sseserver.aio import http_responses, http_server
 from sseserver.aio.http_server import Admission, HTTPConnection, HTTPRequest
 from sseserver.aio.log_limit import RateLimitedLog
 from sseserver.config import LimitsSettings as Limits
+from sseserver.core import request_checks
 from sseserver.core.h11_server import NEED_DATA, RequestHead, RequestReader
 from tests.conftest import run_async
 
@@ -655,7 +656,7 @@ def test_a_chunk_split_over_reads_counts_once() -> None:
 def test_connection_close_option_read_as_the_general_list_reading(value: str) -> None:
     # the shortcuts (the whole value is "close"; no "close" anywhere) answer as
     # splitting the option list does
-    assert http_server._asks_close(value) is http_server._lists_close(value.lower())
+    assert request_checks.asks_close(value) is request_checks.lists_close(value.lower())
 
 
 def _without_dates(response: bytes) -> bytes:

@@ -695,11 +695,13 @@ def test_the_head_checked_from_the_readers_dict_as_from_its_fields(
     limits = LimitsSettings(max_head_bytes=max_head_bytes)
     bare = RequestHead(head.method, head.target, "1.1", head.fields)
     made = RequestHead(head.method, head.target, "1.1", head.fields, head.headers)
+    sized = RequestHead(head.method, head.target, "1.1", head.fields, head.headers,
+                        head.size)
     try:
         expected: object = reference_check(bare, limits)
     except HTTPError as exc:
         expected = exc.status
-    for checked in (bare, made):
+    for checked in (bare, made, sized):
         try:
             got: object = check_head(checked, limits)
         except HTTPError as exc:
@@ -708,3 +710,21 @@ def test_the_head_checked_from_the_readers_dict_as_from_its_fields(
             continue
         assert got == expected
     assert head.headers == fields_by_name(head.fields)
+
+
+@pytest.mark.parametrize("fields", [0, 1, 7, 40])
+def test_a_head_sized_as_sent_is_measured_as_parsed_at_the_limit(fields: int) -> None:
+    """A bare-LF head of "a:b" lines is as long parsed as its size as sent allows
+    (each line two bytes longer, the request line one, the blank line not counted):
+    the limit on it holds to the byte, as counted over its fields."""
+    data = b"GET / HTTP/1.0\n" + b"a:b\n" * fields + b"\n"
+    reader = RequestReader()
+    reader.feed(data)
+    head = reader.next_event()
+    assert isinstance(head, RequestHead) and head.size == len(data)
+    parsed = len(data) + 2 * fields
+    assert check_head(head, LimitsSettings(max_head_bytes=parsed)) == (
+        {"a": ", ".join(["b"] * fields)} if fields else {})
+    with pytest.raises(HTTPError) as caught:
+        check_head(head, LimitsSettings(max_head_bytes=parsed - 1))
+    assert caught.value.status == 431
