@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import pytest
@@ -109,3 +111,23 @@ class VirtualClock:
 @pytest.fixture
 def clock() -> VirtualClock:
     return VirtualClock()
+
+
+@contextmanager
+def blackhole_port() -> Iterator[int]:
+    """A port whose accept queue is full: new connections hang in SYN, never refused."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.05)
+    yield port
+    for filler in fillers:
+        filler.close()
+    listener.close()

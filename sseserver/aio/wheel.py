@@ -103,17 +103,9 @@ class TimerWheel:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Deadline:
         # ceil: a deadline's tick is never before its time
-        tick = math.ceil((self._loop.time() + (delay if delay > 0.0 else 0.0)) /
-                         self.resolution)
-        deadline = Deadline(self, tick, callback)
-        bucket = self._buckets.get(tick)
-        if bucket is None:
-            bucket = self._buckets[tick] = set()
-            heapq.heappush(self._ticks, tick)
-        bucket.add(deadline)
-        if self._armed is None or tick < self._armed_tick:
-            self._arm(tick)
-        return deadline
+        return self.call_at_tick(math.ceil(
+            (self._loop.time() + (delay if delay > 0.0 else 0.0)) / self.resolution),
+            callback)
 
     def call_at_tick(self, tick: int, callback: Callable[[], None]) -> Deadline:
         """:meth:`call_later` for a tick its caller worked out (``ceil(time /

@@ -15,27 +15,13 @@ from sseserver.aio.connect import _ConnectLimit, connect, parse_url
 from sseserver.aio.upstream import Timeouts
 from sseserver.aio.wheel import RESOLUTION, wheel_for
 from sseserver.errors import UpstreamConnectError, UpstreamTimeout
-from tests.conftest import loopback_server, run_async
+from tests.conftest import blackhole_port, loopback_server, run_async
 
 
 @pytest.fixture()
 def blackhole() -> Iterator[int]:
-    """A port whose accept queue is full: new connections hang in SYN, never refused."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    time.sleep(0.05)
-    yield port
-    for filler in fillers:
-        filler.close()
-    listener.close()
+    with blackhole_port() as port:
+        yield port
 
 
 def test_a_target_knows_its_origin() -> None:

@@ -14,27 +14,14 @@ import pytest
 import trustme
 from httpx_sse import connect_sse
 
+from tests.conftest import blackhole_port
 from tests.e2e.stack import Stack, request_body
 
 
 @pytest.fixture(scope="module")
 def blackhole() -> Iterator[int]:
-    """A port whose accept queue is full: new connections hang in SYN, never refused."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    time.sleep(0.05)
-    yield port
-    for filler in fillers:
-        filler.close()
-    listener.close()
+    with blackhole_port() as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
