@@ -36,8 +36,10 @@ HEARTBEAT = b": ping\n"
 # events; these never change it).
 _NOT_SHOWN = frozenset({Finish, ReasoningSignature, RedactedReasoning})
 _dumps = orjson.dumps
-# text()'s frame, numbered (Formatter.text_template)
-_TEXT_TEMPLATE = (b'id: %d\ndata: {"content":%b}\n\n', True)
+# text()'s frame: {"content": ...} as orjson writes it, around the text alone (no dict
+# to build); numbered (Formatter.text_template)
+_TEXT_FRAME = b'id: %d\ndata: {"content":%b}\n\n'
+_TEXT_TEMPLATE = (_TEXT_FRAME, True)
 
 
 class SSEFormatter:
@@ -62,7 +64,7 @@ class SSEFormatter:
     def text(self, content: str) -> bytes:
         # {"content": ...} as orjson writes it, around the text alone: no dict to build
         self.last_id += 1
-        return b'id: %d\ndata: {"content":%b}\n\n' % (self.last_id, _dumps(content))
+        return _TEXT_FRAME % (self.last_id, _dumps(content))
 
     def text_template(self) -> tuple[bytes, bool]:
         return _TEXT_TEMPLATE

@@ -348,15 +348,21 @@ def test_the_whole_chunk_shortcut_equals_the_general_path(reads: list[bytes]) ->
             break
 
 
-def test_a_read_of_one_whole_chunk_takes_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
-    general: list[bytes] = []
+@pytest.fixture()
+def general(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The reads that went the general way (ChunkedDecoder._decode), in order."""
+    reads: list[bytes] = []
     decode = ChunkedDecoder._decode
 
     def counted(self: ChunkedDecoder, data: bytes) -> list[bytes]:
-        general.append(data)
+        reads.append(data)
         return decode(self, data)
 
     monkeypatch.setattr(ChunkedDecoder, "_decode", counted)
+    return reads
+
+
+def test_a_read_of_one_whole_chunk_takes_the_shortcut(general: list[bytes]) -> None:
     decoder = ChunkedDecoder()
     assert decoder.feed(b"5\r\nhello\r\n") == [b"hello"]
     assert decoder.feed(b"2\r\nhi\r\n3\r\nabc\r\n") == [b"hi", b"abc"]
@@ -399,17 +405,9 @@ def test_the_end_of_body_shortcut_equals_the_general_path(reads: list[bytes]) ->
         assert (fast._state, fast._buffer) == (general._state, general._buffer), reads
 
 
-def test_a_last_read_takes_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_last_read_takes_the_shortcut(general: list[bytes]) -> None:
     """A provider's last read, its last events and the end of the body, and the end
     alone, never go the general way."""
-    general: list[bytes] = []
-    decode = ChunkedDecoder._decode
-
-    def counted(self: ChunkedDecoder, data: bytes) -> list[bytes]:
-        general.append(data)
-        return decode(self, data)
-
-    monkeypatch.setattr(ChunkedDecoder, "_decode", counted)
     decoder = ChunkedDecoder()
     assert decoder.feed(b"5\r\nhello\r\n0\r\n\r\n") == [b"hello"]
     assert decoder.done and decoder.trailing == b""
