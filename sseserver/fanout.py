@@ -71,6 +71,11 @@ class LogOutput:
         self.content_type = content_type
         self.preamble = preamble
 
+    def open_with(self, stream_id: str, content_type: str, preamble: bytes,
+                  first_read: Callable[[], bool]) -> None:
+        self.open(stream_id, content_type, preamble)
+        first_read()
+
     def write(self, frames: list[bytes]) -> None:
         room = True
         for frame in frames:

@@ -41,6 +41,14 @@ class Output(Protocol):
         ``preamble`` (the formatter's, e.g. SSE's ``retry:`` line)."""
         ...
 
+    def open_with(self, stream_id: str, content_type: str, preamble: bytes,
+                  first_read: Callable[[], bool]) -> None:
+        """:meth:`open`, then ``first_read()`` (the body's first read, which may
+        write): a client gets the head and those frames in one write. ``first_read``
+        returns True when the provider finished in that read: then the stream's
+        :meth:`finish` follows at once, and the head may wait to go out with it."""
+        ...
+
     def write(self, frames: list[bytes]) -> None:
         """Send frames, each of which carries one event id."""
         ...
@@ -113,6 +121,19 @@ class DirectOutput:
             200, fixed_stream_head(content_type), ("x-stream-id", stream_id),
             self._extra_headers, preamble)
         self.write_frame = self._writer.write  # a token's frame: one call, one chunk
+
+    def open_with(self, stream_id: str, content_type: str, preamble: bytes,
+                  first_read: Callable[[], bool]) -> None:
+        writer = self._writer = self._conn.start_spliced_stream(
+            200, fixed_stream_head(content_type), ("x-stream-id", stream_id),
+            self._extra_headers, preamble, held=True)
+        self.write_frame = writer.write
+        finished = False
+        try:
+            finished = first_read()
+        finally:
+            if not finished:  # (else finish() releases it, with the end)
+                writer.release()
 
     def write(self, frames: list[bytes]) -> None:
         if self._writer is not None:
@@ -204,6 +225,11 @@ class CollectingOutput:
 
     def open(self, stream_id: str, content_type: str, preamble: bytes) -> None:
         self._stream_id = stream_id
+
+    def open_with(self, stream_id: str, content_type: str, preamble: bytes,
+                  first_read: Callable[[], bool]) -> None:
+        self._stream_id = stream_id
+        first_read()
 
     def write(self, frames: list[bytes]) -> None:
         if self._assembled.size > self._max_chars and self._on_full is not None:

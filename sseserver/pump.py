@@ -8,7 +8,9 @@ attempt, with the stream's one formatter (its frame numbering spans them):
 - the upstream connection then drives the pump as its body sink: :meth:`on_body` with
   each decoded piece of the body, then :meth:`on_body_end` or :meth:`on_body_error`.
   Each read's frames go to the output in one write (``output.write`` or, for the one
-  frame of a token, ``output.write_frame``).
+  frame of a token, ``output.write_frame``), but those of the read in which the
+  provider finished: they lead the stream's last frames (:meth:`end_frames`), so
+  that the client gets them and the end in one write.
 - until the first content event the stream is not committed: other events are held,
   and the first content event commits it (the driver's ``on_commit`` opens the
   response and says the stream's metadata), writing the ``metadata`` frame and the
@@ -132,8 +134,8 @@ class Pump:
     # Every open stream holds one, idle or not: what the driver knows (the stream's
     # id, its target) is asked of it rather than kept twice.
     __slots__ = ("_adapter", "_driver", "_flowing", "_formatter", "_held", "_lane",
-                 "_lane_lines", "_lane_tries", "_output", "_reader", "_write_frame",
-                 "committed", "events", "silent_events", "usage")
+                 "_lane_lines", "_lane_tries", "_last", "_output", "_reader",
+                 "_write_frame", "committed", "events", "silent_events", "usage")
 
     def __init__(self, formatter: Formatter, output: FrameOutput, driver: PumpDriver
                  ) -> None:
@@ -146,6 +148,9 @@ class Pump:
         # Non-content events before the commit; a list only once there is one (most
         # streams have none, and an idle stream should hold little).
         self._held: list[NormalizedEvent] | None = None
+        # The frames of the read in which the provider finished: they go out with the
+        # stream's last frames (end_frames, failure_frames), one write for both.
+        self._last: list[bytes] | None = None
         self._flowing = False  # a body is being read; on_settled not yet called
         self._lane: _Lane | None = None  # the text lane, while open
         # the lane's reading of a burst's lines, from the same promises, while open
@@ -241,9 +246,10 @@ class Pump:
         except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
             self._fault(exc, data, frames)
             return
-        self._flush(frames)
         if adapter.finished:
-            self._settle(None)
+            self._finished_with(frames)
+        elif frames:
+            self._output.write(frames)
 
     def _open_lane(self) -> None:
         """Open the text lane if the reader, the adapter and the formatter allow it
@@ -355,8 +361,8 @@ class Pump:
         if not self._flowing:
             return
         adapter = self._adapter
+        frames: list[bytes] = []
         if not adapter.finished:
-            frames: list[bytes] = []
             try:  # the last event, if only its blank line is missing
                 for sse in self._reader.end():
                     self._frames(adapter.feed(sse.event, sse.data), frames)
@@ -364,11 +370,18 @@ class Pump:
                 self._flush(frames)
                 self._settle(self._body_fault(exc))
                 return
-            self._flush(frames)
         if adapter.finished:
-            self._settle(None)
+            self._finished_with(frames)
         else:
+            self._flush(frames)
             self._settle(UpstreamError("provider ended the stream before it was complete"))
+
+    def _finished_with(self, frames: list[bytes]) -> None:
+        """The provider finished in the read that made ``frames``: they are kept for
+        the stream's last frames (the driver asks for them next), then the body is
+        settled as over."""
+        self._last = frames
+        self._settle(None)
 
     def on_body_error(self, error: UpstreamError) -> None:
         self._settle(error)
@@ -452,8 +465,9 @@ class Pump:
     # -- a stream's last frames ----------------------------------------------------
 
     def end_frames(self) -> list[bytes]:
-        """A stream's last frames when the provider finished: what is held, the end."""
-        frames: list[bytes] = []
+        """A stream's last frames when the provider finished: the last read's, what is
+        held, the end."""
+        frames, self._last = self._last or [], None
         self.commit(frames)
         frames.append(self._formatter.end())
         self.events += 1
@@ -461,10 +475,10 @@ class Pump:
 
     def failure_frames(self, error_type: str, message: str, retryable: bool,
                        status: int | None) -> list[bytes]:
-        """A stream's last frames when it fails after its head: what is held, the
-        usage so far (a stream that ends early reports what it used), the error, the
-        end."""
-        frames: list[bytes] = []
+        """A stream's last frames when it fails after its head: the last read's (if
+        the provider had finished), what is held, the usage so far (a stream that ends
+        early reports what it used), the error, the end."""
+        frames, self._last = self._last or [], None
         self.commit(frames)
         usage = self._adapter.usage_so_far()
         if self.usage is None and usage is not None:
@@ -489,9 +503,10 @@ class ReferencePump(Pump):
         except Exception as exc:
             self._fault(exc, data, frames)
             return
-        self._flush(frames)
         if adapter.finished:
-            self._settle(None)
+            self._finished_with(frames)
+        else:
+            self._flush(frames)
 
     def _general(self, data: bytes, frames: list[bytes]) -> None:
         adapter = self._adapter

@@ -311,14 +311,28 @@ class Relay:
             self._internal_error(exc)
 
     def _start_pump(self, target: Target, upstream: UpstreamConnection) -> None:
-        """Let the body flow to the client; :meth:`on_settled` hears how it ended."""
-        self._open_response()
+        """Let the body flow to the client; :meth:`on_settled` hears how it ended.
+        The response opens here (as a rule) with the body's first read: its head
+        and that read's frames go out in one write (with the end, if the provider
+        finished in it)."""
         policy = self._policy  # a provider whose body is no SSE names its own reader
-        self._pump.begin(target.provider.new_body_reader(policy.max_event_bytes,
-                                                         policy.max_bytes_without_event),
-                         target.provider.new_adapter())
+        pump = self._pump
+        pump.begin(target.provider.new_body_reader(policy.max_event_bytes,
+                                                   policy.max_bytes_without_event),
+                   target.provider.new_adapter())
         self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)
-        upstream.stream(self._pump)
+        if self.state is _STARTING:
+            self._move(_OPEN)
+
+            def first_read() -> bool:  # True: complete() follows in the next pass
+                upstream.stream(pump)
+                return pump.finished
+
+            formatter = self._formatter
+            self._output.open_with(self.id, formatter.content_type, formatter.preamble,
+                                   first_read)
+        else:
+            upstream.stream(pump)
 
     def on_settled(self, result: UpstreamError | NotAStream | None) -> None:
         """The body ended, well or not (the pump says so once). The attempt moves on in

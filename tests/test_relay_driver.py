@@ -79,6 +79,7 @@ class Script:
     interval: float = 0.05
     fail: UpstreamError | None = None  # instead of a head
     cut: bool = False  # the body breaks off instead of ending
+    with_head: int = 0  # chunks that came in the head's read (given at stream())
 
 
 class FakeUpstream:
@@ -113,7 +114,14 @@ class FakeUpstream:
     def stream(self, sink: Any) -> None:
         first = self._sink is None
         self._sink = sink
-        if first:
+        if first:  # as the connection gives what came with the head, at once
+            for _ in range(self.script.with_head):
+                if self._chunks:
+                    sink.on_body(self._chunks.pop(0))
+            if self.script.with_head and not self._chunks and not self.script.cut:
+                self.state = State.DONE
+                sink.on_body_end()
+                return
             self.loop.call_later(self.script.interval, self._next)
 
     def _next(self) -> None:
@@ -208,6 +216,11 @@ class RecordingOutput:
         assert not self.opened
         self.opened = True
         self.body += preamble
+
+    def open_with(self, stream_id: str, content_type: str, preamble: bytes,
+                  first_read: Callable[[], bool]) -> None:
+        self.open(stream_id, content_type, preamble)
+        first_read()
 
     def write(self, frames: list[bytes]) -> None:
         assert self.opened and not self.finished

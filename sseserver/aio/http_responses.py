@@ -138,10 +138,11 @@ class Responding:
 
     def start_spliced_stream(self, status: int, fixed: tuple[tuple[str, str], ...],
                              spliced: tuple[str, str], extra: list[tuple[str, str]],
-                             first: bytes = b"") -> StreamWriter:
+                             first: bytes = b"", held: bool = False) -> StreamWriter:
         """:meth:`start_stream` with the headers ``[*fixed, spliced, *extra]``, the
         head built by :func:`encode_spliced_head` (a stream's head: fixed lines but
-        its id and the date)."""
+        its id and the date). ``held``: the writer begins held (StreamWriter.held),
+        the head sent with what follows it at the writer's release."""
         after = (*extra, *self.response_headers, _CHUNKED) if self._http11 else \
             (*extra, *self.response_headers)
         # as _finish_headers decides: a response before the whole request was read closes
@@ -157,9 +158,10 @@ class Responding:
             head = None
         else:
             self._response_started = True
-        return self._send_stream_head(head, first)
+        return self._send_stream_head(head, first, held)
 
-    def _send_stream_head(self, head: bytes | None, first: bytes) -> StreamWriter:
+    def _send_stream_head(self, head: bytes | None, first: bytes, held: bool = False
+                          ) -> StreamWriter:
         transport = self._transport
         assert transport is not None
         if head is None:
@@ -169,6 +171,9 @@ class Responding:
             return writer
         writer = self.stream = StreamWriter(self, transport, chunked=self._http11,
                                             sends_body=not self._head_only)
+        if held:
+            writer.held(head + writer.frame(first) if first else head)
+            return writer
         transport.write(head + writer.frame(first) if first else head)
         if first and self.flow.paused:  # as a write of the first bytes checks
             self.check_write_buffer()

@@ -2,7 +2,9 @@
 
 :meth:`HTTPConnection.start_stream <sseserver.aio.http_server.HTTPConnection.start_stream>`
 sends the head and returns a :class:`StreamWriter`; each write goes to the socket at
-once, and the connection's write-buffer cap holds while the client reads slowly.
+once, and the connection's write-buffer cap holds while the client reads slowly. A
+writer may begin held (:meth:`StreamWriter.held`): its head and what is written until
+:meth:`StreamWriter.release` go out in one write then.
 """
 
 from __future__ import annotations
@@ -18,6 +20,18 @@ if TYPE_CHECKING:
 _LAST_CHUNK = b"0\r\n\r\n"
 
 
+class _Held:
+    """Stands in for a held writer's transport: keeps what is written, in order."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, first: bytes) -> None:
+        self.parts = [first]
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+
 class StreamWriter:
     """Writes the body of a streamed response: hand-framed HTTP chunks for HTTP/1.1.
 
@@ -25,14 +39,14 @@ class StreamWriter:
     frame write).
     """
 
-    __slots__ = ("_chunked", "_conn", "_flow", "_sends_body", "_transport", "bytes_sent",
-                 "closed")
+    __slots__ = ("_chunked", "_conn", "_flow", "_sends_body", "_socket", "_transport",
+                 "bytes_sent", "closed")
 
     def __init__(self, conn: HTTPConnection, transport: asyncio.Transport, *,
                  chunked: bool = True, sends_body: bool = True) -> None:
         self._conn = conn
         self._flow = conn.flow  # held here: a write need not touch the connection
-        self._transport = transport
+        self._socket = self._transport = transport
         self._chunked = chunked and sends_body
         self._sends_body = sends_body
         self.closed = False
@@ -41,6 +55,22 @@ class StreamWriter:
     @property
     def flow(self) -> FlowControl:
         return self._flow
+
+    def held(self, head: bytes) -> None:
+        """Keep ``head`` and every write after it until :meth:`release`, which sends
+        them in one write (a response's head and its first frames: one segment, one
+        system call). Writes read no flag for it: the transport they write to is the
+        holder until then."""
+        self._transport = _Held(head)  # type: ignore[assignment]
+
+    def release(self) -> None:
+        """Send what is held, in one write, and write straight through from now on."""
+        holder = self._transport
+        if type(holder) is _Held:
+            self._transport = self._socket
+            self._socket.write(b"".join(holder.parts))
+            if self._flow.paused:  # as a write checks
+                self._conn.check_write_buffer()
 
     def frame(self, data: bytes) -> bytes:
         """``data`` as the body carries it (one chunk; nothing for a HEAD), counted as
@@ -51,7 +81,8 @@ class StreamWriter:
         return data if self._sends_body else b""
 
     def write(self, data: bytes) -> None:
-        """Send ``data`` as one chunk now (never held back to batch it)."""
+        """Send ``data`` as one chunk now (never held back to batch it), or with the
+        head while the writer is held."""
         if self.closed or not data:
             return
         size = len(data)
@@ -76,6 +107,7 @@ class StreamWriter:
                                   if last else _LAST_CHUNK)
         elif last and self._sends_body:
             self._transport.write(last)
+        self.release()  # a head still held goes with the last chunk: one write
         self._conn.end_stream()
 
     def abort(self) -> None:

@@ -100,3 +100,56 @@ def test_a_stream_with_no_first_bytes_sends_its_head_at_once() -> None:
     conn, transport = started()
     conn.start_stream(200, [("content-type", "text/event-stream")])
     assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\n")
+
+
+FIXED = (("content-type", "text/event-stream"),)
+
+
+def test_a_held_stream_sends_its_head_and_what_followed_in_one_write_at_release() -> None:
+    """The same bytes as a head sent at once and each write after it, in one write:
+    chunked, HTTP/1.0 (raw body) and HEAD (the head alone)."""
+    for http11, head_only in [(True, False), (False, False), (True, True)]:
+        conn, transport = started(http11, head_only)
+        stream = conn.start_spliced_stream(200, FIXED, ("x-stream-id", "S"), [],
+                                           b"retry: 3000\n", held=True)
+        stream.write(b"data: a\n\n")
+        stream.write(b"data: b\n\n")
+        assert transport.writes == []
+        stream.release()
+        stream.release()  # nothing more is held: nothing more is sent
+        stream.write(b"data: c\n\n")
+        apart, apart_transport = started(http11, head_only)
+        apart_stream = apart.start_spliced_stream(200, FIXED, ("x-stream-id", "S"), [],
+                                                  b"retry: 3000\n")
+        for frame in (b"data: a\n\n", b"data: b\n\n", b"data: c\n\n"):
+            apart_stream.write(frame)
+        assert len(transport.writes) == (1 if head_only else 2)
+        assert _dateless([b"".join(transport.writes)]) == \
+            _dateless([b"".join(apart_transport.writes)])
+        assert stream.bytes_sent == apart_stream.bytes_sent
+
+
+def test_a_held_stream_closed_sends_head_frames_and_end_in_one_write() -> None:
+    conn, transport = started()
+    stream = conn.start_spliced_stream(200, FIXED, ("x-stream-id", "S"), [], b"", held=True)
+    stream.write(b"data: a\n\n")
+    stream.close(b"data: [DONE]\n\n")
+    (write,) = transport.writes
+    assert write.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert write.endswith(b"9\r\ndata: a\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
+    assert conn.stream is None and transport.closed
+
+
+def test_a_release_checks_the_write_buffer_as_a_write_does() -> None:
+    conn, transport = started()
+    stream = conn.start_spliced_stream(200, FIXED, ("x-stream-id", "S"), [], b"", held=True)
+    checked: list[bool] = []
+    conn.check_write_buffer = lambda: checked.append(True) or False  # type: ignore[method-assign]
+    conn.flow.pause()
+    stream.release()
+    assert checked == [True] and len(transport.writes) == 1
+
+
+def _dateless(writes: list[bytes]) -> list[bytes]:
+    return [b"\r\n".join(line for line in write.split(b"\r\n")
+                         if not line.startswith(b"date: ")) for write in writes]
