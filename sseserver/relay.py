@@ -312,27 +312,29 @@ class Relay:
 
     def _start_pump(self, target: Target, upstream: UpstreamConnection) -> None:
         """Let the body flow to the client; :meth:`on_settled` hears how it ended.
-        The response opens here (as a rule) with the body's first read: its head
+        The response opens here (as a rule), with the body's first read: its head
         and that read's frames go out in one write (with the end, if the provider
         finished in it)."""
+        if self.state is not _STARTING:
+            self._begin_body(target, upstream)
+            return
+        self._move(_OPEN)
+
+        def first_read() -> bool:  # True: complete() follows in the next pass
+            self._begin_body(target, upstream)
+            return self._pump.finished
+
+        formatter = self._formatter
+        self._output.open_with(self.id, formatter.content_type, formatter.preamble,
+                               first_read)
+
+    def _begin_body(self, target: Target, upstream: UpstreamConnection) -> None:
         policy = self._policy  # a provider whose body is no SSE names its own reader
-        pump = self._pump
-        pump.begin(target.provider.new_body_reader(policy.max_event_bytes,
-                                                   policy.max_bytes_without_event),
-                   target.provider.new_adapter())
+        self._pump.begin(target.provider.new_body_reader(policy.max_event_bytes,
+                                                         policy.max_bytes_without_event),
+                         target.provider.new_adapter())
         self._output.attach_flow(upstream.pause_reading, upstream.resume_reading)
-        if self.state is _STARTING:
-            self._move(_OPEN)
-
-            def first_read() -> bool:  # True: complete() follows in the next pass
-                upstream.stream(pump)
-                return pump.finished
-
-            formatter = self._formatter
-            self._output.open_with(self.id, formatter.content_type, formatter.preamble,
-                                   first_read)
-        else:
-            upstream.stream(pump)
+        upstream.stream(self._pump)
 
     def on_settled(self, result: UpstreamError | NotAStream | None) -> None:
         """The body ended, well or not (the pump says so once). The attempt moves on in
