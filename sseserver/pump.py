@@ -112,6 +112,10 @@ _Lane = tuple[bytes, bytes, int, int, bytes, bool]
 # The same for a burst's decoded lines: (the chunk's head, its tail, where the text
 # begins, where it ends, the frame's template, whether it is numbered)
 _LaneLines = tuple[str, str, int, int, bytes, bool]
+# The lane's cut of a burst of its text tokens alone, in bytes: (what lies between two
+# events, where the first event's line begins, where the last one's ends, the chunk's
+# head, its tail, where the text begins in a line, where it ends)
+_BurstCut = tuple[bytes, int, int, bytes, bytes, int, int]
 # The adapter learns its text chunk's shape from its second text chunk: a body whose
 # text tokens have not opened the lane in this many tries (its shape broken, say)
 # keeps to the general path and pays no more tries (each costs a few calls).
@@ -134,7 +138,7 @@ class Pump:
     # Every open stream holds one, idle or not: what the driver knows (the stream's
     # id, its target) is asked of it rather than kept twice.
     __slots__ = ("_adapter", "_driver", "_flowing", "_formatter", "_held", "_lane",
-                 "_lane_lines", "_lane_tries", "_last", "_output", "_reader",
+                 "_lane_burst_cut", "_lane_tries", "_last", "_output", "_reader",
                  "_write_frame", "committed", "events", "silent_events", "usage")
 
     def __init__(self, formatter: Formatter, output: FrameOutput, driver: PumpDriver
@@ -154,7 +158,7 @@ class Pump:
         self._flowing = False  # a body is being read; on_settled not yet called
         self._lane: _Lane | None = None  # the text lane, while open
         # the lane's reading of a burst's lines, from the same promises, while open
-        self._lane_lines: _LaneLines | None = None
+        self._lane_burst_cut: _BurstCut | None = None
         self._lane_tries = 0  # times left to try opening it, for the body being read
         self.committed = False
         self.events = 0  # frames made
@@ -202,10 +206,12 @@ class Pump:
                     content = _loads(text)
                 except JSONDecodeError:  # no JSON string: the general path says what
                     content = None
-                if type(content) is str and content:
-                    # One byte a character and its quotes: ASCII with no escape and
-                    # no blank, which orjson writes as it is. Otherwise orjson's own.
-                    if len(text) != len(content) + 2:
+                # One byte a character and its quotes (plain): ASCII with no escape
+                # and no blank, which orjson writes as it is; otherwise orjson's own.
+                # A CR among the blanks JSON allows is a line break to the reader.
+                if type(content) is str and content and \
+                        ((plain := len(text) == len(content) + 2) or 13 not in text):
+                    if not plain:
                         text = _dumps(content)
                     if numbered:
                         formatter = self._formatter
@@ -219,6 +225,9 @@ class Pump:
                     except Exception as exc:  # as the general path's write
                         self._fault(exc, data, [])
                     return
+            elif data.startswith(prefix) and data.endswith(suffix) and \
+                    self._lane_burst(data, lane):
+                return
             self._lane = None  # until the reader, adapter and formatter allow it again
             # (or the read is a burst of the lane's text tokens alone: see _burst)
         adapter = self._adapter
@@ -251,6 +260,52 @@ class Pump:
         elif frames:
             self._output.write(frames)
 
+    def _lane_burst(self, data: bytes, lane: _Lane) -> bool:
+        """A burst of the lane's text tokens alone, read by its promises as a token
+        alone is: each event the framing around ``head + J + tail``, J one JSON string
+        of a non-empty text, no LF in it and no CR among its blanks. All of the read or
+        none: False, and nothing taken or numbered, if any event is of another kind.
+        Its frames are made by one format of the template, repeated."""
+        between, first, last, head, tail, start, end = self._lane_burst_cut  # type: ignore[misc]
+        lines = data[first:last].split(between)
+        # no LF but those between events and at the end: no J holds one
+        if data.count(b"\n") != between.count(b"\n") * len(lines):
+            return False
+        texts: list[bytes] = []
+        append = texts.append
+        for line in lines:
+            if not (line.startswith(head) and line.endswith(tail)):
+                return False
+            text = line[start:end]
+            try:
+                content = _loads(text)
+            except JSONDecodeError:
+                return False
+            if type(content) is not str or not content:
+                return False
+            if len(text) != len(content) + 2:  # (as a token alone, above)
+                if 13 in text:
+                    return False
+                text = _dumps(content)
+            append(text)
+        template, numbered = lane[4], lane[5]
+        count = len(texts)
+        if numbered:
+            formatter = self._formatter
+            number: int = formatter.last_id  # type: ignore[attr-defined]
+            values: list[object] = [None] * (2 * count)
+            values[0::2] = range(number + 1, number + count + 1)
+            values[1::2] = texts
+            formatter.last_id = number + count  # type: ignore[attr-defined]
+        else:
+            values = texts  # type: ignore[assignment]
+        self.events += count
+        try:
+            self._write_frame((template * count) % tuple(values))
+        except Exception as exc:  # as the general path's write
+            self._fault(exc, data, [])
+        return True
+
     def _open_lane(self) -> None:
         """Open the text lane if the reader, the adapter and the formatter allow it
         now (their documented promises: the reader's data_event_framing, the adapter's
@@ -269,7 +324,9 @@ class Pump:
         prefix = framing[0] + head.encode()
         suffix = tail.encode() + framing[1]
         self._lane = (prefix, suffix, len(prefix), -len(suffix), *template)
-        self._lane_lines = (head, tail, len(head), -len(tail), *template)
+        head_bytes, tail_bytes = head.encode(), tail.encode()
+        self._lane_burst_cut = (framing[1] + framing[0], len(framing[0]), -len(framing[1]),
+                                head_bytes, tail_bytes, len(head_bytes), -len(tail_bytes))
 
     def _text_promises(self) -> tuple[tuple[str, str], tuple[bytes, bool]] | None:
         """The adapter's text chunk shape, one line, and the formatter's text template,
@@ -298,7 +355,7 @@ class Pump:
         # Read by the open lane's promises (if the lane was open before this read: it
         # stays so if they read every line, having changed nothing), or asked for
         # once a read at most, and only for a read of many events.
-        shaped = self._lane_lines if lane is not None else None
+        shaped = self._burst_lane() if lane is not None else None
         tried = shaped is not None or not self._lane_tries or len(lines) < BURST_LANE_MIN
         try:
             for line in lines:
@@ -336,6 +393,8 @@ class Pump:
         finally:
             self.events += texts
         self._lane = lane
+        if lane is None and shaped is not None and self._lane_tries:
+            self._open_lane()  # its last lines were the lane's: the next read may be too
 
     def _burst_lane(self) -> _LaneLines | None:
         promised = self._text_promises()

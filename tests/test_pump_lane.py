@@ -134,7 +134,10 @@ def _text_event(json_text: bytes) -> bytes:
 
 # Texts the lane must leave to the general path, or pass on rewritten by orjson.
 _SPECIAL_TEXTS = [b'"caf\xc3"', b'"\xff"', b'"\\ud800"', b'""', b' "a"', b'"a" ', b'"\\/"',
-                  b"1", b'"a\x01"', b'"\\u0041"', b'"\\u00e9"', '"é"'.encode(), b"null"]
+                  b"1", b'"a\x01"', b'"\\u0041"', b'"\\u00e9"', '"é"'.encode(), b"null",
+                  # blanks JSON allows around the string: a CR or an LF among them is
+                  # a line break to the reader, a tab is not
+                  b'"a"\r', b'\r"a"', b'"a" \r ', b'"a"\n', b'\n"a"', b'"a"\t', b'\t"a"']
 _JSON_TEXTS = st.one_of(
     st.text(min_size=1, max_size=10).map(orjson.dumps),  # as orjson writes it
     st.text(min_size=1, max_size=10).map(lambda t: json.dumps(t).encode()),  # escaped
@@ -157,6 +160,9 @@ _CLOSING = [
     _text_event(b'"crlf"').replace(b"\n", b"\r\n"),
     b"data: " + _HEAD + b'"delta":{"content":"last"},"logprobs":null,"finish_reason":'
     b'"stop"}]}\n\n',  # the shape's head, another tail
+    # the shape's lengths, another head (a second choice) or another tail
+    _text_event(b'"second"').replace(b'"index":0', b'"index":1'),
+    _text_event(b'"ended"').replace(b'"finish_reason":null', b'"finish_reason":"ab"'),
 ]
 _OTHERS = st.sampled_from(_CLOSING)
 _EVENTS = st.lists(st.one_of(_JSON_TEXTS.map(_text_event), _OTHERS), max_size=30)
