@@ -354,9 +354,11 @@ class Pump:
         texts = 0  # frames of text deltas made here, counted once at the end
         # Read by the open lane's promises (if the lane was open before this read: it
         # stays so if they read every line, having changed nothing), or asked for
-        # once a read at most, and only for a read of many events.
+        # after a text read by the adapter (which may learn its shape from the first
+        # few), a few times a read at most, and only for a read of many events.
         shaped = self._burst_lane() if lane is not None else None
-        tried = shaped is not None or not self._lane_tries or len(lines) < BURST_LANE_MIN
+        asks = 0 if shaped is not None or not self._lane_tries or \
+            len(lines) < BURST_LANE_MIN else LANE_TRIES
         try:
             for line in lines:
                 if shaped is not None:
@@ -383,8 +385,8 @@ class Pump:
                         self.commit(frames)
                     append(text(result))
                     texts += 1
-                    if not tried:
-                        tried = True
+                    if asks:
+                        asks -= 1
                         shaped = self._burst_lane()
                 else:
                     self._frames(result, frames)

@@ -293,6 +293,21 @@ def test_every_read_that_closes_the_lane_gives_the_general_paths_frames(
     assert lane[3].reads <= general[3].reads  # the lane reads some (no shape broken)
 
 
+def test_a_first_burst_reads_its_tokens_by_the_shape_once_the_adapter_knows_it() -> None:
+    """A body whose first read holds its role chunk and many tokens (a fast model's,
+    or one read late): the adapter reads texts until it knows their shape, the
+    lane's reading the others, and the next burst is read by the open lane."""
+    role = b"data: " + _HEAD + b'"delta":{"role":"assistant","content":""},' \
+        b'"finish_reason":null}]}\n\n'
+    tokens = [_text_event(orjson.dumps(f"t{n} ")) for n in range(24)]
+    reads = [role + b"".join(tokens[:12]), b"".join(tokens[12:]), _END]
+    for format_name in sorted(FORMATTERS):
+        lane = run_pump(Pump, format_name, reads)
+        general = run_pump(ReferencePump, format_name, reads)
+        assert lane[0].output.writes == general[0].output.writes
+        assert lane[3].reads == 1 + 2 + 3  # the role, two texts, the end's three
+
+
 def test_a_burst_of_the_lanes_tokens_alone_keeps_the_lane_open() -> None:
     """Tokens that come two a read once the lane is open (reads that merged) are read
     by its promises, and the lane stays open for the next token read alone."""
