@@ -225,8 +225,7 @@ class Pump:
                     except Exception as exc:  # as the general path's write
                         self._fault(exc, data, [])
                     return
-            elif data.startswith(prefix) and data.endswith(suffix) and \
-                    self._lane_burst(data, lane):
+            elif data.startswith(prefix) and self._lane_burst(data, lane):
                 return
             self._lane = None  # until the reader, adapter and formatter allow it again
             # (or the read is a burst of the lane's text tokens alone: see _burst)
@@ -261,35 +260,42 @@ class Pump:
             self._output.write(frames)
 
     def _lane_burst(self, data: bytes, lane: _Lane) -> bool:
-        """A burst of the lane's text tokens alone, read by its promises as a token
-        alone is: each event the framing around ``head + J + tail``, J one JSON string
-        of a non-empty text, no LF in it and no CR among its blanks. All of the read or
-        none: False, and nothing taken or numbered, if any event is of another kind.
-        Its frames are made by one format of the template, repeated."""
+        """A burst that begins with the lane's text tokens (a fast model's batch, or a
+        stream's last read: its last tokens, then its finish, usage and end), relayed
+        in one write: the tokens read by the lane's promises as a token alone is, each
+        event the framing around ``head + J + tail``, J one JSON string of a non-empty
+        text, no LF in it and no CR among its blanks, their frames one format of the
+        template repeated; the rest of the read, from its first event of another kind,
+        read as any burst is. False, and nothing taken, if it begins otherwise."""
         between, first, last, head, tail, start, end = self._lane_burst_cut  # type: ignore[misc]
-        lines = data[first:last].split(between)
-        # no LF but those between events and at the end: no J holds one
-        if data.count(b"\n") != between.count(b"\n") * len(lines):
-            return False
+        whole = data.endswith(between[:-first])  # its last event ends in this read
+        lines = (data[first:last] if whole else data[first:]).split(between)
+        readable = len(lines) if whole else len(lines) - 1  # a cut last event waits
         texts: list[bytes] = []
         append = texts.append
-        for line in lines:
+        taken = 0  # bytes of the events read so
+        for line in lines[:readable]:
             if not (line.startswith(head) and line.endswith(tail)):
-                return False
+                break
             text = line[start:end]
             try:
                 content = _loads(text)
             except JSONDecodeError:
-                return False
+                break
             if type(content) is not str or not content:
-                return False
+                break
             if len(text) != len(content) + 2:  # (as a token alone, above)
                 if 13 in text:
-                    return False
+                    break
                 text = _dumps(content)
             append(text)
-        template, numbered = lane[4], lane[5]
+            taken += len(line)
         count = len(texts)
+        taken += count * len(between)
+        # no LF in those events but the two each ends with: no J held one
+        if not count or data.count(b"\n", 0, taken) != between.count(b"\n") * count:
+            return False
+        template, numbered = lane[4], lane[5]
         if numbered:
             formatter = self._formatter
             number: int = formatter.last_id  # type: ignore[attr-defined]
@@ -300,11 +306,32 @@ class Pump:
         else:
             values = texts  # type: ignore[assignment]
         self.events += count
+        frames = [(template * count) % tuple(values)]
+        if taken < len(data):
+            self._read_after_lane(data[taken:], frames)
+            return True
         try:
-            self._write_frame((template * count) % tuple(values))
+            self._write_frame(frames[0])
         except Exception as exc:  # as the general path's write
             self._fault(exc, data, [])
         return True
+
+    def _read_after_lane(self, rest: bytes, frames: list[bytes]) -> None:
+        """The rest of a burst after its lane's tokens (whose ``frames`` lead), read as
+        a burst is, or by the general path; then one write, or the end's."""
+        self._lane = None  # (the burst's reading opens it again if it can)
+        try:
+            if (lines := self._reader.feed_data_lines(rest)) is not None:
+                self._burst(lines, frames, None)
+            else:
+                self._general(rest, frames)
+        except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
+            self._fault(exc, rest, frames)
+            return
+        if self._adapter.finished:
+            self._finished_with(frames)
+        else:
+            self._output.write(frames)
 
     def _open_lane(self) -> None:
         """Open the text lane if the reader, the adapter and the formatter allow it

@@ -318,3 +318,23 @@ def test_a_burst_of_the_lanes_tokens_alone_keeps_the_lane_open() -> None:
         general = run_pump(ReferencePump, format_name, reads)
         assert lane[0].output.writes == general[0].output.writes
         assert lane[3].reads == 2 + 3  # two tokens, then the end's three events
+
+
+@pytest.mark.parametrize("format_name", sorted(FORMATTERS))
+@pytest.mark.parametrize("cut_at", [2, 1])  # before the blank line, or between its LFs
+def test_a_burst_cut_in_its_last_events_end_leaves_that_event_to_the_reader(
+        format_name: str, cut_at: int) -> None:
+    """The lane's tokens of a burst are read by it, but not an event whose blank line
+    has not come: the provider may still add a line to it (here one that makes it no
+    JSON), and the reader says what it is once it ends."""
+    tokens = [_text_event(orjson.dumps(f"t{n} ")) for n in range(5)]
+    for then in (b"\n" * cut_at, b"\ndata: more\n\n"[2 - cut_at:] if cut_at == 2 else
+                 b"data: more\n\n"):
+        reads = [tokens[0], tokens[1], tokens[2] + tokens[3] + tokens[4][:-cut_at],
+                 then, _END]
+        lane = run_pump(Pump, format_name, reads)
+        general = run_pump(ReferencePump, format_name, reads)
+        assert b"".join(lane[0].output.writes) + lane[4] == \
+            b"".join(general[0].output.writes) + general[4]
+        assert lane[0].ending() == general[0].ending()
+        assert lane[1].events == general[1].events
