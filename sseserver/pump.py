@@ -295,18 +295,8 @@ class Pump:
         # no LF in those events but the two each ends with: no J held one
         if not count or data.count(b"\n", 0, taken) != between.count(b"\n") * count:
             return False
-        template, numbered = lane[4], lane[5]
-        if numbered:
-            formatter = self._formatter
-            number: int = formatter.last_id  # type: ignore[attr-defined]
-            values: list[object] = [None] * (2 * count)
-            values[0::2] = range(number + 1, number + count + 1)
-            values[1::2] = texts
-            formatter.last_id = number + count  # type: ignore[attr-defined]
-        else:
-            values = texts  # type: ignore[assignment]
         self.events += count
-        frames = [(template * count) % tuple(values)]
+        frames = [self._lane_frames(lane[4], lane[5], texts)]
         if taken < len(data):
             self._read_after_lane(data[taken:], frames)
             return True
@@ -386,27 +376,19 @@ class Pump:
         shaped = self._burst_lane() if lane is not None else None
         asks = 0 if shaped is not None or not self._lane_tries or \
             len(lines) < BURST_LANE_MIN else LANE_TRIES
+        index, count = 0, len(lines)
         try:
-            for line in lines:
+            while index < count:
                 if shaped is not None:
-                    head, tail, start, end, template, numbered = shaped
-                    if line.startswith(head) and line.endswith(tail):
-                        try:
-                            content = _loads(line[start:end])
-                        except JSONDecodeError:
-                            content = None
-                        if type(content) is str and content:
-                            if numbered:
-                                formatter = self._formatter
-                                formatter.last_id = number = formatter.last_id + 1  # type: ignore[attr-defined]
-                                append(template % (number, _dumps(content)))
-                            else:
-                                append(template % _dumps(content))
-                            texts += 1
-                            continue
+                    read = self._shaped_run(lines, index, shaped, frames)
+                    texts += read
+                    index += read
+                    if index == count:
+                        break
                     shaped = lane = None  # the adapter and formatter are asked again
                 lane = None
-                result = feed(line)
+                result = feed(lines[index])
+                index += 1
                 if type(result) is str:
                     if not self.committed:  # as _frame commits for a TextDelta
                         self.commit(frames)
@@ -424,6 +406,43 @@ class Pump:
         self._lane = lane
         if lane is None and shaped is not None and self._lane_tries:
             self._open_lane()  # its last lines were the lane's: the next read may be too
+
+    def _shaped_run(self, lines: list[str], index: int, shaped: _LaneLines,
+                    frames: list[bytes]) -> int:
+        """How many of ``lines``, from ``index`` on, are text chunks the lane's reading
+        takes (up to the first it does not); their frames, one format of the
+        template, appended to ``frames``."""
+        head, tail, start, end, template, numbered = shaped
+        texts: list[bytes] = []
+        append = texts.append
+        for line in lines[index:] if index else lines:
+            if not (line.startswith(head) and line.endswith(tail)):
+                break
+            try:
+                content = _loads(line[start:end])
+            except JSONDecodeError:
+                break
+            if type(content) is not str or not content:
+                break
+            append(_dumps(content))
+        if texts:
+            frames.append(self._lane_frames(template, numbered, texts))
+        return len(texts)
+
+    def _lane_frames(self, template: bytes, numbered: bool, texts: list[bytes]) -> bytes:
+        """The frames of ``texts`` (JSON strings) by the lane's template, numbered on
+        from the formatter's last id if it numbers its frames: one format of the
+        template repeated."""
+        count = len(texts)
+        if not numbered:
+            return (template * count) % tuple(texts)
+        formatter = self._formatter
+        number: int = formatter.last_id  # type: ignore[attr-defined]
+        values: list[object] = [None] * (2 * count)
+        values[0::2] = range(number + 1, number + count + 1)
+        values[1::2] = texts
+        formatter.last_id = number + count  # type: ignore[attr-defined]
+        return (template * count) % tuple(values)
 
     def _burst_lane(self) -> _LaneLines | None:
         promised = self._text_promises()
