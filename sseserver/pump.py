@@ -264,9 +264,9 @@ class Pump:
         stream's last read: its last tokens, then its finish, usage and end), relayed
         in one write: the tokens read by the lane's promises as a token alone is, each
         event the framing around ``head + J + tail``, J one JSON string of a non-empty
-        text, no LF in it and no CR among its blanks, their frames one format of the
-        template repeated; the rest of the read, from its first event of another kind,
-        read as any burst is. False, and nothing taken, if it begins otherwise."""
+        text, no LF in it and no CR among its blanks; the rest of the read, from its
+        first event of another kind, read as any burst is. False, and nothing taken,
+        if it begins otherwise."""
         between, first, last, head, tail, start, end = self._lane_burst_cut  # type: ignore[misc]
         whole = data.endswith(between[:-first])  # its last event ends in this read
         lines = (data[first:last] if whole else data[first:]).split(between)
@@ -296,12 +296,12 @@ class Pump:
         if not count or data.count(b"\n", 0, taken) != between.count(b"\n") * count:
             return False
         self.events += count
-        frames = [self._lane_frames(lane[4], lane[5], texts)]
+        frames = self._lane_frames(lane[4], lane[5], texts)
         if taken < len(data):
             self._read_after_lane(data[taken:], frames)
             return True
         try:
-            self._write_frame(frames[0])
+            self._output.write(frames)
         except Exception as exc:  # as the general path's write
             self._fault(exc, data, [])
         return True
@@ -410,8 +410,7 @@ class Pump:
     def _shaped_run(self, lines: list[str], index: int, shaped: _LaneLines,
                     frames: list[bytes]) -> int:
         """How many of ``lines``, from ``index`` on, are text chunks the lane's reading
-        takes (up to the first it does not); their frames, one format of the
-        template, appended to ``frames``."""
+        takes (up to the first it does not); their frames appended to ``frames``."""
         head, tail, start, end, template, numbered = shaped
         texts: list[bytes] = []
         append = texts.append
@@ -426,23 +425,21 @@ class Pump:
                 break
             append(_dumps(content))
         if texts:
-            frames.append(self._lane_frames(template, numbered, texts))
+            frames += self._lane_frames(template, numbered, texts)
         return len(texts)
 
-    def _lane_frames(self, template: bytes, numbered: bool, texts: list[bytes]) -> bytes:
-        """The frames of ``texts`` (JSON strings) by the lane's template, numbered on
-        from the formatter's last id if it numbers its frames: one format of the
-        template repeated."""
-        count = len(texts)
+    def _lane_frames(self, template: bytes, numbered: bool, texts: list[bytes]
+                     ) -> list[bytes]:
+        """The frames of ``texts`` (JSON strings) by the lane's template, one each (an
+        output may keep each frame as its event), numbered on from the formatter's
+        last id if it numbers its frames."""
         if not numbered:
-            return (template * count) % tuple(texts)
+            return [template % text for text in texts]
         formatter = self._formatter
         number: int = formatter.last_id  # type: ignore[attr-defined]
-        values: list[object] = [None] * (2 * count)
-        values[0::2] = range(number + 1, number + count + 1)
-        values[1::2] = texts
-        formatter.last_id = number + count  # type: ignore[attr-defined]
-        return (template * count) % tuple(values)
+        formatter.last_id = number + len(texts)  # type: ignore[attr-defined]
+        return [template % pair for pair in zip(range(number + 1, number + len(texts) + 1),
+                                                texts, strict=True)]
 
     def _burst_lane(self) -> _LaneLines | None:
         promised = self._text_promises()

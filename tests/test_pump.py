@@ -82,10 +82,19 @@ class Recorder:
     writes: list[bytes] = field(default_factory=list)
 
     def write(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            one_event(frame)
         self.writes.append(b"".join(frames))
 
     def write_frame(self, frame: bytes) -> None:
+        one_event(frame)
         self.writes.append(frame)
+
+
+def one_event(frame: bytes) -> None:
+    """A frame carries one event id at most (the output protocol: a stream log keeps
+    each frame as the event of its id, to resume after it)."""
+    assert frame.startswith(b"id: ") + frame.count(b"\nid: ") <= 1, frame
 
 
 @dataclass
