@@ -6,7 +6,7 @@ typo never silently changes what a provider is asked to do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -57,7 +57,7 @@ class GenerationRequest:
     system: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
-    tools: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    tools: tuple[dict[str, Any], ...] = ()  # a value, not a factory's call a request
     resumable: bool = False
     format: str = "sse"
     on_disconnect: str | None = None
