@@ -372,15 +372,21 @@ class RequestReader:
         if type(event) is h11.Data:
             piece = event.data
             taken = len(piece)
-            self._drop(taken)  # as _taken, without its call: most bodies are one piece
+            # as _taken, without its calls: most bodies are one piece, the buffer's end
+            if taken < len(self._buffer):
+                self._drop(taken)
+            else:
+                self._buffer = b""
             self.body_bytes += taken
             self._body_left -= taken
             if self._body_left:
                 self._fed -= taken
             else:
                 # h11 would end the body next, taking no byte: the end is due at the
-                # next event, and h11's state goes now (a third of a request's cost)
-                self._let_go()
+                # next event, and h11's state goes now (a third of a request's cost;
+                # as _let_go)
+                self._fed = 0
+                self._conn = None
             return piece if type(piece) is bytes else bytes(piece)
         if type(event) is h11.EndOfMessage:
             self._end_message(self._fed)
