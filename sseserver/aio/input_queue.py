@@ -49,7 +49,7 @@ class InputQueue:
     A read is taken at once while the budget lasts (``EVENTS_PER_LOOP_TURN`` events)
     and no connection waits that has had fewer events since it was last idle; else the
     connection waits here. The budget is given back at the turn after the one that
-    spent it (not after every turn with a read: a call_soon and a turn, ~5k
+    spent it (not after every turn with a read: a call_soon and a turn, ~4.5k
     instructions a read, where reads mostly come one a turn), so reads as they arrive
     take at most the budget in any one turn, and fewer when the turns before spent
     part of it. Each turn the waiting are served fewest events
