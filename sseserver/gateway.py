@@ -285,8 +285,11 @@ class Gateway:
             conn.response_headers.append(("location", resumable.url))
             resumable.output.subscribe(conn, 0, resumable.headers)
             return
-        relay = Relay(DirectOutput(conn, format_headers(generation.format)), generation,
-                      self.resolve(generation), self._formatter(generation.format),
+        # the format's own headers: none but the AI SDK's (format_headers, not called)
+        output_format = generation.format
+        headers = [] if output_format != "ai-sdk" else format_headers(output_format)
+        relay = Relay(DirectOutput(conn, headers), generation,
+                      self.resolve(generation), self._formatter(output_format),
                       self.policy, self.pool, on_end=self.relay_ended)
         self.start_relay(relay)
 

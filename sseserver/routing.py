@@ -70,14 +70,16 @@ class Notice:
 
 
 class Router:
-    """The targets of a request, from the configured providers and ``[routing]``."""
+    """The targets of a request, from the configured providers and ``[routing]``
+    (both read once: a router is made for a configuration, and neither changes)."""
 
-    __slots__ = ("providers", "settings")
+    __slots__ = ("_unrouted", "providers", "settings")
 
     def __init__(self, providers: Mapping[str, Provider], settings: RoutingSettings
                  ) -> None:
         self.providers = providers
         self.settings = settings
+        self._unrouted = self._serves_every_name()
 
     def __repr__(self) -> str:
         return (f"<Router providers={sorted(self.providers)} "
@@ -91,6 +93,13 @@ class Router:
         matches no route when several providers could serve it and none is the
         default; 503 when no provider is configured at all.
         """
+        unrouted = self._unrouted
+        if unrouted is not None and provider is None and "/" not in model:
+            return [Target(unrouted, model)]  # what the rules give such a name
+        return self.targets_by_rules(model, provider)
+
+    def targets_by_rules(self, model: str, provider: str | None = None) -> list[Target]:
+        """:meth:`targets`, each rule asked in turn."""
         if provider is not None:
             return [Target(self._provider(provider), model)]
         chain = self.settings.fallbacks.get(model)
@@ -103,6 +112,15 @@ class Router:
         if rest and name in self.providers:
             return [Target(self.providers[name], rest)]
         return [Target(self._default_provider(model), model)]
+
+    def _serves_every_name(self) -> Provider | None:
+        """The provider of any model name without a "/" when no alias or fallback
+        chain is configured (the default provider, or the only one), else None."""
+        settings = self.settings
+        if settings.aliases or settings.fallbacks:
+            return None
+        name = self.default_provider_name()
+        return None if name is None else self.providers.get(name)
 
     def default_provider_name(self) -> str | None:
         """Who serves a model no rule names, whatever its name: the configured

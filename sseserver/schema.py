@@ -6,7 +6,7 @@ typo never silently changes what a provider is asked to do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -57,7 +57,7 @@ class GenerationRequest:
     system: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
-    tools: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    tools: tuple[dict[str, Any], ...] = ()  # a value, not a factory's call a request
     resumable: bool = False
     format: str = "sse"
     on_disconnect: str | None = None
@@ -138,6 +138,25 @@ def _messages(value: Any) -> tuple[Message, ...]:
         raise RequestError("'messages' must not be empty")
     if len(value) > MAX_MESSAGES:
         raise RequestError(f"'messages' has more than {MAX_MESSAGES} entries")
+    messages = _valid_messages(value)
+    if len(messages) == len(value):
+        return messages
+    return messages_one_by_one(value)  # says which message is at fault
+
+
+def _valid_messages(value: list[Any]) -> tuple[Message, ...]:
+    """The messages that are objects with a role and a content as JSON gives them (a
+    str or a list, not a subclass), read without a call a message (most requests'
+    messages are all such); fewer than given when any is not, or none."""
+    try:
+        return tuple([Message(item["role"], item["content"]) for item in value
+                      if item["role"] in ROLES and type(item["content"]) in _CONTENT_TYPES])
+    except (TypeError, KeyError):  # not an object, a field missing, a role unhashable
+        return ()
+
+
+def messages_one_by_one(value: list[Any]) -> tuple[Message, ...]:
+    """The messages, each checked on its own (raises the first one's error)."""
     return tuple([_message(i, item) for i, item in enumerate(value)])
 
 
@@ -145,7 +164,7 @@ def _message(index: int, item: Any) -> Message:
     if not isinstance(item, dict):
         raise RequestError(f"messages[{index}] must be an object, not {_json_type(item)}")
     role = item.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:  # (a list or object: unhashable)
         raise RequestError(f"messages[{index}].role must be one of "
                            f"{', '.join(sorted(ROLES))}")
     content = item.get("content")
@@ -179,7 +198,7 @@ def _choice(raw: dict[str, Any], key: str, allowed: frozenset[str], default: str
     value = raw.get(key)
     if value is None:
         return default
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:  # (unhashable: a TypeError)
         raise RequestError(f"'{key}' must be one of {', '.join(sorted(allowed))}")
     return value
 

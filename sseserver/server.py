@@ -92,10 +92,12 @@ class Server:
         limits = self.config.limits
         loop = asyncio.get_running_loop()
         admission = self.admission = self._admission(loop)
+        # bound once: every connection is handed them
+        handle, on_error, admit_head = gateway.handle, gateway.on_protocol_error, \
+            gateway.admit_head
 
         def factory() -> AdmittedConnection:
-            return AdmittedConnection(admission, gateway.handle, limits,
-                                      gateway.on_protocol_error, loop, gateway.admit_head)
+            return AdmittedConnection(admission, handle, limits, on_error, loop, admit_head)
 
         server = self.config.server
         if self._sock is not None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sseserver.config import ProviderSettings, RoutingSettings, load_config
 from sseserver.errors import RequestError
@@ -226,3 +228,37 @@ def test_no_provider_warning_names_every_way_to_configure_one(
     assert record.levelno == logging.WARNING
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "[providers.NAME]", "--demo"):
         assert name in record.getMessage()
+
+
+def _verdict(routes: Router, method: str, model: str, provider: str | None
+             ) -> object:
+    try:
+        found = getattr(routes, method)(model, provider)
+    except RequestError as exc:
+        return (exc.status, str(exc), exc.headers)
+    return [(t.provider.settings.name, t.model) for t in found]
+
+
+_NAMES = st.sampled_from(["openai", "anthropic", "local", "gemini"])
+_MODELS = st.one_of(
+    st.sampled_from(["gpt-4o", "claude-sonnet-4", "o3", "fast", "smart", "openai/x",
+                     "anthropic/claude", "meta/llama", "gemini-2", "", "/", "local/"]),
+    st.text(alphabet="abcdo13-/.:", max_size=12))
+
+
+@given(kinds=st.dictionaries(_NAMES, st.sampled_from(["openai", "anthropic", "gemini"]),
+                             max_size=3),
+       default=st.one_of(st.none(), _NAMES), aliases=st.booleans(),
+       fallbacks=st.booleans(), model=_MODELS, provider=st.one_of(st.none(), _NAMES))
+def test_any_name_is_routed_as_the_rules_route_it(
+        kinds: dict[str, str], default: str | None, aliases: bool, fallbacks: bool,
+        model: str, provider: str | None) -> None:
+    """A name no rule can name (no "/", no alias or chain configured) goes straight to
+    the default or only provider: the same targets, or refusal, as asking each rule."""
+    settings = RoutingSettings(
+        default_provider=default,
+        aliases={"fast": "openai/gpt-4o-mini"} if aliases else {},
+        fallbacks={"smart": ("anthropic/claude-opus", "openai/gpt-5")} if fallbacks else {})
+    routes = router(kinds, settings)
+    assert _verdict(routes, "targets", model, provider) == \
+        _verdict(routes, "targets_by_rules", model, provider)

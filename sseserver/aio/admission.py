@@ -134,7 +134,7 @@ class AdmittedConnection(HTTPConnection):
     __slots__ = ("_address", "_admission")
 
     def __init__(self, admission: Admission, *args: Any) -> None:
-        super().__init__(*args)
+        HTTPConnection.__init__(self, *args)  # (super() is an object made a connection)
         self._admission = admission
         self._address: str | None = None  # set while counted in
 
@@ -154,7 +154,7 @@ class AdmittedConnection(HTTPConnection):
         if self._address is not None:
             self._admission.release(self._address)
             self._address = None
-        super().connection_lost(exc)
+        HTTPConnection.connection_lost(self, exc)
 
 
 def accept_error_handler(log: RateLimitedLog,

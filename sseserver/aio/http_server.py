@@ -309,6 +309,9 @@ class HTTPConnection(Responding, asyncio.Protocol):
                             done += 1  # its end
                             self.attained += 1
                             self._dispatch(body)
+                            if self.phase is _RESPONDING and done < EVENTS_PER_TURN and \
+                                    self.attained <= bound:
+                                return done  # as the next round would, answering
                 elif type(event) is bytes:
                     self._add_body(event)
                 elif event is END_OF_MESSAGE:
@@ -403,8 +406,10 @@ class HTTPConnection(Responding, asyncio.Protocol):
             request.body = body
         # the handler keeps what it needs of the request: a stream may last an hour
         self._request = None
-        if self._timer is not None:
-            self._cancel_timer()
+        timer = self._timer
+        if timer is not None:  # as _cancel_timer does, without its call
+            timer.cancel()
+            self._timer = None
         self.phase = _RESPONDING
         self.requests_served += 1
         try:  # as _call does, without its frame: every request comes here

@@ -266,6 +266,15 @@ class RequestReader:
                 return NEED_DATA
             conn = self._conn = h11.Connection(
                 h11.SERVER, max_incomplete_event_size=self._max_head_size)
+            buffer = self._buffer
+            if len(buffer) <= HEAD_SLICE and type(buffer) is bytes:
+                # A typical request's first read: one slice, the buffer itself (what
+                # _give_head_slice gives, without its call)
+                self._fed = len(buffer)
+                conn.receive_data(buffer)
+                event = conn.next_event()
+                if event is not h11.NEED_DATA:
+                    return self._start_body(conn, event)  # type: ignore[arg-type]
         while self._give_head_slice(conn):
             event = conn.next_event()
             if event is not h11.NEED_DATA:
@@ -362,12 +371,22 @@ class RequestReader:
         event = conn.next_event()
         if type(event) is h11.Data:
             piece = event.data
-            self._body_left -= len(piece)
-            self._taken(len(piece))
-            if not self._body_left:
+            taken = len(piece)
+            # as _taken, without its calls: most bodies are one piece, the buffer's end
+            if taken < len(self._buffer):
+                self._drop(taken)
+            else:
+                self._buffer = b""
+            self.body_bytes += taken
+            self._body_left -= taken
+            if self._body_left:
+                self._fed -= taken
+            else:
                 # h11 would end the body next, taking no byte: the end is due at the
-                # next event, and h11's state goes now (a third of a request's cost)
-                self._let_go()
+                # next event, and h11's state goes now (a third of a request's cost;
+                # as _let_go)
+                self._fed = 0
+                self._conn = None
             return piece if type(piece) is bytes else bytes(piece)
         if type(event) is h11.EndOfMessage:
             self._end_message(self._fed)
