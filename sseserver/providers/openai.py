@@ -113,12 +113,14 @@ class OpenAIAdapter:
     the events it gives have the types :mod:`sseserver.events` documents.
 
     A provider writes a stream's text chunks alike but for the text: the same id,
-    model and fields around it. Once two have been read, the text chunk's shape is
-    known (:func:`text_shape`), and a chunk of that shape is read by parsing its text
-    alone, a short JSON string instead of the whole object (a token's largest cost).
+    model and fields around it. Once one has been read, the text chunk's shape is
+    known (:func:`text_shape`, proved by a probe), and a chunk of that shape is read by
+    parsing its text alone, a short JSON string instead of the whole object (a token's
+    largest cost). A stream's other common chunks (its role chunk, its finish, its
+    usage) are read in one pass, each field checked as the full reading checks it.
     """
 
-    __slots__ = ("_plain_texts", "_text_shape", "_tool_arguments", "_usage", "finished")
+    __slots__ = ("_shape_sought", "_text_shape", "_tool_arguments", "_usage", "finished")
 
     def __init__(self) -> None:
         self.finished = False
@@ -129,7 +131,7 @@ class OpenAIAdapter:
         # the tail begins counted from the end); None while the stream's text chunks
         # have no shape proved (or once one broke it).
         self._text_shape: tuple[str, str, int] | None = None
-        self._plain_texts = 0  # text chunks read whole, until the shape is taken
+        self._shape_sought = False  # whether a text chunk was read whole yet
 
     def usage_so_far(self) -> Usage | None:
         return self._usage  # OpenAI reports usage only in its last chunk
@@ -163,16 +165,60 @@ class OpenAIAdapter:
             chunk = _loads(data)
         except orjson.JSONDecodeError:
             chunk = loads_after_error(data)
-        content = plain_text(chunk)
-        if content is None:
-            return self._chunk_events(chunk)
-        if shape is not None:  # a text chunk of another shape: the stream has none
+        reading = self._common_reading(chunk, data)
+        return self._chunk_events(chunk) if reading is None else reading
+
+    def _common_reading(self, chunk: Any, data: str) -> str | list[NormalizedEvent] | None:
+        """A stream's common chunks read in one pass, as the full reading reads them: a
+        plain text delta (as :func:`plain_text`: its bare text), a role chunk, a finish,
+        usage alone. None for any other chunk, which only the full reading reads."""
+        try:  # only a list and dicts take these subscripts: types are checked as they go
+            usage = chunk.get("usage")
+            if usage is None:
+                choice = chunk["choices"][0]
+                delta = choice["delta"]
+                content = delta.get("content")  # a finish chunk's delta has none
+                reason = choice.get("finish_reason")
+                index = choice.get("index", 0)
+            elif chunk.get("choices") == [] and "error" not in chunk:
+                return self._usage_alone(usage)
+            else:
+                return None
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return None
+        if index != 0 or type(index) is not int or "error" in chunk:
+            return None
+        if reason is None:
+            if type(content) is str and content and len(delta) == 1:
+                self._took_text(data, content)
+                return content
+            return [] if delta in _INERT_DELTAS else None
+        if type(reason) is str and (not delta or delta in _INERT_DELTAS) and \
+                not self._tool_arguments:
+            finish = _FINISHES.get(reason)
+            return None if finish is None else [finish]
+        return None
+
+    def _took_text(self, data: str, content: str) -> None:
+        """A text chunk read whole: the first proves the stream's text shape, if it can;
+        once one is proved, a text chunk of another shape shows the stream has none."""
+        if self._text_shape is not None:
             self._text_shape = None
-        else:
-            self._plain_texts += 1
-            if self._plain_texts == SHAPE_LEARNT_AT:
-                self._learn_text_shape(data, content)
-        return content
+        elif not self._shape_sought:
+            self._shape_sought = True
+            self._learn_text_shape(data, content)
+
+    def _usage_alone(self, usage: Any) -> list[NormalizedEvent] | None:
+        """A chunk of usage and no choice, both counts given: its one event."""
+        try:
+            prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
+        except (KeyError, TypeError):
+            return None
+        if type(prompt) is int and type(completion) is int and \
+                0 <= prompt <= MAX_COUNT and 0 <= completion <= MAX_COUNT:
+            self._usage = found = Usage(prompt, completion)
+            return [found]
+        return None
 
     def text_chunk_shape(self) -> tuple[str, str] | None:
         """``(head, tail)`` once this stream's text chunk has a proved shape: then the
@@ -200,7 +246,7 @@ class OpenAIAdapter:
 
     def _done(self) -> list[NormalizedEvent]:
         self.finished = True
-        return self._complete_tool_calls()
+        return self._complete_tool_calls() if self._tool_arguments else []
 
     def _chunk_events(self, chunk: Any) -> list[NormalizedEvent]:
         """The events of one decoded chunk, every field checked.
@@ -305,19 +351,16 @@ _INERT_DELTAS = ({"role": "assistant", "content": "", "refusal": None},
                  {"role": "assistant", "content": None, "refusal": ""},
                  {"role": "assistant", "content": None},
                  {"role": "assistant"})
-# The shape is taken from the second text chunk read whole, not the first: a stream
-# of one token then never pays for the proof (one more parse of a chunk).
-SHAPE_LEARNT_AT = 2
 # A stream holds its shape for its life: taken only from a chunk this long at most.
 # Text chunks are 150-600 characters (OpenAI's about 250, Azure's with its filter
 # results about 550); a longer one carries fields that change (logprobs), which no
 # later chunk would fit.
 MAX_SHAPED_CHUNK = 4096
-# Up to the value of a text chunk's last "content" key. Its quote after ``content`` is
-# no escaped one, so the colon after it stands outside every string: in a document
-# that parsed, what follows is a value.
-_TO_CONTENT_VALUE = re.compile(r'.*"content"\s*:\s*', re.DOTALL)
-_STRING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A text chunk's text is the value of its last "content" key. That key's quote after
+# ``content`` is no escaped one, so the colon after it stands outside every string: in
+# a document that parsed, what follows is a value (here the JSON string, if it is one).
+_CONTENT_KEY = '"content"'
+_TO_STRING_VALUE = re.compile(r'\s*:\s*("(?:[^"\\]|\\.)*")?', re.DOTALL)
 
 
 def _parse(data: str) -> Any:
@@ -350,11 +393,14 @@ def text_shape(data: str) -> tuple[str, str] | None:
     """A text chunk's text as (what comes before it, what comes after it), the text
     being its last "content" key's value, a JSON string; None if that is no string.
     Whether that value is the chunk's text is for the caller to prove."""
-    key = _TO_CONTENT_VALUE.match(data)
-    token = _STRING_TOKEN.match(data, key.end()) if key is not None else None
-    if token is None:
-        return None
-    return data[:token.start()], data[token.end():]
+    end = len(data)
+    while (key := data.rfind(_CONTENT_KEY, 0, end)) >= 0:
+        value = _TO_STRING_VALUE.match(data, key + len(_CONTENT_KEY))
+        if value is not None:  # the last key: its value a string, or no text here
+            return None if value.start(1) < 0 else (data[:value.start(1)],
+                                                     data[value.end(1):])
+        end = key + len(_CONTENT_KEY) - 1  # an earlier key may end in this one's quote
+    return None
 
 
 def _choice_index(choice: dict[str, Any]) -> int:
