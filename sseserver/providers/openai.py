@@ -54,25 +54,24 @@ class OpenAIProvider(SettingsProvider):
     def build_request(self, request: GenerationRequest, model: str) -> UpstreamRequest:
         body = openai_body(request.native, model) if request.native is not None else \
             self._stream_body(request, model)
-        _, url, headers = self._endpoint_for(self.settings)
-        return UpstreamRequest("POST", url, headers, orjson.dumps(body))
+        endpoint = self._endpoint
+        if endpoint is None or endpoint[0] is not self.settings:
+            endpoint = self._endpoint_for(self.settings)
+        return UpstreamRequest("POST", endpoint[1], endpoint[2], orjson.dumps(body))
 
     def _endpoint_for(self, settings: ProviderSettings
                       ) -> tuple[ProviderSettings, str, tuple[tuple[str, str], ...]]:
-        endpoint = self._endpoint
-        if endpoint is None or endpoint[0] is not settings:
-            headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
-            if settings.api_key:
-                headers.append(("authorization", f"Bearer {settings.api_key}"))
-            endpoint = self._endpoint = (settings, f"{settings.base_url}/chat/completions",
-                                         tuple(headers))
+        headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
+        if settings.api_key:
+            headers.append(("authorization", f"Bearer {settings.api_key}"))
+        endpoint = self._endpoint = (settings, f"{settings.base_url}/chat/completions",
+                                     tuple(headers))
         return endpoint
 
     def _stream_body(self, request: GenerationRequest, model: str) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = []
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
         if request.system:
-            messages.append({"role": "system", "content": request.system})
-        messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+            messages.insert(0, {"role": "system", "content": request.system})
         body: dict[str, Any] = {
             "model": model, "messages": messages, "stream": True,
             "stream_options": {"include_usage": True},
@@ -120,7 +119,7 @@ class OpenAIAdapter:
     usage) are read in one pass, each field checked as the full reading checks it.
     """
 
-    __slots__ = ("_shape_sought", "_text_shape", "_tool_arguments", "_usage", "finished")
+    __slots__ = ("_text_shape", "_tool_arguments", "_usage", "finished")
 
     def __init__(self) -> None:
         self.finished = False
@@ -128,10 +127,9 @@ class OpenAIAdapter:
         # tool-call index -> whether any argument text came; None until a tool call does
         self._tool_arguments: dict[int, bool] | None = None
         # A text chunk is a head, the text as one JSON string, a tail: (head, tail, where
-        # the tail begins counted from the end); None while the stream's text chunks
-        # have no shape proved (or once one broke it).
-        self._text_shape: tuple[str, str, int] | None = None
-        self._shape_sought = False  # whether a text chunk was read whole yet
+        # the text begins, where the tail begins counted from the end). None until a
+        # text chunk is read whole, () once its shape is not proved or one broke it.
+        self._text_shape: tuple[str, str, int, int] | tuple[()] | None = None
 
     def usage_so_far(self) -> Usage | None:
         return self._usage  # OpenAI reports usage only in its last chunk
@@ -150,11 +148,11 @@ class OpenAIAdapter:
         The shortcuts decide nothing of their own: whatever they accept, the full
         reading (:meth:`_chunk_events`) maps to that same one text delta."""
         shape = self._text_shape
-        if shape is not None:
-            head, tail, tail_start = shape
+        if shape:
+            head, tail, text_start, tail_start = shape
             if data.startswith(head) and data.endswith(tail):
                 try:  # what lies between is one JSON string, or this is no text chunk
-                    content = _loads(data[len(head):tail_start])
+                    content = _loads(data[text_start:tail_start])
                 except orjson.JSONDecodeError:
                     content = None
                 if type(content) is str and content:
@@ -180,8 +178,13 @@ class OpenAIAdapter:
                 content = delta.get("content")  # a finish chunk's delta has none
                 reason = choice.get("finish_reason")
                 index = choice.get("index", 0)
-            elif chunk.get("choices") == [] and "error" not in chunk:
-                return self._usage_alone(usage)
+            elif chunk.get("choices") == [] and "error" not in chunk:  # usage alone
+                prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
+                if type(prompt) is int and type(completion) is int and \
+                        0 <= prompt <= MAX_COUNT and 0 <= completion <= MAX_COUNT:
+                    self._usage = found = Usage(prompt, completion)
+                    return [found]
+                return None
             else:
                 return None
         except (KeyError, IndexError, TypeError, AttributeError):
@@ -190,34 +193,16 @@ class OpenAIAdapter:
             return None
         if reason is None:
             if type(content) is str and content and len(delta) == 1:
-                self._took_text(data, content)
+                if self._text_shape is None:  # the stream's first: its shape, if proved
+                    self._learn_text_shape(data, content)
+                else:  # a text chunk of another shape than the one proved: none holds
+                    self._text_shape = ()
                 return content
             return [] if delta in _INERT_DELTAS else None
         if type(reason) is str and (not delta or delta in _INERT_DELTAS) and \
                 not self._tool_arguments:
             finish = _FINISHES.get(reason)
             return None if finish is None else [finish]
-        return None
-
-    def _took_text(self, data: str, content: str) -> None:
-        """A text chunk read whole: the first proves the stream's text shape, if it can;
-        once one is proved, a text chunk of another shape shows the stream has none."""
-        if self._text_shape is not None:
-            self._text_shape = None
-        elif not self._shape_sought:
-            self._shape_sought = True
-            self._learn_text_shape(data, content)
-
-    def _usage_alone(self, usage: Any) -> list[NormalizedEvent] | None:
-        """A chunk of usage and no choice, both counts given: its one event."""
-        try:
-            prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
-        except (KeyError, TypeError):
-            return None
-        if type(prompt) is int and type(completion) is int and \
-                0 <= prompt <= MAX_COUNT and 0 <= completion <= MAX_COUNT:
-            self._usage = found = Usage(prompt, completion)
-            return [found]
         return None
 
     def text_chunk_shape(self) -> tuple[str, str] | None:
@@ -227,11 +212,12 @@ class OpenAIAdapter:
         nothing here. A caller may read such data itself, with no call here, until it
         next feeds this adapter (the pump's text lane). None while there is no shape."""
         shape = self._text_shape
-        return None if shape is None else (shape[0], shape[1])
+        return (shape[0], shape[1]) if shape else None
 
     def _learn_text_shape(self, data: str, content: str) -> None:
         """Take the shape of ``data``, a text chunk of ``content``, once it is proved:
         the same chunk with another text in its place reads as that other text."""
+        self._text_shape = ()  # until proved
         shape = text_shape(data) if len(data) <= MAX_SHAPED_CHUNK else None
         if shape is None:
             return
@@ -242,7 +228,7 @@ class OpenAIAdapter:
         except orjson.JSONDecodeError:
             proved = False
         if proved:
-            self._text_shape = (head, tail, -len(tail))
+            self._text_shape = (head, tail, len(head), -len(tail))
 
     def _done(self) -> list[NormalizedEvent]:
         self.finished = True
@@ -360,7 +346,7 @@ MAX_SHAPED_CHUNK = 4096
 # ``content`` is no escaped one, so the colon after it stands outside every string: in
 # a document that parsed, what follows is a value (here the JSON string, if it is one).
 _CONTENT_KEY = '"content"'
-_TO_STRING_VALUE = re.compile(r'\s*:\s*("(?:[^"\\]|\\.)*")?', re.DOTALL)
+_TO_STRING_VALUE = re.compile(r'\s*:\s*("[^"\\]*(?:\\.[^"\\]*)*")?', re.DOTALL)
 
 
 def _parse(data: str) -> Any:

@@ -99,7 +99,7 @@ def test_a_chunk_read_by_its_shape_reads_as_the_full_reading(shape: str, value: 
 def test_the_shape_is_proved_from_the_first_text_chunk(shape: str) -> None:
     adapter = OpenAIAdapter()
     assert adapter.feed_message(chunk(shape, text("a"))) == "a"
-    assert adapter._text_shape is not None
+    assert adapter.text_chunk_shape() is not None
     assert adapter.feed_message(chunk(shape, text('é"\\\n'))) == 'é"\\\n'
 
 
@@ -110,7 +110,7 @@ def test_a_stream_whose_text_chunks_vary_reads_them_whole() -> None:
     adapter = OpenAIAdapter()
     for n, token in enumerate("abcde"):
         assert adapter.feed_message(shape % (text(token), "x" * n)) == token
-    assert adapter._text_shape is None
+    assert adapter.text_chunk_shape() is None
 
 
 @pytest.mark.parametrize("shape", NO_SHAPES)
@@ -119,7 +119,7 @@ def test_no_shape_where_the_last_content_key_is_not_the_text(shape: str) -> None
     assert text_shape(shape % '"a"') is not None  # found, but the proof fails
     for token in "abbb":
         assert adapter.feed_message(shape % text(token)) == token
-    assert adapter._text_shape is None
+    assert adapter.text_chunk_shape() is None
 
 
 def test_no_shape_where_the_content_is_no_string() -> None:
@@ -143,7 +143,7 @@ def test_a_long_text_chunk_gives_no_shape_to_hold() -> None:
     adapter = OpenAIAdapter()
     for token in "abc":
         assert adapter.feed_message(shape % text(token)) == token
-    assert adapter._text_shape is None
+    assert adapter.text_chunk_shape() is None
 
 
 # The text's place as a regular expression found it (one pass of backtracking over the
