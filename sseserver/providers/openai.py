@@ -223,9 +223,12 @@ class OpenAIAdapter:
             return
         head, tail = shape
         probe = content + "."
-        try:
-            proved = plain_text(_loads(head + orjson.dumps(probe).decode() + tail)) == probe
-        except orjson.JSONDecodeError:
+        try:  # the text's place holds one string value of the chunk (see text_shape): a
+            # probe put there is the probe chunk's only change, so it is the delta's
+            # content only if that value was, and plain_text(probe chunk) is the probe
+            proved = _loads(head + orjson.dumps(probe).decode() + tail
+                            )["choices"][0]["delta"]["content"] == probe
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
             proved = False
         if proved:
             self._text_shape = (head, tail, len(head), -len(tail))
@@ -346,6 +349,7 @@ MAX_SHAPED_CHUNK = 4096
 # ``content`` is no escaped one, so the colon after it stands outside every string: in
 # a document that parsed, what follows is a value (here the JSON string, if it is one).
 _CONTENT_KEY = '"content"'
+_KEY_LENGTH = len(_CONTENT_KEY)
 _TO_STRING_VALUE = re.compile(r'\s*:\s*("[^"\\]*(?:\\.[^"\\]*)*")?', re.DOTALL)
 
 
@@ -379,14 +383,13 @@ def text_shape(data: str) -> tuple[str, str] | None:
     """A text chunk's text as (what comes before it, what comes after it), the text
     being its last "content" key's value, a JSON string; None if that is no string.
     Whether that value is the chunk's text is for the caller to prove."""
-    end = len(data)
-    while (key := data.rfind(_CONTENT_KEY, 0, end)) >= 0:
-        value = _TO_STRING_VALUE.match(data, key + len(_CONTENT_KEY))
-        if value is not None:  # the last key: its value a string, or no text here
-            return None if value.start(1) < 0 else (data[:value.start(1)],
-                                                     data[value.end(1):])
-        end = key + len(_CONTENT_KEY) - 1  # an earlier key may end in this one's quote
-    return None
+    key = data.rfind(_CONTENT_KEY)
+    while key >= 0 and (value := _TO_STRING_VALUE.match(data, key + _KEY_LENGTH)) is None:
+        key = data.rfind(_CONTENT_KEY, 0, key + _KEY_LENGTH - 1)  # one ending in its quote
+    if key < 0:
+        return None
+    start, end = value.span(1)  # the last key's value: a string, or no text here
+    return None if start < 0 else (data[:start], data[end:])
 
 
 def _choice_index(choice: dict[str, Any]) -> int:

@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from sseserver.errors import ProviderError
 from sseserver.events import TextDelta
-from sseserver.providers.openai import MAX_SHAPED_CHUNK, OpenAIAdapter, text_shape
+from sseserver.providers.openai import (
+    MAX_SHAPED_CHUNK,
+    OpenAIAdapter,
+    plain_text,
+    text_shape,
+)
+from tests.providers.test_hostile_events import json_values
 
 # Text chunks as servers write them: OpenAI's, with usage null (include_usage), with
 # whitespace (Python's json.dumps), Azure's filter results, an index left out, the
@@ -170,3 +176,55 @@ PIECES = st.sampled_from(['"content"', '"content', 'content"', '"content":', ':'
        st.builds(chunk, st.sampled_from(SHAPES + NO_SHAPES), SLOT_VALUES))
 def test_the_texts_place_is_where_the_regular_expression_found_it(data: str) -> None:
     assert text_shape(data) == reference_text_shape(data)
+
+
+class PlainTextProof(OpenAIAdapter):
+    """The shape proved as it was: the whole probe chunk read by plain_text."""
+
+    __slots__ = ()
+
+    def _learn_text_shape(self, data: str, content: str) -> None:
+        self._text_shape = ()
+        shape = text_shape(data) if len(data) <= MAX_SHAPED_CHUNK else None
+        if shape is None:
+            return
+        head, tail = shape
+        probe = content + "."
+        try:
+            proved = plain_text(orjson.loads(head + text(probe) + tail)) == probe
+        except orjson.JSONDecodeError:
+            proved = False
+        if proved:
+            self._text_shape = (head, tail, len(head), -len(tail))
+
+
+SAME = object()  # where a chunk repeats its text elsewhere: the text, or a "content" key
+
+
+def text_chunk(content: str, extra: list[tuple[str, Any]], place: int, spaced: bool) -> str:
+    """A text chunk with other keys beside its choice and its delta (any JSON, the text
+    itself, {"content": text}), in any order, with or without whitespace."""
+    def value(item: Any) -> Any:
+        return {"content": content} if item is SAME and place % 2 else \
+            content if item is SAME else item
+    delta: dict[str, Any] = {"content": content}
+    choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+    chunk_: dict[str, Any] = {"id": "c", "choices": [choice]}
+    for n, (key, item) in enumerate(extra):
+        [chunk_, choice, delta][(place + n) % 3][key] = value(item)
+    return json.dumps(chunk_, separators=(", ", ": ") if spaced else (",", ":"))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.text(min_size=1, max_size=5), st.lists(st.tuples(
+    st.sampled_from(["x", "content", "usage", "error", "finish_reason", "index", "role"]),
+    json_values | st.just(SAME)), max_size=3), st.integers(0, 5), st.booleans())
+def test_the_shape_proved_by_the_probes_place_is_the_one_plain_text_proved(
+        content: str, extra: list[tuple[str, Any]], place: int, spaced: bool) -> None:
+    data = text_chunk(content, extra, place, spaced)
+    ours, reference = OpenAIAdapter(), PlainTextProof()
+    assert read(ours, data) == read(reference, data)
+    assert ours.text_chunk_shape() == reference.text_chunk_shape()
+    for other in "b", content + content, '"':
+        assert read(ours, text_chunk(other, extra, place, spaced)) == \
+            read(reference, text_chunk(other, extra, place, spaced))
