@@ -112,8 +112,8 @@ class OpenAIAdapter:
     the events it gives have the types :mod:`sseserver.events` documents.
 
     A provider writes a stream's text chunks alike but for the text: the same id,
-    model and fields around it. Once one has been read, the text chunk's shape is
-    known (:func:`text_shape`, proved by a probe), and a chunk of that shape is read by
+    model and fields around it. Once two of different texts have been read, the text
+    chunk's shape is known (:func:`proved_shape`), and a chunk of that shape is read by
     parsing its text alone, a short JSON string instead of the whole object (a token's
     largest cost). A stream's other common chunks (its role chunk, its finish, its
     usage) are read in one pass, each field checked as the full reading checks it.
