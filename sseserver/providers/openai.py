@@ -127,8 +127,8 @@ class OpenAIAdapter:
         # tool-call index -> whether any argument text came; None until a tool call does
         self._tool_arguments: dict[int, bool] | None = None
         # A text chunk is a head, the text as one JSON string, a tail: (head, tail, where
-        # the text begins, where the tail begins counted from the end). None until a
-        # text chunk is read whole, () once its shape is not proved or one broke it.
+        # the text begins, where the tail begins counted from the end). None while it is
+        # sought, () once it is not proved or a text chunk of another shape broke it.
         self._text_shape: tuple[str, str, int, int] | tuple[()] | None = None
         self._first_text: tuple[str, str] | None = None  # (chunk, text) while sought
 
@@ -224,7 +224,6 @@ class OpenAIAdapter:
         elif content != first[1]:
             self._first_text = None
             self._text_shape = proved_shape(data, *first)
-
 
     def _done(self) -> list[NormalizedEvent]:
         self.finished = True
