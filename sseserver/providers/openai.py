@@ -112,14 +112,14 @@ class OpenAIAdapter:
     the events it gives have the types :mod:`sseserver.events` documents.
 
     A provider writes a stream's text chunks alike but for the text: the same id,
-    model and fields around it. Once two of different texts have been read, the text
-    chunk's shape is known (:func:`proved_shape`), and a chunk of that shape is read by
+    model and fields around it. Once one has been read, the text chunk's shape is
+    known (:func:`text_shape`, proved by a probe), and a chunk of that shape is read by
     parsing its text alone, a short JSON string instead of the whole object (a token's
     largest cost). A stream's other common chunks (its role chunk, its finish, its
     usage) are read in one pass, each field checked as the full reading checks it.
     """
 
-    __slots__ = ("_first_text", "_text_shape", "_tool_arguments", "_usage", "finished")
+    __slots__ = ("_text_shape", "_tool_arguments", "_usage", "finished")
 
     def __init__(self) -> None:
         self.finished = False
@@ -127,10 +127,9 @@ class OpenAIAdapter:
         # tool-call index -> whether any argument text came; None until a tool call does
         self._tool_arguments: dict[int, bool] | None = None
         # A text chunk is a head, the text as one JSON string, a tail: (head, tail, where
-        # the text begins, where the tail begins counted from the end). None while it is
-        # sought, () once it is not proved or a text chunk of another shape broke it.
+        # the text begins, where the tail begins counted from the end). None until a
+        # text chunk is read whole, () once its shape is not proved or one broke it.
         self._text_shape: tuple[str, str, int, int] | tuple[()] | None = None
-        self._first_text: tuple[str, str] | None = None  # (chunk, text) while sought
 
     def usage_so_far(self) -> Usage | None:
         return self._usage  # OpenAI reports usage only in its last chunk
@@ -194,8 +193,10 @@ class OpenAIAdapter:
             return None
         if reason is None:
             if type(content) is str and content and len(delta) == 1:
-                if self._text_shape is None:  # sought still
-                    self._seek_text_shape(data, content)
+                if self._text_shape is None:  # the stream's first: its shape, if proved
+                    # (here, not later: a burst's reader asks for it once, after the
+                    # read's first text, and a shape then serves the burst's others)
+                    self._learn_text_shape(data, content)
                 else:  # a text chunk of another shape than the one proved: none holds
                     self._text_shape = ()
                 return content
@@ -215,15 +216,24 @@ class OpenAIAdapter:
         shape = self._text_shape
         return (shape[0], shape[1]) if shape else None
 
-    def _seek_text_shape(self, data: str, content: str) -> None:
-        """Prove the stream's text shape from two text chunks of different texts (a
-        stream of one token pays nothing): the first read whole, and ``data``."""
-        first = self._first_text
-        if first is None:
-            self._first_text = (data, content)
-        elif content != first[1]:
-            self._first_text = None
-            self._text_shape = proved_shape(data, *first)
+    def _learn_text_shape(self, data: str, content: str) -> None:
+        """Take the shape of ``data``, a text chunk of ``content``, once it is proved:
+        the same chunk with another text in its place reads as that other text."""
+        self._text_shape = ()  # until proved
+        shape = text_shape(data) if len(data) <= MAX_SHAPED_CHUNK else None
+        if shape is None:
+            return
+        head, tail = shape
+        probe = content + "."
+        try:  # the text's place holds one string value of the chunk (see text_shape): a
+            # probe put there is the probe chunk's only change, so it is the delta's
+            # content only if that value was, and plain_text(probe chunk) is the probe
+            proved = _loads(head + orjson.dumps(probe).decode() + tail
+                            )["choices"][0]["delta"]["content"] == probe
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+            proved = False
+        if proved:
+            self._text_shape = (head, tail, len(head), -len(tail))
 
     def _done(self) -> list[NormalizedEvent]:
         self.finished = True
@@ -382,30 +392,6 @@ def text_shape(data: str) -> tuple[str, str] | None:
         return None
     start, end = value.span(1)  # the last key's value: a string, or no text here
     return None if start < 0 else (data[:start], data[end:])
-
-
-def proved_shape(data: str, earlier: str, earlier_text: str
-                 ) -> tuple[str, str, int, int] | tuple[()]:
-    """The text shape of ``data``, a text chunk, proved by ``earlier``, a text chunk of
-    another text: ``(head, tail, where the text begins, where the tail begins from the
-    end)``, or ``()`` if it is not proved.
-
-    The text's place in ``data`` holds one string value (see :func:`text_shape`). If
-    ``earlier`` is that chunk with another string there, the two differ in that value
-    alone and read as two texts: the place holds the text, and any chunk of that shape
-    reads as the string in its place."""
-    shape = text_shape(data) if len(data) <= MAX_SHAPED_CHUNK else None
-    if shape is None:
-        return ()
-    head, tail = shape
-    end = len(earlier) - len(tail)
-    if end < len(head) or not earlier.startswith(head) or not earlier.endswith(tail):
-        return ()
-    try:
-        proved = _loads(earlier[len(head):end]) == earlier_text
-    except orjson.JSONDecodeError:
-        return ()
-    return (head, tail, len(head), -len(tail)) if proved else ()
 
 
 def _choice_index(choice: dict[str, Any]) -> int:
