@@ -54,25 +54,24 @@ class OpenAIProvider(SettingsProvider):
     def build_request(self, request: GenerationRequest, model: str) -> UpstreamRequest:
         body = openai_body(request.native, model) if request.native is not None else \
             self._stream_body(request, model)
-        _, url, headers = self._endpoint_for(self.settings)
-        return UpstreamRequest("POST", url, headers, orjson.dumps(body))
+        endpoint = self._endpoint
+        if endpoint is None or endpoint[0] is not self.settings:
+            endpoint = self._endpoint_for(self.settings)
+        return UpstreamRequest("POST", endpoint[1], endpoint[2], orjson.dumps(body))
 
     def _endpoint_for(self, settings: ProviderSettings
                       ) -> tuple[ProviderSettings, str, tuple[tuple[str, str], ...]]:
-        endpoint = self._endpoint
-        if endpoint is None or endpoint[0] is not settings:
-            headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
-            if settings.api_key:
-                headers.append(("authorization", f"Bearer {settings.api_key}"))
-            endpoint = self._endpoint = (settings, f"{settings.base_url}/chat/completions",
-                                         tuple(headers))
+        headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
+        if settings.api_key:
+            headers.append(("authorization", f"Bearer {settings.api_key}"))
+        endpoint = self._endpoint = (settings, f"{settings.base_url}/chat/completions",
+                                     tuple(headers))
         return endpoint
 
     def _stream_body(self, request: GenerationRequest, model: str) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = []
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
         if request.system:
-            messages.append({"role": "system", "content": request.system})
-        messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+            messages.insert(0, {"role": "system", "content": request.system})
         body: dict[str, Any] = {
             "model": model, "messages": messages, "stream": True,
             "stream_options": {"include_usage": True},
@@ -113,12 +112,14 @@ class OpenAIAdapter:
     the events it gives have the types :mod:`sseserver.events` documents.
 
     A provider writes a stream's text chunks alike but for the text: the same id,
-    model and fields around it. Once two have been read, the text chunk's shape is
-    known (:func:`text_shape`), and a chunk of that shape is read by parsing its text
-    alone, a short JSON string instead of the whole object (a token's largest cost).
+    model and fields around it. Once one has been read, the text chunk's shape is
+    known (:func:`text_shape`, proved by a probe), and a chunk of that shape is read by
+    parsing its text alone, a short JSON string instead of the whole object (a token's
+    largest cost). A stream's other common chunks (its role chunk, its finish, its
+    usage) are read in one pass, each field checked as the full reading checks it.
     """
 
-    __slots__ = ("_plain_texts", "_text_shape", "_tool_arguments", "_usage", "finished")
+    __slots__ = ("_text_shape", "_tool_arguments", "_usage", "finished")
 
     def __init__(self) -> None:
         self.finished = False
@@ -126,10 +127,9 @@ class OpenAIAdapter:
         # tool-call index -> whether any argument text came; None until a tool call does
         self._tool_arguments: dict[int, bool] | None = None
         # A text chunk is a head, the text as one JSON string, a tail: (head, tail, where
-        # the tail begins counted from the end); None while the stream's text chunks
-        # have no shape proved (or once one broke it).
-        self._text_shape: tuple[str, str, int] | None = None
-        self._plain_texts = 0  # text chunks read whole, until the shape is taken
+        # the text begins, where the tail begins counted from the end). None until a
+        # text chunk is read whole, () once its shape is not proved or one broke it.
+        self._text_shape: tuple[str, str, int, int] | tuple[()] | None = None
 
     def usage_so_far(self) -> Usage | None:
         return self._usage  # OpenAI reports usage only in its last chunk
@@ -148,11 +148,11 @@ class OpenAIAdapter:
         The shortcuts decide nothing of their own: whatever they accept, the full
         reading (:meth:`_chunk_events`) maps to that same one text delta."""
         shape = self._text_shape
-        if shape is not None:
-            head, tail, tail_start = shape
+        if shape:
+            head, tail, text_start, tail_start = shape
             if data.startswith(head) and data.endswith(tail):
                 try:  # what lies between is one JSON string, or this is no text chunk
-                    content = _loads(data[len(head):tail_start])
+                    content = _loads(data[text_start:tail_start])
                 except orjson.JSONDecodeError:
                     content = None
                 if type(content) is str and content:
@@ -163,16 +163,49 @@ class OpenAIAdapter:
             chunk = _loads(data)
         except orjson.JSONDecodeError:
             chunk = loads_after_error(data)
-        content = plain_text(chunk)
-        if content is None:
-            return self._chunk_events(chunk)
-        if shape is not None:  # a text chunk of another shape: the stream has none
-            self._text_shape = None
-        else:
-            self._plain_texts += 1
-            if self._plain_texts == SHAPE_LEARNT_AT:
-                self._learn_text_shape(data, content)
-        return content
+        reading = self._common_reading(chunk, data)
+        return self._chunk_events(chunk) if reading is None else reading
+
+    def _common_reading(self, chunk: Any, data: str) -> str | list[NormalizedEvent] | None:
+        """A stream's common chunks read in one pass, as the full reading reads them: a
+        plain text delta (as :func:`plain_text`: its bare text), a role chunk, a finish,
+        usage alone. None for any other chunk, which only the full reading reads."""
+        try:  # only a list and dicts take these subscripts: types are checked as they go
+            usage = chunk.get("usage")
+            if usage is None:
+                choice = chunk["choices"][0]
+                delta = choice["delta"]
+                content = delta.get("content")  # a finish chunk's delta has none
+                reason = choice.get("finish_reason")
+                index = choice.get("index", 0)
+            elif chunk.get("choices") == [] and "error" not in chunk:  # usage alone
+                prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
+                if type(prompt) is int and type(completion) is int and \
+                        0 <= prompt <= MAX_COUNT and 0 <= completion <= MAX_COUNT:
+                    self._usage = found = Usage(prompt, completion)
+                    return [found]
+                return None
+            else:
+                return None
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return None
+        if index != 0 or type(index) is not int or "error" in chunk:
+            return None
+        if reason is None:
+            if type(content) is str and content and len(delta) == 1:
+                if self._text_shape is None:  # the stream's first: its shape, if proved
+                    # (here, not later: a burst's reader asks for it once, after the
+                    # read's first text, and a shape then serves the burst's others)
+                    self._learn_text_shape(data, content)
+                else:  # a text chunk of another shape than the one proved: none holds
+                    self._text_shape = ()
+                return content
+            return [] if delta in _INERT_DELTAS else None
+        if type(reason) is str and (not delta or delta in _INERT_DELTAS) and \
+                not self._tool_arguments:
+            finish = _FINISHES.get(reason)
+            return None if finish is None else [finish]
+        return None
 
     def text_chunk_shape(self) -> tuple[str, str] | None:
         """``(head, tail)`` once this stream's text chunk has a proved shape: then the
@@ -181,26 +214,30 @@ class OpenAIAdapter:
         nothing here. A caller may read such data itself, with no call here, until it
         next feeds this adapter (the pump's text lane). None while there is no shape."""
         shape = self._text_shape
-        return None if shape is None else (shape[0], shape[1])
+        return (shape[0], shape[1]) if shape else None
 
     def _learn_text_shape(self, data: str, content: str) -> None:
         """Take the shape of ``data``, a text chunk of ``content``, once it is proved:
         the same chunk with another text in its place reads as that other text."""
+        self._text_shape = ()  # until proved
         shape = text_shape(data) if len(data) <= MAX_SHAPED_CHUNK else None
         if shape is None:
             return
         head, tail = shape
         probe = content + "."
-        try:
-            proved = plain_text(_loads(head + orjson.dumps(probe).decode() + tail)) == probe
-        except orjson.JSONDecodeError:
+        try:  # the text's place holds one string value of the chunk (see text_shape): a
+            # probe put there is the probe chunk's only change, so it is the delta's
+            # content only if that value was, and plain_text(probe chunk) is the probe
+            proved = _loads(head + orjson.dumps(probe).decode() + tail
+                            )["choices"][0]["delta"]["content"] == probe
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
             proved = False
         if proved:
-            self._text_shape = (head, tail, -len(tail))
+            self._text_shape = (head, tail, len(head), -len(tail))
 
     def _done(self) -> list[NormalizedEvent]:
         self.finished = True
-        return self._complete_tool_calls()
+        return self._complete_tool_calls() if self._tool_arguments else []
 
     def _chunk_events(self, chunk: Any) -> list[NormalizedEvent]:
         """The events of one decoded chunk, every field checked.
@@ -305,19 +342,17 @@ _INERT_DELTAS = ({"role": "assistant", "content": "", "refusal": None},
                  {"role": "assistant", "content": None, "refusal": ""},
                  {"role": "assistant", "content": None},
                  {"role": "assistant"})
-# The shape is taken from the second text chunk read whole, not the first: a stream
-# of one token then never pays for the proof (one more parse of a chunk).
-SHAPE_LEARNT_AT = 2
 # A stream holds its shape for its life: taken only from a chunk this long at most.
 # Text chunks are 150-600 characters (OpenAI's about 250, Azure's with its filter
 # results about 550); a longer one carries fields that change (logprobs), which no
 # later chunk would fit.
 MAX_SHAPED_CHUNK = 4096
-# Up to the value of a text chunk's last "content" key. Its quote after ``content`` is
-# no escaped one, so the colon after it stands outside every string: in a document
-# that parsed, what follows is a value.
-_TO_CONTENT_VALUE = re.compile(r'.*"content"\s*:\s*', re.DOTALL)
-_STRING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A text chunk's text is the value of its last "content" key. That key's quote after
+# ``content`` is no escaped one, so the colon after it stands outside every string: in
+# a document that parsed, what follows is a value (here the JSON string, if it is one).
+_CONTENT_KEY = '"content"'
+_KEY_LENGTH = len(_CONTENT_KEY)
+_TO_STRING_VALUE = re.compile(r'\s*:\s*("[^"\\]*(?:\\.[^"\\]*)*")?', re.DOTALL)
 
 
 def _parse(data: str) -> Any:
@@ -350,11 +385,13 @@ def text_shape(data: str) -> tuple[str, str] | None:
     """A text chunk's text as (what comes before it, what comes after it), the text
     being its last "content" key's value, a JSON string; None if that is no string.
     Whether that value is the chunk's text is for the caller to prove."""
-    key = _TO_CONTENT_VALUE.match(data)
-    token = _STRING_TOKEN.match(data, key.end()) if key is not None else None
-    if token is None:
+    key = data.rfind(_CONTENT_KEY)
+    while key >= 0 and (value := _TO_STRING_VALUE.match(data, key + _KEY_LENGTH)) is None:
+        key = data.rfind(_CONTENT_KEY, 0, key + _KEY_LENGTH - 1)  # one ending in its quote
+    if key < 0:
         return None
-    return data[:token.start()], data[token.end():]
+    start, end = value.span(1)  # the last key's value: a string, or no text here
+    return None if start < 0 else (data[:start], data[end:])
 
 
 def _choice_index(choice: dict[str, Any]) -> int:

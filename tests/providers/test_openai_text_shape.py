@@ -1,11 +1,12 @@
 """The OpenAI adapter's text-chunk shape: a stream's text chunks are read by parsing
-their text alone once two have shown the shape. Whatever that reading takes, the full
+their text alone once the first has shown the shape. Whatever that reading takes, the full
 reading of the chunk must give the same (one text delta of that text); everything
 else must go to the full reading and give what it gives."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -15,7 +16,13 @@ from hypothesis import strategies as st
 
 from sseserver.errors import ProviderError
 from sseserver.events import TextDelta
-from sseserver.providers.openai import MAX_SHAPED_CHUNK, OpenAIAdapter, text_shape
+from sseserver.providers.openai import (
+    MAX_SHAPED_CHUNK,
+    OpenAIAdapter,
+    plain_text,
+    text_shape,
+)
+from tests.providers.test_hostile_events import json_values
 
 # Text chunks as servers write them: OpenAI's, with usage null (include_usage), with
 # whitespace (Python's json.dumps), Azure's filter results, an index left out, the
@@ -90,17 +97,15 @@ SLOT_VALUES = st.one_of(
 @given(value=SLOT_VALUES)
 def test_a_chunk_read_by_its_shape_reads_as_the_full_reading(shape: str, value: str) -> None:
     adapter = learnt(shape)
-    for data in chunk(shape, value), chunk(shape, text("b")):  # "b": the shape's source
+    for data in chunk(shape, value), chunk(shape, text("a")):  # "a": the shape's source
         assert read(adapter, data) == full_reading(data)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_the_shape_is_proved_from_the_second_text_chunk(shape: str) -> None:
+def test_the_shape_is_proved_from_the_first_text_chunk(shape: str) -> None:
     adapter = OpenAIAdapter()
-    adapter.feed_message(chunk(shape, text("a")))
-    assert adapter._text_shape is None  # one token: no proof paid for
-    adapter.feed_message(chunk(shape, text("b")))
-    assert adapter._text_shape is not None
+    assert adapter.feed_message(chunk(shape, text("a"))) == "a"
+    assert adapter.text_chunk_shape() is not None
     assert adapter.feed_message(chunk(shape, text('é"\\\n'))) == 'é"\\\n'
 
 
@@ -111,7 +116,7 @@ def test_a_stream_whose_text_chunks_vary_reads_them_whole() -> None:
     adapter = OpenAIAdapter()
     for n, token in enumerate("abcde"):
         assert adapter.feed_message(shape % (text(token), "x" * n)) == token
-    assert adapter._text_shape is None
+    assert adapter.text_chunk_shape() is None
 
 
 @pytest.mark.parametrize("shape", NO_SHAPES)
@@ -120,7 +125,7 @@ def test_no_shape_where_the_last_content_key_is_not_the_text(shape: str) -> None
     assert text_shape(shape % '"a"') is not None  # found, but the proof fails
     for token in "abbb":
         assert adapter.feed_message(shape % text(token)) == token
-    assert adapter._text_shape is None
+    assert adapter.text_chunk_shape() is None
 
 
 def test_no_shape_where_the_content_is_no_string() -> None:
@@ -144,4 +149,82 @@ def test_a_long_text_chunk_gives_no_shape_to_hold() -> None:
     adapter = OpenAIAdapter()
     for token in "abc":
         assert adapter.feed_message(shape % text(token)) == token
-    assert adapter._text_shape is None
+    assert adapter.text_chunk_shape() is None
+
+
+# The text's place as a regular expression found it (one pass of backtracking over the
+# whole chunk): the last '"content"' followed by a colon, and the JSON string there.
+_TO_CONTENT_VALUE = re.compile(r'.*"content"\s*:\s*', re.DOTALL)
+_STRING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def reference_text_shape(data: str) -> tuple[str, str] | None:
+    key = _TO_CONTENT_VALUE.match(data)
+    token = _STRING_TOKEN.match(data, key.end()) if key is not None else None
+    if token is None:
+        return None
+    return data[:token.start()], data[token.end():]
+
+
+# Pieces that make and break keys, colons and strings, overlapping keys among them.
+PIECES = st.sampled_from(['"content"', '"content', 'content"', '"content":', ':', ' ', '\n',
+                          '\t', '"a"', '\\"', '\\', '"', 'x', '{', '}', '"\\n"', 'é'])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(PIECES, max_size=14).map("".join) | st.text(max_size=30) |
+       st.builds(chunk, st.sampled_from(SHAPES + NO_SHAPES), SLOT_VALUES))
+def test_the_texts_place_is_where_the_regular_expression_found_it(data: str) -> None:
+    assert text_shape(data) == reference_text_shape(data)
+
+
+class PlainTextProof(OpenAIAdapter):
+    """The shape proved as it was: the whole probe chunk read by plain_text."""
+
+    __slots__ = ()
+
+    def _learn_text_shape(self, data: str, content: str) -> None:
+        self._text_shape = ()
+        shape = text_shape(data) if len(data) <= MAX_SHAPED_CHUNK else None
+        if shape is None:
+            return
+        head, tail = shape
+        probe = content + "."
+        try:
+            proved = plain_text(orjson.loads(head + text(probe) + tail)) == probe
+        except orjson.JSONDecodeError:
+            proved = False
+        if proved:
+            self._text_shape = (head, tail, len(head), -len(tail))
+
+
+SAME = object()  # where a chunk repeats its text elsewhere: the text, or a "content" key
+
+
+def text_chunk(content: str, extra: list[tuple[str, Any]], place: int, spaced: bool) -> str:
+    """A text chunk with other keys beside its choice and its delta (any JSON, the text
+    itself, {"content": text}), in any order, with or without whitespace."""
+    def value(item: Any) -> Any:
+        return {"content": content} if item is SAME and place % 2 else \
+            content if item is SAME else item
+    delta: dict[str, Any] = {"content": content}
+    choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+    chunk_: dict[str, Any] = {"id": "c", "choices": [choice]}
+    for n, (key, item) in enumerate(extra):
+        [chunk_, choice, delta][(place + n) % 3][key] = value(item)
+    return json.dumps(chunk_, separators=(", ", ": ") if spaced else (",", ":"))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.text(min_size=1, max_size=5), st.lists(st.tuples(
+    st.sampled_from(["x", "content", "usage", "error", "finish_reason", "index", "role"]),
+    json_values | st.just(SAME)), max_size=3), st.integers(0, 5), st.booleans())
+def test_the_shape_proved_by_the_probes_place_is_the_one_plain_text_proved(
+        content: str, extra: list[tuple[str, Any]], place: int, spaced: bool) -> None:
+    data = text_chunk(content, extra, place, spaced)
+    ours, reference = OpenAIAdapter(), PlainTextProof()
+    assert read(ours, data) == read(reference, data)
+    assert ours.text_chunk_shape() == reference.text_chunk_shape()
+    for other in "b", content + content, '"':
+        assert read(ours, text_chunk(other, extra, place, spaced)) == \
+            read(reference, text_chunk(other, extra, place, spaced))
