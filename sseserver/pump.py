@@ -116,7 +116,7 @@ _LaneLines = tuple[str, str, int, int, bytes, bool]
 # events, where the first event's line begins, where the last one's ends, the chunk's
 # head, its tail, where the text begins in a line, where it ends)
 _BurstCut = tuple[bytes, int, int, bytes, bytes, int, int]
-# The adapter learns its text chunk's shape from its second text chunk: a body whose
+# The adapter learns its text chunk's shape from its first text chunks: a body whose
 # text tokens have not opened the lane in this many tries (its shape broken, say)
 # keeps to the general path and pays no more tries (each costs a few calls).
 LANE_TRIES = 4
