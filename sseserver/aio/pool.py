@@ -168,7 +168,8 @@ class ConnectionPool:
                 self._arm_expiry()
         else:
             conn.close()
-        self._wake(origin)
+        if origin.waiters:  # (_wake without its call when nobody waits)
+            self._wake(origin)
 
     def discard(self, conn: UpstreamConnection) -> None:
         """Close ``conn`` and free its slot."""
@@ -227,7 +228,8 @@ class ConnectionPool:
             conn = await connect(target, self.timeouts, self.ssl_context if tls else None)
         finally:
             origin.connecting -= 1
-            self._wake(origin)
+            if origin.waiters:  # (_wake without its call when nobody waits)
+                self._wake(origin)
         self.opened += 1
         return conn
 

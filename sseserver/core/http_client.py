@@ -34,7 +34,7 @@ from sseserver.core.http_fields import (
 from sseserver.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["MAX_HEAD_SIZE", "ResponseHead", "ResponseHeadParser", "body_decoder",
-           "encode_request"]
+           "encode_request", "first_final_head"]
 
 # -- requests ------------------------------------------------------------------------
 
@@ -194,12 +194,10 @@ class ResponseHeadParser:
         if self._reader is None and not self._buffer:
             # A whole final head in the first read, as nearly every one comes: the
             # loop's steps below without their calls; anything else goes through them.
-            end = find_head_end(data, self._searched, self._max_size)
-            if end > 0:
-                final = _read_final_head(data[:end])
-                if final is not None:
-                    self.head, self.rest = final, data[end:]
-                    return final
+            first = first_final_head(data, self._max_size)
+            if first is not None:
+                self.head, self.rest = first
+                return first[0]
         # where the buffer starts, counted from the start of data (interim heads move it)
         start = -len(self._buffer)
         buffer = self._buffer + data if self._buffer else data
@@ -257,6 +255,26 @@ class ResponseHeadParser:
         if not isinstance(event, h11.Response):  # h11 framed the head otherwise
             raise _refusal(head)
         return _response_head(event)
+
+
+def first_final_head(data: bytes, max_size: int = MAX_HEAD_SIZE
+                     ) -> tuple[ResponseHead, bytes] | None:
+    """The final head that ``data``, a response's first read, holds whole, and the bytes
+    after it (the start of the body); None for anything else (a head not ended yet, an
+    interim head, a refused one), which :class:`ResponseHeadParser` fed the same
+    ``data`` decides. As nearly every head comes so, a caller may try this first and
+    make a parser only when it gives None: the head is then read as the parser reads
+    it (its own first step is this).
+
+    Raises :class:`RemoteProtocolError` as :meth:`ResponseHeadParser.feed` does for a
+    read no head begins or a head longer than ``max_size``.
+    """
+    end = find_head_end(data, 0, max_size)
+    if end > 0:
+        final = _read_final_head(data[:end])
+        if final is not None:
+            return final, data[end:]
+    return None
 
 
 def _read_final_head(head: bytes) -> ResponseHead | None:
