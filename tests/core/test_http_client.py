@@ -13,6 +13,7 @@ from sseserver.core.http_client import (
     ResponseHead,
     ResponseHeadParser,
     encode_request,
+    first_final_head,
 )
 from sseserver.errors import LocalProtocolError, RemoteProtocolError
 
@@ -560,3 +561,59 @@ def test_a_head_read_before_any_request_is_read_as_after_one(
         assert ours == reference, data
     else:
         assert ours == "not taken", data
+
+
+
+def first_read_verdicts(data: bytes) -> tuple[Verdict | None, Verdict, int]:
+    """first_final_head's reading of ``data`` (None: not taken), a parser's reading of
+    it fed in one read, and the interim heads the parser skipped. A refusal is its
+    message and offset."""
+    try:
+        first = first_final_head(data)
+    except RemoteProtocolError as exc:
+        ours: Verdict | None = f"error: {exc} at {exc.offset}"
+    else:
+        ours = None if first is None else (
+            first[0].status, first[0].http_version, first[0].reason, first[0].fields,
+            first[1])
+    parser = ResponseHeadParser()
+    try:
+        head = parser.feed(data)
+    except RemoteProtocolError as exc:
+        return ours, f"error: {exc} at {exc.offset}", parser.interim
+    parsed: Verdict = "incomplete" if head is None else (
+        head.status, head.http_version, head.reason, head.fields, parser.rest)
+    return ours, parsed, parser.interim
+
+
+@settings(max_examples=500, deadline=None)
+@given(interim=st.lists(response_heads(interim_status), max_size=1),
+       final=response_heads(st.one_of(final_status, st.sampled_from([101, 0, 99]))),
+       body=st.binary(max_size=20),
+       mutations=st.lists(st.tuples(st.integers(0, 300), st.sampled_from(MUTATIONS),
+                                    st.integers(0, 2)), max_size=2),
+       cut=st.one_of(st.none(), st.integers(1, 300)))
+def test_a_first_final_head_is_the_parsers_reading_of_the_same_read(
+        interim: list[str], final: str, body: bytes,
+        mutations: list[tuple[int, bytes, int]], cut: int | None) -> None:
+    """What first_final_head takes from a response's first read (the upstream
+    connection's way to a head without a parser) is what a parser fed that read gives:
+    the same head and bytes after it, or the same refusal in the same words; and it
+    leaves to the parser only what is no final head whole at the read's start (an
+    interim head first, a head not ended, one h11 refuses)."""
+    data = "".join([*interim, final]).encode("latin-1") + body
+    for position, insert, remove in mutations:
+        at = min(position, len(data))
+        data = data[:at] + insert + data[at + remove:]
+    data = data[:cut]  # a first read that may end anywhere, in the head too
+    if not data:
+        return  # a read is never empty (b"" is the end of the connection)
+    ours, parsed, skipped = first_read_verdicts(data)
+    if ours is not None:
+        assert ours == parsed
+    if isinstance(parsed, tuple):
+        assert parsed[:4] == h11_response(data, [])[:4]  # type: ignore[index]
+        if not skipped:  # the final head came first, whole: taken without a parser
+            assert ours == parsed
+    elif parsed.startswith("error") and ours is None:  # refused later, by h11: a head
+        assert not isinstance(h11_response(data, []), tuple)  # no read takes
