@@ -98,7 +98,7 @@ class ConnectionPool:
         if conn is not None:
             return conn
         target = parse_url(url)
-        origin = self._origin(target.origin)
+        origin = self._origins.get(target.origin) or self._origin(target.origin)
         return self._send(origin, await self._open(origin, target), target, method, headers,
                           body)
 

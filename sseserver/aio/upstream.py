@@ -401,8 +401,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         decoder = self._on_head(head)
         # even with nothing after the head: an empty body (204, Content-Length: 0)
-        # ends right here; unless the head's listener closed the connection
-        if self.state is _BODY:
+        # ends right here; unless the head's listener closed the connection. A head
+        # alone in its read, as a stream's mostly is, into a body not ended: nothing
+        # to decode (a fresh decoder fed nothing gives nothing and stays as it is).
+        if self.state is _BODY and (rest or decoder.done):
             self._decode(decoder, rest)
 
     def _decode(self, decoder: BodyDecoder, data: bytes) -> None:
@@ -450,11 +452,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.state = _BODY
         self._last_activity = self._loop.time()  # the idle limit starts here
         decoder = self._decoder = body_decoder(head)
-        self._keep_alive = head.http_version == "1.1" and \
-            not isinstance(self._decoder, UntilCloseDecoder) and \
-            not ("connection" in head.headers and  # every line, if any: "close" in one
-                 any(name == "connection" and "close" in value.lower()
-                     for name, value in head.fields))
+        keep_alive = head.http_version == "1.1" and type(decoder) is not UntilCloseDecoder
+        if keep_alive and "connection" in head.headers:
+            # every line: "close" in any one (a loop, not any() over a generator that
+            # yields once a field)
+            for name, value in head.fields:
+                if name == "connection" and "close" in value.lower():
+                    keep_alive = False
+                    break
+        self._keep_alive = keep_alive
         self.response_head = head
         listener, self._head_listener = self._head_listener, None
         if listener is not None:
