@@ -107,3 +107,64 @@ def test_a_connection_reads_a_head_as_the_parser_whatever_the_reads(
         expected = (*expected[:4], b"")
     assert connection_verdict(fresh(loop), data, cuts) == expected
     assert connection_verdict(recycled(loop, earlier), data, cuts) == expected
+
+
+class BodyRecorder(HeadRecorder):
+    """Takes the body from the head on, as the relay does (stream() in on_head)."""
+
+    def __init__(self, conn: UpstreamConnection) -> None:
+        super().__init__()
+        self.conn = conn
+        self.body = b""
+        self.ended = False
+        self.progress = 0
+
+    def on_head(self, head: ResponseHead) -> None:
+        super().on_head(head)
+        self.conn.stream(self)
+
+    def on_body(self, data: bytes) -> None:
+        self.body += data
+
+    def on_body_end(self) -> None:
+        self.ended = True
+
+    def on_body_error(self, error: UpstreamError) -> None:
+        self.error = error
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """A valid response (its bytes) and the body it carries: chunked, of a length, or
+    with no body (204, 304, Content-Length: 0)."""
+    payloads = draw(st.lists(st.binary(min_size=1, max_size=12), max_size=3))
+    framing = draw(st.sampled_from(["chunked", "length", "none"]))
+    status = draw(st.sampled_from([200, 200, 429])) if framing != "none" else \
+        draw(st.sampled_from([204, 304, 200]))
+    head = f"HTTP/1.1 {status} X\r\ncontent-type: text/event-stream\r\n"
+    if framing == "chunked":
+        return ((head + "transfer-encoding: chunked\r\n\r\n").encode() + b"".join(
+            b"%x\r\n%b\r\n" % (len(p), p) for p in payloads) + b"0\r\n\r\n",
+            b"".join(payloads))
+    body = b"".join(payloads) if framing == "length" else b""
+    return (head + f"content-length: {len(body)}\r\n\r\n").encode() + body, body
+
+
+@settings(max_examples=300, deadline=None)
+@given(response=responses(), cuts=st.lists(st.integers(0, 200), max_size=4),
+       earlier=st.sampled_from(EARLIER))
+def test_a_body_comes_whole_and_ends_once_whatever_the_reads(
+        loop: asyncio.AbstractEventLoop, response: tuple[bytes, bytes], cuts: list[int],
+        earlier: bytes) -> None:
+    """Whether the head comes alone in its read (nothing is decoded then unless the
+    body ended with it), with body bytes behind it, or in pieces: the body reaches the
+    sink whole, its end once, and the connection is ready for the next request."""
+    data, body = response
+    for conn in (fresh(loop), recycled(loop, earlier)):
+        send(conn)
+        recorder = BodyRecorder(conn)
+        conn.await_head(recorder)
+        for piece in split(data, cuts):
+            conn.data_received(piece)
+        assert (recorder.body, recorder.ended, recorder.error) == (body, True, None)
+        assert conn.state is State.DONE and conn.recycle()
