@@ -111,11 +111,12 @@ class ConnectionPool:
         origin = self._origins.get(target.origin) or self._origin(target.origin)
         if origin.waiters or origin.woken:
             return None  # they came first
-        conn = self._take_idle(origin)
-        if conn is None:
-            return None
-        self.reused += 1
-        return self._send(origin, conn, target, method, headers, body)
+        while (conn := self._idle.take(origin.name)) is not None:  # (_take_idle's loop)
+            if conn.reusable:
+                self.reused += 1
+                return self._send(origin, conn, target, method, headers, body)
+            conn.close()  # the provider closed it while it was idle
+        return None
 
     def _origin(self, name: str) -> _Origin:
         origin = self._origins.get(name)

@@ -132,7 +132,8 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("_decoder", "_ended", "_error", "_head_listener",
                  "_head_parser", "_keep_alive", "_last_activity", "_loop", "_pending",
                  "_progress_seen", "_response_start", "_sink", "_started", "_timeouts",
-                 "_timer", "_transport", "_wheel", "bytes_received", "idle_since",
+                 "_timer", "_timer_due", "_transport", "_wheel", "bytes_received",
+                 "idle_since",
                  "on_idle_lost", "origin", "requests", "response_head", "state")
 
     def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop,
@@ -144,6 +145,7 @@ class UpstreamConnection(asyncio.Protocol):
         # the loop's wheel: given by the opener that has it at hand, else looked up
         self._wheel = wheel if wheel is not None else wheel_for(loop)
         self._timer: Deadline | None = None
+        self._timer_due = 0.0  # when _timer is due (its when(), read once it is set)
         self.bytes_received = 0
         self.requests = 0
         self.origin = origin  # scheme://authority: the pool's key
@@ -290,7 +292,7 @@ class UpstreamConnection(asyncio.Protocol):
         # The check the last response left pending serves, if due no later than this
         # one must be (a check is never early in effect: it measures what is left and
         # is set again): a pooled connection's request sets and cancels no deadline.
-        if timer is None or timer.when() > now + delay:
+        if timer is None or self._timer_due > now + delay:
             self._schedule_check(delay)
 
     def await_head(self, listener: HeadListener) -> None:
@@ -320,9 +322,10 @@ class UpstreamConnection(asyncio.Protocol):
         """Deliver the body to ``sink`` from now on (bytes that came early first)."""
         self._sink = sink
         self._progress_seen = sink.progress
-        pending, self._pending = self._pending, []
-        for data in pending:
-            sink.on_body(data)
+        if self._pending:  # (a new list only when one was filled)
+            pending, self._pending = self._pending, []
+            for data in pending:
+                sink.on_body(data)
         if self._error is not None:
             sink.on_body_error(self._error)
         elif self._ended:
@@ -498,12 +501,14 @@ class UpstreamConnection(asyncio.Protocol):
         due before any limit of a request), unless it ran or was cancelled already."""
         if self._timer is None and deadline.redirect(self._check_deadlines):
             self._timer = deadline
+            self._timer_due = deadline.when()
         else:
             deadline.cancel()
 
     def _schedule_check(self, delay: float) -> None:
         self._cancel_timer()
-        self._timer = self._wheel.call_later(delay, self._check_deadlines)
+        timer = self._timer = self._wheel.call_later(delay, self._check_deadlines)
+        self._timer_due = timer.when()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
