@@ -296,12 +296,32 @@ def _read_final_head(head: bytes) -> ResponseHead | None:
     return _response_head(event) if type(event) is h11.Response else None
 
 
+# Field names already turned to text, by their bytes as sent: a provider sends the
+# same few dozen names in every head (an API's answer has twenty fields or more), and
+# a look-up costs half of lower() and decode(). Only the text of names h11 accepted;
+# every head is read by h11 all the same.
+_field_names: dict[bytes, str] = {}
+# Several times the names of any provider's heads; a fuller table (a peer that sends
+# ever new names) is emptied rather than let grow.
+_MAX_FIELD_NAMES = 512
+
+
 def _response_head(event: h11.Response) -> ResponseHead:
     # raw_items and lower(), as h11 lowers names: its own iteration costs twice this
-    fields = [(name.lower().decode("latin-1"), value.decode("latin-1"))
+    names = _field_names
+    fields = [(names.get(name) or _field_name(name), value.decode("latin-1"))
               for name, value in event.headers.raw_items()]
     return ResponseHead(event.status_code, dict(fields), event.http_version.decode(),
                         event.reason.decode("latin-1"), fields)
+
+
+def _field_name(raw: bytes) -> str:
+    """``raw``, a field name as sent, as a head's fields name it (lower-case text)."""
+    name = raw.lower().decode("latin-1")
+    if len(_field_names) >= _MAX_FIELD_NAMES:
+        _field_names.clear()
+    _field_names[raw] = name
+    return name
 
 
 # The grammar of a head, to explain a refusal (h11 has accepted every head it reads

@@ -617,3 +617,26 @@ def test_a_first_final_head_is_the_parsers_reading_of_the_same_read(
             assert ours == parsed
     elif parsed.startswith("error") and ours is None:  # refused later, by h11: a head
         assert not isinstance(h11_response(data, []), tuple)  # no read takes
+
+
+def test_field_names_are_read_from_a_bounded_table_as_they_decode() -> None:
+    """A field name's text comes from a table of names already read: the same text as
+    decoding it afresh, whatever its case as sent, and the table never holds more than
+    its bound, however many new names a peer sends."""
+    from sseserver.core import http_client
+
+    def head(names: list[str]) -> bytes:
+        return ("HTTP/1.1 200 OK\r\n" + "".join(f"{name}: v\r\n" for name in names)
+                + "\r\n").encode("latin-1")
+
+    names = ["Content-Type", "content-type", "X-Request-ID", "X-MiXeD"]
+    for _ in range(2):  # read afresh, then from the table
+        read = ResponseHeadParser().feed(head(names))
+        assert read is not None and [name for name, _ in read.fields] == \
+            ["content-type", "content-type", "x-request-id", "x-mixed"]
+    limit = http_client._MAX_FIELD_NAMES
+    for start in range(0, limit * 2, 50):
+        many = [f"x-new-{number}" for number in range(start, start + 50)]
+        read = ResponseHeadParser().feed(head(many))
+        assert read is not None and [name for name, _ in read.fields] == many
+        assert len(http_client._field_names) <= limit
