@@ -164,7 +164,6 @@ class ConnectionPool:
         origin.in_use.discard(conn)
         if conn.recycle():
             self._idle.add(conn, origin.name, conn.idle_since)
-            conn.on_idle_lost = self._forget_idle
             if self._expiry is None:  # else due already, for an older connection
                 self._arm_expiry()
         else:
@@ -232,6 +231,9 @@ class ConnectionPool:
             if origin.waiters:  # (_wake without its call when nobody waits)
                 self._wake(origin)
         self.opened += 1
+        # Told if it breaks while idle (its pool forgets it): set once, here, not at each
+        # release (a bound method made each time); it is called once, as it breaks.
+        conn.on_idle_lost = self._forget_idle
         return conn
 
     @staticmethod
