@@ -9,7 +9,6 @@ import functools
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from urllib.parse import urlsplit
 
 from sseserver.aio.upstream import Timeouts, UpstreamConnection
@@ -65,8 +64,8 @@ async def connect(target: Target, timeouts: Timeouts,
     try:
         # the protocol made by a partial, not a lambda: no Python frame of its own
         _, conn = await loop.create_connection(
-            partial(UpstreamConnection, timeouts, loop, target.origin, wheel), target.host,
-            target.port, ssl=context, server_hostname=target.host if tls else None)
+            functools.partial(UpstreamConnection, timeouts, loop, target.origin, wheel),
+            target.host, target.port, ssl=context, server_hostname=target.host if tls else None)
     except asyncio.CancelledError:
         limit.cancel()
         if limit.expired():

@@ -129,12 +129,11 @@ _CONNECTING, _AWAITING_HEAD, _BODY, _DONE, _IDLE, _FAILED = \
 class UpstreamConnection(asyncio.Protocol):
     # Slots: a token's read touches this object, one of thousands; a dict of its
     # attributes would be more memory to miss in the cache.
-    __slots__ = ("_decoder", "_ended", "_error", "_head_listener",
-                 "_head_parser", "_keep_alive", "_last_activity", "_loop", "_pending",
-                 "_progress_seen", "_response_start", "_sink", "_started", "_timeouts",
-                 "_timer", "_timer_due", "_transport", "_wheel", "bytes_received",
-                 "idle_since",
-                 "on_idle_lost", "origin", "requests", "response_head", "state")
+    __slots__ = ("_decoder", "_ended", "_error", "_head_listener", "_head_parser",
+                 "_keep_alive", "_last_activity", "_loop", "_pending", "_progress_seen",
+                 "_response_start", "_sink", "_started", "_timeouts", "_timer", "_timer_due",
+                 "_transport", "_wheel", "bytes_received", "idle_since", "on_idle_lost",
+                 "origin", "requests", "response_head", "state")
 
     def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop,
                  origin: str = "", wheel: TimerWheel | None = None) -> None:
@@ -197,9 +196,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = self._loop.time()
         # The per-request state made fresh for the next request, as __init__ sets it
         # (send_request sets the request's clocks). A response that ended (DONE) left
-        # no head listener (told at its head), no error (it failed not) and no head
-        # parser (a head read whole in its first read makes none): only the fields it
-        # may have set are set again.
+        # no head listener (told at its head) and no error (a failed one never ends):
+        # only the fields it may have set are set again.
         self.response_head = None
         self._head_parser = None
         self._sink = None
