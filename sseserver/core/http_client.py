@@ -63,17 +63,37 @@ def encode_request(method: str, target: str, host: str,
     beyond ASCII; and for a ``host``, ``content-length`` or ``transfer-encoding``
     header among ``headers`` (those are written here).
     """
+    last = _last_head[0]
+    if headers is last[3] and method == last[0] and target == last[1] and host == last[2]:
+        head = last[4]  # the very headers of the last request: its head
+    else:
+        head = _head_for(method, target, host, headers)
+    return b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body)
+
+
+def _head_for(method: str, target: str, host: str,
+              headers: Sequence[tuple[str, str]]) -> bytes:
+    """:func:`_checked_head`, from the table of heads already built when it is there."""
     key = (method, target, host, *headers)
     try:
         head = _checked_heads.get(key)
     except TypeError:  # a field as a list (one read back from JSON): built each time
-        head = _checked_head(method, target, host, headers)
+        return _checked_head(method, target, host, headers)
     if head is None:
         head = _checked_head(method, target, host, headers)
         if len(_checked_heads) >= _MAX_CACHED_HEADS:
             _checked_heads.clear()
         _checked_heads[key] = head
-    return b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body)
+    if type(headers) is tuple:  # fields as tuples of text: nothing in them can change
+        _last_head[0] = (method, target, host, headers, head)
+    return head
+
+
+# The last request's method, target, host, headers (a tuple, which a provider builds
+# once per settings and gives every request) and head: a request with those very
+# headers takes the head without building its table key (a tuple of every field,
+# hashed field by field) and looking it up.
+_last_head: list[tuple[str, str, str, object, bytes]] = [("", "", "", None, b"")]
 
 
 # Heads already built and checked, up to the content-length line: a gateway sends the
