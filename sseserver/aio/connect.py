@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from sseserver.aio.upstream import Timeouts, UpstreamConnection
-from sseserver.aio.wheel import wheel_for
+from sseserver.aio.wheel import TimerWheel, wheel_for
 from sseserver.errors import UpstreamConnectError, UpstreamTimeout
 
 
@@ -59,11 +59,13 @@ async def connect(target: Target, timeouts: Timeouts,
     context = (ssl_context or ssl.create_default_context()) if tls else None
     # The limit on the loop's wheel, not asyncio.timeout (a loop timer, a context
     # manager's four calls): a deadline that cancels this task, as asyncio.timeout does.
-    limit = _ConnectLimit(loop, timeouts.connect)
+    wheel = wheel_for(loop)
+    limit = _ConnectLimit(loop, wheel, timeouts.connect)
     try:
+        # the protocol made by a partial, not a lambda: no Python frame of its own
         _, conn = await loop.create_connection(
-            lambda: UpstreamConnection(timeouts, loop, target.origin), target.host,
-            target.port, ssl=context, server_hostname=target.host if tls else None)
+            functools.partial(UpstreamConnection, timeouts, loop, target.origin, wheel),
+            target.host, target.port, ssl=context, server_hostname=target.host if tls else None)
     except asyncio.CancelledError:
         limit.cancel()
         if limit.expired():
@@ -88,13 +90,14 @@ class _ConnectLimit:
 
     __slots__ = ("_cancelling", "_deadline", "_fired", "_task")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, wheel: TimerWheel,
+                 delay: float) -> None:
         task = asyncio.current_task(loop)
         assert task is not None, "a connection is opened in a task"
         self._task = task
         self._cancelling = task.cancelling()
         self._fired = False
-        self._deadline = wheel_for(loop).call_later(delay, self._expire)
+        self._deadline = wheel.call_later(delay, self._expire)
 
     def _expire(self) -> None:
         if not self._task.done():

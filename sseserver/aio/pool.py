@@ -98,7 +98,7 @@ class ConnectionPool:
         if conn is not None:
             return conn
         target = parse_url(url)
-        origin = self._origin(target.origin)
+        origin = self._origins.get(target.origin) or self._origin(target.origin)
         return self._send(origin, await self._open(origin, target), target, method, headers,
                           body)
 
@@ -111,11 +111,12 @@ class ConnectionPool:
         origin = self._origins.get(target.origin) or self._origin(target.origin)
         if origin.waiters or origin.woken:
             return None  # they came first
-        conn = self._take_idle(origin)
-        if conn is None:
-            return None
-        self.reused += 1
-        return self._send(origin, conn, target, method, headers, body)
+        while (conn := self._idle.take(origin.name)) is not None:  # (_take_idle's loop)
+            if conn.reusable:
+                self.reused += 1
+                return self._send(origin, conn, target, method, headers, body)
+            conn.close()  # the provider closed it while it was idle
+        return None
 
     def _origin(self, name: str) -> _Origin:
         origin = self._origins.get(name)
@@ -163,12 +164,12 @@ class ConnectionPool:
         origin.in_use.discard(conn)
         if conn.recycle():
             self._idle.add(conn, origin.name, conn.idle_since)
-            conn.on_idle_lost = self._forget_idle
             if self._expiry is None:  # else due already, for an older connection
                 self._arm_expiry()
         else:
             conn.close()
-        self._wake(origin)
+        if origin.waiters:  # (_wake without its call when nobody waits)
+            self._wake(origin)
 
     def discard(self, conn: UpstreamConnection) -> None:
         """Close ``conn`` and free its slot."""
@@ -227,8 +228,12 @@ class ConnectionPool:
             conn = await connect(target, self.timeouts, self.ssl_context if tls else None)
         finally:
             origin.connecting -= 1
-            self._wake(origin)
+            if origin.waiters:  # (_wake without its call when nobody waits)
+                self._wake(origin)
         self.opened += 1
+        # Told if it breaks while idle (its pool forgets it): set once, here, not at each
+        # release (a bound method made each time); it is called once, as it breaks.
+        conn.on_idle_lost = self._forget_idle
         return conn
 
     @staticmethod

@@ -27,10 +27,10 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol, cast
+from dataclasses import dataclass, field
+from typing import Protocol
 
-from sseserver.aio.wheel import Deadline, wheel_for
+from sseserver.aio.wheel import Deadline, TimerWheel, wheel_for
 from sseserver.config import CONNECT_TIMEOUT, FIRST_BYTE_TIMEOUT, IDLE_TIMEOUT, TOTAL_TIMEOUT
 from sseserver.core.chunked import BodyDecoder, UntilCloseDecoder
 from sseserver.core.http_client import (
@@ -38,6 +38,7 @@ from sseserver.core.http_client import (
     ResponseHeadParser,
     body_decoder,
     encode_request,
+    first_final_head,
 )
 from sseserver.errors import RemoteProtocolError, UpstreamClosed, UpstreamError, UpstreamTimeout
 
@@ -54,6 +55,14 @@ class Timeouts:
     first_byte: float = FIRST_BYTE_TIMEOUT
     idle: float = IDLE_TIMEOUT
     total: float = TOTAL_TIMEOUT
+    # A request's first check (UpstreamConnection.send_request), worked out once here,
+    # not for each connection: due by the head's deadline and within a step of the
+    # idle limit both (the head's arrival then needs no check of its own).
+    first_check: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "first_check",
+                           min(self.first_byte, self.idle / IDLE_CHECKS, self.total))
 
 
 class BodySink(Protocol):
@@ -120,30 +129,34 @@ _CONNECTING, _AWAITING_HEAD, _BODY, _DONE, _IDLE, _FAILED = \
 class UpstreamConnection(asyncio.Protocol):
     # Slots: a token's read touches this object, one of thousands; a dict of its
     # attributes would be more memory to miss in the cache.
-    __slots__ = ("_decoder", "_ended", "_error", "_first_check", "_head_listener",
-                 "_head_parser", "_keep_alive", "_last_activity", "_loop", "_pending",
-                 "_progress_seen", "_response_start", "_sink", "_started", "_timeouts",
-                 "_timer", "_transport", "_wheel", "bytes_received", "idle_since",
-                 "on_idle_lost", "origin", "requests", "response_head", "state")
+    __slots__ = ("_decoder", "_ended", "_error", "_head_listener", "_head_parser",
+                 "_keep_alive", "_last_activity", "_loop", "_pending", "_progress_seen",
+                 "_response_start", "_sink", "_started", "_timeouts", "_timer", "_timer_due",
+                 "_transport", "_wheel", "bytes_received", "idle_since", "on_idle_lost",
+                 "origin", "requests", "response_head", "state")
 
     def __init__(self, timeouts: Timeouts, loop: asyncio.AbstractEventLoop,
-                 origin: str = "") -> None:
+                 origin: str = "", wheel: TimerWheel | None = None) -> None:
         self._loop = loop
         self._timeouts = timeouts
         self._transport: asyncio.Transport | None = None
         self.state = _CONNECTING
-        self._wheel = wheel_for(loop)
+        # the loop's wheel: given by the opener that has it at hand, else looked up
+        self._wheel = wheel if wheel is not None else wheel_for(loop)
         self._timer: Deadline | None = None
+        self._timer_due = 0.0  # when _timer is due (its when(), read once it is set)
         self.bytes_received = 0
         self.requests = 0
         self.origin = origin  # scheme://authority: the pool's key
         self.idle_since = 0.0
         # Called with this connection if it breaks while idle (its pool forgets it).
         self.on_idle_lost: Callable[[UpstreamConnection], None] | None = None
-        # The per-request state as :meth:`_reset` leaves it, set here once.
+        # The per-request state, as recycle() sets it again for each next request.
         self._head_listener: HeadListener | None = None
         self.response_head: ResponseHead | None = None
-        self._head_parser = ResponseHeadParser()
+        # Made only for a head that does not come whole in the response's first read
+        # (a head nearly always does: see _read_head).
+        self._head_parser: ResponseHeadParser | None = None
         self._sink: BodySink | None = None
         self._pending: list[bytes] = []
         self._ended = False
@@ -154,25 +167,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._started = self._last_activity = 0.0
         self._response_start = 0
         self._progress_seen = 0
-        # A request's first check: due by the head's deadline and within a step of the
-        # idle limit both (the head's arrival then needs no check of its own).
-        self._first_check = min(timeouts.first_byte, self._idle_step(), timeouts.total)
-
-    def _reset(self) -> None:
-        """Per-request state, fresh for each request on this connection (as
-        :meth:`__init__` sets it; :meth:`send_request` sets the request's clocks)."""
-        # No future: the head's reader is told in the same callback that read it, with
-        # no loop pass between (a future's callback would wait for the next one).
-        self._head_listener = None
-        self.response_head = None  # once read
-        self._head_parser = ResponseHeadParser()
-        self._sink = None
-        self._pending = []  # body bytes that arrived before stream()
-        self._ended = False
-        self._error = None
-        self._decoder = None
-        self._keep_alive = False
-        self._progress_seen = 0  # the sink's progress at the last check
 
     def __repr__(self) -> str:
         return (f"<UpstreamConnection {self.origin} state={self.state.value} "
@@ -200,14 +194,27 @@ class UpstreamConnection(asyncio.Protocol):
             return False
         self.state = _IDLE
         self.idle_since = self._loop.time()
-        self._reset()
+        # The per-request state made fresh for the next request, as __init__ sets it
+        # (send_request sets the request's clocks). A response that ended (DONE) left
+        # no head listener (told at its head) and no error (a failed one never ends):
+        # only the fields it may have set are set again.
+        self.response_head = None
+        self._head_parser = None
+        self._sink = None
+        if self._pending:  # body bytes that came before stream(): none once it came
+            self._pending = []
+        self._ended = False
+        self._decoder = None
+        self._keep_alive = False
+        self._progress_seen = 0
         transport = self._transport  # reusable, idle as it now is
         return transport is not None and not transport.is_closing()
 
     # -- asyncio callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        # uvloop's is no subclass of asyncio.Transport: taken as one without cast's call
+        self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self.bytes_received += len(data)
@@ -240,7 +247,7 @@ class UpstreamConnection(asyncio.Protocol):
             return False
         if self._decoder is not None:
             self._on_body_closed()
-        elif self._head_parser.buffered:
+        elif self._head_parser is not None and self._head_parser.buffered:
             self._fail(UpstreamClosed("provider closed the connection in the response head"))
         else:
             self._fail(UpstreamClosed("provider closed the connection"))
@@ -278,12 +285,12 @@ class UpstreamConnection(asyncio.Protocol):
         # was reset when it went idle, maybe long before
         now = self._started = self._last_activity = self._loop.time()
         self._response_start = self.bytes_received
-        delay = self._first_check
+        delay = self._timeouts.first_check
         timer = self._timer
         # The check the last response left pending serves, if due no later than this
         # one must be (a check is never early in effect: it measures what is left and
         # is set again): a pooled connection's request sets and cancels no deadline.
-        if timer is None or timer.when() > now + delay:
+        if timer is None or self._timer_due > now + delay:
             self._schedule_check(delay)
 
     def await_head(self, listener: HeadListener) -> None:
@@ -313,9 +320,10 @@ class UpstreamConnection(asyncio.Protocol):
         """Deliver the body to ``sink`` from now on (bytes that came early first)."""
         self._sink = sink
         self._progress_seen = sink.progress
-        pending, self._pending = self._pending, []
-        for data in pending:
-            sink.on_body(data)
+        if self._pending:  # (a new list only when one was filled)
+            pending, self._pending = self._pending, []
+            for data in pending:
+                sink.on_body(data)
         if self._error is not None:
             sink.on_body_error(self._error)
         elif self._ended:
@@ -374,20 +382,31 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _read_head(self, data: bytes) -> None:
         """Interim 1xx heads are dropped; body bytes that came with the head go to the
-        body decoder."""
+        body decoder. A final head whole in the response's first read, as nearly every
+        one comes, is read without a parser (first_final_head, the parser's own first
+        step); a parser takes any other from that read on, and reads it again."""
         parser = self._head_parser
         try:
-            head = parser.feed(data)
+            if parser is None and (first := first_final_head(data)) is not None:
+                head, rest = first
+            else:
+                if parser is None:
+                    parser = self._head_parser = ResponseHeadParser()
+                found = parser.feed(data)
+                if found is None:
+                    return
+                head, rest = found, parser.rest
         except RemoteProtocolError as exc:
             self._fail(UpstreamClosed(f"provider sent invalid HTTP: {exc}"
                                       f"{self._where(exc, data)}", retryable=True))
             return
-        if head is not None:
-            decoder = self._on_head(head)
-            # even with nothing after the head: an empty body (204, Content-Length: 0)
-            # ends right here; unless the head's listener closed the connection
-            if self.state is _BODY:
-                self._decode(decoder, parser.rest)
+        decoder = self._on_head(head)
+        # even with nothing after the head: an empty body (204, Content-Length: 0)
+        # ends right here; unless the head's listener closed the connection. A head
+        # alone in its read, as a stream's mostly is, into a body not ended: nothing
+        # to decode (a fresh decoder fed nothing gives nothing and stays as it is).
+        if self.state is _BODY and (rest or decoder.done):
+            self._decode(decoder, rest)
 
     def _decode(self, decoder: BodyDecoder, data: bytes) -> None:
         try:
@@ -434,11 +453,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.state = _BODY
         self._last_activity = self._loop.time()  # the idle limit starts here
         decoder = self._decoder = body_decoder(head)
-        self._keep_alive = head.http_version == "1.1" and \
-            not isinstance(self._decoder, UntilCloseDecoder) and \
-            not ("connection" in head.headers and  # every line, if any: "close" in one
-                 any(name == "connection" and "close" in value.lower()
-                     for name, value in head.fields))
+        keep_alive = head.http_version == "1.1" and type(decoder) is not UntilCloseDecoder
+        if keep_alive and "connection" in head.headers:
+            # every line: "close" in any one (a loop, not any() over a generator that
+            # yields once a field)
+            for name, value in head.fields:
+                if name == "connection" and "close" in value.lower():
+                    keep_alive = False
+                    break
+        self._keep_alive = keep_alive
         self.response_head = head
         listener, self._head_listener = self._head_listener, None
         if listener is not None:
@@ -476,12 +499,14 @@ class UpstreamConnection(asyncio.Protocol):
         due before any limit of a request), unless it ran or was cancelled already."""
         if self._timer is None and deadline.redirect(self._check_deadlines):
             self._timer = deadline
+            self._timer_due = deadline.when()
         else:
             deadline.cancel()
 
     def _schedule_check(self, delay: float) -> None:
         self._cancel_timer()
-        self._timer = self._wheel.call_later(delay, self._check_deadlines)
+        timer = self._timer = self._wheel.call_later(delay, self._check_deadlines)
+        self._timer_due = timer.when()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -34,7 +34,7 @@ from sseserver.core.http_fields import (
 from sseserver.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["MAX_HEAD_SIZE", "ResponseHead", "ResponseHeadParser", "body_decoder",
-           "encode_request"]
+           "encode_request", "first_final_head"]
 
 # -- requests ------------------------------------------------------------------------
 
@@ -63,17 +63,37 @@ def encode_request(method: str, target: str, host: str,
     beyond ASCII; and for a ``host``, ``content-length`` or ``transfer-encoding``
     header among ``headers`` (those are written here).
     """
+    last = _last_head[0]
+    if headers is last[3] and method == last[0] and target == last[1] and host == last[2]:
+        head = last[4]  # the very headers of the last request: its head
+    else:
+        head = _head_for(method, target, host, headers)
+    return b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body)
+
+
+def _head_for(method: str, target: str, host: str,
+              headers: Sequence[tuple[str, str]]) -> bytes:
+    """:func:`_checked_head`, from the table of heads already built when it is there."""
     key = (method, target, host, *headers)
     try:
         head = _checked_heads.get(key)
     except TypeError:  # a field as a list (one read back from JSON): built each time
-        head = _checked_head(method, target, host, headers)
+        return _checked_head(method, target, host, headers)
     if head is None:
         head = _checked_head(method, target, host, headers)
         if len(_checked_heads) >= _MAX_CACHED_HEADS:
             _checked_heads.clear()
         _checked_heads[key] = head
-    return b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body)
+    if type(headers) is tuple:  # fields as tuples of text: nothing in them can change
+        _last_head[0] = (method, target, host, headers, head)
+    return head
+
+
+# The last request's method, target, host, headers (a tuple, which a provider builds
+# once per settings and gives every request) and head: a request with those very
+# headers takes the head without building its table key (a tuple of every field,
+# hashed field by field) and looking it up.
+_last_head: list[tuple[str, str, str, object, bytes]] = [("", "", "", None, b"")]
 
 
 # Heads already built and checked, up to the content-length line: a gateway sends the
@@ -194,12 +214,10 @@ class ResponseHeadParser:
         if self._reader is None and not self._buffer:
             # A whole final head in the first read, as nearly every one comes: the
             # loop's steps below without their calls; anything else goes through them.
-            end = find_head_end(data, self._searched, self._max_size)
-            if end > 0:
-                final = _read_final_head(data[:end])
-                if final is not None:
-                    self.head, self.rest = final, data[end:]
-                    return final
+            first = first_final_head(data, self._max_size)
+            if first is not None:
+                self.head, self.rest = first
+                return first[0]
         # where the buffer starts, counted from the start of data (interim heads move it)
         start = -len(self._buffer)
         buffer = self._buffer + data if self._buffer else data
@@ -259,6 +277,26 @@ class ResponseHeadParser:
         return _response_head(event)
 
 
+def first_final_head(data: bytes, max_size: int = MAX_HEAD_SIZE
+                     ) -> tuple[ResponseHead, bytes] | None:
+    """The final head that ``data``, a response's first read, holds whole, and the bytes
+    after it (the start of the body); None for anything else (a head not ended yet, an
+    interim head, a refused one), which :class:`ResponseHeadParser` fed the same
+    ``data`` decides. As nearly every head comes so, a caller may try this first and
+    make a parser only when it gives None: the head is then read as the parser reads
+    it (its own first step is this).
+
+    Raises :class:`RemoteProtocolError` as :meth:`ResponseHeadParser.feed` does for a
+    read no head begins or a head longer than ``max_size``.
+    """
+    end = find_head_end(data, 0, max_size)
+    if end > 0:
+        final = _read_final_head(data[:end])
+        if final is not None:
+            return final, data[end:]
+    return None
+
+
 def _read_final_head(head: bytes) -> ResponseHead | None:
     """``head`` read by an h11 client told of no request, if h11 takes it as a final
     response; None for anything else (an interim head, a refused one), which
@@ -278,12 +316,32 @@ def _read_final_head(head: bytes) -> ResponseHead | None:
     return _response_head(event) if type(event) is h11.Response else None
 
 
+# Field names already turned to text, by their bytes as sent: a provider sends the
+# same few dozen names in every head (an API's answer has twenty fields or more), and
+# a look-up costs half of lower() and decode(). Only the text of names h11 accepted;
+# every head is read by h11 all the same.
+_field_names: dict[bytes, str] = {}
+# Several times the names of any provider's heads; a fuller table (a peer that sends
+# ever new names) is emptied rather than let grow.
+_MAX_FIELD_NAMES = 512
+
+
 def _response_head(event: h11.Response) -> ResponseHead:
     # raw_items and lower(), as h11 lowers names: its own iteration costs twice this
-    fields = [(name.lower().decode("latin-1"), value.decode("latin-1"))
+    names = _field_names
+    fields = [(names.get(name) or _field_name(name), value.decode("latin-1"))
               for name, value in event.headers.raw_items()]
     return ResponseHead(event.status_code, dict(fields), event.http_version.decode(),
                         event.reason.decode("latin-1"), fields)
+
+
+def _field_name(raw: bytes) -> str:
+    """``raw``, a field name as sent, as a head's fields name it (lower-case text)."""
+    name = raw.lower().decode("latin-1")
+    if len(_field_names) >= _MAX_FIELD_NAMES:
+        _field_names.clear()
+    _field_names[raw] = name
+    return name
 
 
 # The grammar of a head, to explain a refusal (h11 has accepted every head it reads

@@ -88,7 +88,10 @@ class IdleSet(Generic[Conn]):
     def add(self, conn: Conn, origin: str, now: float) -> None:
         """``conn`` of ``origin`` went idle at ``now``."""
         self._deadlines[conn] = (now + self.timeout, origin)
-        self._by_origin.setdefault(origin, {})[conn] = None
+        conns = self._by_origin.get(origin)
+        if conns is None:  # (not setdefault: it would make a dict each time)
+            conns = self._by_origin[origin] = {}
+        conns[conn] = None
 
     def take(self, origin: str) -> Conn | None:
         """The most recently idle connection of ``origin`` (the one likeliest still

@@ -93,7 +93,7 @@ async def _limited(delay: float, waited: asyncio.Future[None], wheel_limit: bool
     assert task is not None
     try:
         if wheel_limit:
-            limit = _ConnectLimit(loop, delay)
+            limit = _ConnectLimit(loop, wheel_for(loop), delay)
             if cancelled_as_it_expires:
                 loop.call_soon(lambda: (limit._expire(), task.cancel()))
             try:

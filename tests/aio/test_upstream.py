@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import cast
@@ -12,7 +13,7 @@ from typing import cast
 import pytest
 
 from sseserver.aio.connect import open_upstream
-from sseserver.aio.upstream import State, Timeouts, UpstreamConnection
+from sseserver.aio.upstream import IDLE_CHECKS, State, Timeouts, UpstreamConnection
 from sseserver.aio.wheel import wheel_for
 from sseserver.core.http_client import ResponseHead
 from sseserver.errors import (
@@ -689,3 +690,14 @@ def test_a_pooled_connections_next_request_keeps_its_head_deadline(idle_for: flo
         assert len(wheel_for(loop)) == 0  # a failed connection holds no deadline
 
     run(script, test)
+
+
+def test_a_requests_first_check_is_worked_out_once_a_timeouts() -> None:
+    """Due by the head's deadline and within a step of the idle limit both, as each
+    connection worked it out before; not a field a caller gives, shows or compares."""
+    for timeouts in (Timeouts(), Timeouts(first_byte=5.0), Timeouts(idle=8.0),
+                     Timeouts(total=1.0), Timeouts(0.5, 0.25, 0.5, 0.75)):
+        assert timeouts.first_check == min(timeouts.first_byte,
+                                           timeouts.idle / IDLE_CHECKS, timeouts.total)
+    assert dataclasses.replace(Timeouts(), first_byte=2.0).first_check == 2.0
+    assert Timeouts() == Timeouts() and "first_check" not in repr(Timeouts())

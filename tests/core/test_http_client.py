@@ -13,6 +13,7 @@ from sseserver.core.http_client import (
     ResponseHead,
     ResponseHeadParser,
     encode_request,
+    first_final_head,
 )
 from sseserver.errors import LocalProtocolError, RemoteProtocolError
 
@@ -86,6 +87,35 @@ def test_a_valid_request_is_byte_for_byte_what_h11_sends(
          *[(name.lower().encode(), value.encode()) for name, value in headers],
          (b"content-length", str(len(body)).encode())],
         body)
+
+
+@settings(max_examples=150, deadline=None)
+@given(heads=st.lists(st.tuples(tokens, targets, request_values()), min_size=1, max_size=3),
+       fields=st.lists(st.lists(st.tuples(names, request_values()), max_size=4).map(tuple),
+                       min_size=1, max_size=3),
+       order=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.booleans()),
+                      min_size=1, max_size=12))
+def test_requests_with_the_same_headers_object_are_each_what_h11_sends(
+        heads: list[tuple[str, str, str]], fields: list[Headers],
+        order: list[tuple[int, int, bool]]) -> None:
+    """A request with the very headers tuple of the one before takes that one's head
+    (no table key built): whatever the requests in between, each is what h11 sends
+    for it, and what the general path (the same fields in a list) makes."""
+    for head_at, fields_at, as_list in order:
+        method, target, host = heads[head_at % len(heads)]
+        headers = fields[fields_at % len(fields)]
+        sent = list(headers) if as_list else headers
+        ours = encode_request(method, target, host, sent, b"{}")
+        assert ours == h11_request(method, target, host, list(headers), b"{}")
+        assert ours == encode_request(method, target, host, list(headers), b"{}")
+
+
+def test_a_tuple_with_a_field_as_a_list_is_built_each_time() -> None:
+    fields = (("x-a", "1"), ["x-b", "2"])
+    for value in ("2", "3"):
+        fields[1][1] = value  # type: ignore[index]
+        assert encode_request("POST", "/", "h", fields, b"").endswith(  # type: ignore[arg-type]
+            f"x-b: {value}\r\ncontent-length: 0\r\n\r\n".encode())
 
 
 # Legal characters with the ones h11 refuses somewhere mixed in.
@@ -560,3 +590,82 @@ def test_a_head_read_before_any_request_is_read_as_after_one(
         assert ours == reference, data
     else:
         assert ours == "not taken", data
+
+
+
+def first_read_verdicts(data: bytes) -> tuple[Verdict | None, Verdict, int]:
+    """first_final_head's reading of ``data`` (None: not taken), a parser's reading of
+    it fed in one read, and the interim heads the parser skipped. A refusal is its
+    message and offset."""
+    try:
+        first = first_final_head(data)
+    except RemoteProtocolError as exc:
+        ours: Verdict | None = f"error: {exc} at {exc.offset}"
+    else:
+        ours = None if first is None else (
+            first[0].status, first[0].http_version, first[0].reason, first[0].fields,
+            first[1])
+    parser = ResponseHeadParser()
+    try:
+        head = parser.feed(data)
+    except RemoteProtocolError as exc:
+        return ours, f"error: {exc} at {exc.offset}", parser.interim
+    parsed: Verdict = "incomplete" if head is None else (
+        head.status, head.http_version, head.reason, head.fields, parser.rest)
+    return ours, parsed, parser.interim
+
+
+@settings(max_examples=500, deadline=None)
+@given(interim=st.lists(response_heads(interim_status), max_size=1),
+       final=response_heads(st.one_of(final_status, st.sampled_from([101, 0, 99]))),
+       body=st.binary(max_size=20),
+       mutations=st.lists(st.tuples(st.integers(0, 300), st.sampled_from(MUTATIONS),
+                                    st.integers(0, 2)), max_size=2),
+       cut=st.one_of(st.none(), st.integers(1, 300)))
+def test_a_first_final_head_is_the_parsers_reading_of_the_same_read(
+        interim: list[str], final: str, body: bytes,
+        mutations: list[tuple[int, bytes, int]], cut: int | None) -> None:
+    """What first_final_head takes from a response's first read (the upstream
+    connection's way to a head without a parser) is what a parser fed that read gives:
+    the same head and bytes after it, or the same refusal in the same words; and it
+    leaves to the parser only what is no final head whole at the read's start (an
+    interim head first, a head not ended, one h11 refuses)."""
+    data = "".join([*interim, final]).encode("latin-1") + body
+    for position, insert, remove in mutations:
+        at = min(position, len(data))
+        data = data[:at] + insert + data[at + remove:]
+    data = data[:cut]  # a first read that may end anywhere, in the head too
+    if not data:
+        return  # a read is never empty (b"" is the end of the connection)
+    ours, parsed, skipped = first_read_verdicts(data)
+    if ours is not None:
+        assert ours == parsed
+    if isinstance(parsed, tuple):
+        assert parsed[:4] == h11_response(data, [])[:4]  # type: ignore[index]
+        if not skipped:  # the final head came first, whole: taken without a parser
+            assert ours == parsed
+    elif parsed.startswith("error") and ours is None:  # refused later, by h11: a head
+        assert not isinstance(h11_response(data, []), tuple)  # no read takes
+
+
+def test_field_names_are_read_from_a_bounded_table_as_they_decode() -> None:
+    """A field name's text comes from a table of names already read: the same text as
+    decoding it afresh, whatever its case as sent, and the table never holds more than
+    its bound, however many new names a peer sends."""
+    from sseserver.core import http_client
+
+    def head(names: list[str]) -> bytes:
+        return ("HTTP/1.1 200 OK\r\n" + "".join(f"{name}: v\r\n" for name in names)
+                + "\r\n").encode("latin-1")
+
+    names = ["Content-Type", "content-type", "X-Request-ID", "X-MiXeD"]
+    for _ in range(2):  # read afresh, then from the table
+        read = ResponseHeadParser().feed(head(names))
+        assert read is not None and [name for name, _ in read.fields] == \
+            ["content-type", "content-type", "x-request-id", "x-mixed"]
+    limit = http_client._MAX_FIELD_NAMES
+    for start in range(0, limit * 2, 50):
+        many = [f"x-new-{number}" for number in range(start, start + 50)]
+        read = ResponseHeadParser().feed(head(many))
+        assert read is not None and [name for name, _ in read.fields] == many
+        assert len(http_client._field_names) <= limit
