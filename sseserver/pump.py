@@ -247,14 +247,29 @@ class Pump:
                     self.commit(frames)
                     frames.append(self._formatter.text(result))
                     self.events += 1
-            elif (lines := self._reader.feed_data_lines(data)) is not None:
+        except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
+            self._fault(exc, data, frames)
+            return
+        if line is None:  # several events, or an event cut across reads
+            self._read_events(data, frames, lane)
+        elif adapter.finished:
+            self._finished_with(frames)
+        elif frames:
+            self._output.write(frames)
+
+    def _read_events(self, data: bytes, frames: list[bytes], lane: _Lane | None) -> None:
+        """A read of several whole events (a burst), or any other the shortcuts leave
+        (an event cut across reads, a named event), its frames after ``frames`` (a
+        burst's lane tokens, if any); then one write, or the end's."""
+        try:
+            if (lines := self._reader.feed_data_lines(data)) is not None:
                 self._burst(lines, frames, lane)
             else:
                 self._general(data, frames)
         except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
             self._fault(exc, data, frames)
             return
-        if adapter.finished:
+        if self._adapter.finished:
             self._finished_with(frames)
         elif frames:
             self._output.write(frames)
@@ -297,31 +312,15 @@ class Pump:
             return False
         self.events += count
         frames = self._lane_frames(lane[4], lane[5], texts)
-        if taken < len(data):
-            self._read_after_lane(data[taken:], frames)
+        if taken < len(data):  # the rest as any burst, read after these tokens
+            self._lane = None  # (the burst's reading opens it again if it can)
+            self._read_events(data[taken:], frames, None)
             return True
         try:
             self._output.write(frames)
         except Exception as exc:  # as the general path's write
             self._fault(exc, data, [])
         return True
-
-    def _read_after_lane(self, rest: bytes, frames: list[bytes]) -> None:
-        """The rest of a burst after its lane's tokens (whose ``frames`` lead), read as
-        a burst is, or by the general path; then one write, or the end's."""
-        self._lane = None  # (the burst's reading opens it again if it can)
-        try:
-            if (lines := self._reader.feed_data_lines(rest)) is not None:
-                self._burst(lines, frames, None)
-            else:
-                self._general(rest, frames)
-        except Exception as exc:  # whatever the provider sent: this stream ends, cleanly
-            self._fault(exc, rest, frames)
-            return
-        if self._adapter.finished:
-            self._finished_with(frames)
-        else:
-            self._output.write(frames)
 
     def _open_lane(self) -> None:
         """Open the text lane if the reader, the adapter and the formatter allow it
