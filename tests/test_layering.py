@@ -31,6 +31,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("compat",),  # the compatible APIs' requests and shapes (formats, no providers)
     ("providers",),  # per provider: request, adapter, errors (compat's translations)
     ("routing",),  # a request to its provider targets
+    ("lane",),  # sans-IO: the pump's text lane, read by its reader's, adapter's and
+    # formatter's promises
     ("pump", "retry"),  # sans-IO: a body to frames; an attempt's outcome to the next step
     ("aio", "fake"),  # the asyncio layer, the fake provider
     ("output",),  # where a relay's frames go: one connection, or a collected answer
@@ -61,6 +63,7 @@ NEVER_IMPORTS: dict[str, tuple[str, ...]] = {
     "compat": ("asyncio", "socket"),
     "providers": ("asyncio", "socket", "time"),
     "routing": ("asyncio", "socket", "time"),
+    "lane": ("asyncio", "socket", "time"),
     "pump": ("asyncio", "socket", "time"),
     "retry": ("asyncio", "socket", "time"),
 }
