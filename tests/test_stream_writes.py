@@ -30,13 +30,14 @@ def loop() -> Iterator[VirtualClockLoop]:
 ROLE = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
 
 
-def relay_over_socket(loop: VirtualClockLoop, script: Script
+def relay_over_socket(loop: VirtualClockLoop, script: Script, http11: bool = True,
+                      head_only: bool = False
                       ) -> tuple[Relay, RecordingTransport, list[Relay]]:
     transport = RecordingTransport()
     conn = HTTPConnection(lambda request, c: None, LimitsSettings(header_timeout=0),
                           lambda c, status, message: None, loop)
     conn._transport = transport  # type: ignore[assignment]
-    conn._http11, conn._head_only, conn._keep_alive = True, False, False
+    conn._http11, conn._head_only, conn._keep_alive = http11, head_only, False
     ended: list[Relay] = []
 
     async def begin() -> Relay:
@@ -117,3 +118,19 @@ def test_a_body_read_piece_by_piece_keeps_one_write_a_read(
     assert transport.writes[-1] == b"14\r\nid: 5\ndata: [DONE]\n\n\r\n0\r\n\r\n"
 
 
+
+
+def test_an_http10_client_and_a_head_get_the_same_one_write(loop: VirtualClockLoop) -> None:
+    """HTTP/1.0 gets the raw body (no chunks) with its head in one write; a HEAD gets
+    the head alone, once."""
+    chunks = [ROLE + token("a") + token("b") + DONE]
+    _, raw, _ = relay_over_socket(loop, Script(chunks=chunks, with_head=1), http11=False)
+    (write,) = raw.writes
+    head, _, body = write.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"transfer-encoding" not in head
+    assert body.startswith(b"retry: 3000\nid: 1\nevent: metadata\n")
+    assert body.endswith(b'data: {"content":"b"}\n\nid: 4\ndata: [DONE]\n\n')
+    _, head_only, _ = relay_over_socket(loop, Script(chunks=chunks, with_head=1),
+                                        head_only=True)
+    (head_write,) = head_only.writes
+    assert head_write.startswith(b"HTTP/1.1 200 OK") and head_write.endswith(b"\r\n\r\n")
