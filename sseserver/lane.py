@@ -107,7 +107,7 @@ class LaneReading:
                 break
             if type(content) is not str or not content:
                 break
-            if len(text) != len(content) + 2:  # (as a token alone, above)
+            if len(text) != len(content) + 2:  # (as Pump.on_body reads a token alone)
                 if 13 in text:
                     break
                 text = _dumps(content)
@@ -145,10 +145,10 @@ class LaneReading:
                 self._lane_tries -= 1
             return
         (head, tail), template = promised
-        prefix = framing[0] + head.encode()
-        suffix = tail.encode() + framing[1]
-        self._lane = (prefix, suffix, len(prefix), -len(suffix), *template)
         head_bytes, tail_bytes = head.encode(), tail.encode()
+        prefix = framing[0] + head_bytes
+        suffix = tail_bytes + framing[1]
+        self._lane = (prefix, suffix, len(prefix), -len(suffix), *template)
         self._lane_burst_cut = (framing[1] + framing[0], len(framing[0]), -len(framing[1]),
                                 head_bytes, tail_bytes, len(head_bytes), -len(tail_bytes))
 
@@ -170,9 +170,9 @@ class LaneReading:
     def _burst(self, lines: list[str], frames: list[bytes], lane: _Lane | None) -> None:
         """Several whole "data:" events in one read (a fast model, a stream catching
         up, a stream's last read): one write for them all. Once the stream commits,
-        its text chunks are read as the lane reads them (the adapter's shape, the
-        formatter's template, asked once a read), any other event by the adapter's
-        and formatter's calls."""
+        its runs of text chunks are read as the lane reads them (the adapter's shape
+        and the formatter's template, asked after a text the adapter read, a few times
+        a read), any other event by the adapter's and formatter's calls."""
         adapter = self._adapter
         feed, text, append = adapter.feed_message, self._formatter.text, frames.append
         texts = 0  # frames of text deltas made here, counted once at the end
