@@ -115,25 +115,27 @@ class DirectOutput:
         self._conn.on_lost = None
 
     def open(self, stream_id: str, content_type: str, preamble: bytes) -> None:
-        # with the head, not with the first event: a client cut before its first token
-        # has been told when to come back (one write sends both)
-        self._writer = self._conn.start_spliced_stream(
-            200, fixed_stream_head(content_type), ("x-stream-id", stream_id),
-            self._extra_headers, preamble)
-        self.write_frame = self._writer.write  # a token's frame: one call, one chunk
+        self._start(stream_id, content_type, preamble, held=False)
 
     def open_with(self, stream_id: str, content_type: str, preamble: bytes,
                   first_read: Callable[[], bool]) -> None:
-        writer = self._writer = self._conn.start_spliced_stream(
-            200, fixed_stream_head(content_type), ("x-stream-id", stream_id),
-            self._extra_headers, preamble, held=True)
-        self.write_frame = writer.write
+        writer = self._start(stream_id, content_type, preamble, held=True)
         finished = False
         try:
             finished = first_read()
         finally:
             if not finished:  # (else finish() releases it, with the end)
                 writer.release()
+
+    def _start(self, stream_id: str, content_type: str, preamble: bytes, held: bool
+               ) -> StreamWriter:
+        # with the head, not with the first event: a client cut before its first token
+        # has been told when to come back (one write sends both)
+        writer = self._writer = self._conn.start_spliced_stream(
+            200, fixed_stream_head(content_type), ("x-stream-id", stream_id),
+            self._extra_headers, preamble, held=held)
+        self.write_frame = writer.write  # a token's frame: one call, one chunk
+        return writer
 
     def write(self, frames: list[bytes]) -> None:
         if self._writer is not None:
